@@ -1,0 +1,138 @@
+"""Names shared by the API, the operator and the trainer: one place, no free-text status strings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+GROUP = "align.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "AlignmentJob"
+PLURAL = "alignmentjobs"
+SINGULAR = "alignmentjob"
+SHORT_NAME = "aj"
+CATEGORY = "align"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+METRICS_PREFIX = "align_"
+
+
+class Algorithm(StrEnum):
+    SFT = "sft"
+    REWARD = "reward"
+    DPO = "dpo"
+    KTO = "kto"
+    CPO = "cpo"
+    SIMPO = "simpo"
+    ORPO = "orpo"
+    PPO = "ppo"
+    GRPO = "grpo"
+    RLOO = "rloo"
+    ONLINE_DPO = "online-dpo"
+    REFT = "reft"
+    RLAIF = "rlaif"
+    TPO = "tpo"
+
+
+#: Offline algorithms that learn from preference pairs (or unpaired labels for KTO).
+PREFERENCE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO})
+#: Algorithms that need a frozen reference policy.
+REFERENCE_ALGORITHMS = frozenset(
+    {Algorithm.DPO, Algorithm.KTO, Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO,
+     Algorithm.REFT, Algorithm.RLAIF, Algorithm.TPO}
+)
+#: Online algorithms: the policy generates and something scores it.
+ONLINE_ALGORITHMS = frozenset(
+    {Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO, Algorithm.REFT, Algorithm.RLAIF,
+     Algorithm.TPO}
+)
+#: Algorithms whose beta is the DPO-family inverse temperature (must be > 0).
+BETA_ALGORITHMS = frozenset(
+    {Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO, Algorithm.ONLINE_DPO,
+     Algorithm.TPO}
+)
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    WAITING = "Waiting"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+
+
+class ConditionType(StrEnum):
+    """KEP-1623 condition types of an AlignmentJob."""
+
+    CREATED = "Created"
+    WAITING = "Waiting"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    EVALUATED = "Evaluated"
+
+
+class Reason(StrEnum):
+    """Machine-readable reasons for conditions, events and lastError."""
+
+    INVALID_SPEC = "InvalidSpec"
+    JOB_CREATED = "JobCreated"
+    UPSTREAM_PENDING = "UpstreamPending"
+    UPSTREAM_FAILED = "UpstreamFailed"
+    QUEUED_BY_KUEUE = "QueuedByKueue"
+    SUSPENDED_BY_USER = "SuspendedByUser"
+    RESUMED = "Resumed"
+    PODS_RUNNING = "PodsRunning"
+    TRAINING_SUCCEEDED = "TrainingSucceeded"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    UNSCHEDULABLE = "Unschedulable"
+    OOM_KILLED = "OOMKilled"
+    DIVERGED = "Diverged"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    POD_FAILURE_POLICY = "PodFailurePolicy"
+    DATA_ERROR = "DataError"
+    CONFIG_ERROR = "ConfigError"
+    TRAINER_ERROR = "TrainerError"
+    EVALUATION_GATE_FAILED = "EvaluationGateFailed"
+    EVALUATION_PASSED = "EvaluationPassed"
+    JOB_DELETED = "JobDeleted"
+
+
+class ExitCode:
+    """Trainer exit codes. Codes 10-19 are permanent: the Job's podFailurePolicy fails fast on them."""
+
+    OK = 0
+    TRANSIENT = 1
+    CONFIG_ERROR = 10
+    DATA_ERROR = 11
+    DIVERGED = 12
+    EVALUATION_GATE_FAILED = 13
+    UPSTREAM_ERROR = 14
+
+    PERMANENT = (CONFIG_ERROR, DATA_ERROR, DIVERGED, EVALUATION_GATE_FAILED, UPSTREAM_ERROR)
+    REASONS = {
+        CONFIG_ERROR: Reason.CONFIG_ERROR,
+        DATA_ERROR: Reason.DATA_ERROR,
+        DIVERGED: Reason.DIVERGED,
+        EVALUATION_GATE_FAILED: Reason.EVALUATION_GATE_FAILED,
+        UPSTREAM_ERROR: Reason.UPSTREAM_FAILED,
+    }
+
+
+#: Where the operator mounts the rendered manifest inside trainer pods.
+CONFIG_MOUNT_PATH = "/etc/align"
+CONFIG_FILE_NAME = "job.yaml"
+DEFAULT_METRICS_PORT = 9400
+#: Environment variables the operator sets from Secret references; the trainer reads only these.
+ENV_HF_TOKEN = "HF_TOKEN"
+ENV_AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+ENV_AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+ENV_S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
+ENV_JUDGE_API_KEY = "ALIGN_JUDGE_API_KEY"

@@ -1,0 +1,116 @@
+"""spec.hyperparameters: one object, validated against the algorithm it is used with.
+
+Every field says which algorithms use it; setting a field the chosen algorithm does not use is an error
+(it would otherwise be silently ignored).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .common import SpecModel
+from .constants import Algorithm as A
+
+ALL = tuple(A)
+OFFLINE_PREF = (A.DPO, A.KTO, A.CPO, A.SIMPO, A.ORPO)
+GENERATIVE = (A.PPO, A.GRPO, A.RLOO, A.ONLINE_DPO, A.REFT, A.RLAIF, A.TPO)
+POLICY_GRADIENT = (A.PPO, A.GRPO, A.RLOO, A.REFT, A.RLAIF)
+
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard",
+                  "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
+CPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo")
+KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")
+
+#: field name -> algorithms that use it (filled by `hp` below).
+APPLIES_TO: dict[str, tuple[A, ...]] = {}
+
+
+def hp(default: Any, description: str, algorithms: tuple[A, ...] = ALL, **bounds: Any) -> Any:
+    """A hyperparameter field whose description lists the algorithms it applies to."""
+    used = "all algorithms" if algorithms == ALL else ", ".join(a.value for a in algorithms)
+    return Field(default=default, description=f"{description} Used by: {used}.",
+                 json_schema_extra={"x-align-algorithms": [a.value for a in algorithms]}, **bounds)
+
+
+class Hyperparameters(SpecModel):
+    """Training hyperparameters. Unset fields take the algorithm's default."""
+
+    # --- optimisation (all) ---
+    epochs: int = hp(1, "Passes over the training data.", ge=1, le=1000)
+    max_steps: int | None = hp(None, "Stop after this many optimizer steps (overrides epochs).", ge=1, le=10_000_000)
+    batch_size: int = hp(8, "Per-device micro-batch size (sequences or prompts).", ge=1, le=4096)
+    gradient_accumulation_steps: int = hp(1, "Micro-batches per optimizer step.", ge=1, le=1024)
+    learning_rate: float = hp(1e-4, "Peak learning rate of the adapter.", gt=0, le=1.0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"] = hp(
+        "linear", "Learning-rate schedule.")
+    warmup_ratio: float = hp(0.0, "Fraction of steps used for linear warm-up.", ge=0, le=0.5)
+    weight_decay: float = hp(0.0, "AdamW weight decay.", ge=0, le=1)
+    max_grad_norm: float = hp(1.0, "Gradient clipping norm.", gt=0, le=1e4)
+    max_length: int = hp(512, "Maximum tokens per sequence (prompt + completion); longer rows are truncated.", ge=8, le=131072)
+    max_prompt_length: int | None = hp(None, "Maximum prompt tokens (left-truncated).", ge=4, le=131072)
+    seed: int = hp(42, "Random seed for data order, initialisation and sampling.", ge=0, le=2**32 - 1)
+    gradient_checkpointing: bool = hp(False, "Recompute activations to save memory.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = hp("auto", "Mixed precision; auto = bf16 on capable GPUs, fp32 on CPU.")
+    logging_steps: int = hp(1, "Log metrics every N steps.", ge=1, le=100000)
+    eval_steps: int | None = hp(None, "Evaluate on the eval split every N steps (default: end of each epoch).", ge=1)
+    completion_only_loss: bool = hp(True, "SFT: compute the loss on assistant/completion tokens only.", (A.SFT, A.REFT))
+    packing: bool = hp(False, "SFT: pack several short examples into one sequence.", (A.SFT,))
+
+    # --- DPO family ---
+    beta: float = hp(0.1, "Inverse temperature of the implicit reward (DPO-family; ORPO's lambda). Must be > 0.",
+                     OFFLINE_PREF + (A.ONLINE_DPO, A.TPO), gt=0, le=100)
+    loss_type: str | None = hp(None, "Loss variant. dpo: " + ", ".join(DPO_LOSS_TYPES) + "; cpo: "
+                               + ", ".join(CPO_LOSS_TYPES) + "; kto: " + ", ".join(KTO_LOSS_TYPES) + ".",
+                               (A.DPO, A.CPO, A.KTO, A.ONLINE_DPO, A.TPO))
+    label_smoothing: float = hp(0.0, "Conservative DPO / robust loss label noise.", (A.DPO, A.CPO), ge=0, lt=0.5)
+    desirable_weight: float = hp(1.0, "KTO weight of desirable examples.", (A.KTO,), gt=0, le=100)
+    undesirable_weight: float = hp(1.0, "KTO weight of undesirable examples.", (A.KTO,), gt=0, le=100)
+    simpo_gamma: float = hp(0.5, "SimPO target reward margin (gamma / beta ratio term).", (A.SIMPO,), ge=0, le=100)
+    cpo_alpha: float = hp(1.0, "Weight of the NLL term in CPO (0 for pure SimPO).", (A.CPO, A.SIMPO), ge=0, le=100)
+    rpo_alpha: float | None = hp(None, "Add RPO's NLL term on chosen with this weight.", (A.DPO,), ge=0, le=100)
+    center_rewards_coefficient: float | None = hp(None, "Reward model: penalise non-zero mean rewards.", (A.REWARD,), ge=0, le=10)
+
+    # --- generation (online) ---
+    num_generations: int = hp(4, "Completions sampled per prompt (group size; TPO's K).", GENERATIVE, ge=2, le=64)
+    max_completion_length: int = hp(64, "Maximum generated tokens per completion.", GENERATIVE, ge=1, le=32768)
+    temperature: float = hp(1.0, "Sampling temperature for generation.", GENERATIVE, gt=0, le=5)
+    top_p: float = hp(1.0, "Nucleus sampling for generation.", GENERATIVE, gt=0, le=1)
+
+    # --- policy gradient ---
+    kl_coef: float = hp(0.05, "Coefficient of the KL penalty to the reference (GRPO/RLOO beta, PPO init KL coef).",
+                        POLICY_GRADIENT, ge=0, le=10)
+    clip_range: float = hp(0.2, "PPO/GRPO ratio clip epsilon.", (A.PPO, A.GRPO, A.RLOO, A.REFT, A.RLAIF), gt=0, le=1)
+    num_iterations: int = hp(1, "Optimisation passes per batch of generations (PPO epochs / GRPO mu).", POLICY_GRADIENT, ge=1, le=64)
+    vf_coef: float = hp(0.1, "PPO value-loss coefficient.", (A.PPO, A.RLAIF), gt=0, le=10)
+    clip_range_value: float = hp(0.2, "PPO value clipping.", (A.PPO, A.RLAIF), gt=0, le=10)
+    gamma: float = hp(1.0, "PPO discount factor.", (A.PPO, A.RLAIF), ge=0, le=1)
+    lam: float = hp(0.95, "PPO GAE lambda.", (A.PPO, A.RLAIF), ge=0, le=1)
+    adaptive_kl: bool = hp(False, "PPO adaptive KL controller (Ziegler et al. 2019).", (A.PPO, A.RLAIF))
+    target_kl: float = hp(6.0, "Target KL for the adaptive controller.", (A.PPO, A.RLAIF), gt=0, le=1000)
+    whiten_rewards: bool = hp(False, "PPO: whiten rewards per batch.", (A.PPO, A.RLAIF))
+    scale_rewards: Literal["group", "batch", "none"] = hp("group", "GRPO reward scaling.", (A.GRPO, A.REFT))
+
+    # --- recipe-specific ---
+    warmup_epochs: int = hp(1, "ReFT: SFT warm-up epochs before RL.", (A.REFT,), ge=0, le=100)
+    rounds: int = hp(2, "TPO: iterations of sample -> judge -> DPO, each from the last policy.", (A.TPO,), ge=1, le=50)
+    thought_prompt: str | None = hp(None, "TPO: instruction that asks for a hidden thought then the answer "
+                                    "(a default generic prompt when unset).", (A.TPO,), max_length=8000)
+    feedback: Literal["direct", "preference"] = hp(
+        "direct", "RLAIF: direct = the AI judge's score is the PPO reward; preference = the judge labels "
+                  "sampled pairs, a reward model is trained on them, then PPO uses it.", (A.RLAIF,))
+
+    def explicitly_set(self) -> set[str]:
+        return set(self.model_fields_set)
+
+
+def algorithms_for(field: str) -> tuple[A, ...]:
+    extra = Hyperparameters.model_fields[field].json_schema_extra or {}
+    return tuple(A(a) for a in extra.get("x-align-algorithms", ()))  # type: ignore[union-attr]
+
+
+LOSS_TYPES: dict[A, tuple[str, ...]] = {
+    A.DPO: DPO_LOSS_TYPES, A.ONLINE_DPO: DPO_LOSS_TYPES, A.TPO: DPO_LOSS_TYPES,
+    A.CPO: CPO_LOSS_TYPES, A.KTO: KTO_LOSS_TYPES,
+}

@@ -1,0 +1,116 @@
+"""spec.resources, checkpoints, output, runPolicy, secrets and metrics: how and where the job runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .common import K8sName, OutputURI, SecretKeyRef, SpecModel
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def _quantity(value: str | None) -> str | None:
+    if value is not None and not _QUANTITY.match(str(value)):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 8, 500m, 32Gi)")
+    return value
+
+
+class Toleration(SpecModel):
+    key: str | None = Field(default=None, description="Taint key.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None, description="Taint effect.")
+    toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long to stay bound.")
+
+
+class Resources(SpecModel):
+    """Compute for the trainer pods."""
+
+    nodes: int = Field(default=1, ge=1, le=512, description="Pods (nodes) in the job; >1 uses torchrun multi-node.")
+    gpus_per_node: int = Field(default=1, ge=0, le=16, description="nvidia.com/gpu per pod; 0 runs on CPU.")
+    gpu_type: str | None = Field(default=None, max_length=128,
+                                 description="Value of the nvidia.com/gpu.product node label to schedule on.")
+    cpu: str | None = Field(default=None, description="CPU request/limit per pod (quantity).")
+    memory: str | None = Field(default=None, description="Memory request/limit per pod (quantity).")
+    shm_size: str = Field(default="8Gi", description="Size of the /dev/shm in-memory volume.")
+    node_selector: dict[str, str] | None = Field(default=None, description="Extra node selector labels.")
+    tolerations: list[Toleration] | None = Field(default=None, description="Tolerations for GPU node taints.")
+    priority_class_name: str | None = Field(default=None, max_length=253, description="PriorityClass of the pods.")
+    image: str | None = Field(default=None, max_length=512, description="Trainer image override (default from the operator).")
+
+    _quantities = field_validator("cpu", "memory", "shm_size")(lambda cls, v: _quantity(v))
+
+
+class Checkpoints(SpecModel):
+    """Periodic, atomic checkpoints; a restarted pod resumes from the newest valid one."""
+
+    every_steps: int = Field(default=50, ge=1, le=1_000_000, description="Save a checkpoint every N optimizer steps.")
+    keep: int = Field(default=2, ge=1, le=100, description="Checkpoints to keep (older ones are deleted).")
+    volume: K8sName | None = Field(default=None, description="PVC for checkpoints; an emptyDir (lost with the pod) when unset.")
+    size: str = Field(default="20Gi", description="emptyDir size limit when no volume is given.")
+
+    _size = field_validator("size")(lambda cls, v: _quantity(v))
+
+
+class Output(SpecModel):
+    """Where the final adapter goes."""
+
+    uri: OutputURI | None = Field(default=None, description="file://, s3://bucket/prefix or pvc://claim/path; default: the checkpoint volume.")
+    merge: bool = Field(default=False, description="Also save the base model with the adapter merged in.")
+
+
+class RunPolicy(SpecModel):
+    """Lifecycle of the trainer Job."""
+
+    backoff_limit: int = Field(default=3, ge=0, le=100, description="Pod restarts (retryable failures) before the job fails.")
+    active_deadline_seconds: int | None = Field(default=None, ge=60, description="Fail the job after this many seconds.")
+    suspend: bool = Field(default=False, description="Suspend (stop pods, keep state) while true; resume by setting false.")
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0, description="Delete the Job this long after it finishes.")
+    queue_name: str | None = Field(default=None, max_length=63, description="Kueue LocalQueue (sets kueue.x-k8s.io/queue-name).")
+
+
+class Secrets(SpecModel):
+    """Credentials, by reference only. The operator maps them to environment variables of the trainer."""
+
+    hugging_face_token: SecretKeyRef | None = Field(default=None, description="Secret key holding a Hugging Face token (HF_TOKEN).")
+    storage_credentials: "StorageCredentials | None" = Field(default=None, description="S3-compatible storage credentials.")
+    judge_api_key: SecretKeyRef | None = Field(default=None, description="API key of the judge's OpenAI-compatible endpoint.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literals(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, str):
+                    raise ValueError(f"{key}: a literal secret value is not allowed; reference a Secret "
+                                     f"with {{name: <secret>, key: <key>}}")
+        return data
+
+
+class StorageCredentials(SpecModel):
+    access_key_id: SecretKeyRef = Field(description="Secret key holding AWS_ACCESS_KEY_ID.")
+    secret_access_key: SecretKeyRef = Field(description="Secret key holding AWS_SECRET_ACCESS_KEY.")
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="S3 endpoint (MinIO, Ceph); not a secret.")
+    region: str | None = Field(default=None, max_length=64, description="S3 region.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literals(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("accessKeyId", "secretAccessKey", "access_key_id", "secret_access_key"):
+                if isinstance(data.get(key), str):
+                    raise ValueError(f"{key}: a literal secret value is not allowed; reference a Secret "
+                                     f"with {{name: <secret>, key: <key>}}")
+        return data
+
+
+Secrets.model_rebuild()
+
+
+class Metrics(SpecModel):
+    """The trainer's Prometheus endpoint."""
+
+    port: int = Field(default=9400, ge=1024, le=65535, description="Port of the trainer's /metrics endpoint.")

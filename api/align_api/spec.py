@@ -1,0 +1,153 @@
+"""AlignmentJob: the one definition of what an alignment job is."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .common import SpecModel, is_job_uri
+from .constants import (API_VERSION, BETA_ALGORITHMS, KIND, ONLINE_ALGORITHMS, REFERENCE_ALGORITHMS, Algorithm)
+from .data import DataSpec
+from .evaluation import Evaluation
+from .graders import Grader, iter_graders
+from .hyperparameters import LOSS_TYPES, Hyperparameters, algorithms_for
+from .model import ModelSpec
+from .runtime import Checkpoints, Metrics, Output, Resources, RunPolicy, Secrets
+from .status import Status
+
+#: Algorithms whose data are preference pairs (or unpaired labels, KTO) and which algorithm needs what.
+NEEDS_GRADER = frozenset(ONLINE_ALGORITHMS)
+
+
+class AlignmentJobSpec(SpecModel):
+    """What to align, with what data and how."""
+
+    algorithm: Algorithm = Field(description="Alignment algorithm: " + ", ".join(a.value for a in Algorithm) + ".")
+    model: ModelSpec = Field(description="Base model, policy adapter and reference.")
+    data: DataSpec = Field(description="Training and evaluation data.")
+    grader: Grader | None = Field(default=None, description="Reward for online algorithms: an OpenAI grader or a reward_model.")
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
+    evaluation: Evaluation | None = Field(default=None, description="Post-training evaluation and gates.")
+    resources: Resources = Field(default_factory=Resources, description="Compute for the trainer pods.")
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints, description="Checkpointing and resume.")
+    output: Output = Field(default_factory=Output, description="Where the trained adapter is written.")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Job lifecycle: retries, deadline, suspend, queue.")
+    secrets: Secrets | None = Field(default=None, description="Secret references (never literal values).")
+    metrics: Metrics = Field(default_factory=Metrics, description="Trainer metrics endpoint.")
+    suffix: str | None = Field(default=None, max_length=64, pattern=r"^[a-zA-Z0-9._-]*$",
+                               description="Free-form suffix recorded in the model card (OpenAI's `suffix`).")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "AlignmentJobSpec":
+        algo = self.algorithm
+        hp = self.hyperparameters
+        for name in hp.model_fields_set:
+            used_by = algorithms_for(name)
+            if algo not in used_by:
+                alias = Hyperparameters.model_fields[name].alias or name
+                raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} "
+                                 f"(used by: {', '.join(a.value for a in used_by)})")
+        if hp.loss_type is not None:
+            allowed = LOSS_TYPES.get(algo, ())
+            if hp.loss_type not in allowed:
+                raise ValueError(f"[hyperparameters.lossType] {hp.loss_type!r} is not valid for {algo.value}; "
+                                 f"allowed: {', '.join(allowed)}")
+        if algo in BETA_ALGORITHMS and not hp.beta > 0:
+            raise ValueError("[hyperparameters.beta] must be > 0 for the DPO family")
+        if algo in NEEDS_GRADER and self.grader is None:
+            raise ValueError(f"[grader] is required for algorithm {algo.value!r}: an online algorithm needs a "
+                             "grader, a judge (score_model/label_model) or a reward_model")
+        if algo == Algorithm.RLAIF and self.grader is not None:
+            if self.grader.type not in ("score_model", "label_model", "multi"):
+                raise ValueError("[grader.type] rlaif needs an AI judge (score_model or label_model), got "
+                                 f"{self.grader.type!r}; use ppo or grpo for rule-based graders")
+        if algo == Algorithm.TPO and self.grader is not None and self.grader.type == "python":
+            pass  # python graders may judge TPO answers too
+        if algo not in ONLINE_ALGORITHMS and algo != Algorithm.REWARD and self.grader is not None and \
+                (self.evaluation is None):
+            raise ValueError(f"[grader] is not used by algorithm {algo.value!r} (offline); move it to "
+                             "evaluation.grader to score the policy after training")
+        if algo == Algorithm.REWARD and self.grader is not None:
+            raise ValueError("[grader] is not used by algorithm 'reward' (it trains a reward model from pairs)")
+        if self.model.reference.kind != "base" and algo not in REFERENCE_ALGORITHMS:
+            raise ValueError(f"[model.reference.kind] is not used by algorithm {algo.value!r} (reference-free)")
+        if self.model.reference.kind == "precomputed" and algo not in (Algorithm.DPO, Algorithm.KTO):
+            raise ValueError("[model.reference.kind] 'precomputed' works with offline data only (dpo, kto)")
+        if self.resources.gpus_per_node == 0 and self.model.quantization is not None:
+            raise ValueError("[model.quantization] needs GPUs (bitsandbytes 4/8-bit runs on CUDA); set resources.gpusPerNode >= 1")
+        if self.model.attention == "flash_attention_2" and self.resources.gpus_per_node == 0:
+            raise ValueError("[model.attention] flash_attention_2 needs GPUs; use sdpa or auto on CPU")
+        if self.resources.nodes > 1 and self.resources.gpus_per_node == 0:
+            raise ValueError("[resources.nodes] > 1 needs resources.gpusPerNode >= 1 (multi-node CPU training is not supported)")
+        if self.evaluation and self.evaluation.scorer in ("grader", "judge") and self.evaluation.grader is None \
+                and self.grader is None and self.evaluation.enabled is not False and algo != Algorithm.REWARD:
+            raise ValueError("[evaluation.grader] evaluation needs a grader: set evaluation.grader or spec.grader "
+                             "(or evaluation.enabled: false)")
+        return self
+
+    def upstream_jobs(self) -> dict[str, str]:
+        """Fields that name another AlignmentJob's output: {field path: job name}."""
+        refs: dict[str, str] = {}
+        if is_job_uri(self.model.adapter.init):
+            refs["spec.model.adapter.init"] = self.model.adapter.init[6:]  # type: ignore[index]
+        if is_job_uri(self.model.reference.adapter):
+            refs["spec.model.reference.adapter"] = self.model.reference.adapter[6:]  # type: ignore[index]
+        for path, grader in (("spec.grader", self.grader),
+                             ("spec.evaluation.grader", self.evaluation.grader if self.evaluation else None)):
+            if grader is None:
+                continue
+            for sub in iter_graders(grader):
+                if sub.type == "reward_model" and is_job_uri(sub.model):
+                    refs[f"{path}({sub.name}).model"] = sub.model[6:]
+        return refs
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes ObjectMeta a manifest may carry."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    name: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                             description="Job name (DNS-1123 label; children are named <name>-trainer).")
+    generate_name: str | None = Field(default=None, alias="generateName")
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> "ObjectMeta":
+        if not self.name and not self.generate_name:
+            raise ValueError("metadata.name is required")
+        return self
+
+
+class AlignmentJob(BaseModel):
+    """An AlignmentJob custom resource."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    api_version: Literal["align.dev/v1alpha1"] = Field(alias="apiVersion", description="align.dev/v1alpha1")
+    kind: Literal["AlignmentJob"] = Field(description="AlignmentJob")
+    metadata: ObjectMeta = Field(description="Standard object metadata.")
+    spec: AlignmentJobSpec = Field(description="Desired state.")
+    status: Status | None = Field(default=None, description="Observed state (written by the operator).")
+
+    def to_dict(self, *, defaults: bool = False) -> dict[str, Any]:
+        """The manifest as a dict; `defaults=True` resolves every default (what the trainer receives)."""
+        data = self.model_dump(by_alias=True, exclude_none=True, exclude_unset=not defaults, mode="json")
+        if defaults:
+            # Resolved defaults carry only the hyperparameters this algorithm uses, so the document
+            # validates again unchanged (setting an unused hyperparameter is an error).
+            algo = self.spec.algorithm
+            data["spec"]["hyperparameters"] = {
+                (field.alias or name): data["spec"]["hyperparameters"][field.alias or name]
+                for name, field in Hyperparameters.model_fields.items()
+                if algo in algorithms_for(name) and (field.alias or name) in data["spec"]["hyperparameters"]
+            }
+        return data
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or ""
+
+
+assert API_VERSION == "align.dev/v1alpha1" and KIND == "AlignmentJob"

@@ -1,0 +1,65 @@
+"""AlignmentJob.status: phase, KEP-1623 conditions, progress, metrics, artifacts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import Field
+
+from .common import SpecModel
+from .constants import ConditionType, Phase
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class Condition(SpecModel):
+    """A KEP-1623 condition."""
+
+    type: str = Field(description="Condition type, one of " + ", ".join(t.value for t in ConditionType) + ".")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable details.")
+    last_transition_time: str = Field(default_factory=now_rfc3339, description="When the status last changed (RFC 3339).")
+    observed_generation: int | None = Field(default=None, description="metadata.generation this condition was computed from.")
+
+
+class Progress(SpecModel):
+    step: int = Field(default=0, ge=0, description="Optimizer steps done.")
+    total_steps: int | None = Field(default=None, ge=0, description="Optimizer steps planned.")
+    percent: float | None = Field(default=None, ge=0, le=100, description="step / totalSteps in percent.")
+    epoch: float | None = Field(default=None, description="Fractional epoch.")
+    eta_seconds: int | None = Field(default=None, description="Estimated seconds to the end.")
+    updated_at: str | None = Field(default=None, description="When progress was last scraped.")
+
+
+class Artifacts(SpecModel):
+    adapter: str | None = Field(default=None, description="URI of the final policy adapter.")
+    merged: str | None = Field(default=None, description="URI of the merged model, if requested.")
+    checkpoints: list[str] | None = Field(default=None, description="Checkpoint locations.")
+    report: str | None = Field(default=None, description="URI of the evaluation report.")
+    metrics: str | None = Field(default=None, description="URI of metrics.jsonl.")
+
+
+class LastError(SpecModel):
+    reason: str = Field(description="Machine-readable reason.")
+    message: str = Field(description="What went wrong (from the trainer's termination message when available).")
+    time: str | None = Field(default=None, description="When it happened.")
+
+
+class Status(SpecModel):
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Waiting, Queued, Running, Suspended, Succeeded or Failed.")
+    conditions: list[Condition] = Field(default_factory=list, description="KEP-1623 conditions.")
+    observed_generation: int | None = Field(default=None, description="Last metadata.generation reconciled.")
+    job_name: str | None = Field(default=None, description="Name of the batch/v1 Job running the trainer.")
+    progress: Progress | None = Field(default=None, description="Training progress scraped from the trainer.")
+    metrics: dict[str, float | None] | None = Field(default=None, description="Latest key metrics (loss, rewards/margins, ...).")
+    evaluation: dict[str, float | None] | None = Field(default=None, description="Evaluation results (winRate, rewardDelta, ...).")
+    start_time: str | None = Field(default=None, description="When the trainer started running.")
+    completion_time: str | None = Field(default=None, description="When the job finished.")
+    restarts: int = Field(default=0, ge=0, description="Trainer pod restarts.")
+    artifacts: Artifacts | None = Field(default=None, description="Outputs of the job.")
+    last_error: LastError | None = Field(default=None, description="The most recent error.")
+    resolved_uris: dict[str, str] | None = Field(default=None, description="job:// references resolved to artifact URIs.")

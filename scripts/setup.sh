@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install align-operator with every extra. torch is installed first, pinned to the CPU
+# wheel that lies on this kind of machine; otherwise pip would fetch a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  # promtool/prometheus for the alert-rule tests; quiet when already installed.
+  if ! command -v promtool >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  fi
+fi
+[ -d .venv ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[operator,trainer,dev]"
+echo "align-operator installed in .venv (activate with: . .venv/bin/activate)"

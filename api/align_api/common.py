@@ -117,7 +117,7 @@ def _k8s_name(value: str) -> str:
     return value
 
 
-K8sName = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_k8s_name)]
+K8sName = Annotated[str, StringConstraints(max_length=253), AfterValidator(_k8s_name)]
 
 
 class SecretKeyRef(SpecModel):

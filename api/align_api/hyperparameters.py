@@ -30,7 +30,8 @@ APPLIES_TO: dict[str, tuple[A, ...]] = {}
 def hp(default: Any, description: str, algorithms: tuple[A, ...] = ALL, **bounds: Any) -> Any:
     """A hyperparameter field whose description lists the algorithms it applies to."""
     used = "all algorithms" if algorithms == ALL else ", ".join(a.value for a in algorithms)
-    return Field(default=default, description=f"{description} Used by: {used}.",
+    shown = "unset" if default is None else str(default).lower() if isinstance(default, bool) else default
+    return Field(default=default, description=f"{description} Default: {shown}. Used by: {used}.",
                  json_schema_extra={"x-align-algorithms": [a.value for a in algorithms]}, **bounds)
 
 

@@ -83,8 +83,9 @@ def errors_from_validation(exc: ValidationError, lines: dict[tuple[Any, ...], in
             message = sub.group(2)
         if err["type"] == "extra_forbidden":
             message = "unknown field (not part of the AlignmentJob schema; check its spelling and indentation)"
-        elif err["type"] == "literal_error" or err["type"] == "enum":
-            message = f"{message}; got {err.get('input')!r}"
+        elif isinstance(err.get("input"), (str, int, float, bool)) and err["type"] not in ("missing",):
+            shown = repr(err["input"])
+            message = f"{message}; got {shown if len(shown) < 80 else shown[:77] + '...'}"
         elif err["type"] == "union_tag_invalid":
             message = f"unknown grader type {err['input'].get('type') if isinstance(err['input'], dict) else err['input']!r}; allowed: {', '.join(GRADER_TYPES)}"
         elif err["type"] == "union_tag_not_found":

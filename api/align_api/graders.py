@@ -147,9 +147,9 @@ class LabelModelGrader(_GraderBase):
     def _passing_subset(self) -> "LabelModelGrader":
         unknown = [label for label in self.passing_labels if label not in self.labels]
         if unknown:
-            raise ValueError(f"passing_labels {unknown} are not in labels {self.labels}")
+            raise ValueError(f"[passing_labels] {unknown} are not in labels {self.labels}")
         if len(set(self.labels)) != len(self.labels):
-            raise ValueError("labels must be unique")
+            raise ValueError("[labels] must be unique")
         return self
 
 
@@ -172,11 +172,11 @@ class MultiGrader(_GraderBase):
     def _formula(self) -> "MultiGrader":
         for key in self.graders:
             if not key.isidentifier():
-                raise ValueError(f"grader name {key!r} must be an identifier to be used in calculate_output")
+                raise ValueError(f"[graders.{key}] grader name {key!r} must be an identifier to be used in calculate_output")
         try:
             formula.parse(self.calculate_output, set(self.graders))
         except formula.FormulaError as exc:
-            raise ValueError(f"calculate_output: {exc}") from None
+            raise ValueError(f"[calculate_output] {exc}") from None
         return self
 
 

@@ -52,9 +52,9 @@ class Reference(SpecModel):
     @model_validator(mode="after")
     def _adapter_uri(self) -> "Reference":
         if self.kind == "adapter" and not self.adapter:
-            raise ValueError("reference.kind 'adapter' needs reference.adapter (the adapter's URI)")
+            raise ValueError("[adapter] reference.kind 'adapter' needs reference.adapter (the adapter's URI)")
         if self.kind != "adapter" and self.adapter:
-            raise ValueError(f"reference.adapter is only used with kind 'adapter', not {self.kind!r}")
+            raise ValueError(f"[adapter] reference.adapter is only used with kind 'adapter', not {self.kind!r}")
         return self
 
 

@@ -83,7 +83,8 @@ def errors_from_validation(exc: ValidationError, lines: dict[tuple[Any, ...], in
             message = sub.group(2)
         if err["type"] == "extra_forbidden":
             message = "unknown field (not part of the AlignmentJob schema; check its spelling and indentation)"
-        elif isinstance(err.get("input"), (str, int, float, bool)) and err["type"] not in ("missing",):
+        elif isinstance(err.get("input"), (str, int, float, bool)) and err["type"] not in ("missing",) \
+                and "\n" not in str(err["input"]) and repr(err["input"]) not in message:
             shown = repr(err["input"])
             message = f"{message}; got {shown if len(shown) < 80 else shown[:77] + '...'}"
         elif err["type"] == "union_tag_invalid":

@@ -1,0 +1,197 @@
+"""Run spec.evaluation against a trained model: choose prompts, generate, score, summarise, write, gate.
+
+Entry points for the trainer:
+- `evaluate_before_publish(ctx, model)`: at the end of training, before the final adapter is published.
+  Writes evaluation.json, report.md and PNGs to the output directory, exports align_trainer_eval_* gauges,
+  and raises `EvaluationGateFailed` (exit code 13) when a gate fails, so the adapter is never published.
+- `CheckpointEvaluation`: a TrainerCallback that evaluates at each checkpoint (spec.evaluation.atCheckpoints)
+  into `evaluations/step-<N>/`; checkpoint evaluations never gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from align_api.constants import ONLINE_ALGORITHMS, PREFERENCE_ALGORITHMS, Algorithm, ExitCode, Reason
+from align_api.evaluation import Evaluation
+
+from ..errors import ConfigError, TrainerError
+from .generate import generate_pair
+from .outputs import EvaluationOutcome, write_policy_evaluation, write_reward_model_evaluation
+from .policy_stats import Sample, evaluate_policy
+from .reward_stats import Pair, evaluate_reward_model
+from .scoring import (GraderScorer, RewardModelScorer, Scorer, completion_text, prompt_for_display,
+                      reward_model_input, reward_model_scores, token_length)
+
+log = logging.getLogger("align_trainer.evaluation")
+
+#: Evaluated by default (spec.evaluation.enabled unset): the RL and preference algorithms, and reward models.
+DEFAULT_ON = frozenset(PREFERENCE_ALGORITHMS | ONLINE_ALGORITHMS | {Algorithm.REWARD})
+CHECKPOINT_DIR = "evaluations"
+
+
+class EvaluationGateFailed(TrainerError):
+    """A gate in spec.evaluation.gates failed: the job fails and its adapter is not published as final."""
+
+    exit_code = ExitCode.EVALUATION_GATE_FAILED
+    reason = Reason.EVALUATION_GATE_FAILED
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str                 #: "policy" or "reward_model"
+    spec: Evaluation
+    grader: Any = None        #: grader spec for policy evaluation
+
+
+def plan(ctx: Any) -> Plan | None:
+    """What to evaluate for this job, or None (with the reason logged)."""
+    spec, algo = ctx.spec, Algorithm(ctx.spec.algorithm)
+    evaluation = spec.evaluation or Evaluation()
+    enabled = evaluation.enabled if evaluation.enabled is not None else algo in DEFAULT_ON
+    if not enabled or not evaluation.after_training and not evaluation.at_checkpoints and not evaluation.gates:
+        return None
+    if algo == Algorithm.REWARD:
+        return Plan("reward_model", evaluation)
+    grader = evaluation.grader or spec.grader
+    if grader is None:
+        if evaluation.enabled or evaluation.gates:
+            raise ConfigError("spec.evaluation needs a grader to score answers: set evaluation.grader or spec.grader")
+        log.info("evaluation skipped: no grader to score answers (set spec.evaluation.grader)")
+        return None
+    if evaluation.scorer == "reward_model" and grader.type != "reward_model":
+        raise ConfigError(f"evaluation.scorer is reward_model but the grader is {grader.type!r}")
+    if evaluation.scorer == "judge" and grader.type not in ("score_model", "label_model", "multi"):
+        raise ConfigError(f"evaluation.scorer is judge but the grader is {grader.type!r} (not a model judge)")
+    return Plan("policy", evaluation, grader)
+
+
+# --------------------------------------------------------------------------- data
+def _rows(ctx: Any, dataset_spec: Any, kind: Any) -> list[dict[str, Any]]:
+    from .. import data as data_mod
+    from ..formats import convert
+    records = data_mod.parse_split(dataset_spec, base_dir=ctx.paths.base_dir, cache_dir=ctx.paths.cache_dir,
+                                   seed=ctx.hp.seed)
+    return convert(records, kind)
+
+
+def _prompt_of(row: dict[str, Any]) -> dict[str, Any]:
+    if "prompt" in row:
+        return dict(row)
+    if "messages" in row:  # SFT rows: the conversation up to its last assistant turn is the prompt
+        messages = list(row["messages"])
+        while messages and messages[-1]["role"] == "assistant":
+            messages.pop()
+        return {**{k: v for k, v in row.items() if k != "messages"}, "prompt": messages}
+    raise ConfigError("evaluation prompts need a prompt (or messages) column")
+
+
+def evaluation_rows(ctx: Any, evaluation: Evaluation, kind: str) -> tuple[list[dict[str, Any]], str]:
+    """(rows, where they came from): evaluation.prompts, else the eval split, else (flagged) the train split."""
+    from ..runtime import DataKind
+    data_kind = DataKind.PREFERENCE if kind == "reward_model" else DataKind.PROMPT_ONLY
+    if evaluation.prompts is not None:
+        rows, source = _rows(ctx, evaluation.prompts, data_kind), f"evaluation.prompts ({evaluation.prompts.uri})"
+    elif ctx.spec.data.eval is not None:
+        rows, source = _rows(ctx, ctx.spec.data.eval, data_kind), f"eval split ({ctx.spec.data.eval.uri})"
+    elif ctx.eval_dataset is not None:
+        rows, source = [dict(r) for r in ctx.eval_dataset], "eval split (held out from train by evalFraction)"
+    elif ctx.train_dataset is not None:
+        rows, source = [dict(r) for r in ctx.train_dataset], "TRAIN split (no held-out data: in-sample numbers)"
+    else:
+        raise ConfigError("evaluation has no data: set spec.evaluation.prompts or spec.data.eval")
+    if kind == "policy":
+        rows = [_prompt_of(r) for r in rows]
+        # one prompt once: preference/unpaired rows repeat prompts
+        seen: set[str] = set()
+        rows = [r for r in rows if not (repr(r["prompt"]) in seen or seen.add(repr(r["prompt"])))]  # type: ignore[func-returns-value]
+    rows = rows[:]
+    random.Random(ctx.hp.seed).shuffle(rows)
+    return rows[: evaluation.samples], source
+
+
+# --------------------------------------------------------------------------- the two evaluations
+def _context(ctx: Any, source: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"job": ctx.name, "algorithm": str(ctx.spec.algorithm), "base model": ctx.spec.model.base,
+            "reference": ctx.spec.model.reference.kind, "prompts": source, **extra}
+
+
+def evaluate_policy_model(ctx: Any, model: Any, plan_: Plan, out: Path, scorer: Scorer | None = None,
+                          *, gates: Sequence[str] = ()) -> EvaluationOutcome:
+    rows, source = evaluation_rows(ctx, plan_.spec, "policy")
+    settings = plan_.spec.generation
+    policy, reference = generate_pair(model, ctx.tokenizer, [r["prompt"] for r in rows], settings, seed=ctx.hp.seed,
+                                      batch_size=ctx.hp.batch_size, max_prompt_length=ctx.hp.max_prompt_length)
+    own = scorer is None
+    scorer = scorer or GraderScorer(plan_.grader, context=ctx)
+    try:
+        pol = scorer.score(rows, [a.text for a in policy])
+        ref = scorer.score(rows, [a.text for a in reference])
+    finally:
+        if own and hasattr(scorer, "close"):
+            scorer.close()  # type: ignore[union-attr]
+    samples = [Sample(prompt=prompt_for_display(r["prompt"], ctx.tokenizer), policy=p.text, reference=q.text,
+                      policy_reward=ps.reward, reference_reward=qs.reward, policy_length=p.length,
+                      reference_length=q.length, policy_label=ps.label, reference_label=qs.label)
+               for r, p, q, ps, qs in zip(rows, policy, reference, pol, ref)]
+    result = evaluate_policy(samples, seed=ctx.hp.seed)
+    scorer_name = f"{plan_.grader.type} grader {plan_.grader.name!r}" if plan_.grader is not None else "custom"
+    context = _context(ctx, source, {"scorer": scorer_name, "decoding": "greedy" if settings.temperature == 0 else
+                                     f"temperature {settings.temperature}, top_p {settings.top_p}",
+                                     "max new tokens": settings.max_new_tokens, "seed": ctx.hp.seed})
+    return write_policy_evaluation(out, ctx.name, samples, result, gates, context)
+
+
+def evaluate_reward_model_in_memory(ctx: Any, model: Any, plan_: Plan, out: Path,
+                                    *, gates: Sequence[str] = ()) -> EvaluationOutcome:
+    rows, source = evaluation_rows(ctx, plan_.spec, "reward_model")
+    tok = ctx.tokenizer
+    texts = [reward_model_input(r["prompt"], r[key], tok) for r in rows for key in ("chosen", "rejected")]
+    rewards = reward_model_scores(model, tok, texts, batch_size=ctx.hp.batch_size, max_length=ctx.hp.max_length)
+    pairs = [Pair(prompt=prompt_for_display(r["prompt"], tok), chosen=completion_text(r["chosen"]),
+                  rejected=completion_text(r["rejected"]), chosen_reward=rewards[2 * i],
+                  rejected_reward=rewards[2 * i + 1], chosen_length=token_length(tok, r["chosen"]),
+                  rejected_length=token_length(tok, r["rejected"])) for i, r in enumerate(rows)]
+    result = evaluate_reward_model(pairs)
+    return write_reward_model_evaluation(out, ctx.name, pairs, result, gates, _context(ctx, source, {}))
+
+
+def run(ctx: Any, model: Any, out: Path, *, gates: Sequence[str] = (), scorer: Scorer | None = None,
+        plan_: Plan | None = None) -> EvaluationOutcome | None:
+    plan_ = plan_ or plan(ctx)
+    if plan_ is None:
+        return None
+    if plan_.kind == "reward_model":
+        return evaluate_reward_model_in_memory(ctx, model, plan_, out, gates=gates)
+    return evaluate_policy_model(ctx, model, plan_, out, scorer, gates=gates)
+
+
+# --------------------------------------------------------------------------- metrics
+_GAUGES: dict[int, dict[str, Any]] = {}
+
+
+def gauge_name(metric: str) -> str:
+    """winRate -> align_trainer_eval_win_rate (the operator maps it back to status.evaluation.winRate)."""
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in metric)
+    return "align_trainer_eval_" + snake
+
+
+def export_gauges(metrics_sink: Any, job: str, values: dict[str, float | None]) -> None:
+    """align_trainer_eval_<metric>{job} on the trainer's Prometheus registry; undefined numbers as NaN."""
+    registry = getattr(metrics_sink, "registry", None)
+    if registry is None:
+        return
+    from prometheus_client import Gauge
+    gauges = _GAUGES.setdefault(id(registry), {})
+    for key, value in values.items():
+        if key not in gauges:
+            gauges[key] = Gauge(gauge_name(key), f"Evaluation: {key} (see status.evaluation).", ["job"],
+                                registry=registry)
+        gauges[key].labels(job=job).set(float("nan") if value is None else value)
+    state = getattr(metrics_sink, "state", None)
+    if isinstance(state, dict):  # status.json of local runs carries the evaluation too
+        state["evaluation"] = dict(values)

@@ -1,0 +1,111 @@
+"""Score answers: with a grader from spec (via align_trainer.graders), or with a reward model in memory.
+
+Both give one `Score` per answer; a grading failure is a NaN reward (left out of win rates and means, and
+counted as `unscored` in the report), never an exception that loses the whole evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from .generate import eval_mode, prompt_text
+
+
+@dataclass(frozen=True)
+class Score:
+    reward: float
+    label: str | None = None  #: the judge's label (label_model graders), for refusal-like rates
+    error: str | None = None
+
+
+class Scorer(Protocol):
+    def score(self, items: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[Score]:
+        """One score per (item, answer); `item` is the dataset row (prompt and extra columns)."""
+
+
+def completion_text(completion: Any) -> str:
+    """A chosen/rejected/completion value as plain text (conversational: the assistant turns joined)."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
+
+
+def reward_model_input(prompt: Any, completion: Any, tokenizer: Any) -> str:
+    """What TRL's RewardTrainer feeds the model for (prompt, completion): conversational rows chat-templated
+    as one conversation, standard rows concatenated with EOS appended. Scoring must see the same text."""
+    if isinstance(prompt, list) or isinstance(completion, list):
+        messages = (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]) + \
+                   (completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}])
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    text = prompt + completion
+    eos = tokenizer.eos_token or ""
+    return text if text.endswith(eos) else text + eos
+
+
+def reward_model_scores(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 8,
+                        max_length: int | None = None) -> list[float]:
+    """Scalar rewards (logit 0 of a sequence-classification model) for full texts."""
+    import torch
+    rewards: list[float] = []
+    device = next(model.parameters()).device
+    with eval_mode(model):
+        for index in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[index:index + batch_size]), return_tensors="pt", padding=True,
+                              truncation=max_length is not None, max_length=max_length,
+                              add_special_tokens=False).to(device)
+            logits = model(**batch).logits.float()
+            rewards.extend(logits[:, 0].tolist())
+    return [float(r) if math.isfinite(r) else math.nan for r in rewards]
+
+
+class RewardModelScorer:
+    """Scores (prompt, answer) with a sequence-classification model already in memory."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, max_length: int | None = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.max_length = batch_size, max_length
+
+    def score(self, items: Sequence[dict[str, Any]], answers: Sequence[Any]) -> list[Score]:
+        texts = [reward_model_input(item["prompt"], answer, self.tokenizer) for item, answer in zip(items, answers)]
+        rewards = reward_model_scores(self.model, self.tokenizer, texts, batch_size=self.batch_size,
+                                      max_length=self.max_length)
+        return [Score(r) for r in rewards]
+
+
+class GraderScorer:
+    """Scores answers with an OpenAI-compatible grader (or reward_model grader) from align_trainer.graders."""
+
+    def __init__(self, grader_spec: Any, *, context: Any = None) -> None:
+        from align_trainer import graders
+        self._graders = graders
+        self.spec = grader_spec
+        self.grader = graders.build(grader_spec, context=context)
+
+    def score(self, items: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[Score]:
+        results = self.grader.grade_batch([dict(item) for item in items], list(answers))
+        scores = []
+        for result in results:
+            reward = float(result.reward) if result.reward is not None else math.nan
+            errors = getattr(result, "errors", None)
+            scores.append(Score(reward if not errors else math.nan if not math.isfinite(reward) else reward,
+                                getattr(result, "label", None), "; ".join(map(str, errors)) if errors else None))
+        return scores
+
+    def close(self) -> None:
+        close = getattr(self.grader, "close", None)
+        if callable(close):
+            close()
+
+
+def token_length(tokenizer: Any, text: Any) -> int:
+    return len(tokenizer(completion_text(text), add_special_tokens=False)["input_ids"])
+
+
+def prompt_for_display(prompt: Any, tokenizer: Any) -> str:
+    """The prompt as a reader should see it in the report (conversations as rendered for the model)."""
+    try:
+        return prompt_text(prompt, tokenizer)
+    except (TypeError, ValueError):
+        return str(prompt)

@@ -46,3 +46,10 @@ class Interrupted(TrainerError):
 
     exit_code = ExitCode.TRANSIENT
     reason = Reason.TRAINER_ERROR
+
+
+class EvaluationGateFailed(TrainerError):
+    """spec.evaluation.gates failed: the adapter is kept locally but not published (uploaded)."""
+
+    exit_code = ExitCode.EVALUATION_GATE_FAILED
+    reason = Reason.EVALUATION_GATE_FAILED

@@ -39,12 +39,13 @@ import inspect
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from align_api import AlignmentJob, AlignmentJobSpec
 from align_api.hyperparameters import Hyperparameters
 
-from .errors import ConfigError, DataError, Diverged, Interrupted, TrainerError, UpstreamError
+from .errors import (ConfigError, DataError, Diverged, EvaluationGateFailed, Interrupted, TrainerError,
+                     UpstreamError)
 
 if TYPE_CHECKING:  # heavy imports only for type checkers: importing runtime must stay cheap
     import datasets
@@ -53,8 +54,8 @@ if TYPE_CHECKING:  # heavy imports only for type checkers: importing runtime mus
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 __all__ = [
-    "ConfigError", "DataError", "DataKind", "DeviceChoice", "Diverged", "Interrupted", "MetricsSink", "ModelProvider",
-    "Paths", "TrainContext", "TrainResult", "TrainerError", "UpstreamError",
+    "ConfigError", "DataError", "DataKind", "DeviceChoice", "Diverged", "EvaluationGateFailed", "Interrupted",
+    "MetricsSink", "ModelProvider", "Paths", "TrainContext", "TrainResult", "TrainerError", "UpstreamError",
 ]
 
 
@@ -126,8 +127,12 @@ class ModelProvider(Protocol):
     #: The resolved local directory of the base model, or "builtin://tiny" style name for builtins.
     base_name: str
 
-    def base(self) -> "PreTrainedModel":
-        """A fresh causal-LM base model on the chosen device/dtype (4-bit when spec asks), weights frozen."""
+    def tokenizer(self) -> "PreTrainedTokenizerBase":
+        """The base model's tokenizer (pad token and a ChatML template filled in when missing)."""
+
+    def base(self, auto_class: Any = None, **extra: Any) -> "PreTrainedModel":
+        """A fresh base model (AutoModelForCausalLM unless `auto_class`) on the chosen device/dtype, 4-bit when
+        the spec asks, every weight frozen."""
 
     def policy(self) -> "PeftModel":
         """Base + trainable "default" LoRA adapter (spec.model.adapter; initialised from adapter.init when set).
@@ -144,8 +149,9 @@ class ModelProvider(Protocol):
     def sequence_classifier(self, num_labels: int = 1) -> "PeftModel":
         """Base as AutoModelForSequenceClassification + trainable LoRA (score head trainable): reward models."""
 
-    def resolve(self, uri: str) -> Path:
-        """Local directory/file for any model/adapter URI (builtin, hub id, file://, s3://, pvc://, job://)."""
+    def resolve(self, uri: str) -> str:
+        """Local directory/file for a model/adapter URI (builtin, file://, s3://, pvc://, job://); hub ids are
+        returned unchanged for from_pretrained."""
 
 
 class MetricsSink(Protocol):
@@ -196,6 +202,9 @@ class TrainContext:
     resume_from: Path | None = None
     #: Set by the SIGTERM handler; algorithms with their own loop poll `stop_requested()`.
     stop_event: Any = None
+    #: Called as hook(ctx, model, result) after the final adapter is written locally and before it is
+    #: uploaded (evaluation gates live here: raising EvaluationGateFailed keeps the adapter unpublished).
+    before_publish: list[Callable[["TrainContext", Any, "TrainResult"], None]] = field(default_factory=list)
     #: Extra state for algorithm modules (e.g. reference log-prob cache); not used by the plumbing.
     scratch: dict[str, Any] = field(default_factory=dict)
 
@@ -290,6 +299,7 @@ def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
         use_cpu=dev.device == "cpu",
         logging_steps=hp.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the metrics (and stop the run), not be averaged away
         eval_strategy=("steps" if hp.eval_steps else "epoch") if has_eval else "no",
         eval_steps=hp.eval_steps,
         save_strategy="steps",

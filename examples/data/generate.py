@@ -1,0 +1,94 @@
+"""Regenerate the synthetic example datasets (deterministic): `python examples/data/generate.py`.
+
+The task is learnable by builtin://tiny in a few dozen steps: the preferred answer always starts with
+"Sure!" and praises the thing asked about; the rejected one starts with "No." The SFT task teaches the
+same answer style. Prompts of the eval files use words that never appear in the train files, so eval
+metrics measure the rule, not memorised pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORDS = ("apple bread cloud dance eagle flame grape house island jelly kite lemon mango night ocean piano "
+         "quilt river stone tiger umbra violin water xenon yacht zebra amber bison cedar delta ember fjord "
+         "glass honey ivory jade koala lotus maple nectar olive pearl quartz raven sage tulip").split()
+TRAIN_WORDS, EVAL_WORDS = WORDS[:32], WORDS[32:]
+SYSTEM = "Be kind."
+
+
+def question(word: str, rng: random.Random) -> str:
+    return rng.choice(["Tell me about {w}.", "What is {w}?", "Do you like {w}?", "Describe {w}."]).format(w=word)
+
+
+def good(word: str) -> str:
+    return f"Sure! {word} is great."
+
+
+def bad(word: str, rng: random.Random) -> str:
+    return rng.choice(["No. {w} is dull.", "No. Go away.", "No. I hate {w}."]).format(w=word)
+
+
+def write(name: str, rows: list[dict]) -> None:
+    with (HERE / name).open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def sft_rows(words: list[str], rng: random.Random, repeat: int) -> list[dict]:
+    rows = []
+    for _ in range(repeat):
+        for w in words:
+            q = question(w, rng)
+            msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q},
+                    {"role": "assistant", "content": good(w)}]
+            if rng.random() < 0.25:  # multi-turn: the first (bad) answer is context only (weight 0)
+                msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": bad(w, rng), "weight": 0},
+                        {"role": "user", "content": "Try again."}, {"role": "assistant", "content": good(w), "weight": 1}]
+            rows.append({"messages": msgs})
+    return rows
+
+
+def preference_rows(words: list[str], rng: random.Random, repeat: int) -> list[dict]:
+    rows = []
+    for _ in range(repeat):
+        for w in words:
+            rows.append({"input": {"messages": [{"role": "user", "content": question(w, rng)}]},
+                         "preferred_output": [{"role": "assistant", "content": good(w)}],
+                         "non_preferred_output": [{"role": "assistant", "content": bad(w, rng)}]})
+    return rows
+
+
+def ranked_rows(words: list[str], rng: random.Random, repeat: int) -> list[dict]:
+    rows = []
+    for _ in range(repeat):
+        for w in words:
+            first_good = rng.random() < 0.5
+            a, b = (good(w), bad(w, rng)) if first_good else (bad(w, rng), good(w))
+            rows.append({"question": question(w, rng), "response_1": a, "response_2": b,
+                         "overall_response": 1 if first_good else 2})
+    return rows
+
+
+def main() -> None:
+    rng = random.Random(7)
+    write("sft.openai.jsonl", sft_rows(TRAIN_WORDS, rng, 2))
+    write("sft.openai.eval.jsonl", sft_rows(EVAL_WORDS, rng, 1))
+    write("preference.openai.jsonl", preference_rows(TRAIN_WORDS, rng, 2))
+    write("preference.openai.eval.jsonl", preference_rows(EVAL_WORDS, rng, 2))
+    write("pairs.ranked.jsonl", ranked_rows(TRAIN_WORDS, rng, 2))
+    write("pairs.ranked.eval.jsonl", ranked_rows(EVAL_WORDS, rng, 2))
+    # TRL formats: explicit-prompt preference (standard strings) and unpaired (KTO) rows
+    write("preference.trl.jsonl", [{"prompt": r["input"]["messages"][0]["content"],
+                                    "chosen": r["preferred_output"][0]["content"],
+                                    "rejected": r["non_preferred_output"][0]["content"]}
+                                   for r in preference_rows(TRAIN_WORDS, rng, 1)])
+    write("unpaired.trl.jsonl", [{"prompt": question(w, rng), "completion": good(w) if i % 2 else bad(w, rng),
+                                  "label": bool(i % 2)} for i, w in enumerate(TRAIN_WORDS * 2)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""builtin:// models: small random Llama-style models with a byte-level tokenizer, built locally.
+
+Tests, CI and the quickstart need no downloads. Construction is deterministic (fixed seed), and the result
+is saved once to a cache directory so it loads like any other model (`from_pretrained(path)`), which also
+lets TRL create a separate reference copy from the same path when asked to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+SEED = 1234
+VERSION = "v1"  # bump when the architecture or tokenizer changes, so stale caches are not reused
+ENV_CACHE = "ALIGN_CACHE_DIR"
+
+PAD, BOS, EOS, IM_START, IM_END = "<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, IM_START, IM_END]
+
+#: ChatML. `{% generation %}` marks assistant tokens so TRL's assistant_only_loss works, and rendering a
+#: prefix with add_generation_prompt is a prefix of the full conversation (TRL's prompt/completion split).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}{{ message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+#: name -> LlamaConfig overrides. tiny: ~0.2M params, trains dozens of steps per second on 2 CPU cores;
+#: small: ~57M params, for memory benchmarks (the reference copy must be visible next to the activations).
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=1024),
+    "small": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12,
+                  num_key_value_heads=12, max_position_embeddings=2048),
+}
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map (what tokenizers' ByteLevel uses)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def build_tokenizer() -> Any:
+    """Byte-level tokenizer: token id == byte value, then the special tokens. No merges, no downloads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    mapping = _bytes_to_unicode()
+    vocab = {mapping[b]: b for b in range(256)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=IM_END, pad_token=PAD,
+                                   model_max_length=1024, padding_side="right")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_model(name: str) -> Any:
+    """The random model, deterministic given SEED."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer_len = 256 + len(SPECIAL_TOKENS)
+    config = LlamaConfig(vocab_size=tokenizer_len, pad_token_id=256, bos_token_id=257, eos_token_id=260,
+                         tie_word_embeddings=True, rope_theta=10000.0, **ARCHITECTURES[name])
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(SEED)
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.random.set_rng_state(generator_state)  # do not disturb the caller's RNG stream
+    model.generation_config.pad_token_id = 256
+    model.generation_config.eos_token_id = 260
+    return model
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "align_trainer")
+
+
+def materialize(name: str, root: Path | None = None) -> Path:
+    """Directory holding builtin://<name> in from_pretrained layout; built on first use, atomically."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown builtin model {name!r}; have {sorted(ARCHITECTURES)}")
+    target = (root or cache_root()) / "builtin" / f"{name}-{VERSION}"
+    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+        return target
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        build_model(name).save_pretrained(staging)
+        build_tokenizer().save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process won the race; its copy is identical
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

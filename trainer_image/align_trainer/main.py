@@ -1,0 +1,186 @@
+"""Entry point: `python -m align_trainer --config FILE [--output DIR] [--metrics-port N]`.
+
+Order matters for fast failure: manifest -> algorithm module -> device -> data (every row validated) ->
+models -> training. Errors become an exit code (align_api ExitCode) and a termination message
+`<Reason>: <message>` in /dev/termination-log ($ALIGN_TERMINATION_LOG), which the operator turns into
+status.lastError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+import align_api
+from align_api.constants import ExitCode, Reason
+
+from .errors import ConfigError, Interrupted, TrainerError
+from .runtime import DataKind, Paths, TrainContext, TrainResult
+
+log = logging.getLogger("align_trainer")
+
+ENV_OUTPUT_DIR = "ALIGN_OUTPUT_DIR"
+ENV_TERMINATION_LOG = "ALIGN_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+MAX_TERMINATION_MESSAGE = 4096  # kubelet keeps at most 4096 bytes
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m align_trainer", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, type=Path, help="AlignmentJob manifest (YAML)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="local output directory; overrides spec.output.uri (nothing is uploaded)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="override spec.metrics.port; 0 = any free port, -1 = no endpoint")
+    return parser.parse_args(argv)
+
+
+def load_job(path: Path) -> align_api.AlignmentJob:
+    try:
+        jobs = align_api.load_file(path)
+    except align_api.ManifestError as exc:
+        raise ConfigError(f"invalid manifest:\n{exc}") from None
+    if len(jobs) != 1:
+        raise ConfigError(f"{path}: expected one AlignmentJob, found {len(jobs)}")
+    return jobs[0]
+
+
+def output_dir(job: align_api.AlignmentJob, override: Path | None) -> Path:
+    """--output, else $ALIGN_OUTPUT_DIR (the operator's checkpoint volume mount), else ./runs/<name>.
+    Resume is automatic because a restarted pod gets the same directory."""
+    if override is not None:
+        return override.resolve()
+    if os.environ.get(ENV_OUTPUT_DIR):
+        return Path(os.environ[ENV_OUTPUT_DIR]).resolve()
+    return (Path.cwd() / "runs" / job.name).resolve()
+
+
+def load_algorithm(algorithm: str):  # type: ignore[no-untyped-def]
+    from .algorithms import load
+    try:
+        module = load(algorithm)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("align_trainer.algorithms"):
+            raise ConfigError(f"algorithm {algorithm!r} is not available in this trainer image") from None
+        raise
+    if not hasattr(module, "run") or not isinstance(getattr(module, "DATA", None), DataKind):
+        raise ConfigError(f"algorithm module {module.__name__} must define DATA (a DataKind) and run(ctx)")
+    return module
+
+
+def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output: Path, data_kind: DataKind,
+                  metrics_port: int | None) -> TrainContext:
+    """Everything but the algorithm: see runtime.TrainContext."""
+    from . import checkpoints
+    from .callbacks import MetricsCallback, ProgressLogCallback, SigtermCallback, install_sigterm_handler
+    from .data import load_for
+    from .metrics import Metrics
+    from .models import Models, choose_device
+
+    spec = job.spec
+    base_dir = manifest.resolve().parent if manifest else Path.cwd()
+    paths = Paths.under(output, base_dir, manifest)
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    device = choose_device(spec.model, spec.hyperparameters, gpus=spec.resources.gpus_per_node)
+    started = time.monotonic()
+    train, evals = load_for(data_kind, spec.data, base_dir=base_dir, cache_dir=paths.cache_dir,
+                            seed=spec.hyperparameters.seed)
+    log.info("data: %d train rows%s (%s) in %.1fs", len(train), f", {len(evals)} eval rows" if evals else "",
+             data_kind.value, time.monotonic() - started)
+    models = Models(spec.model, device, base_dir=base_dir, cache_dir=paths.cache_dir)
+    tokenizer = models.tokenizer()
+    metrics = Metrics(job.name, paths.metrics_file, port=metrics_port,
+                      status_file=paths.output_dir / "status.json")
+    stop = threading.Event()
+    install_sigterm_handler(stop)
+    resume = checkpoints.find_resume(paths.checkpoint_dir)
+    return TrainContext(job=job, paths=paths, device=device, tokenizer=tokenizer, models=models, metrics=metrics,
+                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
+                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
+
+
+def evaluation_hook():  # type: ignore[no-untyped-def]
+    """The evaluation runner's `after_training(ctx, model, result)`, when this image has one."""
+    try:
+        runner = importlib.import_module("align_trainer.evaluation.runner")
+    except ModuleNotFoundError:
+        return None
+    return getattr(runner, "after_training", None)
+
+
+def write_termination_message(reason: str, message: str) -> None:
+    path = Path(os.environ.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG)
+    text = f"{reason}: {message}".encode("utf-8", errors="replace")[:MAX_TERMINATION_MESSAGE]
+    try:
+        with path.open("wb") as fh:
+            fh.write(text)
+    except OSError:
+        pass  # not in a pod (no /dev/termination-log): the log has the message
+
+
+def summary(job: align_api.AlignmentJob, result: TrainResult, seconds: float) -> str:
+    keys = ("loss", "rewards/accuracies", "rewards/margins", "accuracy", "mean_token_accuracy")
+    lines = [f"== {job.name}: {job.spec.algorithm.value} finished: {result.steps}/{result.total_steps} steps "
+             f"in {seconds:.1f}s" + (f" (resumed from {result.resumed_from.name})" if result.resumed_from else "")]
+    shown = {k: v for k, v in result.metrics.items() if k in keys}
+    shown.update({k: v for k, v in result.eval_metrics.items() if k.removeprefix("eval_") in keys})
+    if shown:
+        lines.append("   " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    lines.append(f"   adapter: {result.adapter_uri or result.adapter_dir}")
+    if result.merged_dir:
+        lines.append(f"   merged:  {result.merged_uri or result.merged_dir}")
+    return "\n".join(lines)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=os.environ.get("ALIGN_LOG_LEVEL", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
+    ctx: TrainContext | None = None
+    try:
+        job = load_job(args.config)
+        module = load_algorithm(job.spec.algorithm.value)
+        port = args.metrics_port if args.metrics_port is not None else job.spec.metrics.port
+        ctx = build_context(job, manifest=args.config, output=output_dir(job, args.output), data_kind=module.DATA,
+                            metrics_port=None if port < 0 else port)
+        if args.output is not None:
+            ctx.scratch["output_uri"] = None  # --output overrides spec.output.uri: keep everything local
+        hook = evaluation_hook()
+        if hook is not None:
+            ctx.before_publish.append(hook)
+        log.info("%s: %s on %s (%s, %s), output %s%s", job.name, job.spec.algorithm.value, job.spec.model.base,
+                 ctx.device.device, ctx.device.dtype, ctx.paths.output_dir,
+                 f", resuming from {ctx.resume_from.name}" if ctx.resume_from else "")
+        result = module.run(ctx)
+        ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
+        print(summary(job, result, time.monotonic() - started), flush=True)
+        return ExitCode.OK
+    except TrainerError as exc:
+        log.error("%s: %s", exc.reason, exc)
+        write_termination_message(exc.reason, str(exc))
+        if ctx is not None and not isinstance(exc, Interrupted):
+            ctx.metrics.write_status(state="Failed", reason=exc.reason, message=str(exc))
+        return exc.exit_code
+    except Exception as exc:  # a crash (OOM in Python, disk full, a bug): transient, the Job may retry
+        log.error("%s", traceback.format_exc())
+        write_termination_message(Reason.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
+        return ExitCode.TRANSIENT
+    finally:
+        if ctx is not None:
+            ctx.metrics.close()  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+__all__ = ["build_context", "main", "run"]

@@ -1,0 +1,63 @@
+"""The model card (README.md) written next to the final adapter: what was trained, on what, how, and
+with which result, so an adapter found on a bucket explains itself."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runtime import TrainContext
+
+
+def _table(values: dict[str, float]) -> str:
+    if not values:
+        return "_none logged_\n"
+    rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(values.items()))
+    return "| metric | value |\n|---|---|\n" + rows + "\n"
+
+
+def model_card(ctx: "TrainContext", *, step: int, metrics: dict[str, float], eval_metrics: dict[str, float]) -> str:
+    spec = ctx.spec
+    resolved: dict[str, Any] = ctx.job.to_dict(defaults=True)["spec"]
+    data = {k: v for k, v in resolved["data"].items()}
+    front = {"library_name": "peft", "base_model": spec.model.base, "tags": ["align-operator", spec.algorithm.value]}
+    lines = [
+        "---",
+        *(f"{k}: {json.dumps(v)}" for k, v in front.items()),
+        "---",
+        f"# {ctx.name}{'-' + spec.suffix if spec.suffix else ''}",
+        "",
+        f"A LoRA policy adapter trained with **{spec.algorithm.value}** by align-operator "
+        f"(AlignmentJob `{ctx.name}`) for {step} optimizer steps.",
+        "",
+        f"- Base model: `{spec.model.base}`" + (f" (revision `{spec.model.revision}`)" if spec.model.revision else ""),
+        f"- Reference: {spec.model.reference.kind}" +
+        (f" (`{spec.model.reference.adapter}`)" if spec.model.reference.adapter else ""),
+        f"- Adapter: r={spec.model.adapter.r}, alpha={spec.model.adapter.alpha}, "
+        f"targets={','.join(spec.model.adapter.target_modules)}" +
+        (f", initialised from `{spec.model.adapter.init}`" if spec.model.adapter.init else ""),
+        f"- Quantization: {spec.model.quantization.bits}-bit" if spec.model.quantization else "- Quantization: none",
+        "",
+        "## Data",
+        "```json",
+        json.dumps(data, indent=2),
+        "```",
+        "",
+        "## Hyperparameters",
+        "```json",
+        json.dumps(resolved["hyperparameters"], indent=2),
+        "```",
+        "",
+        "## Final training metrics",
+        _table(metrics),
+        "## Final evaluation metrics",
+        _table(eval_metrics),
+        "## Use",
+        "```python",
+        "from peft import AutoPeftModelForCausalLM",
+        "model = AutoPeftModelForCausalLM.from_pretrained(\"<this directory>\")",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,10 +1,12 @@
 """Where evaluation meets the trainer: before the final adapter is published, and at checkpoints.
 
-The trainer calls `evaluate_before_publish(ctx, model)` with the trained model in memory, after training
-and before anything is written as "final". A failed gate raises `EvaluationGateFailed`: nothing is
-published, the exit code is 13 and the message (the termination message, then status.lastError) names the
-failed gates. Without gates an evaluation that crashes is logged and does not fail the job (it is advice);
-with gates it does (a gate that cannot be measured must not pass).
+`after_training(ctx, model, result)` is one of `ctx.before_publish` (the entry point registers it): the
+final adapter has just been written to final/ and nothing is uploaded yet. It evaluates the model in
+memory and writes evaluation.json, report.md and the PNGs to the output directory. A failed gate raises
+`EvaluationGateFailed` (exit code 13): final/ is renamed to gate-failed/ (kept for inspection, never read
+as the final adapter), nothing is uploaded, and the message (the termination message, then
+status.lastError) names the failed gates. Without gates an evaluation that crashes is logged and does not
+fail the job (it is advice); with gates it does (a gate that cannot be measured must not pass).
 """
 
 from __future__ import annotations
@@ -18,19 +20,23 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .gates import failure_message
+from ..errors import EvaluationGateFailed
 from .outputs import EVALUATION_FILE, REPORT_FILE, EvaluationOutcome
-from .runner import CHECKPOINT_DIR, EvaluationGateFailed, export_gauges, plan, run
+from .report import fmt
+from .runner import CHECKPOINT_DIR, export_gauges, plan, run
 
 log = logging.getLogger("align_trainer.evaluation")
 
 #: Name of the folder the evaluation is uploaded as, next to the adapter: <spec.output.uri>/evaluation/.
 REMOTE_DIR = "evaluation"
+#: Where final/ goes when a gate fails.
+REJECTED_DIR = "gate-failed"
 
 
 def _upload(ctx: Any, outcome: EvaluationOutcome) -> str | None:
     """Copy report.md, evaluation.json and the PNGs to <spec.output.uri>/evaluation/ (also for a failed gate:
     the report is how the user learns why)."""
-    uri = ctx.spec.output.uri
+    uri = ctx.scratch.get("output_uri", ctx.spec.output.uri)  # --output runs keep everything local
     if not uri or outcome.directory is None:
         return None
     from .. import storage
@@ -40,7 +46,25 @@ def _upload(ctx: Any, outcome: EvaluationOutcome) -> str | None:
         for path in [outcome.directory / EVALUATION_FILE, outcome.directory / REPORT_FILE, *outcome.charts]:
             if path.exists():
                 shutil.copy2(path, staging / path.name)
-        return storage.upload(staging, uri, base_dir=ctx.paths.base_dir)
+        return storage.upload(staging, uri, base_dir=ctx.paths.base_dir, name=REMOTE_DIR)
+
+
+def _model_card_section(outcome: EvaluationOutcome) -> str:
+    rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in outcome.metrics.items())
+    gates = "".join(f"\n- {'PASS' if g.passed else 'FAIL'}: {g.message}" for g in outcome.gates)
+    return f"\n## Evaluation ({outcome.kind.replace('_', ' ')})\n\n| metric | value |\n|---|---|\n{rows}\n{gates}\n"
+
+
+def _reject_final(ctx: Any) -> Path | None:
+    """final/ -> gate-failed/: a failed adapter must not look like a final one to anything reading the volume."""
+    final = ctx.paths.final_dir
+    if not final.exists():
+        return None
+    target = ctx.paths.output_dir / REJECTED_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    final.rename(target)
+    return target
 
 
 def evaluate_before_publish(ctx: Any, model: Any) -> EvaluationOutcome | None:
@@ -71,8 +95,22 @@ def evaluate_before_publish(ctx: Any, model: Any) -> EvaluationOutcome | None:
     shown = ", ".join(f"{k}={v:.4g}" for k, v in outcome.metrics.items() if v is not None)
     log.info("evaluation: %s; report %s", shown, outcome.report)
     if not outcome.passed:
-        raise EvaluationGateFailed(failure_message(outcome.gates) + f" (report: {outcome.report})")
+        rejected = _reject_final(ctx)
+        raise EvaluationGateFailed(failure_message(outcome.gates) + f" (report: {outcome.report}"
+                                   + (f"; adapter kept unpublished in {rejected}" if rejected else "") + ")")
+    card = ctx.paths.final_dir / "README.md"
+    if card.exists():
+        with card.open("a", encoding="utf-8") as handle:
+            handle.write(_model_card_section(outcome))
     return outcome
+
+
+def after_training(ctx: Any, model: Any, result: Any) -> None:
+    """ctx.before_publish hook (see runtime.TrainContext): evaluate, gate, record the numbers in the result."""
+    outcome = evaluate_before_publish(ctx, model)
+    if outcome is not None and result is not None:
+        result.extra["evaluation"] = dict(outcome.metrics)
+        result.extra["evaluation_report"] = str(outcome.report)
 
 
 class CheckpointEvaluation(TrainerCallback):

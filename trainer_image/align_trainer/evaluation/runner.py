@@ -1,11 +1,7 @@
 """Run spec.evaluation against a trained model: choose prompts, generate, score, summarise, write, gate.
 
-Entry points for the trainer:
-- `evaluate_before_publish(ctx, model)`: at the end of training, before the final adapter is published.
-  Writes evaluation.json, report.md and PNGs to the output directory, exports align_trainer_eval_* gauges,
-  and raises `EvaluationGateFailed` (exit code 13) when a gate fails, so the adapter is never published.
-- `CheckpointEvaluation`: a TrainerCallback that evaluates at each checkpoint (spec.evaluation.atCheckpoints)
-  into `evaluations/step-<N>/`; checkpoint evaluations never gate.
+`after_training(ctx, model, result)` is what the entry point registers in ctx.before_publish (it lives in
+hook.py with the checkpoint callback and is re-exported here, where main.evaluation_hook looks for it).
 """
 
 from __future__ import annotations
@@ -16,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from align_api.constants import ONLINE_ALGORITHMS, PREFERENCE_ALGORITHMS, Algorithm, ExitCode, Reason
+from align_api.constants import ONLINE_ALGORITHMS, PREFERENCE_ALGORITHMS, Algorithm
 from align_api.evaluation import Evaluation
 
-from ..errors import ConfigError, TrainerError
+from ..errors import ConfigError
 from .generate import generate_pair
 from .outputs import EvaluationOutcome, write_policy_evaluation, write_reward_model_evaluation
 from .policy_stats import Sample, evaluate_policy
@@ -32,13 +28,6 @@ log = logging.getLogger("align_trainer.evaluation")
 #: Evaluated by default (spec.evaluation.enabled unset): the RL and preference algorithms, and reward models.
 DEFAULT_ON = frozenset(PREFERENCE_ALGORITHMS | ONLINE_ALGORITHMS | {Algorithm.REWARD})
 CHECKPOINT_DIR = "evaluations"
-
-
-class EvaluationGateFailed(TrainerError):
-    """A gate in spec.evaluation.gates failed: the job fails and its adapter is not published as final."""
-
-    exit_code = ExitCode.EVALUATION_GATE_FAILED
-    reason = Reason.EVALUATION_GATE_FAILED
 
 
 @dataclass(frozen=True)
@@ -195,3 +184,9 @@ def export_gauges(metrics_sink: Any, job: str, values: dict[str, float | None]) 
     state = getattr(metrics_sink, "state", None)
     if isinstance(state, dict):  # status.json of local runs carries the evaluation too
         state["evaluation"] = dict(values)
+
+
+def after_training(ctx: Any, model: Any, result: Any) -> None:
+    """ctx.before_publish hook: evaluate, gate (EvaluationGateFailed), record the numbers (see hook.py)."""
+    from .hook import after_training as _after_training
+    _after_training(ctx, model, result)

@@ -1,0 +1,301 @@
+"""OpenAI fine-tuning job request -> AlignmentJob manifest. Pure: a dict in, a manifest and notes out.
+
+The request is what `POST /v1/fine_tuning/jobs` (or `client.fine_tuning.jobs.create(...)`) takes:
+`model`, `training_file`, `validation_file`, `method: {type, supervised|dpo|reinforcement: {hyperparameters,
+grader, response_format}}`, the deprecated top-level `hyperparameters`, `suffix`, `seed`, `metadata`,
+`integrations`. Every field is accounted for in a Note: mapped, defaulted ("auto"), approximated or dropped.
+docs/migrate-from-openai.md is the human-readable version of the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from align_api import API_VERSION, KIND, Algorithm
+from align_api.hyperparameters import Hyperparameters
+
+#: OpenAI `method.type` -> our algorithm. Reinforcement fine-tuning samples several answers per prompt,
+#: scores them with the grader and reinforces the above-average ones with a KL leash to the start model:
+#: that is GRPO (group-relative advantages). ReFT would add an SFT warm-up the request has no data for.
+METHODS: dict[str, Algorithm] = {"supervised": Algorithm.SFT, "dpo": Algorithm.DPO, "reinforcement": Algorithm.GRPO}
+RL_ALGORITHMS = (Algorithm.GRPO, Algorithm.RLOO, Algorithm.REFT, Algorithm.PPO)
+DATA_FORMATS = {"supervised": "openai-chat", "dpo": "openai-preference", "reinforcement": "openai-rft"}
+
+#: Open-weight stand-ins for OpenAI-hosted models (their weights cannot be downloaded): a model of a similar
+#: role, not an equivalent. Longest matching prefix wins; `--model` overrides.
+OPEN_MODELS: tuple[tuple[str, str], ...] = (
+    ("gpt-4.1-nano", "Qwen/Qwen2.5-1.5B-Instruct"),
+    ("gpt-4.1-mini", "Qwen/Qwen2.5-7B-Instruct"),
+    ("gpt-4.1", "Qwen/Qwen2.5-32B-Instruct"),
+    ("gpt-4o-mini", "Qwen/Qwen2.5-7B-Instruct"),
+    ("gpt-4o", "Qwen/Qwen2.5-32B-Instruct"),
+    ("gpt-3.5-turbo", "Qwen/Qwen2.5-1.5B-Instruct"),
+    ("babbage-002", "Qwen/Qwen2.5-0.5B"),
+    ("davinci-002", "Qwen/Qwen2.5-1.5B"),
+    ("o4-mini", "Qwen/Qwen3-8B"),
+    ("o3", "Qwen/Qwen3-32B"),
+    ("o1", "Qwen/Qwen3-32B"),
+    ("gpt-5", "Qwen/Qwen3-32B"),
+)
+DEFAULT_OPEN_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+_FILE_ID = re.compile(r"^file-[A-Za-z0-9_-]+$")
+_ANNOTATION_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+ANNOTATION_PREFIX = "openai.align.dev/"
+#: Our defaults, read from the spec (never re-declared here).
+BASE_LEARNING_RATE: float = Hyperparameters.model_fields["learning_rate"].default
+BASE_NUM_GENERATIONS: int = Hyperparameters.model_fields["num_generations"].default
+
+Kind = Literal["mapped", "default", "approx", "dropped"]
+
+
+@dataclass(frozen=True)
+class Note:
+    """What happened to one OpenAI field."""
+
+    field: str
+    kind: Kind
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind:>7}  {self.field}: {self.message}"
+
+
+class RequestError(ValueError):
+    """The request cannot be converted at all (not a fine-tuning request, unknown method)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Choices the request cannot make for us."""
+
+    name: str | None = None               #: metadata.name (default: from suffix or the file name)
+    model: str | None = None              #: replace the OpenAI model (builtin://tiny, a hub id, s3://...)
+    files_dir: Path | None = None         #: where downloaded OpenAI files are (<file-id>.jsonl)
+    base_dir: Path | None = None          #: relative paths in the request are relative to this
+    data_prefix: str | None = None        #: rewrite data URIs to <prefix>/<basename> (s3://bucket/data)
+    rl_algorithm: Algorithm = Algorithm.GRPO
+    source: str | None = None             #: the request file's name, recorded in an annotation
+
+
+def dns_name(text: str, limit: int = 50) -> str:
+    """A DNS-1123 label (children get a '-trainer' suffix, so keep room under 63)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    name = re.sub(r"-{2,}", "-", name)[:limit].strip("-")
+    return name or "openai-import"
+
+
+def open_model(openai_model: str) -> tuple[str, str | None]:
+    """(our model, base OpenAI model when the request names a fine-tuned `ft:` model)."""
+    base = openai_model.split(":")[1] if openai_model.startswith("ft:") and ":" in openai_model[3:] else None
+    lookup = base or openai_model
+    for prefix, replacement in sorted(OPEN_MODELS, key=lambda p: -len(p[0])):
+        if lookup.startswith(prefix):
+            return replacement, base
+    return DEFAULT_OPEN_MODEL, base
+
+
+def _auto(value: Any) -> bool:
+    return value is None or value == "auto"
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(f"{field}: expected a number or 'auto', got {value!r}")
+    return float(value)
+
+
+def _data_uri(value: str, field: str, opts: Options, notes: list[Note]) -> str:
+    """A local path, a downloaded OpenAI file, or a placeholder the user must fill."""
+    if _FILE_ID.match(value):
+        found = None
+        if opts.files_dir is not None:
+            for candidate in (opts.files_dir / f"{value}.jsonl", opts.files_dir / value):
+                if candidate.is_file():
+                    found = candidate.resolve()
+                    break
+        if found is None:
+            notes.append(Note(field, "approx", f"{value} is an OpenAI file ID; download it (curl "
+                              f"https://api.openai.com/v1/files/{value}/content -H \"Authorization: Bearer "
+                              f"$OPENAI_API_KEY\" -o {value}.jsonl) and pass --files-dir, or edit the URI"))
+            path = f"{value}.jsonl"
+        else:
+            notes.append(Note(field, "mapped", f"{value} -> {found}"))
+            path = str(found)
+    elif "://" in value:
+        path = value
+        notes.append(Note(field, "mapped", f"-> {value}"))
+    else:
+        local = Path(value).expanduser()
+        if not local.is_absolute() and opts.base_dir is not None:
+            local = opts.base_dir / local
+        path = str(local.resolve())
+        state = "" if local.is_file() else " (not found here yet)"
+        notes.append(Note(field, "mapped", f"-> {path}{state}"))
+    if opts.data_prefix:
+        path = f"{opts.data_prefix.rstrip('/')}/{Path(path).name}"
+        notes.append(Note(field, "mapped", f"--data-prefix: -> {path} (upload the file there)"))
+    return path
+
+
+def _sniff_format(uri: str, method: str) -> str:
+    """openai-chat unless a readable local file holds legacy prompt/completion rows (babbage/davinci)."""
+    if method != "supervised" or "://" in uri:
+        return DATA_FORMATS[method]
+    try:
+        with open(uri, encoding="utf-8") as fh:
+            first = json.loads(fh.readline() or "{}")
+    except (OSError, ValueError):
+        return DATA_FORMATS[method]
+    return "trl" if isinstance(first, dict) and "prompt" in first and "messages" not in first else "openai-chat"
+
+
+def _hyperparameters(method: str, values: Mapping[str, Any], where: str, algorithm: Algorithm,
+                     notes: list[Note]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """OpenAI hyperparameters -> (spec.hyperparameters, spec.evaluation) with one note per key."""
+    hp: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    for key, value in values.items():
+        field = f"{where}.{key}"
+        if _auto(value):
+            notes.append(Note(field, "default", "'auto' -> our default for " + algorithm.value))
+            continue
+        if key == "n_epochs":
+            hp["epochs"] = int(_number(value, field))
+            notes.append(Note(field, "mapped", f"-> hyperparameters.epochs = {hp['epochs']}"))
+        elif key == "batch_size":
+            hp["batchSize"] = int(_number(value, field))
+            notes.append(Note(field, "mapped", f"-> hyperparameters.batchSize = {hp['batchSize']}"))
+        elif key == "learning_rate_multiplier":
+            hp["learningRate"] = float(f"{BASE_LEARNING_RATE * _number(value, field):.6g}")
+            notes.append(Note(field, "approx", f"-> hyperparameters.learningRate = {hp['learningRate']} "
+                              f"({value} x our LoRA default {BASE_LEARNING_RATE}; OpenAI's base rate is unpublished)"))
+        elif key == "beta" and method == "dpo":
+            hp["beta"] = _number(value, field)
+            notes.append(Note(field, "mapped", f"-> hyperparameters.beta = {hp['beta']}"))
+        elif key == "compute_multiplier" and method == "reinforcement":
+            generations = max(2, min(64, round(BASE_NUM_GENERATIONS * _number(value, field))))
+            hp["numGenerations"] = generations
+            notes.append(Note(field, "approx", f"-> hyperparameters.numGenerations = {generations} "
+                              f"({value} x {BASE_NUM_GENERATIONS} samples per prompt: the exploration budget)"))
+        elif key == "eval_interval" and method == "reinforcement":
+            hp["evalSteps"] = int(_number(value, field))
+            notes.append(Note(field, "mapped", f"-> hyperparameters.evalSteps = {hp['evalSteps']}"))
+        elif key == "eval_samples" and method == "reinforcement":
+            evaluation["samples"] = int(_number(value, field))
+            notes.append(Note(field, "approx", f"-> evaluation.samples = {evaluation['samples']} (prompts scored "
+                              "by the grader after training; eval-split loss is logged every evalSteps)"))
+        elif key == "reasoning_effort":
+            notes.append(Note(field, "dropped", f"{value!r}: open models have no reasoning-effort switch; give "
+                              "the policy room with hyperparameters.maxCompletionLength instead"))
+        else:
+            notes.append(Note(field, "dropped", f"{key}={value!r} is not an OpenAI {method} hyperparameter we know"))
+    return hp, evaluation
+
+
+def _method(request: Mapping[str, Any], notes: list[Note]) -> tuple[str, dict[str, Any], str]:
+    """(method type, its configuration, the path of its configuration) with the legacy form folded in."""
+    method = request.get("method") or {}
+    if not isinstance(method, Mapping):
+        raise RequestError("method must be an object {type, supervised|dpo|reinforcement: {...}}")
+    kind = method.get("type") or "supervised"
+    if kind not in METHODS:
+        raise RequestError(f"method.type {kind!r} is not supported; expected one of {', '.join(METHODS)}")
+    config = dict(method.get(kind) or {})
+    # Tolerate the flattened form {type, hyperparameters, grader} some client code writes.
+    for key in ("hyperparameters", "grader", "response_format"):
+        if key in method and key not in config:
+            config[key] = method[key]
+    where = f"method.{kind}" if kind in method else "method"
+    legacy = request.get("hyperparameters")
+    if legacy:
+        if kind == "supervised" and "hyperparameters" not in config:
+            config["hyperparameters"] = legacy
+            notes.append(Note("hyperparameters", "mapped", "deprecated top-level hyperparameters used as "
+                              "method.supervised.hyperparameters"))
+        else:
+            notes.append(Note("hyperparameters", "dropped", "deprecated top-level hyperparameters ignored: "
+                              f"method.{kind}.hyperparameters takes precedence"))
+    return kind, config, where
+
+
+def convert(request: Mapping[str, Any], opts: Options = Options()) -> tuple[dict[str, Any], list[Note]]:
+    """The AlignmentJob manifest (a dict; validate it with align_api) and what happened to every field."""
+    if not isinstance(request, Mapping) or "model" not in request or "training_file" not in request:
+        raise RequestError("not an OpenAI fine-tuning job request: 'model' and 'training_file' are required")
+    notes: list[Note] = []
+    kind, config, where = _method(request, notes)
+    algorithm = Algorithm(opts.rl_algorithm) if kind == "reinforcement" else METHODS[kind]
+    notes.append(Note("method.type", "mapped", f"{kind} -> algorithm {algorithm.value}"))
+
+    openai_model = str(request["model"])
+    annotations = {f"{ANNOTATION_PREFIX}model": openai_model}
+    if opts.model:
+        base = opts.model
+        notes.append(Note("model", "mapped", f"{openai_model} -> {base} (--model)"))
+    elif "/" in openai_model or "://" in openai_model:
+        base = openai_model  # already an open model (hub id or URI)
+        notes.append(Note("model", "mapped", f"-> {base}"))
+    else:
+        base, ft_base = open_model(openai_model)
+        extra = (f"; {openai_model} is a fine-tuned OpenAI model whose weights cannot be exported, so training "
+                 f"starts from an open stand-in for {ft_base}") if ft_base else ""
+        notes.append(Note("model", "approx", f"{openai_model} is OpenAI-hosted -> {base} (an open-weight model "
+                          f"of a similar role; choose yours with --model){extra}"))
+
+    train_uri = _data_uri(str(request["training_file"]), "training_file", opts, notes)
+    data: dict[str, Any] = {"train": {"uri": train_uri, "format": _sniff_format(train_uri, kind)}}
+    if request.get("validation_file"):
+        eval_uri = _data_uri(str(request["validation_file"]), "validation_file", opts, notes)
+        data["eval"] = {"uri": eval_uri, "format": _sniff_format(eval_uri, kind)}
+
+    spec: dict[str, Any] = {"algorithm": algorithm.value, "model": {"base": base}, "data": data}
+    hp, evaluation = _hyperparameters(kind, config.get("hyperparameters") or {}, f"{where}.hyperparameters",
+                                      algorithm, notes)
+    if request.get("seed") is not None:
+        hp["seed"] = int(request["seed"])
+        notes.append(Note("seed", "mapped", f"-> hyperparameters.seed = {hp['seed']}"))
+    if hp:
+        spec["hyperparameters"] = hp
+    if kind == "reinforcement":
+        if not config.get("grader"):
+            raise RequestError(f"{where}.grader is required for reinforcement fine-tuning")
+        spec["grader"] = config["grader"]  # verbatim: spec.grader accepts OpenAI grader JSON as-is
+        notes.append(Note(f"{where}.grader", "mapped", f"-> spec.grader (verbatim, type {config['grader'].get('type')})"))
+        if evaluation:
+            spec["evaluation"] = evaluation
+        if config.get("response_format"):
+            notes.append(Note(f"{where}.response_format", "dropped", "no schema-constrained decoding; ask for "
+                              "JSON in the prompt: graders reading {{sample.output_json}} need valid JSON answers"))
+    elif config.get("grader"):
+        notes.append(Note(f"{where}.grader", "dropped", f"a grader is not used by {kind} training"))
+
+    suffix = request.get("suffix")
+    if suffix:
+        clean = re.sub(r"[^A-Za-z0-9._-]", "-", str(suffix))[:64]
+        spec["suffix"] = clean
+        notes.append(Note("suffix", "mapped" if clean == suffix else "approx", f"-> spec.suffix = {clean}"))
+    for key, value in (request.get("metadata") or {}).items():
+        if _ANNOTATION_NAME.match(str(key)):
+            annotations[f"{ANNOTATION_PREFIX}{key}"] = str(value)
+            notes.append(Note(f"metadata.{key}", "mapped", f"-> annotation {ANNOTATION_PREFIX}{key}"))
+        else:
+            notes.append(Note(f"metadata.{key}", "dropped", "not a valid annotation name"))
+    for index, integration in enumerate(request.get("integrations") or []):
+        kind_name = integration.get("type", "?") if isinstance(integration, Mapping) else "?"
+        notes.append(Note(f"integrations[{index}]", "dropped", f"{kind_name}: not wired; metrics go to "
+                          "Prometheus (/metrics), status.metrics and metrics.jsonl (alignctl plot)"))
+    known = {"model", "training_file", "validation_file", "method", "hyperparameters", "suffix", "seed",
+             "metadata", "integrations"}
+    for key in sorted(set(request) - known):
+        notes.append(Note(key, "dropped", "not an OpenAI fine-tuning request field we know"))
+    if opts.source:
+        annotations[f"{ANNOTATION_PREFIX}source"] = opts.source
+
+    name = opts.name or dns_name(str(suffix) if suffix else Path(opts.source or "openai-import").stem)
+    manifest = {"apiVersion": API_VERSION, "kind": KIND,
+                "metadata": {"name": name, "annotations": annotations}, "spec": spec}
+    return manifest, notes

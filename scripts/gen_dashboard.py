@@ -19,6 +19,11 @@ OUT = REPO / "charts" / "align-operator" / "files" / "dashboards" / "align-opera
 #: Trainer series are selected by these Grafana variables (multi-value, so =~).
 SEL = 'namespace=~"$namespace", job=~"$job"'
 LEGEND = "{{namespace}}/{{job}}"
+#: Logged metrics carry split=train|eval (metrics.py); progress gauges do not.
+SPLIT_LEGEND = "{{namespace}}/{{job}} {{split}}"
+#: KL has no dedicated gauge: TRL logs it as "objective/kl" (PPO, RLOO, online DPO) or "kl" (GRPO), which the
+#: trainer exports as align_trainer_metric{name=...}.
+KL = 'align_trainer_metric{name=~"objective_kl|kl", ' + SEL + '}'
 
 
 def _target(expr: str, legend: str = LEGEND, ref: str = "A") -> dict[str, Any]:
@@ -56,17 +61,17 @@ def panels() -> list[dict[str, Any]]:
         _panel(2, "Progress", "bargauge",
                [_target(f"100 * align_trainer_step{{{SEL}}} / align_trainer_total_steps{{{SEL}}}")],
                (0, 1, 8, 8), unit="percent", decimals=1, description="Optimizer steps done / planned."),
-        _panel(3, "Loss", "timeseries", [_target(f"align_trainer_loss{{{SEL}}}")], (8, 1, 16, 8),
+        _panel(3, "Loss", "timeseries", [_target(f"align_trainer_loss{{{SEL}}}", SPLIT_LEGEND)], (8, 1, 16, 8),
                description="Training loss as the trainer reports it (NaN shows as a gap; see AlignTrainingDiverged)."),
         _panel(4, "Reward margin (chosen - rejected)", "timeseries",
-               [_target(f"align_trainer_rewards_margins{{{SEL}}}")], (0, 9, 12, 8),
+               [_target(f"align_trainer_rewards_margins{{{SEL}}}", SPLIT_LEGEND)], (0, 9, 12, 8),
                description="Preference algorithms: mean implicit reward of chosen minus rejected completions."),
-        _panel(5, "Reward accuracy", "timeseries", [_target(f"align_trainer_rewards_accuracies{{{SEL}}}")],
+        _panel(5, "Reward accuracy", "timeseries", [_target(f"align_trainer_rewards_accuracies{{{SEL}}}", SPLIT_LEGEND)],
                (12, 9, 12, 8), unit="percentunit",
                description="Fraction of pairs whose chosen completion has the higher implicit reward."),
-        _panel(6, "KL to the reference", "timeseries", [_target(f"align_trainer_objective_kl{{{SEL}}}")],
+        _panel(6, "KL to the reference", "timeseries", [_target(KL, SPLIT_LEGEND)],
                (0, 17, 12, 8), description="KL(policy || reference): how far the policy drifted."),
-        _panel(7, "Throughput", "timeseries", [_target(f"align_trainer_tokens_per_second{{{SEL}}}")],
+        _panel(7, "Throughput", "timeseries", [_target(f"align_trainer_tokens_per_second{{{SEL}}}", SPLIT_LEGEND)],
                (12, 17, 12, 8), unit="short", description="Tokens per second processed by the trainer."),
         _panel(8, "Step", "timeseries", [_target(f"align_trainer_step{{{SEL}}}", ref="A"),
                                          _target(f"align_trainer_total_steps{{{SEL}}}", f"{LEGEND} total", "B")],

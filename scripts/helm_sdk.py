@@ -13,7 +13,7 @@ itself with it when it is missing. Library users (the tests) run it as a subproc
 Usage:
     python scripts/helm_sdk.py lint charts/align-operator
     python scripts/helm_sdk.py template charts/align-operator [-f values.yaml ...] [-n NAMESPACE] [--name NAME]
-    python scripts/helm_sdk.py batch < requests.json      # [{"chart", "values", "namespace", "name"}] -> JSON
+    python scripts/helm_sdk.py batch < requests.json   # [{chart, values, namespace, name}] -> [{manifest, notes} | {error}]
 """
 
 from __future__ import annotations
@@ -88,18 +88,23 @@ def _serve_cluster(kmock: Any, emulator: Any) -> None:
                                  "gitVersion": f"v{KUBE_VERSION[0]}.{KUBE_VERSION[1]}.0", "platform": "linux/amd64"}
 
 
-async def render(chart: str, values: dict[str, Any] | None = None, namespace: str = "align-system",
-                 name: str = "align") -> str:
-    """The manifest `helm install` produces for these values (templates only: Helm never renders crds/)."""
+async def install(chart: str, values: dict[str, Any] | None = None, namespace: str = "align-system",
+                  name: str = "align") -> dict[str, Any]:
+    """The release `helm install` makes: manifest (templates only: Helm never renders crds/), info.notes, ..."""
     import helm_sdkpy
     import kmock
 
     async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
         _serve_cluster(kmock, emulator)
         config = helm_sdkpy.Configuration(namespace=namespace, kubeconfig=_kubeconfig(str(server.url), namespace))
-        release = await helm_sdkpy.Install(config).run(name, str(Path(chart).resolve()), values=values or {},
-                                                        wait=False, timeout=60)
-        return str(release.get("manifest", ""))
+        return await helm_sdkpy.Install(config).run(name, str(Path(chart).resolve()), values=values or {},
+                                                     wait=False, timeout=60)
+
+
+async def render(chart: str, values: dict[str, Any] | None = None, namespace: str = "align-system",
+                 name: str = "align") -> str:
+    """`helm template`: the rendered manifest."""
+    return str((await install(chart, values, namespace, name)).get("manifest", ""))
 
 
 #: Helm's support.Severity: UnknownSev, InfoSev, WarningSev, ErrorSev.
@@ -136,9 +141,10 @@ async def _batch(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     results = []
     for req in requests:
         try:
-            manifest = await render(req["chart"], req.get("values"), req.get("namespace", "align-system"),
+            release = await install(req["chart"], req.get("values"), req.get("namespace", "align-system"),
                                     req.get("name", "align"))
-            results.append({"manifest": manifest})
+            results.append({"manifest": release.get("manifest", ""),
+                            "notes": (release.get("info") or {}).get("notes", "")})
         except Exception as exc:  # the caller asserts on the message, per request
             results.append({"error": f"{type(exc).__name__}: {exc}"})
     return results
@@ -162,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(lint(args.chart))
         print(json.dumps(report, indent=2))
         bad = report["errors"] or any(m["severity"] == "ERROR" for m in report["messages"])
+        if bad:  # the lint JSON drops Go error texts; a render through the same engine says what is wrong
+            try:
+                asyncio.run(render(args.chart))
+            except Exception as exc:
+                print(f"render: {exc}", file=sys.stderr)
         return 1 if bad else 0
     if args.command == "template":
         print(asyncio.run(render(args.chart, _load_values(args.values), args.namespace, args.name)))

@@ -23,8 +23,8 @@
 
 {{/* Selector labels of the operator pod: stable across upgrades (a Deployment's selector is immutable). */}}
 {{- define "align-operator.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "align-operator.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "align-operator.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/component: operator
 {{- end -}}
 

@@ -11,13 +11,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from align_operator.cli import app
-from align_operator.cli import jobs_cmd  # noqa: F401  (registers the commands)
+from align_operator.cli import _register, app
 from align_operator.client import AlignClient, build, manifest
 
 from .emulated_cluster import AJ, EVENT, POD, EmulatedCluster
 
 NS = "research"
+
+_register()  # every alignctl command, as the console script loads them
 
 
 @pytest.fixture(scope="module")

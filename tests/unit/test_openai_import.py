@@ -11,8 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from align_api import Algorithm, load_file, validate_document
-from align_operator.cli import app
-from align_operator.cli import import_cmd  # noqa: F401  (registers `alignctl import`)
+from align_operator.cli import _register, app
 from align_operator.openai_import import Options, RequestError, convert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,6 +40,8 @@ OPENAI_REINFORCEMENT = {
         "response_format": {"type": "json_schema", "json_schema": {"name": "contact", "schema": {"type": "object"}}},
         "hyperparameters": {"reasoning_effort": "medium"}}},
 }
+
+_register()  # every alignctl command, as the console script loads them
 
 
 def kinds(notes: list[Any]) -> dict[str, str]:

@@ -1,0 +1,437 @@
+"""An in-memory Kubernetes API server for the sandbox: kmock's KubernetesEmulator plus the API semantics
+the operator, kubectl-style clients and the node agent rely on.
+
+kmock stores JSON objects and streams watch events; it leaves the "special" fields to subclasses. Added here:
+- metadata on create: uid, creationTimestamp, generation, resourceVersion (one global counter),
+  generateName, the namespace from the URL;
+- resourceVersion on every write and generation bumps on spec changes, so Kopf's JSON-patch
+  `test` on resourceVersion works (a failed test answers 422, as a real server does);
+- the status subresource: PATCH .../status changes only status, PATCH of the object keeps status;
+- PUT (replace) and server-side apply (`application/apply-patch+yaml`, create or merge);
+- label and field selectors on list and watch; watches that cannot miss an event between the
+  initial snapshot and the stream;
+- background cascading deletion through ownerReferences (the garbage collector);
+- bounded memory: object histories and request logs are trimmed.
+Error injection: `emulator.inject(503, times=3, method="POST", resource="jobs")` refuses requests before they act
+(kmock's own reactions, `emulator[...] << ...`, still work but act after the state change, as kmock does).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import kmock
+import yaml
+from kmock._internal import enums, rendering  # kmock exports no names for these two
+
+#: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
+MAX_REQUESTS_KEPT = 200
+
+_NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
+_NS_PLACEHOLDER = "x-align-namespaces"
+_SELECTOR_TERM = re.compile(r"^\s*([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)\s*$|^\s*(!?)([\w./-]+)\s*$")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def parse_selector(text: str | None) -> list[tuple[str, str, str | None]]:
+    """Equality-based selectors: `a=b,c!=d,e,!f` -> [(key, op, value)] with op in =, !=, exists, !exists."""
+    terms: list[tuple[str, str, str | None]] = []
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        match = _SELECTOR_TERM.match(part)
+        if not match:
+            raise kmock.KubernetesError(status=400, reason="BadRequest", message=f"unable to parse selector {part!r}")
+        if match.group(1):
+            terms.append((match.group(1), "!=" if match.group(2) == "!=" else "=", match.group(3)))
+        else:
+            terms.append((match.group(5), "!exists" if match.group(4) else "exists", None))
+    return terms
+
+
+def selector_matches(terms: list[tuple[str, str, str | None]], values: Mapping[str, Any]) -> bool:
+    for key, op, value in terms:
+        present = key in values
+        if op == "=" and (not present or str(values[key]) != value):
+            return False
+        if op == "!=" and present and str(values[key]) == value:
+            return False
+        if op == "exists" and not present:
+            return False
+        if op == "!exists" and present:
+            return False
+    return True
+
+
+def _field_values(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata", {})
+    values = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
+    if "status" in obj and isinstance(obj["status"], dict) and "phase" in obj["status"]:
+        values["status.phase"] = obj["status"]["phase"]
+    if isinstance(obj.get("spec"), dict) and "nodeName" in obj["spec"]:
+        values["spec.nodeName"] = obj["spec"]["nodeName"]
+    return values
+
+
+@dataclass
+class Fault:
+    """An injected API error: the next `times` matching requests are refused with `status`, unchanged."""
+
+    status: int = 503
+    times: int = 1
+    method: str | None = None        # GET, POST, PATCH, DELETE, PUT; None = any
+    resource: str | None = None      # plural ("jobs") or "group/version/plural"; None = any
+    subresource: str | None = None   # "status"; None = any
+    served: int = 0
+
+    def matches(self, request: rendering.Request) -> bool:
+        if self.served >= self.times:
+            return False
+        if self.method and _method(request) != self.method.upper():
+            return False
+        if self.resource and request.resource is not None:
+            res = request.resource
+            full = f"{res.group}/{res.version}/{res.plural}".lstrip("/")
+            if self.resource not in (res.plural, full):
+                return False
+        if self.subresource is not None and request.subresource != self.subresource:
+            return False
+        return request.resource is not None
+
+
+_DIRECT = {enums.action.LIST: "_serve_list", enums.action.WATCH: "_serve_watch", enums.action.FETCH: "_serve_fetch",
+           enums.action.CREATE: "_serve_create", enums.action.UPDATE: "_serve_update",
+           enums.action.DELETE: "_serve_delete"}
+
+
+@attrs.define(kw_only=True)
+class _DirectRouting(kmock.RawHandler):
+    """Serve the emulator's own reactions without kmock's request matching.
+
+    kmock finds a reaction by re-filtering every request it has recorded, which is quadratic in the
+    number of requests; a sandbox that runs for an hour or a benchmark with 500 jobs cannot afford it.
+    While nobody has added reactions of their own, the action alone says which reaction serves."""
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        routes = getattr(self, "_routes", None)
+        if routes and request.action in routes and request.resource is not None and request.resource.plural \
+                and len(self._payloads) == len(self._builtin):
+            return await routes[request.action].response(request)
+        return await super()._handle(request)
+
+
+@attrs.define(kw_only=True)
+class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
+    """kmock's KubernetesEmulator with the semantics listed in the module docstring."""
+
+    _versions: itertools.count = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _faults: list[Fault] = attrs.field(factory=list, init=False)
+    _builtin: frozenset[int] = attrs.field(factory=frozenset, init=False)
+    _routes: dict[Any, Any] = attrs.field(factory=dict, init=False)
+    #: (namespace, pod name) -> file with the pod's log, served at pods/<name>/log.
+    pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._builtin = frozenset(id(p) for p in self._payloads)
+        by_name = {getattr(p.response.payload, "__name__", ""): p for p in self._payloads}
+        self._routes = {action: by_name[name] for action, name in _DIRECT.items() if name in by_name}
+
+    def inject(self, status: int = 503, *, times: int = 1, method: str | None = None,
+               resource: str | None = None, subresource: str | None = None) -> Fault:
+        """Refuse the next `times` matching requests with `status` (429, 500, 503, 409...) without acting."""
+        fault = Fault(status=status, times=times, method=method, resource=resource, subresource=subresource)
+        self._faults.append(fault)
+        return fault
+
+    # ----------------------------------------------------------------- request rewriting
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        request = self._namespace_paths(request)
+        if request.resource is None:
+            return await super()._handle(request)
+        for fault in self._faults:
+            if fault.matches(request):
+                fault.served += 1
+                return await self._render_error(kmock.KubernetesError(
+                    status=fault.status, reason="Injected", message=f"injected {fault.status} for tests"))
+        if request.subresource == "log" and request.name:
+            return self._serve_log(request)
+        original, request = request, self._rewrite(request)
+        if request is not original:  # kmock finds reactions by request identity
+            for index in range(len(self._requests) - 1, -1, -1):
+                if self._requests[index] is original:
+                    self._requests[index] = request
+                    break
+        try:
+            return await super()._handle(request)
+        finally:
+            if request.action in (enums.action.DELETE, enums.action.UPDATE):
+                await self._collect_garbage()
+            self._trim(request)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock's path parser reads /api/v1/namespaces[/<name>] as a namespace prefix and fails; hand it a
+        # path it parses, and turn the result back into the cluster-scoped namespaces resource in _handle.
+        match = _NAMESPACES_PATH.match(raw_request.path)
+        if match:
+            tail = "".join(f"/{part}" for part in match.groups() if part)
+            raw_request = raw_request.clone(rel_url=raw_request.rel_url.with_path(f"/api/v1/{_NS_PLACEHOLDER}{tail}"))
+        return await super().__call__(raw_request)
+
+    def _namespace_paths(self, request: rendering.Request) -> rendering.Request:
+        if request.resource is None or request.resource.plural != _NS_PLACEHOLDER:
+            return request
+        fixed = attrs.evolve(request, resource=kmock.resource("v1/namespaces"))
+        for index in range(len(self._requests) - 1, -1, -1):
+            if self._requests[index] is request:
+                self._requests[index] = fixed
+                break
+        return fixed
+
+    def _serve_log(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        path = self.pod_logs.get((request.namespace or "default", request.name or ""))
+        if path is None:
+            raise kmock.KubernetesObjectNotFoundError()
+        try:
+            text = open(path, encoding="utf-8", errors="replace").read()
+        except OSError:
+            text = ""
+        tail = request.params.get("tailLines")
+        if tail and tail.isdigit():
+            text = "".join(text.splitlines(keepends=True)[-int(tail):])
+        return aiohttp.web.Response(text=text, content_type="text/plain")
+
+    def _info(self, request: rendering.Request) -> kmock.ResourceInfo | None:
+        return self.resources[request.resource] if request.resource in self.resources else None
+
+    def _current(self, request: rendering.Request) -> dict[str, Any] | None:
+        key = (request.resource, request.namespace, request.name)
+        if key in self.objects and not self.objects[key].deleted:
+            return self.objects[key].raw
+        return None
+
+    def _rewrite(self, request: rendering.Request) -> rendering.Request:
+        """Turn every write into a full, versioned object so kmock's plain merge keeps K8s semantics."""
+        content_type = request.headers.get("Content-Type", "")
+        method = _method(request)
+        if method == "PATCH" and "apply-patch" in content_type:
+            data = yaml.safe_load(request.text) or {}
+            current = self._current(request)
+            if current is None:
+                data.setdefault("metadata", {})["name"] = request.name
+                return self._rewrite_create(attrs.evolve(request, action=enums.action.CREATE, data=data,
+                                                         name=None))
+            return self._rewrite_update(attrs.evolve(request, action=enums.action.UPDATE, data=data))
+        if method == "PUT" and request.name:
+            current = self._current(request)
+            if current is None:
+                raise kmock.KubernetesObjectNotFoundError()
+            replacement = dict(request.data or {})
+            if request.subresource == "status":
+                replacement = dict(current, status=replacement.get("status"))
+            return self._rewrite_update(attrs.evolve(request, action=enums.action.UPDATE, data=replacement),
+                                        replace=True)
+        if request.action == enums.action.CREATE:
+            return self._rewrite_create(request)
+        if request.action == enums.action.UPDATE:
+            return self._rewrite_update(request)
+        return request
+
+    def _rewrite_create(self, request: rendering.Request) -> rendering.Request:
+        data = copy.deepcopy(request.data) if isinstance(request.data, dict) else {}
+        meta = data.setdefault("metadata", {})
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                raise kmock.KubernetesError(status=422, reason="Invalid", message="metadata.name: Required value")
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        info = self._info(request)
+        if request.namespace:
+            meta["namespace"] = request.namespace
+        elif info is not None and info.namespaced:
+            meta.setdefault("namespace", "default")
+        if info is not None and info.kind:
+            res = request.resource
+            data.setdefault("apiVersion", f"{res.group}/{res.version}" if res.group else res.version)
+            data.setdefault("kind", info.kind)
+        meta.update(uid=_uid(), creationTimestamp=now_rfc3339(), generation=1,
+                    resourceVersion=str(next(self._versions)))
+        meta.pop("deletionTimestamp", None)
+        return attrs.evolve(request, data=data, namespace=meta.get("namespace"))
+
+    def _rewrite_update(self, request: rendering.Request, *, replace: bool = False) -> rendering.Request:
+        current = self._current(request)
+        if current is None:
+            return request  # kmock answers 404
+        try:
+            if replace:
+                new = copy.deepcopy(request.data)
+            elif isinstance(request.data, list):
+                new = jsonpatch.apply_patch(copy.deepcopy(current), request.data)
+            elif isinstance(request.data, dict):
+                new = _merge(current, request.data)
+            else:
+                raise ValueError("the patch body must be a JSON object or a JSON patch")
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, ValueError, TypeError) as exc:
+            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from None
+        info = self._info(request)
+        if request.subresource == "status":
+            new = dict(current, status=new.get("status"))
+        elif info is not None and "status" in info.subresources and "status" in current:
+            new["status"] = current["status"]
+        elif info is not None and "status" in info.subresources:
+            new.pop("status", None)
+        meta = new.setdefault("metadata", {})
+        old_meta = current.get("metadata", {})
+        for key in ("uid", "creationTimestamp", "namespace", "name", "generation"):
+            if key in old_meta:
+                meta[key] = old_meta[key]
+        if old_meta.get("deletionTimestamp"):
+            meta["deletionTimestamp"] = old_meta["deletionTimestamp"]
+        if new.get("spec") != current.get("spec"):
+            meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        meta["resourceVersion"] = str(next(self._versions))
+        if new.get("status") is None:
+            new.pop("status", None)
+        # kmock applies a JSON patch as-is: replacing the root makes the stored object exactly `new`.
+        return attrs.evolve(request, data=[{"op": "replace", "path": "", "value": new}])
+
+    # ----------------------------------------------------------------- reads
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        result = await super()._serve_version(request)
+        if isinstance(result, dict) and str(result.get("groupVersion", "")).startswith("/"):
+            result["groupVersion"] = result["groupVersion"][1:]  # the core group is "v1", not "/v1"
+        return result
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        result = await super()._serve_list(request)
+        assert isinstance(result, dict)
+        labels = parse_selector(request.params.get("labelSelector"))
+        fields = parse_selector(request.params.get("fieldSelector"))
+        result["items"] = [obj for obj in result["items"] if _selected(obj, labels, fields)]
+        result["metadata"] = {"resourceVersion": str(next(self._versions))}
+        result["kind"] = "List"
+        result["apiVersion"] = "v1"
+        return result
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        yield b""
+        assert request.resource is not None
+        labels = parse_selector(request.params.get("labelSelector"))
+        fields = parse_selector(request.params.get("fieldSelector"))
+        bus = self._buses[request.resource]
+        async with self._lock:
+            # Mark the bus before the snapshot, under the lock: no event falls between the two.
+            mark = await bus.mark()
+            snapshot = [obj.raw for (res, ns, name), obj in self.objects.items()
+                        if res == request.resource and not obj.deleted and _in_scope(request, ns, name)]
+        try:
+            for raw in snapshot:
+                if _selected(raw, labels, fields):
+                    yield {"type": "ADDED", "object": raw}
+            async for event in bus.stream(since=mark):
+                raw = event.get("object", {})
+                meta = raw.get("metadata", {})
+                if _in_scope(request, meta.get("namespace"), meta.get("name")) and _selected(raw, labels, fields):
+                    yield event
+        finally:
+            await bus.unmark(mark)
+
+    # ----------------------------------------------------------------- garbage collection
+    async def _collect_garbage(self) -> None:
+        """Delete (or mark for deletion) every object whose owner no longer exists: background cascade."""
+        while True:
+            async with self._lock:
+                alive = {obj.raw.get("metadata", {}).get("uid") for obj in self.objects.values() if not obj.deleted}
+                orphans = [(key, obj) for key, obj in self.objects.items() if not obj.deleted
+                           and any(ref.get("uid") not in alive
+                                   for ref in obj.raw.get("metadata", {}).get("ownerReferences") or [])
+                           and not obj.raw.get("metadata", {}).get("deletionTimestamp")]
+                for (resource, _, _), obj in orphans:
+                    if obj.raw.get("metadata", {}).get("finalizers"):
+                        obj.patch({"metadata": {"deletionTimestamp": now_rfc3339(),
+                                                "resourceVersion": str(next(self._versions))}})
+                        await self._buses[resource].put({"type": "MODIFIED", "object": obj.raw})
+                    else:
+                        raw = obj.raw
+                        obj.delete()
+                        await self._buses[resource].put({"type": "DELETED", "object": raw})
+            if not orphans:
+                return
+
+    def _trim(self, request: rendering.Request) -> None:
+        key = (request.resource, request.namespace, request.name)
+        if request.name and key in self.objects:
+            obj = self.objects[key]
+            if obj.deleted:
+                del self.objects[key]
+            elif len(obj.history) > 1:
+                obj.history[:] = [obj.history[-1]]
+        # Trim the request logs only while no test reactions are installed (their slices count requests).
+        if len(self._payloads) == len(self._builtin):
+            for holder in [self, *self._payloads]:
+                if len(holder._requests) > MAX_REQUESTS_KEPT:
+                    del holder._requests[: len(holder._requests) - MAX_REQUESTS_KEPT // 2]
+
+    # ----------------------------------------------------------------- direct access (node agent, tests)
+    def get_object(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = (kmock.resource(resource), namespace, name)
+        if key in self.objects and not self.objects[key].deleted:
+            return copy.deepcopy(self.objects[key].raw)
+        return None
+
+    def list_objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        res = kmock.resource(resource)
+        return [copy.deepcopy(obj.raw) for (r, ns, _), obj in list(self.objects.items())
+                if r == res and not obj.deleted and (namespace is None or ns == namespace)]
+
+
+def _method(request: rendering.Request) -> str:
+    return str(getattr(request.method, "value", request.method)).upper()
+
+
+def _in_scope(request: rendering.Request, namespace: str | None, name: str | None) -> bool:
+    return (request.namespace is None or namespace == request.namespace) and \
+        (request.name is None or name == request.name)
+
+
+def _selected(obj: Mapping[str, Any], labels: list[Any], fields: list[Any]) -> bool:
+    return selector_matches(labels, obj.get("metadata", {}).get("labels") or {}) and \
+        selector_matches(fields, _field_values(obj))
+
+
+def _merge(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch (also what strategic-merge patches of our flat fields need)."""
+    result = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = _merge(result[key], value)
+        elif isinstance(value, Mapping):
+            result[key] = _merge({}, value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _uid() -> str:
+    raw = secrets.token_hex(16)
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+def json_dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))

@@ -1,0 +1,69 @@
+"""Operator settings: every knob in one place, read from the environment with defaults.
+
+The Helm chart sets these as environment variables of the operator Deployment; the sandbox sets
+them for its in-process or subprocess operator.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from align_api.constants import DEFAULT_METRICS_PORT
+
+ENV_PREFIX = "ALIGN_OPERATOR_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an operator deployment may tune. Env: ALIGN_OPERATOR_<FIELD NAME IN UPPER CASE>."""
+
+    trainer_image: str = field(default="ghcr.io/align-operator/trainer:0.1.0",
+                               metadata={"help": "Image of the trainer pods (spec.resources.image overrides)."})
+    image_pull_policy: str = field(default="IfNotPresent", metadata={"help": "imagePullPolicy of trainer pods."})
+    namespaces: tuple[str, ...] = field(default=(), metadata={
+        "help": "Namespaces to serve (comma-separated); empty = the whole cluster."})
+    metrics_port: int = field(default=8080, metadata={"help": "Port of the operator's own /metrics (0 = off)."})
+    scrape_interval_seconds: float = field(default=15.0, metadata={
+        "help": "Minimum seconds between two scrapes of one trainer's /metrics."})
+    scrape_timeout_seconds: float = field(default=3.0, metadata={"help": "Timeout of one trainer scrape."})
+    status_interval_seconds: float = field(default=10.0, metadata={
+        "help": "Longest a running job's status goes without a refresh (Job/pod events refresh it sooner)."})
+    upstream_poll_seconds: float = field(default=10.0, metadata={
+        "help": "How often a Waiting job checks its upstream job:// dependencies."})
+    termination_grace_seconds: int = field(default=300, metadata={
+        "help": "terminationGracePeriodSeconds of trainer pods: time to write a checkpoint on SIGTERM."})
+    service_account: str = field(default="", metadata={
+        "help": "serviceAccountName of trainer pods (empty = the namespace default; its token is not mounted)."})
+    run_as_user: int = field(default=1000, metadata={"help": "UID the trainer runs as (non-root)."})
+    default_metrics_port: int = field(default=DEFAULT_METRICS_PORT, metadata={"help": "Trainer metrics port default."})
+    max_workers: int = field(default=20, metadata={"help": "Kopf worker limit per resource kind (parallel objects)."})
+    api_retries: int = field(default=8, metadata={"help": "Retries of 429/5xx/connection errors per API call."})
+    log_format: str = field(default="plain", metadata={"help": "plain or json."})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            if f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            elif f.name == "namespaces":
+                values[f.name] = tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+            else:
+                values[f.name] = raw
+        return replace(cls(**values), **overrides)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings (for a subprocess operator)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[ENV_PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
+        return out

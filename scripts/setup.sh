@@ -15,4 +15,8 @@ fi
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[operator,trainer,dev]"
+# helm-sdkpy (Helm's Go library over cffi; chart lint/render tests) declares Requires-Python>=3.12, but it is
+# pure Python around a bundled libhelm_sdkpy.so and works on 3.11: install it past that check, cffi first.
+python -m pip install -q "cffi>=1.15"
+python -m pip install -q --no-deps --ignore-requires-python "helm-sdkpy==0.1.32"
 echo "align-operator installed in .venv (activate with: . .venv/bin/activate)"

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -100,11 +101,22 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     metrics = Metrics(job.name, paths.metrics_file, port=metrics_port,
                       status_file=paths.output_dir / "status.json")
     stop = threading.Event()
-    install_sigterm_handler(stop)
+    previous_handler = install_sigterm_handler(stop)
     resume = checkpoints.find_resume(paths.checkpoint_dir)
-    return TrainContext(job=job, paths=paths, device=device, tokenizer=tokenizer, models=models, metrics=metrics,
-                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
-                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
+    ctx = TrainContext(job=job, paths=paths, device=device, tokenizer=tokenizer, models=models, metrics=metrics,
+                       train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
+                       callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
+    ctx.scratch["previous_sigterm_handler"] = previous_handler
+    return ctx
+
+
+def quiet_libraries() -> None:
+    """Pods have no TTY: progress bars of datasets/transformers only clutter `kubectl logs`."""
+    import datasets
+    import transformers
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_warning()
 
 
 def evaluation_hook():  # type: ignore[no-untyped-def]
@@ -147,6 +159,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     ctx: TrainContext | None = None
     try:
+        quiet_libraries()
         job = load_job(args.config)
         module = load_algorithm(job.spec.algorithm.value)
         port = args.metrics_port if args.metrics_port is not None else job.spec.metrics.port
@@ -157,6 +170,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         hook = evaluation_hook()
         if hook is not None:
             ctx.before_publish.append(hook)
+            # --- evaluation at checkpoints (spec.evaluation.atCheckpoints; evaluation/hook.py) ---
+            from .evaluation.hook import checkpoint_callbacks
+            ctx.callbacks.extend(checkpoint_callbacks(ctx))
+            # --- end evaluation at checkpoints ---
         log.info("%s: %s on %s (%s, %s), output %s%s", job.name, job.spec.algorithm.value, job.spec.model.base,
                  ctx.device.device, ctx.device.dtype, ctx.paths.output_dir,
                  f", resuming from {ctx.resume_from.name}" if ctx.resume_from else "")
@@ -177,6 +194,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     finally:
         if ctx is not None:
             ctx.metrics.close()  # type: ignore[attr-defined]
+            previous = ctx.scratch.get("previous_sigterm_handler")
+            if previous is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)  # in-process callers (tests, sandbox) get theirs back
 
 
 def main() -> None:

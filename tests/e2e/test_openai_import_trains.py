@@ -1,0 +1,60 @@
+"""Imported OpenAI requests train unchanged on builtin://tiny (only the model replaced), and plot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from align_api import load_file
+from align_operator.cli import _register, app
+
+_register()
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "openai"
+#: Extra settings that only make the run short (the import itself is untouched apart from the model).
+SHORTEN = {"reinforcement.json": {"maxSteps": 1, "numGenerations": 2, "maxCompletionLength": 8}}
+
+
+def has_algorithm(name: str) -> bool:
+    return importlib.util.find_spec(f"align_trainer.algorithms.{name}") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.parametrize("request_file, algorithm", [
+    ("supervised.json", "sft"), ("dpo.json", "dpo"),
+    pytest.param("reinforcement.json", "grpo", marks=pytest.mark.skipif(
+        not has_algorithm("grpo"), reason="the grpo trainer module is not in this tree yet")),
+])
+def test_imported_request_trains_on_tiny_model(request_file: str, algorithm: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "job.yaml"
+    imported = CliRunner().invoke(app, ["import", "openai", str(EXAMPLES / request_file), "--model", "builtin://tiny",
+                                        "-o", str(manifest)])
+    assert imported.exit_code == 0, imported.output
+    if request_file in SHORTEN:
+        doc = yaml.safe_load(manifest.read_text())
+        doc["spec"]["hyperparameters"].update(SHORTEN[request_file])
+        doc["spec"].pop("evaluation", None)
+        manifest.write_text(yaml.safe_dump(doc))
+    (job,) = load_file(manifest)
+    assert job.spec.algorithm == algorithm and job.spec.model.base == "builtin://tiny"
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "align_trainer", "--config", str(manifest), "--output", str(out),
+                           "--metrics-port", "-1"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / "final").is_dir()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in records)
+
+    plotted = CliRunner().invoke(app, ["plot", str(out)])
+    assert plotted.exit_code == 0, plotted.output
+    assert (out / "metrics.png").stat().st_size > 10_000

@@ -1,7 +1,7 @@
 """Regenerate the synthetic example datasets (deterministic): `python examples/data/generate.py`.
 
 The task is learnable by builtin://tiny in a few dozen steps: the preferred answer always starts with
-"Sure!" and praises the thing asked about; the rejected one starts with "No." The SFT task teaches the
+"Sure!" and praises the thing asked about; the rejected one starts with "Nope!". The SFT task teaches the
 same answer style. Prompts of the eval files use words that never appear in the train files, so eval
 metrics measure the rule, not memorised pairs.
 """
@@ -29,7 +29,8 @@ def good(word: str) -> str:
 
 
 def bad(word: str, rng: random.Random) -> str:
-    return rng.choice(["No. {w} is dull.", "No. Go away.", "No. I hate {w}."]).format(w=word)
+    # as long as good(word): sequence log-probs (reference-free losses, length bias) compare like for like
+    return rng.choice(["Nope! {w} is awful.", "Nope! {w} is gross."]).format(w=word)
 
 
 def write(name: str, rows: list[dict]) -> None:

@@ -58,9 +58,9 @@ class SigtermCallback(TrainerCallback):
             control.should_training_stop = True
 
 
-def install_sigterm_handler(stop_event: threading.Event) -> None:
+def install_sigterm_handler(stop_event: threading.Event) -> Any:
     """SIGTERM sets the event (the kubelet's grace period is the time to finish the step and checkpoint);
-    a second SIGTERM exits at once."""
+    a second SIGTERM exits at once. Returns the previous handler (to restore), None off the main thread."""
 
     def handler(signum: int, _frame: Any) -> None:
         if stop_event.is_set():
@@ -69,7 +69,8 @@ def install_sigterm_handler(stop_event: threading.Event) -> None:
         stop_event.set()
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler)
+    return None
 
 
 class ProgressLogCallback(TrainerCallback):

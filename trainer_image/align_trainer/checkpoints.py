@@ -212,13 +212,14 @@ def _jsonable(value: Any) -> bool:
 def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: int | None,
                   metrics: dict[str, float], eval_metrics: dict[str, float]) -> "TrainResult":
     """Final adapter (+ tokenizer, model card) -> final/; optional merged/; upload to spec.output.uri."""
-    from .models import DEFAULT_ADAPTER, _unwrap_peft
+    from .models import DEFAULT_ADAPTER, _unwrap_peft, portable_base_reference
     from .runtime import TrainResult
     paths = ctx.paths
     peft_model = _unwrap_peft(model)
     staging = staging_dir(paths.output_dir)
     if peft_model is not None:
         peft_model.save_pretrained(str(staging), selected_adapters=[DEFAULT_ADAPTER])
+        portable_base_reference(staging, ctx.spec.model.base)
     else:
         model.save_pretrained(str(staging))
     ctx.tokenizer.save_pretrained(str(staging))

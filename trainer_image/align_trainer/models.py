@@ -222,3 +222,41 @@ def count_parameters(model: Any) -> tuple[int, int]:
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
     return trainable, total
+
+
+def portable_base_reference(adapter_dir: Path, base_uri: str) -> None:
+    """Record the base as its URI in adapter_config.json when it is not a hub id: a local cache path
+    (builtin, s3, pvc downloads) means nothing in another pod. `load_trained` resolves it back."""
+    if storage.scheme_of(base_uri) in ("", "hf") and not base_uri.startswith(("/", ".", "~")):
+        return
+    config_file = Path(adapter_dir) / "adapter_config.json"
+    if config_file.is_file():
+        import json
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = base_uri
+        config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def load_trained(adapter_dir: Path | str, *, sequence_classification: bool = False, base_dir: Path | None = None,
+                 cache_dir: Path | None = None, dtype: str = "float32") -> "PeftModel":
+    """A trained adapter (this trainer's final/ output) on its base, for graders and evaluation elsewhere:
+    the base URI in adapter_config.json is resolved like spec.model.base."""
+    import json
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    adapter_dir = Path(adapter_dir)
+    base_uri = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    if base_uri.startswith("builtin://"):
+        base_path = str(builtin.materialize(base_uri[len("builtin://"):]))
+    else:
+        base_path = storage.resolve(base_uri, base_dir=base_dir or Path.cwd(),
+                                    cache_dir=cache_dir or builtin.cache_root() / "downloads")
+    cls = AutoModelForSequenceClassification if sequence_classification else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"num_labels": 1} if sequence_classification else {}
+    base = cls.from_pretrained(base_path, dtype=getattr(torch, dtype), token=hf_token(), **kwargs)
+    if sequence_classification and base.config.pad_token_id is None:
+        base.config.pad_token_id = base.config.eos_token_id
+    return PeftModel.from_pretrained(base, str(adapter_dir))

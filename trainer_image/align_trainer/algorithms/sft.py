@@ -1,0 +1,80 @@
+"""Supervised fine-tuning of the LoRA policy (TRL SFTTrainer).
+
+Loss: mean token negative log-likelihood  L = -1/|T| * sum_{t in T} log pi(y_t | y_<t, x), where T are the
+assistant (completion) tokens when `completionOnlyLoss` is on. OpenAI chat rows are tokenized here so that
+each assistant message's `weight` (0 = context only, 1 = learn it) decides whether its tokens are in T;
+prompt/completion and text rows go to TRL unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import DataError
+from ..runtime import DataKind, TrainContext, TrainResult
+
+DATA = DataKind.SFT
+IGNORE = -100
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def tokenize_conversation(tokenizer: Any, messages: list[dict[str, Any]], *, completion_only: bool,
+                          max_length: int | None) -> dict[str, list[int]]:
+    """input_ids and labels (IGNORE outside trained assistant turns) for one weighted conversation.
+
+    Trained spans are found in characters: render the conversation up to assistant turn i with a
+    generation prompt (span start) and including turn i (span end); a token is trained when its
+    characters lie inside a span. This works with any chat template whose renderings are prefixes of each
+    other, and with any fast tokenizer (offsets), without assuming token boundaries line up.
+    """
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    text = _render(tokenizer, plain, generation_prompt=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant" or not message.get("weight", 1):
+            continue
+        start = len(_render(tokenizer, plain[:i], generation_prompt=True)) if i else 0
+        upto = _render(tokenizer, plain[: i + 1], generation_prompt=False)
+        if not text.startswith(upto):
+            raise DataError("the chat template does not render a conversation prefix as a prefix of the whole "
+                            "conversation; per-message weights cannot be located")
+        spans.append((start, len(upto)))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    if not completion_only:
+        labels = ids[:]
+    else:
+        labels = [tok if any(s <= a and b <= e and b > a for s, e in spans) else IGNORE
+                  for tok, (a, b) in zip(ids, encoded["offset_mapping"])]
+    if max_length is not None:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return {"input_ids": ids, "labels": labels}
+
+
+def prepare(dataset: Any, tokenizer: Any, *, completion_only: bool, max_length: int | None) -> Any:
+    """Tokenize OpenAI chat rows ({"messages"}) with weights; other SFT rows are returned unchanged."""
+    if dataset is None or "messages" not in dataset.column_names:
+        return dataset
+    out = dataset.map(lambda row: tokenize_conversation(tokenizer, row["messages"], completion_only=completion_only,
+                                                        max_length=max_length),
+                      remove_columns=dataset.column_names, desc="Tokenizing conversations")
+    return out.filter(lambda row: any(x != IGNORE for x in row["labels"]), desc="Dropping rows truncated to nothing")
+
+
+def run(ctx: TrainContext) -> TrainResult:
+    from trl import SFTConfig, SFTTrainer
+
+    hp = ctx.hp
+    args = ctx.trainer_args(SFTConfig, completion_only_loss=hp.completion_only_loss, packing=hp.packing)
+    kwargs = dict(completion_only=hp.completion_only_loss, max_length=hp.max_length)
+    train = prepare(ctx.train_dataset, ctx.tokenizer, **kwargs)
+    if len(train) == 0:
+        raise DataError("no SFT rows left: every conversation was truncated before its first trained token "
+                        "(raise hyperparameters.maxLength)")
+    trainer = SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
+                         eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
+                         processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
+    return ctx.train(trainer)

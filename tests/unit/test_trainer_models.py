@@ -1,0 +1,124 @@
+"""Trainer models: device/precision choices, 4-bit config, builtin model and tokenizer, URI resolution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from align_api.hyperparameters import Hyperparameters
+from align_api.model import ModelSpec
+from align_trainer import builtin, storage
+from align_trainer.errors import ConfigError, UpstreamError
+from align_trainer.models import choose_device, quantization_config
+
+
+def spec(**model: object) -> ModelSpec:
+    return ModelSpec.model_validate({"base": "builtin://tiny", **model})
+
+
+def test_cpu_defaults_to_fp32() -> None:
+    dev = choose_device(spec(), Hyperparameters(), gpus=0, cuda=False, bf16_supported=False)
+    assert (dev.device, dev.dtype, dev.bf16, dev.fp16, dev.attn_implementation) == ("cpu", "float32", False, False, None)
+
+
+def test_gpu_auto_bf16_and_flash_attention() -> None:
+    dev = choose_device(spec(attention="flash_attention_2"), Hyperparameters(), gpus=1, cuda=True,
+                        bf16_supported=True, flash_attn=True)
+    assert (dev.device, dev.dtype, dev.bf16, dev.attn_implementation) == ("cuda", "bfloat16", True, "flash_attention_2")
+
+
+def test_gpu_without_bf16_uses_fp16_amp_on_fp32_weights() -> None:
+    dev = choose_device(spec(), Hyperparameters(), gpus=1, cuda=True, bf16_supported=False)
+    assert (dev.dtype, dev.fp16, dev.bf16) == ("float32", True, False)
+
+
+@pytest.mark.parametrize("model, hp, gpus, cuda, message", [
+    ({"quantization": {"bits": 4}}, {}, 0, False, "quantization needs CUDA"),
+    ({"quantization": {"bits": 4}}, {}, 1, False, "quantization needs CUDA"),
+    ({}, {"precision": "bf16"}, 0, False, "needs a GPU"),
+    ({"attention": "flash_attention_2"}, {}, 0, False, "flash_attention_2 needs CUDA"),
+])
+def test_impossible_requests_are_config_errors(model: dict, hp: dict, gpus: int, cuda: bool, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        choose_device(spec(**model), Hyperparameters(**hp), gpus=gpus, cuda=cuda, bf16_supported=False, flash_attn=False)
+
+
+def test_flash_attention_without_package() -> None:
+    with pytest.raises(ConfigError, match="flash-attn package"):
+        choose_device(spec(attention="flash_attention_2"), Hyperparameters(), gpus=1, cuda=True, bf16_supported=True,
+                      flash_attn=False)
+
+
+def test_nf4_config() -> None:
+    import torch
+    q = spec(quantization={"bits": 4}).quantization
+    cfg = quantization_config(q, cuda=True)
+    assert cfg.load_in_4bit and not cfg.load_in_8bit
+    assert cfg.bnb_4bit_quant_type == "nf4" and cfg.bnb_4bit_use_double_quant
+    assert cfg.bnb_4bit_compute_dtype == torch.bfloat16
+    assert quantization_config(spec(quantization={"bits": 8}).quantization, cuda=True).load_in_8bit
+    with pytest.raises(ConfigError, match="needs CUDA"):
+        quantization_config(q, cuda=False)
+    assert quantization_config(None) is None
+
+
+def test_builtin_tokenizer_is_byte_level_with_chat_template() -> None:
+    tok = builtin.build_tokenizer()
+    text = "héllo ✓"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert ids == list(text.encode("utf-8")) and tok.decode(ids) == text
+    rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.eos_token == builtin.IM_END and tok.pad_token == builtin.PAD
+
+
+def test_builtin_model_is_deterministic_and_small() -> None:
+    a, b = builtin.build_model("tiny"), builtin.build_model("tiny")
+    assert all((x == y).all() for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert 50_000 < sum(p.numel() for p in a.parameters()) < 1_000_000
+    small = builtin.ARCHITECTURES["small"]
+    h, i, n, v = small["hidden_size"], small["intermediate_size"], small["num_hidden_layers"], 261
+    assert n * (4 * h * h + 3 * h * i) + v * h >= 50_000_000  # the memory benchmark needs >= ~50M parameters
+
+
+def test_builtin_materialize_caches(tmp_path: Path) -> None:
+    path = builtin.materialize("tiny", tmp_path)
+    assert (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
+    assert builtin.materialize("tiny", tmp_path) == path
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_resolve_file_pvc_hub_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "m").mkdir()
+    assert storage.resolve("file://m", base_dir=tmp_path, cache_dir=tmp_path) == str(tmp_path / "m")
+    assert storage.resolve(f"file://{tmp_path}/m", base_dir=Path("/"), cache_dir=tmp_path) == str(tmp_path / "m")
+    assert storage.resolve("./m", base_dir=tmp_path, cache_dir=tmp_path) == str(tmp_path / "m")
+    monkeypatch.setenv("ALIGN_PVC_ROOT", str(tmp_path))
+    assert storage.resolve("pvc://m", base_dir=Path("/"), cache_dir=tmp_path) == str(tmp_path / "m")
+    with pytest.raises(UpstreamError, match="does not exist"):
+        storage.resolve("pvc://claim/missing", base_dir=Path("/"), cache_dir=tmp_path)
+    assert storage.resolve("Qwen/Qwen2.5-0.5B", base_dir=tmp_path, cache_dir=tmp_path) == "Qwen/Qwen2.5-0.5B"
+    assert storage.resolve("hf://org/name", base_dir=tmp_path, cache_dir=tmp_path) == "org/name"
+    monkeypatch.setenv("ALIGN_RESOLVED_URIS", json.dumps({"job://sft": "pvc://m"}))
+    assert storage.resolve("job://sft", base_dir=Path("/"), cache_dir=tmp_path) == str(tmp_path / "m")
+    with pytest.raises(UpstreamError, match="not resolved"):
+        storage.resolve("job://other", base_dir=Path("/"), cache_dir=tmp_path)
+
+
+def test_pvc_root_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALIGN_PVC_ROOT", raising=False)
+    assert storage.pvc_path("pvc://claim/a/b") == Path("/mnt/pvc/claim/a/b")
+
+
+def test_upload_file_target_is_atomic_replace(tmp_path: Path) -> None:
+    src = tmp_path / "final"
+    src.mkdir()
+    (src / "adapter_model.safetensors").write_bytes(b"x")
+    uri = storage.upload(src, f"file://{tmp_path}/out", base_dir=tmp_path, name="adapter")
+    assert uri == f"file://{tmp_path}/out/adapter"
+    (src / "README.md").write_text("card")
+    storage.upload(src, f"file://{tmp_path}/out", base_dir=tmp_path, name="adapter")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter"]
+    assert (tmp_path / "out" / "adapter" / "README.md").read_text() == "card"

@@ -153,6 +153,51 @@ def _sniff_format(uri: str, method: str) -> str:
     return "trl" if isinstance(first, dict) and "prompt" in first and "messages" not in first else "openai-chat"
 
 
+def _has_image(messages: Any) -> bool:
+    return any(isinstance(m, Mapping) and isinstance(m.get("content"), list) and
+               any(isinstance(p, Mapping) and p.get("type") in ("image_url", "input_image") for p in m["content"])
+               for m in messages or [])
+
+
+def _data_warnings(uri: str, field: str, notes: list[Note], limit: int = 20_000) -> None:
+    """Rows the trainer will refuse (function calling, images), found before a GPU is spent on them."""
+    if "://" in uri:
+        return
+    tools = images = 0
+    try:
+        with open(uri, encoding="utf-8") as fh:
+            for index, line in enumerate(fh):
+                if index >= limit:
+                    break
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # the trainer reports malformed rows with file and line
+                if not isinstance(row, dict):
+                    continue
+                source = row.get("input") if isinstance(row.get("input"), dict) else row
+                tools += bool(source.get("tools"))
+                images += _has_image(source.get("messages"))
+    except OSError:
+        return
+    if tools:
+        notes.append(Note(field, "dropped", f"{tools} row(s) define tools (function calling), which the trainer "
+                          "does not train on yet: remove them or the job fails with a DataError naming the row"))
+    if images:
+        notes.append(Note(field, "dropped", f"{images} row(s) contain images; only text content is supported"))
+
+
+def _judges(grader: Mapping[str, Any], path: str, notes: list[Note]) -> None:
+    """Model graders name an OpenAI model: say where that judge will run."""
+    if grader.get("type") in ("score_model", "label_model") and not grader.get("endpoint"):
+        notes.append(Note(f"{path}.model", "approx", f"judge {grader.get('model')!r} is loaded locally as a model "
+                          "URI; to keep using an API judge add endpoint: {base_url: ..., api_key: {name, key}} "
+                          "(any OpenAI-compatible server, OpenAI's included) to this grader"))
+    for key, sub in (grader.get("graders") or {}).items() if grader.get("type") == "multi" else ():
+        if isinstance(sub, Mapping):
+            _judges(sub, f"{path}.graders.{key}", notes)
+
+
 def _hyperparameters(method: str, values: Mapping[str, Any], where: str, algorithm: Algorithm,
                      notes: list[Note]) -> tuple[dict[str, Any], dict[str, Any]]:
     """OpenAI hyperparameters -> (spec.hyperparameters, spec.evaluation) with one note per key."""
@@ -247,9 +292,11 @@ def convert(request: Mapping[str, Any], opts: Options = Options()) -> tuple[dict
                           f"of a similar role; choose yours with --model){extra}"))
 
     train_uri = _data_uri(str(request["training_file"]), "training_file", opts, notes)
+    _data_warnings(train_uri, "training_file", notes)
     data: dict[str, Any] = {"train": {"uri": train_uri, "format": _sniff_format(train_uri, kind)}}
     if request.get("validation_file"):
         eval_uri = _data_uri(str(request["validation_file"]), "validation_file", opts, notes)
+        _data_warnings(eval_uri, "validation_file", notes)
         data["eval"] = {"uri": eval_uri, "format": _sniff_format(eval_uri, kind)}
 
     spec: dict[str, Any] = {"algorithm": algorithm.value, "model": {"base": base}, "data": data}
@@ -265,6 +312,7 @@ def convert(request: Mapping[str, Any], opts: Options = Options()) -> tuple[dict
             raise RequestError(f"{where}.grader is required for reinforcement fine-tuning")
         spec["grader"] = config["grader"]  # verbatim: spec.grader accepts OpenAI grader JSON as-is
         notes.append(Note(f"{where}.grader", "mapped", f"-> spec.grader (verbatim, type {config['grader'].get('type')})"))
+        _judges(config["grader"], f"{where}.grader", notes)
         if evaluation:
             spec["evaluation"] = evaluation
         if config.get("response_format"):

@@ -147,3 +147,20 @@ def test_cli_reports_an_unsupported_grader_and_strict_dropped_fields(tmp_path: P
     strict = CliRunner().invoke(app, ["import", "openai", str(EXAMPLES / "reinforcement.json"), "--strict"])
     assert strict.exit_code == 1 and "--strict" in strict.stderr
     assert yaml.safe_load(strict.stdout)["spec"]["algorithm"] == "grpo"  # still printed for inspection
+
+
+def test_warns_about_rows_the_trainer_refuses_and_api_judges(tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+            {"messages": [{"role": "user", "content": "weather?"}], "tools": [{"type": "function"}]},
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}]
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    judge = {"type": "score_model", "name": "judge", "model": "gpt-4o-2024-08-06",
+             "input": [{"role": "user", "content": "Score {{sample.output_text}}"}]}
+    request = {"model": "o4-mini", "training_file": str(data),
+               "method": {"type": "reinforcement", "reinforcement": {"grader": judge}}}
+    manifest, notes = convert(request)
+    validate_document(manifest)
+    messages = " ".join(n.message for n in notes)
+    assert "1 row(s) define tools" in messages and "1 row(s) contain images" in messages
+    assert any(n.field == "method.reinforcement.grader.model" and "endpoint" in n.message for n in notes)

@@ -79,6 +79,18 @@ def _prompt_of(row: dict[str, Any]) -> dict[str, Any]:
     raise ConfigError("evaluation prompts need a prompt (or messages) column")
 
 
+def _unique_prompts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each prompt once (preference and unpaired rows repeat their prompt), first occurrence kept."""
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        key = repr(row["prompt"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique
+
+
 def evaluation_rows(ctx: Any, evaluation: Evaluation, kind: str) -> tuple[list[dict[str, Any]], str]:
     """(rows, where they came from): evaluation.prompts, else the eval split, else (flagged) the train split."""
     from ..runtime import DataKind
@@ -94,11 +106,7 @@ def evaluation_rows(ctx: Any, evaluation: Evaluation, kind: str) -> tuple[list[d
     else:
         raise ConfigError("evaluation has no data: set spec.evaluation.prompts or spec.data.eval")
     if kind == "policy":
-        rows = [_prompt_of(r) for r in rows]
-        # one prompt once: preference/unpaired rows repeat prompts
-        seen: set[str] = set()
-        rows = [r for r in rows if not (repr(r["prompt"]) in seen or seen.add(repr(r["prompt"])))]  # type: ignore[func-returns-value]
-    rows = rows[:]
+        rows = _unique_prompts([_prompt_of(r) for r in rows])
     random.Random(ctx.hp.seed).shuffle(rows)
     return rows[: evaluation.samples], source
 

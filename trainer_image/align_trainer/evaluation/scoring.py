@@ -87,10 +87,11 @@ class GraderScorer:
         results = self.grader.grade_batch([dict(item) for item in items], list(answers))
         scores = []
         for result in results:
-            reward = float(result.reward) if result.reward is not None else math.nan
             errors = getattr(result, "errors", None)
-            scores.append(Score(reward if not errors else math.nan if not math.isfinite(reward) else reward,
-                                getattr(result, "label", None), "; ".join(map(str, errors)) if errors else None))
+            # In training a failed grading is reward 0; here it is "unscored" (NaN), so that a crashing
+            # grader shows up as missing data rather than as ties or losses.
+            reward = math.nan if errors or result.reward is None else float(result.reward)
+            scores.append(Score(reward, getattr(result, "label", None), "; ".join(map(str, errors)) if errors else None))
         return scores
 
     def close(self) -> None:

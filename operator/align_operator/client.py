@@ -167,8 +167,11 @@ class AlignClient:
     # --- AlignmentJobs -------------------------------------------------------------------------
 
     def submit(self, job: AlignmentJob | Mapping[str, Any], *, dry_run: bool = False,
-               force: bool = True) -> tuple[dict[str, Any], bool]:
-        """Server-side apply (field manager `alignctl`); returns (object, created)."""
+               force: bool = False) -> tuple[dict[str, Any], bool]:
+        """Server-side apply (field manager `alignctl`); returns (object, created).
+
+        `force` takes over fields another manager owns (kubectl's --force-conflicts); off by default, as there.
+        """
         doc = manifest(job)
         meta = doc["metadata"]
         namespace = meta.get("namespace") or self.namespace

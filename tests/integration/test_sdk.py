@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import time
 from typing import Any
 
@@ -60,3 +61,29 @@ def test_suspend_delete_and_errors(cluster: EmulatedCluster) -> None:
     assert cluster.get(AJ, "sdk", "sdk-sft") is None
     with pytest.raises(JobNotFound):
         client.get("sdk-sft")
+
+
+def test_the_documented_example_runs(cluster: EmulatedCluster) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sdk.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    target = 'AlignClient(context="gpu-cluster", namespace="research")'
+    assert target in code
+    code = code.replace(target, f'AlignClient(host="{cluster.url}", namespace="research")')
+    operator = AlignClient(host=cluster.url, namespace="research")
+
+    def finish() -> None:
+        for _ in range(100):
+            if operator.exists("dpo-support-bot"):
+                break
+            time.sleep(0.05)
+        for status in ({"phase": "Running", "progress": {"step": 3, "totalSteps": 10}},
+                       {"phase": "Succeeded", "artifacts": {"adapter": "s3://my-bucket/out/final"}}):
+            time.sleep(0.2)
+            operator.custom.patch_namespaced_custom_object_status(
+                "align.dev", "v1alpha1", "research", "alignmentjobs", "dpo-support-bot", {"status": status},
+                _content_type="application/merge-patch+json")
+
+    threading.Thread(target=finish, daemon=True).start()
+    printed: list[str] = []
+    exec(compile(code, "docs/sdk.md", "exec"), {"print": lambda *a: printed.append(" ".join(map(str, a)))})
+    assert printed[-1] == "Succeeded s3://my-bucket/out/final"

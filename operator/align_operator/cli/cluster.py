@@ -44,7 +44,9 @@ def make_client(kubeconfig: Path | None, context: str | None, namespace: str | N
         return AlignClient(kubeconfig=kubeconfig, context=context, namespace=namespace, host=server)
     except ClusterError as exc:
         fail(str(exc))
-        raise  # unreachable; for type checkers
+    except ModuleNotFoundError as exc:
+        fail(f"{exc.name} is not installed; cluster commands need: pip install 'align-operator[cli]'")
+    raise AssertionError("unreachable")
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> None:

@@ -83,5 +83,8 @@ def plot(
         fail(f"{metrics_path}: no plottable metrics ({len(metrics.records)} records)")
     typer.echo(format_table(["METRIC", "POINTS", "FIRST", "LAST", "MIN", "MAX", "TREND"], rows))
     if png:
-        written = render_png(metrics.records, output or default_png, title=title)
+        try:
+            written = render_png(metrics.records, output or default_png, title=title)
+        except ModuleNotFoundError as exc:
+            fail(f"{exc.name} is not installed; the PNG needs: pip install 'align-operator[cli]' (or use --no-png)")
         console.print(f"wrote {written}")

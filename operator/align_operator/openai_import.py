@@ -267,60 +267,45 @@ def _method(request: Mapping[str, Any], notes: list[Note]) -> tuple[str, dict[st
     return kind, config, where
 
 
-def convert(request: Mapping[str, Any], opts: Options = Options()) -> tuple[dict[str, Any], list[Note]]:
-    """The AlignmentJob manifest (a dict; validate it with align_api) and what happened to every field."""
-    if not isinstance(request, Mapping) or "model" not in request or "training_file" not in request:
-        raise RequestError("not an OpenAI fine-tuning job request: 'model' and 'training_file' are required")
-    notes: list[Note] = []
-    kind, config, where = _method(request, notes)
-    algorithm = Algorithm(opts.rl_algorithm) if kind == "reinforcement" else METHODS[kind]
-    notes.append(Note("method.type", "mapped", f"{kind} -> algorithm {algorithm.value}"))
-
-    openai_model = str(request["model"])
-    annotations = {f"{ANNOTATION_PREFIX}model": openai_model}
+def _model(openai_model: str, opts: Options, notes: list[Note]) -> str:
     if opts.model:
-        base = opts.model
-        notes.append(Note("model", "mapped", f"{openai_model} -> {base} (--model)"))
-    elif "/" in openai_model or "://" in openai_model:
-        base = openai_model  # already an open model (hub id or URI)
-        notes.append(Note("model", "mapped", f"-> {base}"))
-    else:
-        base, ft_base = open_model(openai_model)
-        extra = (f"; {openai_model} is a fine-tuned OpenAI model whose weights cannot be exported, so training "
-                 f"starts from an open stand-in for {ft_base}") if ft_base else ""
-        notes.append(Note("model", "approx", f"{openai_model} is OpenAI-hosted -> {base} (an open-weight model "
-                          f"of a similar role; choose yours with --model){extra}"))
+        notes.append(Note("model", "mapped", f"{openai_model} -> {opts.model} (--model)"))
+        return opts.model
+    if "/" in openai_model or "://" in openai_model:  # already an open model (hub id or URI)
+        notes.append(Note("model", "mapped", f"-> {openai_model}"))
+        return openai_model
+    base, ft_base = open_model(openai_model)
+    extra = (f"; {openai_model} is a fine-tuned OpenAI model whose weights cannot be exported, so training "
+             f"starts from an open stand-in for {ft_base}") if ft_base else ""
+    notes.append(Note("model", "approx", f"{openai_model} is OpenAI-hosted -> {base} (an open-weight model "
+                      f"of a similar role; choose yours with --model){extra}"))
+    return base
 
-    train_uri = _data_uri(str(request["training_file"]), "training_file", opts, notes)
-    _data_warnings(train_uri, "training_file", notes)
-    data: dict[str, Any] = {"train": {"uri": train_uri, "format": _sniff_format(train_uri, kind)}}
-    if request.get("validation_file"):
-        eval_uri = _data_uri(str(request["validation_file"]), "validation_file", opts, notes)
-        _data_warnings(eval_uri, "validation_file", notes)
-        data["eval"] = {"uri": eval_uri, "format": _sniff_format(eval_uri, kind)}
 
-    spec: dict[str, Any] = {"algorithm": algorithm.value, "model": {"base": base}, "data": data}
-    hp, evaluation = _hyperparameters(kind, config.get("hyperparameters") or {}, f"{where}.hyperparameters",
-                                      algorithm, notes)
-    if request.get("seed") is not None:
-        hp["seed"] = int(request["seed"])
-        notes.append(Note("seed", "mapped", f"-> hyperparameters.seed = {hp['seed']}"))
-    if hp:
-        spec["hyperparameters"] = hp
-    if kind == "reinforcement":
-        if not config.get("grader"):
-            raise RequestError(f"{where}.grader is required for reinforcement fine-tuning")
-        spec["grader"] = config["grader"]  # verbatim: spec.grader accepts OpenAI grader JSON as-is
-        notes.append(Note(f"{where}.grader", "mapped", f"-> spec.grader (verbatim, type {config['grader'].get('type')})"))
-        _judges(config["grader"], f"{where}.grader", notes)
-        if evaluation:
-            spec["evaluation"] = evaluation
-        if config.get("response_format"):
-            notes.append(Note(f"{where}.response_format", "dropped", "no schema-constrained decoding; ask for "
-                              "JSON in the prompt: graders reading {{sample.output_json}} need valid JSON answers"))
-    elif config.get("grader"):
-        notes.append(Note(f"{where}.grader", "dropped", f"a grader is not used by {kind} training"))
+def _data(request: Mapping[str, Any], kind: str, opts: Options, notes: list[Note]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for split, field in (("train", "training_file"), ("eval", "validation_file")):
+        if request.get(field):
+            uri = _data_uri(str(request[field]), field, opts, notes)
+            _data_warnings(uri, field, notes)
+            data[split] = {"uri": uri, "format": _sniff_format(uri, kind)}
+    return data
 
+
+def _reinforcement(config: Mapping[str, Any], where: str, spec: dict[str, Any], notes: list[Note]) -> None:
+    if not config.get("grader"):
+        raise RequestError(f"{where}.grader is required for reinforcement fine-tuning")
+    spec["grader"] = config["grader"]  # verbatim: spec.grader accepts OpenAI grader JSON as-is
+    notes.append(Note(f"{where}.grader", "mapped", f"-> spec.grader (verbatim, type {config['grader'].get('type')})"))
+    _judges(config["grader"], f"{where}.grader", notes)
+    if config.get("response_format"):
+        notes.append(Note(f"{where}.response_format", "dropped", "no schema-constrained decoding; ask for "
+                          "JSON in the prompt: graders reading {{sample.output_json}} need valid JSON answers"))
+
+
+def _request_fields(request: Mapping[str, Any], spec: dict[str, Any], annotations: dict[str, str],
+                    notes: list[Note]) -> None:
+    """suffix, metadata, integrations and anything unknown."""
     suffix = request.get("suffix")
     if suffix:
         clean = re.sub(r"[^A-Za-z0-9._-]", "-", str(suffix))[:64]
@@ -336,13 +321,43 @@ def convert(request: Mapping[str, Any], opts: Options = Options()) -> tuple[dict
         kind_name = integration.get("type", "?") if isinstance(integration, Mapping) else "?"
         notes.append(Note(f"integrations[{index}]", "dropped", f"{kind_name}: not wired; metrics go to "
                           "Prometheus (/metrics), status.metrics and metrics.jsonl (alignctl plot)"))
-    known = {"model", "training_file", "validation_file", "method", "hyperparameters", "suffix", "seed",
-             "metadata", "integrations"}
-    for key in sorted(set(request) - known):
+    for key in sorted(set(request) - REQUEST_FIELDS):
         notes.append(Note(key, "dropped", "not an OpenAI fine-tuning request field we know"))
+
+
+REQUEST_FIELDS = frozenset({"model", "training_file", "validation_file", "method", "hyperparameters", "suffix",
+                            "seed", "metadata", "integrations"})
+
+
+def convert(request: Mapping[str, Any], opts: Options = Options()) -> tuple[dict[str, Any], list[Note]]:
+    """The AlignmentJob manifest (a dict; validate it with align_api) and what happened to every field."""
+    if not isinstance(request, Mapping) or "model" not in request or "training_file" not in request:
+        raise RequestError("not an OpenAI fine-tuning job request: 'model' and 'training_file' are required")
+    notes: list[Note] = []
+    kind, config, where = _method(request, notes)
+    algorithm = Algorithm(opts.rl_algorithm) if kind == "reinforcement" else METHODS[kind]
+    notes.append(Note("method.type", "mapped", f"{kind} -> algorithm {algorithm.value}"))
+    annotations = {f"{ANNOTATION_PREFIX}model": str(request["model"])}
+    spec: dict[str, Any] = {"algorithm": algorithm.value,
+                            "model": {"base": _model(str(request["model"]), opts, notes)},
+                            "data": _data(request, kind, opts, notes)}
+    hp, evaluation = _hyperparameters(kind, config.get("hyperparameters") or {}, f"{where}.hyperparameters",
+                                      algorithm, notes)
+    if request.get("seed") is not None:
+        hp["seed"] = int(request["seed"])
+        notes.append(Note("seed", "mapped", f"-> hyperparameters.seed = {hp['seed']}"))
+    if hp:
+        spec["hyperparameters"] = hp
+    if kind == "reinforcement":
+        _reinforcement(config, where, spec, notes)
+        if evaluation:
+            spec["evaluation"] = evaluation
+    elif config.get("grader"):
+        notes.append(Note(f"{where}.grader", "dropped", f"a grader is not used by {kind} training"))
+    _request_fields(request, spec, annotations, notes)
     if opts.source:
         annotations[f"{ANNOTATION_PREFIX}source"] = opts.source
-
+    suffix = request.get("suffix")
     name = opts.name or dns_name(str(suffix) if suffix else Path(opts.source or "openai-import").stem)
     manifest = {"apiVersion": API_VERSION, "kind": KIND,
                 "metadata": {"name": name, "annotations": annotations}, "spec": spec}

@@ -168,10 +168,8 @@ def _data_line(dataset: Mapping[str, Any] | None) -> str:
     return f"{dataset.get('uri')}" + (f" ({fmt})" if fmt and fmt != "auto" else "")
 
 
-def print_describe(console: Console, obj: Mapping[str, Any], events: list[Mapping[str, Any]],
-                   now: datetime | None = None) -> None:
-    """kubectl-describe-like report of one AlignmentJob."""
-    now = now or datetime.now(timezone.utc)
+def _summary_lines(obj: Mapping[str, Any], now: datetime) -> list[Text]:
+    """Who the job is and where it stands: the kubectl-describe header."""
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     phase = phase_of(obj)
     lines = [
@@ -193,25 +191,33 @@ def print_describe(console: Console, obj: Mapping[str, Any], events: list[Mappin
             lines.append(_field(label, status[key]))
     lines.append(_field("Restarts", status.get("restarts", 0)))
     lines.append(_field("Progress", progress_text(status.get("progress"))))
-    for line in lines:
-        console.print(line)
+    return lines
 
-    metrics = status.get("metrics") or {}
-    if metrics:
-        console.print(Text("Metrics:", style="bold"))
-        console.print(_grid(["  NAME", "VALUE"], [[f"  {k}", format_number(v) or "n/a"] for k, v in metrics.items()]))
-    if status.get("evaluation"):
-        console.print(Text("Evaluation:", style="bold"))
-        console.print(_grid(["  NAME", "VALUE"], [[f"  {k}", format_number(v) or "n/a"]
-                                                    for k, v in status["evaluation"].items()]))
+
+def _numbers(console: Console, title: str, values: Mapping[str, Any] | None) -> None:
+    if values:
+        console.print(Text(f"{title}:", style="bold"))
+        console.print(_grid(["  NAME", "VALUE"], [[f"  {k}", format_number(v) or "n/a"] for k, v in values.items()]))
+
+
+def _table_or_none(console: Console, title: str, headers: list[str], rows: list[list[str]]) -> None:
+    console.print(Text(f"{title}:", style="bold"))
+    console.print(_grid(headers, rows) if rows else "  <none>")
+
+
+def print_describe(console: Console, obj: Mapping[str, Any], events: list[Mapping[str, Any]],
+                   now: datetime | None = None) -> None:
+    """kubectl-describe-like report of one AlignmentJob."""
+    now = now or datetime.now(timezone.utc)
+    status = obj.get("status") or {}
+    for line in _summary_lines(obj, now):
+        console.print(line)
+    _numbers(console, "Metrics", status.get("metrics"))
+    _numbers(console, "Evaluation", status.get("evaluation"))
     conditions = sorted(status.get("conditions") or [], key=lambda c: c.get("lastTransitionTime") or "")
-    console.print(Text("Conditions:", style="bold"))
-    if conditions:
-        console.print(_grid(["  TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], [
-            [f"  {c.get('type')}", c.get("status", ""), c.get("reason", ""), age(c.get("lastTransitionTime"), now),
-             c.get("message", "")] for c in conditions]))
-    else:
-        console.print("  <none>")
+    _table_or_none(console, "Conditions", ["  TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], [
+        [f"  {c.get('type')}", c.get("status", ""), c.get("reason", ""), age(c.get("lastTransitionTime"), now),
+         c.get("message", "")] for c in conditions])
     if status.get("lastError"):
         error = status["lastError"]
         console.print(Text.assemble((f"{'Last error:':<14}", "bold"), (f"{error.get('reason')}: ", "red"),
@@ -221,12 +227,8 @@ def print_describe(console: Console, obj: Mapping[str, Any], events: list[Mappin
         console.print(Text("Artifacts:", style="bold"))
         for key, value in artifacts.items():
             console.print(f"  {key}: {', '.join(value) if isinstance(value, list) else value}")
-    console.print(Text("Events:", style="bold"))
-    if events:
-        console.print(_grid(["  TYPE", "REASON", "AGE", "FROM", "MESSAGE"], [
-            [f"  {e.get('type', '')}", e.get("reason", ""),
-             human_duration(now.timestamp() - event_time(e)) if event_time(e) else "<unknown>",
-             ((e.get("source") or {}).get("component") or e.get("reportingComponent") or ""), e.get("message", "")]
-            for e in events]))
-    else:
-        console.print("  <none>")
+    _table_or_none(console, "Events", ["  TYPE", "REASON", "AGE", "FROM", "MESSAGE"], [
+        [f"  {e.get('type', '')}", e.get("reason", ""),
+         human_duration(now.timestamp() - event_time(e)) if event_time(e) else "<unknown>",
+         (e.get("source") or {}).get("component") or e.get("reportingComponent") or "", e.get("message", "")]
+        for e in events])

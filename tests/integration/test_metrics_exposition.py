@@ -75,19 +75,27 @@ def _operator_metrics_module() -> Any:
         raise
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_operator_endpoint_passes_promtool() -> None:
     module = _operator_metrics_module()
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
-
-    registry = next((v for v in vars(module).values() if isinstance(v, CollectorRegistry)), REGISTRY)
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    try:
-        text = scrape(server.server_port)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    port = _free_port()
+    module.serve(port)  # the operator's own server (a daemon thread, once per process)
+    module.record_phase("team-a", "dpo-run", "Running")
+    module.record_phase("team-a", "kto-run", "Failed")
+    module.ERRORS.labels("ApiError").inc()
+    module.RECONCILE_SECONDS.labels("create").observe(0.05)
+    text = scrape(port)
     proc = promtool_check(text)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = {m.removesuffix("_total") for m in used_by_alerts_and_dashboard("align_operator_")}
     assert expected <= {f.removesuffix("_total") for f in families(text)}
+    assert 'align_operator_jobs{phase="Failed"}' in text and 'align_operator_errors_total{reason="ApiError"}' in text
+    module.record_phase("team-a", "dpo-run", None)
+    module.record_phase("team-a", "kto-run", None)

@@ -279,3 +279,30 @@ def test_chart_crd_is_identical_to_crds_dir() -> None:
     assert crd["metadata"]["name"] == CRD_NAME and crd["spec"]["names"]["kind"] == KIND
     for version in KUBE_VERSIONS:
         kubernetes_validate.validate(crd, version, strict=True)
+
+
+def test_chart_selects_the_trainer_pods_the_operator_renders(docs: dict[str, list[dict[str, Any]]]) -> None:
+    """PodMonitor and NetworkPolicy select the operator's real trainer pods, on the port it names; the pods,
+    built with the settings the chart passes, meet PSS restricted."""
+    renderers = pytest.importorskip("align_operator.renderers", reason="operator renderers not present yet")
+    from align_api import load_file
+    from align_operator.settings import Settings
+
+    objs = docs["monitoring"]
+    settings = Settings.from_env(_env(_operator(objs)))
+    job = load_file(REPO / "examples" / "dpo.yaml")[0]
+    trainer_job = renderers.render_job(job, "team-a", settings)
+    pod = trainer_job["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    selector = one(objs, "PodMonitor")["spec"]["selector"]
+    assert selector["matchLabels"].items() <= labels.items()
+    assert all(e["key"] in labels for e in selector["matchExpressions"] if e["operator"] == "Exists")
+    port_names = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert one(objs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] in port_names
+    policy = next(p for p in by_kind(objs, "NetworkPolicy") if p["metadata"]["name"].endswith("-trainer"))
+    assert policy["spec"]["podSelector"] == selector
+    assert pss_restricted_violations(pod["spec"]) == []
+    assert pod["spec"]["containers"][0]["image"] == "ghcr.io/align-operator/trainer:0.1.0"
+    # The operator's own pod is not a trainer pod.
+    operator_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert not selector["matchLabels"].items() <= operator_labels.items()

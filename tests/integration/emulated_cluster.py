@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import kmock
 import yaml
@@ -28,6 +28,7 @@ RESOURCES = {
 AJ = kmock.resource(GROUP, VERSION, PLURAL)
 POD = kmock.resource("", "v1", "pods")
 EVENT = kmock.resource("", "v1", "events")
+T = TypeVar("T")
 
 
 class EmulatedCluster:
@@ -74,29 +75,47 @@ class EmulatedCluster:
         }))
         return path
 
+    def _in_loop(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the server's event loop: the emulator's state is not meant for other threads."""
+        assert self._loop is not None
+
+        async def call() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
+
     def put(self, resource: kmock.resource, namespace: str | None, name: str, obj: dict[str, Any]) -> None:
         """Store an object as if some controller had created it (no watch event is sent)."""
-        assert self.emulator is not None
         meta = obj.setdefault("metadata", {})
         meta.setdefault("name", name)
         if namespace:
             meta.setdefault("namespace", namespace)
-        self.emulator.objects[resource, namespace, name] = obj
+
+        def store() -> None:
+            assert self.emulator is not None
+            self.emulator.objects[resource, namespace, name] = obj
+
+        self._in_loop(store)
 
     def get(self, resource: kmock.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
-        assert self.emulator is not None
-        key = (resource, namespace, name)
-        if key not in self.emulator.objects or self.emulator.objects[key].deleted:
-            return None
-        return dict(self.emulator.objects[key].raw)
+        def read() -> dict[str, Any] | None:
+            assert self.emulator is not None
+            key = (resource, namespace, name)
+            if key not in self.emulator.objects or self.emulator.objects[key].deleted:
+                return None
+            return dict(self.emulator.objects[key].raw)
+
+        return self._in_loop(read)
 
     def serve_log(self, namespace: str, pod: str, text: str) -> None:
         """What GET .../pods/<pod>/log returns."""
-        assert self.emulator is not None
-        self.emulator["get", POD, kmock.namespace(namespace), kmock.name(pod), kmock.subresource("log")] << \
-            text.encode()
+        def react() -> None:
+            assert self.emulator is not None
+            self.emulator["get", POD, kmock.namespace(namespace), kmock.name(pod), kmock.subresource("log")] << \
+                text.encode()
+
+        self._in_loop(react)
 
     @property
     def requests(self) -> list[Any]:
-        assert self.emulator is not None
-        return list(self.emulator)  # iterating a kmock handler yields the requests it served
+        return self._in_loop(lambda: list(self.emulator) if self.emulator is not None else [])  # iterating a kmock handler yields the requests it served

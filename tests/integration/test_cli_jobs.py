@@ -210,3 +210,17 @@ def test_unreachable_server_is_one_readable_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "cannot reach the API server" in result.output
     assert "Traceback" not in result.output
+
+
+def test_logs_follow_waits_for_the_pod_of_a_fresh_job(cluster: EmulatedCluster, kubeconfig: Path) -> None:
+    cluster.put(AJ, NS, "fresh", job_with_status("fresh", "Pending"))
+
+    def kubelet() -> None:  # the pod shows up a moment after the submit
+        time.sleep(0.5)
+        cluster.put(POD, NS, "fresh-trainer-0-xyz", {"metadata": {"labels": {"job-name": "fresh-trainer"}}})
+        cluster.serve_log(NS, "fresh-trainer-0-xyz", "loading builtin://tiny\nstep 1/2\n")
+
+    threading.Thread(target=kubelet, daemon=True).start()
+    result = run(kubeconfig, "logs", "fresh", "-f", "--pod-wait", "10")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["loading builtin://tiny", "step 1/2"]

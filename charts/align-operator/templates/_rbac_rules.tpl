@@ -1,37 +1,34 @@
 {{/*
-What the operator does, verb by verb (docs/operations.md#rbac). No wildcards; Secrets are never read: the
-operator passes secret references to trainer pods as env secretKeyRef, which the kubelet resolves.
+What the operator does, verb by verb (docs/operations.md#permissions-rbac), read off align_operator.main and its
+handlers. No wildcards; Secrets are never read: the operator passes secret references to trainer pods as env
+secretKeyRef, which the kubelet resolves. Children are deleted by garbage collection (owner references), so no
+delete verb.
 */}}
 {{- define "align-operator.rules.namespaced" -}}
-# Watch AlignmentJobs; Kopf patches them for finalizers and its progress annotations.
+# Kopf lists/watches AlignmentJobs and patches them (finalizer, handler progress); get reads job:// upstreams.
 - apiGroups: ["align.dev"]
   resources: ["alignmentjobs"]
   verbs: ["get", "list", "watch", "patch"]
 # Phase, conditions, progress and metrics.
 - apiGroups: ["align.dev"]
   resources: ["alignmentjobs/status"]
-  verbs: ["get", "patch"]
-# Children: the trainer config, the headless rendezvous Service and the trainer Job (suspend/resume patches it).
+  verbs: ["patch"]
+# Children: trainer config and headless rendezvous Service are created once (get when a retry finds them).
 - apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: [""]
-  resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  resources: ["configmaps", "services"]
+  verbs: ["get", "create"]
+# The trainer Job: created once, patched for suspend/resume and deadlines, watched through a Kopf index.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Trainer pods: status, restarts and termination messages; their IPs for scraping /metrics.
+# Trainer pods, watched through a Kopf index: phases, restarts, termination messages, IPs to scrape /metrics.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-# Kopf posts events about handlers; the operator posts events about phases.
+  verbs: ["list", "watch"]
+# Kopf and the operator post core/v1 Events on AlignmentJobs.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end -}}
 
 {{- define "align-operator.rules.framework" -}}

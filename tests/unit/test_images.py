@@ -32,12 +32,11 @@ def parse(path: Path) -> list[Instruction]:
     out: list[Instruction] = []
     buffer = ""
     for line in path.read_text().splitlines():
-        if line.lstrip().startswith("#") and not buffer:
-            continue
         if line.lstrip().startswith("#"):
-            continue  # comment inside a continued instruction
-        buffer += line.rstrip("\\").strip() + " " if line.rstrip().endswith("\\") else line.strip()
-        if line.rstrip().endswith("\\"):
+            continue  # comments, also between the lines of a continued instruction
+        continued = line.rstrip().endswith("\\")
+        buffer += line.rstrip().rstrip("\\").strip() + " " if continued else line.strip()
+        if continued:
             continue
         if buffer.strip():
             op, _, args = buffer.strip().partition(" ")

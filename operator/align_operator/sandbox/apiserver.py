@@ -18,6 +18,7 @@ Error injection: `emulator.inject(503, times=3, method="POST", resource="jobs")`
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import json
@@ -113,6 +114,32 @@ class Fault:
         return request.resource is not None
 
 
+class RecordingBus(kmock.Bus):  # type: ignore[misc]
+    """A watch-event bus that also keeps the recent events by resourceVersion, so a watch that starts at a
+    list's resourceVersion replays exactly what happened since (kmock would replay every object)."""
+
+    def __init__(self, versions: itertools.count, size: int = 20000) -> None:
+        super().__init__()
+        self.versions = versions
+        self.history: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(maxlen=size)
+
+    async def put(self, *items: Any) -> None:
+        recorded = []
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("object"), dict):
+                if item.get("type") == "DELETED":  # deletion is a write of its own, as in etcd
+                    item = {"type": "DELETED", "object": dict(item["object"], metadata=dict(
+                        item["object"].get("metadata") or {}, resourceVersion=str(next(self.versions))))}
+                self.history.append((_rv(item["object"]), item))
+            recorded.append(item)
+        await super().put(*recorded)
+
+
+def _rv(obj: Mapping[str, Any]) -> int:
+    raw = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return int(raw) if raw.isdigit() else 0
+
+
 _DIRECT = {enums.action.LIST: "_serve_list", enums.action.WATCH: "_serve_watch", enums.action.FETCH: "_serve_fetch",
            enums.action.CREATE: "_serve_create", enums.action.UPDATE: "_serve_update",
            enums.action.DELETE: "_serve_delete"}
@@ -147,6 +174,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self._buses = collections.defaultdict(lambda: RecordingBus(self._versions))
         self._builtin = frozenset(id(p) for p in self._payloads)
         by_name = {getattr(p.response.payload, "__name__", ""): p for p in self._payloads}
         self._routes = {action: by_name[name] for action, name in _DIRECT.items() if name in by_name}
@@ -333,15 +361,24 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         labels = parse_selector(request.params.get("labelSelector"))
         fields = parse_selector(request.params.get("fieldSelector"))
         bus = self._buses[request.resource]
+        since = str(request.params.get("resourceVersion") or "")
         async with self._lock:
             # Mark the bus before the snapshot, under the lock: no event falls between the two.
             mark = await bus.mark()
-            snapshot = [obj.raw for (res, ns, name), obj in self.objects.items()
-                        if res == request.resource and not obj.deleted and _in_scope(request, ns, name)]
+            history = bus.history
+            if since.isdigit() and int(since) > 0 and (len(history) < (history.maxlen or 0)
+                                                       or (history and history[0][0] <= int(since) + 1)):
+                # Watching from a list's resourceVersion: what happened after it, no stale replays.
+                snapshot = [event for version, event in history if version > int(since)]
+            else:
+                snapshot = [{"type": "ADDED", "object": obj.raw} for (res, ns, name), obj in self.objects.items()
+                            if res == request.resource and not obj.deleted and _in_scope(request, ns, name)]
         try:
-            for raw in snapshot:
-                if _selected(raw, labels, fields):
-                    yield {"type": "ADDED", "object": raw}
+            for event in snapshot:
+                raw = event["object"]
+                meta = raw.get("metadata", {})
+                if _in_scope(request, meta.get("namespace"), meta.get("name")) and _selected(raw, labels, fields):
+                    yield event
             async for event in bus.stream(since=mark):
                 raw = event.get("object", {})
                 meta = raw.get("metadata", {})

@@ -1,0 +1,3 @@
+from align_operator.runner import main
+
+main()

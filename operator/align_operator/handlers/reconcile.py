@@ -1,0 +1,189 @@
+"""Creation (and resume after an operator restart): validate, wait for upstream jobs, create the children."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import kopf
+
+from align_api import AlignmentJob, ManifestError, validate_document
+from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES, ConditionType, Phase, Reason
+from align_api.status import now_rfc3339
+
+from .. import metrics
+from ..kube import CONFIGMAPS, JOBS, SERVICES, ApiError, Client, Resource
+from ..renderers import job_name, render_configmap, render_job, render_service
+from ..settings import Settings
+from ..status.conditions import phase_conditions
+from ..upstream import resolve
+
+ALIGNMENT_JOBS = Resource(API_VERSION, PLURAL)
+
+
+def parse(body: Mapping[str, Any]) -> AlignmentJob:
+    """The stored object as a validated AlignmentJob (status is ours, so it is not validated)."""
+    doc = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+           "metadata": dict(body.get("metadata") or {}), "spec": body.get("spec")}
+    return validate_document(doc, file=f"{KIND}/{body.get('metadata', {}).get('name')}")
+
+
+def invalid_message(exc: ManifestError) -> str:
+    return "; ".join(f"{e.path}: {e.message}" for e in exc.errors)[:1024]
+
+
+def _terminal_status(status: Mapping[str, Any], phase: Phase, reason: str, message: str,
+                     generation: int | None) -> dict[str, Any]:
+    now = now_rfc3339()
+    return {"phase": phase.value, "observedGeneration": generation,
+            "conditions": phase_conditions(list(status.get("conditions") or []), phase, reason, message, generation, now),
+            "lastError": {"reason": reason, "message": message, "time": now},
+            **({"completionTime": now} if phase == Phase.FAILED else {})}
+
+
+async def create_children(client: Client, body: Mapping[str, Any], job: AlignmentJob, namespace: str,
+                          settings: Settings, resolved: Mapping[str, str]) -> bool:
+    """ConfigMap, Service and Job, owned by the AlignmentJob; 409 means a previous attempt made it. True if the
+    Job was created now."""
+    children = [(CONFIGMAPS, render_configmap(job, namespace)), (SERVICES, render_service(job, namespace)),
+                (JOBS, render_job(job, namespace, settings, resolved))]
+    created = False
+    for resource, child in children:
+        kopf.adopt(child, owner=dict(body))
+        # kopf.adopt copies the owner's labels; the user's labels are not ours to spread onto children.
+        child["metadata"]["labels"] = {**(body.get("metadata", {}).get("labels") or {}), **child["metadata"]["labels"]}
+        _, made = await client.create_or_get(resource, child, namespace)
+        created = created or (made and resource is JOBS)
+    return created
+
+
+async def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str,
+                    meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """on.create and on.resume: bring a new (or not yet started) AlignmentJob to the point where its Job runs."""
+    started = time.monotonic()
+    try:
+        await _reconcile(body, dict(status or {}), name, namespace, meta.get("generation"), patch, memo, logger)
+    finally:
+        metrics.RECONCILE_SECONDS.labels("create").observe(time.monotonic() - started)
+
+
+async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespace: str, generation: int | None,
+                     patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger) -> None:
+    client: Client = memo.client
+    settings: Settings = memo.settings
+    if status.get("phase") in TERMINAL_PHASES:
+        return
+    try:
+        job = parse(body)
+    except ManifestError as exc:
+        # A bad spec is final until the user edits it: report it, never raise (no retry loop).
+        message = invalid_message(exc)
+        patch.status.update(_terminal_status(status, Phase.FAILED, Reason.INVALID_SPEC, message, generation))
+        kopf.event(body, type="Warning", reason=Reason.INVALID_SPEC, message=message)
+        metrics.ERRORS.labels(Reason.INVALID_SPEC).inc()
+        metrics.record_phase(namespace, name, Phase.FAILED)
+        return
+
+    resolved: dict[str, str] = dict(status.get("resolvedUris") or {})
+    refs = job.spec.upstream_jobs()
+    if refs and not status.get("jobName"):
+        upstreams = {ref: await client.get_or_none(ALIGNMENT_JOBS, ref, namespace) for ref in set(refs.values())}
+        resolution = resolve(refs, upstreams)
+        if resolution.failed:
+            message = "; ".join(resolution.failed)[:1024]
+            patch.status.update(_terminal_status(status, Phase.FAILED, Reason.UPSTREAM_FAILED, message, generation))
+            kopf.event(body, type="Warning", reason=Reason.UPSTREAM_FAILED, message=message)
+            metrics.record_phase(namespace, name, Phase.FAILED)
+            return
+        if resolution.waiting:
+            message = f"waiting for upstream job(s) {', '.join(resolution.waiting)} to succeed"
+            if status.get("phase") != Phase.WAITING:
+                now = now_rfc3339()
+                patch.status.update({
+                    "phase": Phase.WAITING.value, "observedGeneration": generation,
+                    "conditions": phase_conditions(list(status.get("conditions") or []), Phase.WAITING,
+                                                   Reason.UPSTREAM_PENDING, message, generation, now)})
+                kopf.event(body, type="Normal", reason=Reason.UPSTREAM_PENDING, message=message)
+                metrics.record_phase(namespace, name, Phase.WAITING)
+            raise kopf.TemporaryError(message, delay=settings.upstream_poll_seconds)
+        resolved = resolution.resolved
+
+    try:
+        created = await create_children(client, body, job, namespace, settings, resolved)
+    except ApiError as exc:
+        metrics.ERRORS.labels(f"api_{exc.status}").inc()
+        raise kopf.TemporaryError(f"creating children failed: {exc}", delay=2) from exc
+    patch.status.update({"jobName": job_name(name), "observedGeneration": generation,
+                         **({"resolvedUris": resolved} if resolved else {})})
+    if created:
+        kopf.event(body, type="Normal", reason=Reason.JOB_CREATED, message=f"Created Job {job_name(name)}")
+        logger.info(f"Created Job {job_name(name)}")
+
+
+async def on_update(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str,
+                    meta: kopf.Meta, diff: kopf.Diff, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger,
+                    **_: Any) -> None:
+    """Spec edits: suspend/resume and the Job fields that may change while it runs; the rest waits for a new job."""
+    started = time.monotonic()
+    try:
+        await _on_update(body, dict(status or {}), name, namespace, meta.get("generation"), diff, patch, memo, logger)
+    finally:
+        metrics.RECONCILE_SECONDS.labels("update").observe(time.monotonic() - started)
+
+
+MUTABLE_PREFIXES = (("spec", "runPolicy"), ("spec", "metrics"))
+
+
+async def _on_update(body: kopf.Body, status: dict[str, Any], name: str, namespace: str, generation: int | None,
+                     diff: kopf.Diff, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger) -> None:
+    client: Client = memo.client
+    if status.get("phase") in TERMINAL_PHASES and status.get("phase") != Phase.FAILED:
+        return
+    if status.get("phase") == Phase.FAILED and (status.get("lastError") or {}).get("reason") == Reason.INVALID_SPEC:
+        # The user fixed an invalid spec: start over.
+        patch.status.update({"phase": Phase.PENDING.value, "lastError": None, "completionTime": None,
+                             "conditions": [], "observedGeneration": generation})
+        await reconcile_fixed(body, name, namespace, generation, patch, memo, logger)
+        return
+    if not status.get("jobName"):
+        return  # no Job yet: the creation handler renders the current spec
+    try:
+        job = parse(body)
+    except ManifestError as exc:
+        kopf.event(body, type="Warning", reason=Reason.INVALID_SPEC, message=invalid_message(exc))
+        return
+    run = job.spec.run_policy
+    job_patch: dict[str, Any] = {"spec": {
+        "activeDeadlineSeconds": run.active_deadline_seconds,
+        "ttlSecondsAfterFinished": run.ttl_seconds_after_finished,
+    }}
+    if run.suspend:
+        job_patch["spec"]["suspend"] = True
+    elif not run.queue_name:
+        job_patch["spec"]["suspend"] = False  # with a queue, Kueue decides when to unsuspend
+    await client.patch(JOBS, job_name(name), job_patch, namespace)
+    ignored = sorted(".".join(str(p) for p in path) for _, path, _, _ in diff
+                     if not any(tuple(path[:len(prefix)]) == prefix for prefix in MUTABLE_PREFIXES))
+    if ignored:
+        kopf.event(body, type="Warning", reason="SpecChangeNotApplied",
+                   message=f"{', '.join(ignored)} changed after the Job was created; it applies to new jobs only")
+    patch.status["observedGeneration"] = generation
+    suspend_changed = any(tuple(path) == ("spec", "runPolicy", "suspend") for _, path, _, _ in diff)
+    if suspend_changed:
+        reason = Reason.SUSPENDED_BY_USER if run.suspend else Reason.RESUMED
+        kopf.event(body, type="Normal", reason=reason, message="Suspended" if run.suspend else "Resumed")
+    memo.wakeups.wake((namespace, name))
+
+
+async def reconcile_fixed(body: kopf.Body, name: str, namespace: str, generation: int | None, patch: kopf.Patch,
+                          memo: kopf.Memo, logger: kopf.Logger) -> None:
+    await _reconcile(body, {}, name, namespace, generation, patch, memo, logger)
+
+
+def on_delete(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """Children go with their owner (garbage collection); only the operator's bookkeeping is ours to drop."""
+    metrics.record_phase(namespace, name, None)
+    memo.wakeups.discard((namespace, name))
+
+
+__all__ = ["ConditionType", "on_delete", "on_update", "parse", "reconcile"]

@@ -1,0 +1,202 @@
+"""Status from the Job and its pods, and progress from the trainer's /metrics: one daemon per live job.
+
+Job and pod watch events only wake the daemon (Kopf indexes hold the latest Job and pods); the daemon is the
+single writer of phase and conditions once the Job exists, so concurrent events never race each other.
+Scrapes are bounded per job (settings.scrape_interval_seconds) and across jobs (a semaphore).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Mapping
+
+import aiohttp
+import kopf
+
+from align_api.constants import TERMINAL_PHASES, ConditionType, Phase, Reason
+from align_api.status import now_rfc3339
+
+from .. import metrics
+from ..kube import ApiError, Client
+from ..renderers.names import JOB_LABEL
+from ..settings import Settings
+from ..status.compute import next_status
+from ..status.conditions import get_condition, set_condition
+from ..status.observe import observe
+from ..status.progress import key_metrics, parse_metrics, progress
+from .reconcile import ALIGNMENT_JOBS
+
+WARNING_PHASES = {Phase.FAILED}
+
+
+# ---------------------------------------------------------------------------------------------- indexes
+def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a Job or Pod the status logic reads (indexes stay small)."""
+    meta = body.get("metadata") or {}
+    return {"metadata": {"name": meta.get("name"), "annotations": dict(meta.get("annotations") or {}),
+                         "uid": meta.get("uid")},
+            "spec": {"suspend": (body.get("spec") or {}).get("suspend")},
+            "status": dict(body.get("status") or {})}
+
+
+def index_jobs(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[JOB_LABEL]): _summary(body)}
+
+
+def index_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[JOB_LABEL]): _summary(body)}
+
+
+def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+    """A Job or pod of an AlignmentJob changed: let its daemon look now."""
+    wakeups = memo.get("wakeups")
+    if wakeups is not None:
+        wakeups.wake((namespace, labels[JOB_LABEL]))
+
+
+# ---------------------------------------------------------------------------------------------- scraping
+async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, float] | None:
+    ip, port, path = endpoint
+    async with memo.scrapes:
+        try:
+            async with memo.http.get(f"http://{ip}:{port}{path}") as response:
+                if response.status != 200:
+                    metrics.SCRAPES.labels("http_error").inc()
+                    return None
+                text = await response.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            metrics.SCRAPES.labels("unreachable").inc()
+            return None
+    try:
+        values = parse_metrics(text)
+    except ValueError:
+        metrics.SCRAPES.labels("unparseable").inc()
+        return None
+    metrics.SCRAPES.labels("ok").inc()
+    return values
+
+
+def fallback_artifacts(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Where the adapter is when the trainer's termination message does not say: the durable output location."""
+    output = (spec.get("output") or {}).get("uri")
+    if output:
+        return {"adapter": output}
+    volume = (spec.get("checkpoints") or {}).get("volume")
+    if volume:
+        return {"adapter": f"pvc://{volume}/{name}/final", "checkpoints": [f"pvc://{volume}/{name}/checkpoints"]}
+    return {}
+
+
+def _elapsed(status: Mapping[str, Any]) -> float | None:
+    start = status.get("startTime")
+    if not start:
+        return None
+    from datetime import datetime, timezone
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+
+
+def _diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning `before` into `after` at the top level of status."""
+    patch = {k: v for k, v in after.items() if before.get(k) != v}
+    patch.update({k: None for k in before if k not in after})
+    return patch
+
+
+# ---------------------------------------------------------------------------------------------- the daemon
+async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, namespace: str,
+                stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
+                index_jobs: kopf.Index, index_pods: kopf.Index, **_: Any) -> None:
+    client: Client = memo.client
+    settings: Settings = memo.settings
+    key = (namespace, name)
+    wakeup = memo.wakeups.event(key)
+    state: dict[str, Any] = {}      # the status as of our last write (the live body may lag behind it)
+    state_version = -1
+    last_scrape = 0.0
+    scraped: dict[str, float] | None = None
+    try:
+        while not stopped:
+            live = dict(body.get("status") or {})
+            current = live if _version(meta) >= state_version else {**live, **state}
+            jobs = list(index_jobs.get(key, []))
+            if jobs and current.get("phase") not in TERMINAL_PHASES:
+                started = time.monotonic()
+                job, pods = jobs[0], list(index_pods.get(key, []))
+                run_policy = spec.get("runPolicy") or {}
+                obs = observe(job, pods, queued=bool(run_policy.get("queueName")) and not run_policy.get("suspend"))
+                now = now_rfc3339()
+                new = next_status(current, obs, generation=meta.get("generation"), now=now,
+                                  fallback_artifacts=fallback_artifacts(spec, name))
+                if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None:
+                    new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
+                                                      Reason.JOB_CREATED, f"Job {job['metadata']['name']} created",
+                                                      meta.get("generation"), now)
+                if obs.phase == Phase.RUNNING and obs.metrics_endpoint and \
+                        time.monotonic() - last_scrape >= settings.scrape_interval_seconds:
+                    last_scrape = time.monotonic()
+                    scraped = await scrape(memo, obs.metrics_endpoint) or scraped
+                    if scraped:
+                        new_progress = progress(scraped, _elapsed(new), now)
+                        if new_progress is not None:
+                            new["progress"] = new_progress
+                        new["metrics"] = key_metrics(scraped)
+                # The creation handler owns these keys; never remove them from here.
+                patch = {k: v for k, v in _diff(current, new).items()
+                         if v is not None or k not in ("jobName", "resolvedUris", "observedGeneration")}
+                if patch:
+                    written = await _write(client, body, name, namespace, patch, current, new, logger)
+                    if written is not None:
+                        state, state_version = written
+                        current = state
+                metrics.RECONCILE_SECONDS.labels("status").observe(time.monotonic() - started)
+                if current.get("phase") in TERMINAL_PHASES:
+                    return
+            interval = settings.scrape_interval_seconds if current.get("phase") == Phase.RUNNING \
+                else settings.status_interval_seconds
+            try:
+                await asyncio.wait_for(wakeup.wait(), timeout=interval)
+            except asyncio.TimeoutError:
+                pass
+            wakeup.clear()
+    finally:
+        memo.wakeups.discard(key)
+
+
+def _version(meta: Mapping[str, Any]) -> int:
+    raw = str(meta.get("resourceVersion") or "")
+    return int(raw) if raw.isdigit() else -1
+
+
+async def _write(client: Client, body: kopf.Body, name: str, namespace: str, patch: dict[str, Any],
+                 current: dict[str, Any], new: dict[str, Any], logger: kopf.Logger) -> tuple[dict[str, Any], int] | None:
+    """Patch status; (stored status, its resourceVersion), or None if the write failed (retried next pass)."""
+    try:
+        stored = await client.patch(ALIGNMENT_JOBS, name, {"status": patch}, namespace, subresource="status")
+    except ApiError as exc:
+        metrics.ERRORS.labels(f"api_{exc.status}").inc()
+        logger.warning(f"status update failed, will retry: {exc}")
+        return None
+    previous = current.get("phase")
+    phase = new.get("phase")
+    if phase != previous and phase is not None:
+        metrics.record_phase(namespace, name, phase)
+        reason, message = _phase_reason(new)
+        kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
+                   message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
+        logger.info(f"phase {previous} -> {phase} ({reason})")
+    return dict(stored.get("status") or new), _version(stored.get("metadata") or {})
+
+
+def _phase_reason(status: Mapping[str, Any]) -> tuple[str, str]:
+    """The reason and message of the condition that explains the phase (Pending has none of its own)."""
+    phase = status.get("phase")
+    conditions = status.get("conditions") or []
+    for cond in conditions:
+        if cond.get("type") == phase and cond.get("status") == "True":
+            return cond.get("reason", phase), cond.get("message", "")
+    error = status.get("lastError") or {}
+    if phase == Phase.PENDING and error:
+        return error.get("reason", phase), error.get("message", "")
+    created = get_condition(conditions, ConditionType.CREATED) or {}
+    return created.get("reason", str(phase)), created.get("message", "")

@@ -1,0 +1,39 @@
+"""Every reaction of the operator, in one screen (`kopf run -m align_operator.main`, or `alignctl operator`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from align_api.constants import GROUP, PLURAL, TERMINAL_PHASES, VERSION
+
+from .handlers import reconcile, setup, track
+from .renderers.names import JOB_LABEL, MANAGED_BY
+
+ALIGNMENT_JOBS = (GROUP, VERSION, PLURAL)
+#: Jobs and pods the operator made (selected client-side by Kopf).
+OURS = {"labels": {JOB_LABEL: kopf.PRESENT, **MANAGED_BY}}
+
+
+def _live(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in TERMINAL_PHASES
+
+
+# Operator lifecycle: settings, credentials, API client, metrics endpoint.
+kopf.on.startup()(setup.startup)
+kopf.on.login()(setup.login)
+kopf.on.cleanup()(setup.cleanup)
+
+# AlignmentJob: validate, wait for upstream jobs, create ConfigMap + Service + Job (also after a restart).
+kopf.on.create(*ALIGNMENT_JOBS, id="create")(reconcile.reconcile)
+kopf.on.resume(*ALIGNMENT_JOBS, id="resume", when=_live)(reconcile.reconcile)
+kopf.on.update(*ALIGNMENT_JOBS, id="update", field="spec")(reconcile.on_update)
+kopf.on.delete(*ALIGNMENT_JOBS, id="delete", optional=True)(reconcile.on_delete)
+
+# Status: one daemon per live AlignmentJob; Job/pod events wake it, indexes hold what it reads.
+kopf.daemon(*ALIGNMENT_JOBS, id="track", when=_live, cancellation_timeout=2.0)(track.track)
+kopf.index("batch", "v1", "jobs", id="index_jobs", **OURS)(track.index_jobs)
+kopf.index("v1", "pods", id="index_pods", **OURS)(track.index_pods)
+kopf.on.event("batch", "v1", "jobs", id="wake_on_job", **OURS)(track.wake)
+kopf.on.event("v1", "pods", id="wake_on_pod", **OURS)(track.wake)

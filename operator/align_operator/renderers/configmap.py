@@ -1,0 +1,30 @@
+"""The trainer config: the manifest with every default resolved, as the trainer's --config file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from align_api import AlignmentJob
+from align_api.constants import CONFIG_FILE_NAME
+
+from .names import child_labels, config_name
+
+
+def trainer_config(job: AlignmentJob) -> dict[str, Any]:
+    """The document the trainer validates and runs: apiVersion, kind, a small metadata, the resolved spec."""
+    data = job.to_dict(defaults=True)
+    data.pop("status", None)
+    meta = data.get("metadata") or {}
+    data["metadata"] = {k: meta[k] for k in ("name", "namespace", "labels") if meta.get(k)}
+    return data
+
+
+def render_configmap(job: AlignmentJob, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": config_name(job.name), "namespace": namespace, "labels": child_labels(job, "config")},
+        "data": {CONFIG_FILE_NAME: yaml.safe_dump(trainer_config(job), sort_keys=False)},
+    }

@@ -1,0 +1,265 @@
+"""The trainer Job: batch/v1, Indexed, one pod per node, failing fast on the trainer's permanent exit codes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Mapping
+
+from align_api import AlignmentJob
+from align_api.constants import (CONFIG_FILE_NAME, CONFIG_MOUNT_PATH, ENV_AWS_ACCESS_KEY_ID,
+                                 ENV_AWS_SECRET_ACCESS_KEY, ENV_HF_TOKEN, ENV_JUDGE_API_KEY, ENV_S3_ENDPOINT_URL,
+                                 ExitCode)
+
+from ..settings import Settings
+from .names import KUEUE_QUEUE_LABEL, child_labels, config_name, job_name, service_name
+from .service import RENDEZVOUS_PORT
+
+CONTAINER = "trainer"
+WORK_DIR = "/workspace"
+PVC_ROOT = "/mnt/pvc"
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+#: The trainer reads these (align_trainer.storage / builtin).
+ENV_PVC_ROOT = "ALIGN_PVC_ROOT"
+ENV_RESOLVED_URIS = "ALIGN_RESOLVED_URIS"
+ENV_CACHE_DIR = "ALIGN_CACHE_DIR"
+GPU = "nvidia.com/gpu"
+
+
+def uses_torchrun(job: AlignmentJob) -> bool:
+    return job.spec.resources.nodes > 1 or job.spec.resources.gpus_per_node > 1
+
+
+def pvc_claims(job: AlignmentJob) -> list[str]:
+    """Every PersistentVolumeClaim the spec names (pvc://claim/... URIs and the checkpoint volume), in order."""
+    claims: dict[str, None] = {}
+
+    def walk(value: Any) -> Iterator[str]:
+        if isinstance(value, str) and value.startswith("pvc://"):
+            yield value[len("pvc://"):].split("/", 1)[0]
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                yield from walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from walk(item)
+
+    for claim in walk(job.to_dict()["spec"]):
+        claims[claim] = None
+    if job.spec.checkpoints.volume:
+        claims[job.spec.checkpoints.volume] = None
+    return list(claims)
+
+
+def output_dir(job: AlignmentJob) -> str | None:
+    """The `--output` directory inside the pod; None when spec.output.uri says where the trainer uploads."""
+    if job.spec.output.uri:
+        return None
+    if job.spec.checkpoints.volume:
+        return f"{PVC_ROOT}/{job.spec.checkpoints.volume}/{job.name}"
+    return f"{WORK_DIR}/output"
+
+
+def command(job: AlignmentJob) -> tuple[list[str], list[str]]:
+    """(command, args) of the trainer container: torchrun for several nodes or GPUs, python otherwise."""
+    args = ["-m", "align_trainer", "--config", f"{CONFIG_MOUNT_PATH}/{CONFIG_FILE_NAME}"]
+    out = output_dir(job)
+    if out:
+        args += ["--output", out]
+    res = job.spec.resources
+    if not uses_torchrun(job):
+        return ["python"], args
+    launcher = [f"--nproc-per-node={max(res.gpus_per_node, 1)}"]
+    if res.nodes == 1:
+        launcher += ["--standalone"]
+    else:
+        launcher += [f"--nnodes={res.nodes}", "--node-rank=$(NODE_RANK)",
+                     f"--master-addr={job_name(job.name)}-0.{service_name(job.name)}",
+                     f"--master-port={RENDEZVOUS_PORT}"]
+    return ["torchrun"], [*launcher, *args]  # torchrun's own -m: run align_trainer as a module per rank
+
+
+def _secret_env(name: str, ref: Any) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def env(job: AlignmentJob, resolved_uris: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    """Container env: plain settings, Secret references (never values), the resolved job:// table."""
+    items: list[dict[str, Any]] = [
+        {"name": "ALIGN_JOB_NAME", "value": job.name},
+        {"name": "ALIGN_JOB_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}}},
+        {"name": ENV_PVC_ROOT, "value": PVC_ROOT},
+        {"name": ENV_CACHE_DIR, "value": f"{WORK_DIR}/cache"},
+        {"name": "HF_HOME", "value": f"{WORK_DIR}/cache/huggingface"},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    secrets = job.spec.secrets
+    if secrets is not None:
+        if secrets.hugging_face_token:
+            items.append(_secret_env(ENV_HF_TOKEN, secrets.hugging_face_token))
+        creds = secrets.storage_credentials
+        if creds is not None:
+            items.append(_secret_env(ENV_AWS_ACCESS_KEY_ID, creds.access_key_id))
+            items.append(_secret_env(ENV_AWS_SECRET_ACCESS_KEY, creds.secret_access_key))
+            if creds.endpoint_url:
+                items.append({"name": ENV_S3_ENDPOINT_URL, "value": creds.endpoint_url})
+            if creds.region:
+                items.append({"name": "AWS_DEFAULT_REGION", "value": creds.region})
+        if secrets.judge_api_key:
+            items.append(_secret_env(ENV_JUDGE_API_KEY, secrets.judge_api_key))
+    if resolved_uris:
+        items.append({"name": ENV_RESOLVED_URIS, "value": json.dumps(dict(sorted(resolved_uris.items())))})
+    return items
+
+
+def resources(job: AlignmentJob) -> dict[str, Any]:
+    res = job.spec.resources
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if res.cpu:
+        requests["cpu"] = limits["cpu"] = res.cpu
+    if res.memory:
+        requests["memory"] = limits["memory"] = res.memory
+    if res.gpus_per_node:
+        limits[GPU] = requests[GPU] = str(res.gpus_per_node)
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def volumes(job: AlignmentJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pod volumes, container mounts): config, /dev/shm, scratch, /tmp and each PVC under /mnt/pvc/<claim>."""
+    spec = job.spec
+    vols: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_name(job.name)}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}},
+        {"name": "work", "emptyDir": {"sizeLimit": spec.checkpoints.size}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_MOUNT_PATH, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "work", "mountPath": WORK_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    for index, claim in enumerate(pvc_claims(job)):
+        vols.append({"name": f"pvc-{index}", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": f"pvc-{index}", "mountPath": f"{PVC_ROOT}/{claim}"})
+    return vols, mounts
+
+
+def security_contexts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod, container) security contexts meeting the `restricted` Pod Security Standard."""
+    pod = {"runAsNonRoot": True, "runAsUser": settings.run_as_user, "runAsGroup": settings.run_as_user,
+           "fsGroup": settings.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}}
+    container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": False,
+                 "runAsNonRoot": True, "readOnlyRootFilesystem": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    return pod, container
+
+
+def scheduling(job: AlignmentJob) -> dict[str, Any]:
+    res = job.spec.resources
+    out: dict[str, Any] = {}
+    selector = dict(res.node_selector or {})
+    if res.gpu_type:
+        selector["nvidia.com/gpu.product"] = res.gpu_type
+    if selector:
+        out["nodeSelector"] = selector
+    tolerations = [t.to_dict() for t in res.tolerations or []]
+    if res.gpus_per_node and not any(t.get("key") == GPU for t in tolerations):
+        tolerations.append({"key": GPU, "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        out["tolerations"] = tolerations
+    if res.priority_class_name:
+        out["priorityClassName"] = res.priority_class_name
+    return out
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    """Fail the Job at once on a permanent trainer error; do not count evictions and preemptions."""
+    return {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                                              "values": sorted(ExitCode.PERMANENT)}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]}
+
+
+def render_job(job: AlignmentJob, namespace: str, settings: Settings,
+               resolved_uris: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The batch/v1 Job that runs the trainer (owner references are added by the handler)."""
+    spec, run = job.spec, job.spec.run_policy
+    labels = child_labels(job)
+    job_labels = dict(labels)
+    if run.queue_name:
+        job_labels[KUEUE_QUEUE_LABEL] = run.queue_name
+    port = spec.metrics.port
+    cmd, args = command(job)
+    vols, mounts = volumes(job)
+    pod_security, container_security = security_contexts(settings)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.resources.image or settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": cmd,
+        "args": args,
+        "env": env(job, resolved_uris),
+        "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
+        "volumeMounts": mounts,
+        "securityContext": container_security,
+        "terminationMessagePath": "/dev/termination-log",
+        # The trainer writes its own message; a crash before it can (import error, OOM) leaves the log tail.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if uses_torchrun(job):
+        container["ports"].append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"})
+    container_resources = resources(job)
+    if container_resources:
+        container["resources"] = container_resources
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # retries are the Job's (backoffLimit, podFailurePolicy), not the kubelet's
+        "subdomain": service_name(job.name),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "containers": [container],
+        "volumes": vols,
+        **scheduling(job),
+    }
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed",
+        "completions": spec.resources.nodes,
+        "parallelism": spec.resources.nodes,
+        "backoffLimit": run.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(),
+        # Kueue admits a queued Job by unsuspending it; it must be created suspended.
+        "suspend": bool(run.suspend or run.queue_name),
+        "template": {
+            "metadata": {
+                "labels": labels,
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(port),
+                    "prometheus.io/path": "/metrics",
+                    "kubectl.kubernetes.io/default-container": CONTAINER,
+                },
+            },
+            "spec": pod_spec,
+        },
+    }
+    if run.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = run.active_deadline_seconds
+    if run.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = run.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(job.name), "namespace": namespace, "labels": job_labels},
+        "spec": job_spec,
+    }

@@ -1,0 +1,119 @@
+"""A stand-in trainer for operator tests and demos: `python -m align_operator.sandbox.fake_trainer --config FILE`.
+
+It honours the trainer's contract without training anything: serves `align_trainer_*` gauges on the
+configured metrics port, counts steps, writes a termination message and an adapter directory, exits with
+a chosen code. Behaviour comes from the manifest's labels (copied into the trainer config):
+
+    fake.align.dev/steps: "5"          optimizer steps to count
+    fake.align.dev/step-ms: "100"      milliseconds per step
+    fake.align.dev/exit-code: "0"      exit code at the end (12 = Diverged, 11 = DataError, ...)
+    fake.align.dev/message: "json"     "json" (default) or "text": termination message format
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+MESSAGES = {
+    10: ("ConfigError", "spec.model.quantization: 4-bit needs CUDA"),
+    11: ("DataError", "data/train.jsonl:3: field 'chosen' is missing"),
+    12: ("Diverged", "loss became NaN at step 3 (grad norm inf)"),
+    13: ("EvaluationGateFailed", "gate 'winRate >= 0.55' failed: winRate = 0.41"),
+    14: ("UpstreamFailed", "job://sft: adapter not found"),
+    1: ("TrainerError", "RuntimeError: CUDA error: an illegal memory access was encountered"),
+}
+
+
+class _Gauges:
+    def __init__(self) -> None:
+        self.values = {"step": 0.0, "total_steps": 0.0, "epoch": 0.0, "loss": float("nan"), "learning_rate": 0.0}
+        self.lock = threading.Lock()
+
+    def render(self, job: str) -> bytes:
+        with self.lock:
+            lines = []
+            for name, value in self.values.items():
+                lines.append(f"# TYPE align_trainer_{name} gauge")
+                lines.append(f'align_trainer_{name}{{job="{job}"}} {value}')
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _serve(gauges: _Gauges, port: int, job: str) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            body = gauges.render(job)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _terminate(text: str) -> None:
+    path = os.environ.get("ALIGN_TERMINATION_LOG", "/dev/termination-log")
+    try:
+        Path(path).write_text(text)
+    except OSError:
+        print(text, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--output")
+    args = parser.parse_args(argv)
+    doc = yaml.safe_load(Path(args.config).read_text())
+    labels = (doc.get("metadata") or {}).get("labels") or {}
+    name = (doc.get("metadata") or {}).get("name", "job")
+    steps = int(labels.get("fake.align.dev/steps", 5))
+    step_seconds = float(labels.get("fake.align.dev/step-ms", 100)) / 1000
+    exit_code = int(labels.get("fake.align.dev/exit-code", 0))
+    output = Path(args.output or os.environ.get("TMPDIR", "/tmp")) / "fake-output"
+    gauges = _Gauges()
+    server = _serve(gauges, int(doc["spec"].get("metrics", {}).get("port", 9400)), name)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    print(f"fake trainer {name}: {steps} steps, exit {exit_code}, resolved {os.environ.get('ALIGN_RESOLVED_URIS', '{}')}",
+          flush=True)
+    with gauges.lock:
+        gauges.values["total_steps"] = steps
+    for step in range(1, steps + 1):
+        time.sleep(step_seconds)
+        with gauges.lock:
+            gauges.values.update(step=step, epoch=step / steps, loss=1.0 / step, learning_rate=1e-4)
+        print(f"step {step}/{steps} loss {1.0 / step:.3f}", flush=True)
+    server.shutdown()
+    if exit_code:
+        reason, message = MESSAGES.get(exit_code, ("TrainerError", f"exit {exit_code}"))
+        text = json.dumps({"reason": reason, "message": message}) \
+            if labels.get("fake.align.dev/message", "json") == "json" else f"{reason}: {message}"
+        _terminate(text)
+        print(message, file=sys.stderr, flush=True)
+        return exit_code
+    final = output / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    (final / "adapter_config.json").write_text(json.dumps({"fake": True, "job": name}))
+    (output / "resolved.json").write_text(os.environ.get("ALIGN_RESOLVED_URIS", "{}"))
+    _terminate(json.dumps({"adapter": f"file://{final}", "steps": steps, "totalSteps": steps,
+                           "finalMetrics": {"loss": 1.0 / steps}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

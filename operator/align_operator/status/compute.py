@@ -1,0 +1,68 @@
+"""The next AlignmentJob status from the current one and an Observation (pure)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+from align_api.constants import TERMINAL_PHASES, ConditionType, Phase, Reason
+
+from .conditions import phase_conditions, set_condition
+from .observe import Observation
+from .progress import completed
+
+
+def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int | None, now: str,
+                fallback_artifacts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The status after `obs`; the same dict content when nothing changed (callers compare)."""
+    status = copy.deepcopy(dict(current))
+    if status.get("phase") in TERMINAL_PHASES:
+        return status  # a finished job's status is final
+    conditions = status.get("conditions") or []
+    conditions = phase_conditions(conditions, obs.phase, obs.reason, obs.message, generation, now)
+    if obs.phase == Phase.RUNNING:
+        conditions = set_condition(conditions, ConditionType.RUNNING, "True", obs.reason, obs.message, generation,
+                                   now)
+    elif obs.phase == Phase.PENDING and obs.reason in (Reason.IMAGE_PULL_FAILED, Reason.UNSCHEDULABLE):
+        conditions = set_condition(conditions, ConditionType.RUNNING, "False", obs.reason, obs.message, generation,
+                                   now)
+    status["conditions"] = _stable(current.get("conditions") or [], conditions)
+    status["phase"] = obs.phase.value
+    status["restarts"] = obs.restarts
+    if obs.start_time and not status.get("startTime"):
+        status["startTime"] = obs.start_time
+    if obs.phase == Phase.FAILED:
+        status["completionTime"] = obs.completion_time or now
+        _set_error(status, str(obs.reason), obs.message, obs.failed_at or now)
+    elif obs.phase == Phase.PENDING and obs.reason in (Reason.IMAGE_PULL_FAILED, Reason.UNSCHEDULABLE):
+        _set_error(status, str(obs.reason), obs.message, now)
+    elif obs.last_failure is not None:  # a retry is running: keep the failure that caused it visible
+        failure = obs.last_failure
+        _set_error(status, str(failure.reason or Reason.TRAINER_ERROR),
+                   failure.message or f"exit code {failure.exit_code}", obs.failed_at or now)
+    if obs.phase == Phase.SUCCEEDED:
+        status["completionTime"] = obs.completion_time or now
+        final = obs.success
+        status["progress"] = completed(status.get("progress"), now,
+                                       (final.total_steps or final.steps) if final is not None else None)
+        artifacts = dict(fallback_artifacts or {})
+        if obs.success is not None:
+            artifacts.update(obs.success.artifacts)
+            if obs.success.final_metrics:
+                status["metrics"] = {**(status.get("metrics") or {}), **obs.success.final_metrics}
+        if artifacts:
+            status["artifacts"] = artifacts
+    return status
+
+
+def _set_error(status: dict[str, Any], reason: str, message: str, time: str) -> None:
+    previous = status.get("lastError") or {}
+    if previous.get("reason") == reason and previous.get("message") == message:
+        return  # same error: keep its first time
+    status["lastError"] = {"reason": reason, "message": message, "time": time}
+
+
+def _stable(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the old condition objects when only observedGeneration is unchanged (no spurious writes)."""
+    old = {c.get("type"): c for c in before}
+    return [old[c["type"]] if old.get(c["type"]) == c else c for c in after]

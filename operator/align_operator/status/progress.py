@@ -1,0 +1,66 @@
+"""The trainer's Prometheus metrics -> status.progress and status.metrics."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+PREFIX = "align_trainer_"
+PROGRESS_SERIES = {"step", "total_steps", "epoch"}
+#: At most this many numbers go to status.metrics (the object stays small; Prometheus has everything).
+MAX_METRICS = 24
+#: Shown first when the trainer exports more than MAX_METRICS series.
+KEY_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards_margins", "rewards_accuracies",
+               "rewards_chosen", "rewards_rejected", "kl", "reward", "tokens_per_second")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """`align_trainer_*` samples (one value per name: the first series, labels ignored)."""
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith(PREFIX) or sample.name.endswith(("_created", "_total_created")):
+                continue
+            values.setdefault(sample.name[len(PREFIX):], float(sample.value))
+    return values
+
+
+def key_metrics(values: dict[str, float]) -> dict[str, float | None]:
+    """status.metrics: the trainer's numbers without the progress series; NaN/inf become null."""
+    names = [n for n in values if n not in PROGRESS_SERIES]
+    ordered = [n for n in KEY_METRICS if n in names] + sorted(n for n in names if n not in KEY_METRICS)
+    return {name: _finite(values[name]) for name in ordered[:MAX_METRICS]}
+
+
+def progress(values: dict[str, float], elapsed_seconds: float | None, now: str) -> dict[str, Any] | None:
+    """status.progress from the step/total/epoch gauges; ETA from the mean time per step so far."""
+    if "step" not in values:
+        return None
+    step = int(values["step"])
+    out: dict[str, Any] = {"step": step, "updatedAt": now}
+    total = values.get("total_steps")
+    if total is not None and total > 0 and not math.isnan(total):
+        out["totalSteps"] = int(total)
+        out["percent"] = round(min(100.0, 100.0 * step / total), 1)
+        if elapsed_seconds and step > 0:
+            out["etaSeconds"] = int(max(0.0, elapsed_seconds / step * (total - step)))
+    epoch = values.get("epoch")
+    if epoch is not None and not math.isnan(epoch):
+        out["epoch"] = round(epoch, 3)
+    return out
+
+
+def completed(previous: dict[str, Any] | None, now: str, total_steps: int | None = None) -> dict[str, Any]:
+    """Progress of a job that Succeeded: all steps done (`total_steps` from the trainer's final message)."""
+    previous = dict(previous or {})
+    total = total_steps or previous.get("totalSteps") or previous.get("step") or 0
+    previous.update(step=total, percent=100.0, etaSeconds=0, updatedAt=now)
+    if total:
+        previous["totalSteps"] = total
+    return previous
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else value

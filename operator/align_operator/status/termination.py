@@ -1,0 +1,81 @@
+"""Termination messages: what the trainer (or the kubelet's log fallback) said when a pod ended.
+
+The trainer writes either a JSON object or plain text to its termination log. JSON keys understood here:
+`reason`, `message` (failures) and the artifact URIs `adapter`, `merged`, `checkpoints`, `report`, `metrics`
+(at the top level or under `artifacts`), `steps` and `totalSteps`, and the final numbers under `finalMetrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from align_api.constants import ExitCode, Reason
+
+ARTIFACT_KEYS = ("adapter", "merged", "checkpoints", "report", "metrics")
+MAX_MESSAGE = 1024
+
+
+@dataclass
+class Termination:
+    exit_code: int | None
+    reason: str | None = None
+    message: str = ""
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    final_metrics: dict[str, float | None] = field(default_factory=dict)
+    steps: int | None = None
+    total_steps: int | None = None
+
+
+def parse_message(text: str | None) -> dict[str, Any] | None:
+    """The JSON object in a termination message, or None for plain text."""
+    text = (text or "").strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def reason_for(exit_code: int | None, kubelet_reason: str | None) -> str:
+    """Our Reason for a container that ended: OOMKilled from the kubelet, permanent codes from the trainer."""
+    if kubelet_reason == "OOMKilled":
+        return Reason.OOM_KILLED
+    if exit_code is not None and exit_code in ExitCode.REASONS:
+        return ExitCode.REASONS[exit_code]
+    return Reason.TRAINER_ERROR
+
+
+def from_terminated(terminated: dict[str, Any]) -> Termination:
+    """Read a containerStatuses[].state.terminated block."""
+    code = terminated.get("exitCode")
+    text = terminated.get("message") or ""
+    doc = parse_message(text)
+    result = Termination(exit_code=code, reason=reason_for(code, terminated.get("reason")))
+    if doc is None:
+        result.message = text.strip()[-MAX_MESSAGE:]
+        return result
+    if doc.get("reason") and code not in (0, None):
+        result.reason = str(doc["reason"])
+    result.message = str(doc.get("message") or "").strip()[-MAX_MESSAGE:]
+    artifacts = doc.get("artifacts") if isinstance(doc.get("artifacts"), dict) else doc
+    result.artifacts = {k: artifacts[k] for k in ARTIFACT_KEYS if isinstance(artifacts.get(k), (str, list))}
+    for key, attr in (("steps", "steps"), ("totalSteps", "total_steps"), ("total_steps", "total_steps")):
+        if isinstance(doc.get(key), (int, float)) and not isinstance(doc.get(key), bool):
+            setattr(result, attr, int(doc[key]))
+    final = doc.get("finalMetrics") or doc.get("final_metrics")
+    if isinstance(final, dict):
+        result.final_metrics = {str(k): _number(v) for k, v in final.items()}
+    return result
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) or math.isinf(number) else number

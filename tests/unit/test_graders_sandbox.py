@@ -1,0 +1,156 @@
+"""Hostile python graders: each is contained, recorded as an error with reward 0, and the run goes on."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from pydantic import TypeAdapter
+
+from align_api.graders import Grader as GraderSpec
+from align_trainer.graders import Grader
+from align_trainer.graders.python_grader import PythonScorer
+from align_trainer.graders.sandbox import SandboxLimits, SandboxPool
+
+SPEC = TypeAdapter(GraderSpec)
+GOOD = "def grade(sample, item):\n    return 1.0 if sample['output_text'] == item['answer'] else 0.0\n"
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[SandboxPool]:
+    p = SandboxPool(SandboxLimits(timeout=1.5, memory_mb=512, workers=2))
+    yield p
+    p.close()
+
+
+def run(pool: SandboxPool, source: str, n: int = 2) -> list:
+    spec = SPEC.validate_python({"type": "python", "name": "hostile", "source": source})
+    grader = Grader(spec, PythonScorer(spec, pool=pool))
+    results = grader.grade_batch([{"answer": "a"}] * n, ["a"] * n)
+    # the run continues: a well-behaved grader right after works on the same pool
+    good = SPEC.validate_python({"type": "python", "name": "good", "source": GOOD})
+    after = Grader(good, PythonScorer(good, pool=pool)).grade_batch([{"answer": "a"}, {"answer": "b"}], ["a", "a"])
+    assert [r.reward for r in after] == [1.0, 0.0] and not any(r.failed for r in after)
+    return results
+
+
+def assert_contained(results: list, *flags: str) -> None:
+    for r in results:
+        assert r.reward == 0.0 and r.failed, r
+        for flag in flags:
+            assert r.errors.get(flag), (flag, r.errors, r.details)
+
+
+def test_infinite_loop_hits_the_wall_clock_limit(pool: SandboxPool) -> None:
+    start = time.monotonic()
+    results = run(pool, "def grade(sample, item):\n    while True:\n        pass\n")
+    assert_contained(results, "unresponsive_reward_error")
+    assert time.monotonic() - start < 10  # 2 samples in parallel, 1.5 s each, plus restarts
+
+
+@pytest.mark.parametrize("bomb", [
+    "x = bytearray(64 * 1024 ** 3)",
+    "x = []\n    while True:\n        x.append(bytearray(50 * 1024 ** 2))",
+])
+def test_memory_bomb(pool: SandboxPool, bomb: str) -> None:
+    results = run(pool, f"def grade(sample, item):\n    {bomb}\n    return 1.0\n")
+    assert_contained(results, "python_grader_runtime_error")
+    # whichever limit hits first (RLIMIT_AS, or the clock on a busy machine), it is contained and recorded
+    assert "memory" in str(results[0].details).lower() or results[0].errors.get("unresponsive_reward_error")
+
+
+def test_fork_bomb(pool: SandboxPool) -> None:
+    src = "import os\ndef grade(sample, item):\n    while True:\n        os.fork()\n"
+    assert_contained(run(pool, src), "python_grader_runtime_error")
+    src = "import subprocess\ndef grade(sample, item):\n    subprocess.run(['sh', '-c', ':(){ :|:& };:'])\n    return 1\n"
+    assert_contained(run(pool, src), "python_grader_runtime_error")
+
+
+def test_threads_and_processes_are_refused_by_the_kernel_too(pool: SandboxPool) -> None:
+    if not pool.isolation:
+        run(pool, GOOD)
+    if not pool.isolation.get("nproc_enforced"):
+        pytest.skip("RLIMIT_NPROC cannot be enforced here")
+    src = "import threading\ndef grade(sample, item):\n    threading.Thread(target=print).start()\n    return 1\n"
+    assert_contained(run(pool, src), "python_grader_runtime_error")
+
+
+def test_network_connection_to_a_local_listener(pool: SandboxPool) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    try:
+        for src in (f"import socket\ndef grade(sample, item):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n    return 1\n",
+                    f"import urllib.request\ndef grade(sample, item):\n    urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=1)\n    return 1\n"):
+            assert_contained(run(pool, src), "python_grader_runtime_error")
+        with pytest.raises(socket.timeout):
+            listener.accept()  # nothing ever connected
+    finally:
+        listener.close()
+
+
+def test_secrets_in_the_environment_are_not_visible(pool: SandboxPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIGN_JUDGE_API_KEY", "sk-very-secret")
+    src = ("import os\ndef grade(sample, item):\n"
+           "    seen = str(dict(os.environ))\n"
+           "    try:\n        seen += open('/proc/self/environ').read()\n"
+           "    except OSError:\n        pass  # not dumpable: the kernel refuses even this\n"
+           "    return 1.0 if 'sk-very-secret' in seen or 'ALIGN_' in seen else 0.0\n")
+    spec = SPEC.validate_python({"type": "python", "name": "env", "source": src})
+    result = Grader(spec, PythonScorer(spec, pool=pool)).grade({}, "x")
+    assert result.reward == 0.0 and not result.failed, result.details
+    parent = f"def grade(sample, item):\n    return 1.0 if 'sk-very-secret' in open('/proc/{os.getpid()}/environ').read() else 0.0\n"
+    assert_contained(run(pool, parent), "python_grader_runtime_error")
+
+
+def test_writing_outside_its_directory(pool: SandboxPool, tmp_path: Path) -> None:
+    targets = [tmp_path / "pwned.txt", Path("/tmp") / f"align-pwned-{os.getpid()}.txt"]
+    for target in targets:
+        src = f"def grade(sample, item):\n    open({str(target)!r}, 'w').write('x')\n    return 1.0\n"
+        assert_contained(run(pool, src), "python_grader_runtime_error")
+        assert not target.exists()
+    # its own private directory is writable
+    src = "def grade(sample, item):\n    open('scratch.txt', 'w').write('ok')\n    return len(open('scratch.txt').read())\n"
+    spec = SPEC.validate_python({"type": "python", "name": "scratch", "source": src})
+    assert Grader(spec, PythonScorer(spec, pool=pool)).grade({}, "x").reward == 2.0
+
+
+@pytest.mark.parametrize("body", ["import os\n    os._exit(3)", "import sys\n    sys.exit(0)", "raise KeyboardInterrupt",
+                                  "import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)"])
+def test_exit_and_crash(pool: SandboxPool, body: str) -> None:
+    assert_contained(run(pool, f"def grade(sample, item):\n    {body}\n"), "python_grader_runtime_error")
+
+
+@pytest.mark.parametrize("value", ["float('nan')", "float('inf')", "'1.0'", "None", "[1]", "{'score': 1}"])
+def test_nan_and_non_numbers(pool: SandboxPool, value: str) -> None:
+    assert_contained(run(pool, f"def grade(sample, item):\n    return {value}\n"), "python_grader_runtime_error")
+
+
+def test_forged_protocol_frames_do_not_fake_later_results(pool: SandboxPool) -> None:
+    src = ("import os, json, struct\ndef grade(sample, item):\n"
+           "    body = json.dumps({'id': 'x', 'ok': True, 'value': 99.0}).encode()\n"
+           "    for fd in range(3, 12):\n"
+           "        try:\n            os.write(fd, struct.pack('>I', len(body)) + body)\n"
+           "        except OSError:\n            pass\n    return 0.5\n")
+    results = run(pool, src)
+    assert all(r.reward in (0.0, 0.5) for r in results)
+
+
+def test_errors_are_counted(pool: SandboxPool) -> None:
+    before = pool.stats["errors"]
+    run(pool, "def grade(sample, item):\n    raise ValueError('boom')\n", n=3)
+    assert pool.stats["errors"] >= before + 3
+
+
+def test_isolation_layers_when_root(pool: SandboxPool) -> None:
+    run(pool, GOOD)
+    iso = pool.isolation
+    assert iso["audit_hook"] and "RLIMIT_AS" in iso["rlimits"]
+    if os.getuid() == 0 and iso.get("network_namespace"):
+        assert iso["dropped_root"] and iso["uid"] != 0 and iso["private_tmp"] and iso["nproc_enforced"]

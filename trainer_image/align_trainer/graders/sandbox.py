@@ -1,0 +1,286 @@
+"""A reusable pool of confined worker processes for untrusted python graders.
+
+Each call gets a wall-clock limit; a worker that hangs, dies (os._exit, segfault, SIGXCPU), breaks the
+protocol or cannot confine itself is killed and replaced on the next call, and the call returns an error
+instead of a value. The pool never raises for something the grader did: the training loop keeps going.
+See `_sandbox_worker.py` for the confinement layers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import queue
+import secrets
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+WORKER = Path(__file__).with_name("_sandbox_worker.py")
+
+ENV_TIMEOUT = "ALIGN_PYTHON_GRADER_TIMEOUT"
+ENV_MEMORY_MB = "ALIGN_PYTHON_GRADER_MEMORY_MB"
+ENV_WORKERS = "ALIGN_PYTHON_GRADER_WORKERS"
+ENV_UID_BASE = "ALIGN_PYTHON_GRADER_UID_BASE"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits of one python-grader call / worker. Defaults follow OpenAI's python grader where it states them
+    (2 GB memory, 1 GB disk) except the time limit, which is per sample here, not per run."""
+
+    timeout: float = 10.0          #: wall-clock seconds per grade() call
+    memory_mb: int = 2048          #: RLIMIT_AS of a worker
+    disk_mb: int = 256             #: private tmpfs size and RLIMIT_FSIZE
+    workers: int = 2               #: processes in the pool
+    uid_base: int = 61000          #: worker slot i runs as uid/gid uid_base + i when the trainer is root
+    max_calls: int = 5000          #: recycle a worker after this many calls (bounds leaks and CPU time)
+
+    @classmethod
+    def from_env(cls) -> "SandboxLimits":
+        env = os.environ
+        return cls(timeout=float(env.get(ENV_TIMEOUT, cls.timeout)),
+                   memory_mb=int(env.get(ENV_MEMORY_MB, cls.memory_mb)),
+                   workers=int(env.get(ENV_WORKERS, min(cls.workers, os.cpu_count() or 1))),
+                   uid_base=int(env.get(ENV_UID_BASE, cls.uid_base)))
+
+
+@dataclass
+class CallResult:
+    """One grade() call: a finite value, or an error (kind = OpenAI's error flag it maps to)."""
+
+    value: float | None
+    error: str | None = None
+    error_type: str | None = None      #: Python exception name, or Timeout / WorkerDied / SandboxError
+    server_error: bool = False         #: the sandbox failed (python_grader_server_error), not the grader code
+    duration: float = 0.0
+    logs: str | None = None
+
+
+@dataclass
+class _Worker:
+    slot: int
+    proc: subprocess.Popen | None = None
+    loaded: set[str] = field(default_factory=set)
+    calls: int = 0
+    isolation: dict[str, Any] = field(default_factory=dict)
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+class SandboxPool:
+    """Run `grade(sample, item)` from untrusted sources in confined, reusable worker processes."""
+
+    def __init__(self, limits: SandboxLimits | None = None):
+        self.limits = limits or SandboxLimits.from_env()
+        self._base = Path(tempfile.mkdtemp(prefix="align-grader-"))
+        os.chmod(self._base, 0o711)  # workers of other uids create their own 0700 directory inside
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        for slot in range(max(1, self.limits.workers)):
+            self._idle.put(_Worker(slot))
+        self._workers = list(self._idle.queue)
+        self._closed = False
+        self.isolation: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-spawn")
+        self.stats = {"calls": 0, "errors": 0, "timeouts": 0, "restarts": 0}
+
+    # --- public ------------------------------------------------------------------------------------------
+    def run(self, source: str, sample: Any, item: Any) -> CallResult:
+        """Grade one case. Never raises for anything the grader does."""
+        worker = self._idle.get()
+        try:
+            result = self._call(worker, source, sample, item)
+        finally:
+            self._idle.put(worker)
+        with self._lock:
+            self.stats["calls"] += 1
+            if result.error is not None:
+                self.stats["errors"] += 1
+            if result.error_type == "Timeout":
+                self.stats["timeouts"] += 1
+        return result
+
+    def map(self, source: str, cases: Sequence[tuple[Any, Any]]) -> list[CallResult]:
+        """Grade many (sample, item) cases in parallel over the pool's workers, in order."""
+        if len(cases) <= 1 or len(self._workers) == 1:
+            return [self.run(source, s, i) for s, i in cases]
+        with ThreadPoolExecutor(max_workers=len(self._workers)) as pool:
+            return list(pool.map(lambda case: self.run(source, *case), cases))
+
+    def close(self) -> None:
+        self._closed = True
+        for worker in self._workers:
+            self._kill(worker)
+        self._spawner.shutdown(wait=False)
+        shutil.rmtree(self._base, ignore_errors=True)
+
+    # --- one call ----------------------------------------------------------------------------------------
+    def _call(self, worker: _Worker, source: str, sample: Any, item: Any) -> CallResult:
+        start = time.monotonic()
+        key = hashlib.sha256(source.encode()).hexdigest()[:32]
+        try:
+            payload = json.dumps({"sample": sample, "item": item}, default=str)
+        except (TypeError, ValueError) as exc:
+            return CallResult(None, f"sample/item are not JSON-serialisable: {exc}", "SandboxError", True)
+        try:
+            if worker.proc is None or worker.proc.poll() is not None or worker.calls >= self.limits.max_calls:
+                self._start(worker)
+            if key not in worker.loaded:
+                reply = self._request(worker, {"op": "load", "key": key, "source": source}, start)
+                if not reply.get("ok"):
+                    return self._failed(reply, start)
+                worker.loaded.add(key)
+            worker.calls += 1
+            body = json.loads(payload)
+            reply = self._request(worker, {"op": "grade", "key": key, **body}, start)
+        except _CallFailed as exc:
+            self._kill(worker)
+            return CallResult(None, str(exc), exc.kind, exc.kind == "SandboxError", time.monotonic() - start)
+        if not reply.get("ok"):
+            return self._failed(reply, start)
+        value = reply.get("value")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or \
+                value in (float("inf"), float("-inf")):  # re-checked here: the worker is not trusted
+            return CallResult(None, f"grade() returned {value!r}, not a finite number", "ValueError",
+                              duration=time.monotonic() - start, logs=reply.get("logs"))
+        return CallResult(float(value), duration=time.monotonic() - start, logs=reply.get("logs"))
+
+    @staticmethod
+    def _failed(reply: dict, start: float) -> CallResult:
+        return CallResult(None, str(reply.get("error") or "grader failed")[:2000], str(reply.get("error_type") or "Error"),
+                          duration=time.monotonic() - start, logs=reply.get("logs"))
+
+    def _request(self, worker: _Worker, body: dict, start: float) -> dict:
+        rid = secrets.token_hex(16)
+        proc = worker.proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        data = json.dumps({"id": rid, **body}).encode()
+        try:
+            proc.stdin.write(struct.pack(">I", len(data)) + data)
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise _CallFailed("WorkerDied", self._death(worker)) from None
+        deadline = start + self.limits.timeout
+        reply = self._read_frame(worker, deadline)
+        if reply.get("id") != rid:
+            raise _CallFailed("ProtocolError", "grader worker sent an unexpected frame (wrote to the protocol pipe?)")
+        return reply
+
+    def _read_frame(self, worker: _Worker, deadline: float) -> dict:
+        proc = worker.proc
+        assert proc is not None and proc.stdout is not None
+        fd = proc.stdout.fileno()
+
+        def read_exact(n: int) -> bytes:
+            chunks, got = [], 0
+            while got < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise _CallFailed("Timeout", f"grade() exceeded the {self.limits.timeout:g}s wall-clock limit")
+                chunk = os.read(fd, min(n - got, 1 << 20))
+                if not chunk:
+                    raise _CallFailed("WorkerDied", self._death(worker))
+                chunks.append(chunk)
+                got += len(chunk)
+            return b"".join(chunks)
+
+        (size,) = struct.unpack(">I", read_exact(4))
+        if size > 16 * 1024 * 1024:
+            raise _CallFailed("ProtocolError", "grader worker sent an oversized frame")
+        try:
+            return json.loads(read_exact(size))
+        except ValueError:
+            raise _CallFailed("ProtocolError", "grader worker sent a malformed frame") from None
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+    def _start(self, worker: _Worker) -> None:
+        if self._closed:
+            raise _CallFailed("SandboxError", "the grader sandbox is closed")
+        if worker.proc is not None:
+            self._kill(worker)
+            with self._lock:
+                self.stats["restarts"] += 1
+        cfg = {"slot": worker.slot, "base_dir": str(self._base), "memory_mb": self.limits.memory_mb,
+               "disk_mb": self.limits.disk_mb, "uid": self.limits.uid_base + worker.slot, "parent_pid": os.getpid(),
+               "cpu_seconds": int(self.limits.timeout * self.limits.max_calls + 60)}
+        # Thread caps are set so numpy/BLAS never try to start threads (RLIMIT_NPROC = 0 forbids them);
+        # the worker clears even these before running grader code. Nothing else of our environment passes.
+        env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+        # Spawned from one long-lived thread: the worker's PR_SET_PDEATHSIG fires when the *thread* that
+        # forked it exits, and calls may come from short-lived executor threads.
+        worker.proc = self._spawner.submit(
+            subprocess.Popen, [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True,
+            close_fds=True).result()
+        worker.loaded = set()
+        worker.calls = 0
+        hello = self._read_frame(worker, time.monotonic() + 30)
+        if not hello.get("ok") or hello.get("id") != "hello":
+            raise _CallFailed("SandboxError", str(hello.get("error") or "grader worker failed to start"))
+        worker.isolation = hello.get("isolation") or {}
+        self.isolation = worker.isolation
+
+    def _death(self, worker: _Worker) -> str:
+        proc = worker.proc
+        try:
+            code = proc.wait(timeout=2) if proc is not None else None
+        except subprocess.TimeoutExpired:
+            return "grader worker closed its pipe"
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            return f"grader worker was killed by {name} (e.g. CPU/memory limit or crash)"
+        return f"grader process exited with code {code} (os._exit / sys.exit at import time?)"
+
+    def _kill(self, worker: _Worker) -> None:
+        proc, worker.proc = worker.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                proc.kill()
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream and stream.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class _CallFailed(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+_POOL: SandboxPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def get_pool() -> SandboxPool:
+    """The process-wide pool (created on first use, closed at exit)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = SandboxPool()
+            atexit.register(_POOL.close)
+        return _POOL

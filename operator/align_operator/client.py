@@ -28,6 +28,8 @@ FIELD_MANAGER = "alignctl"
 #: Labels that tie a pod to its trainer Job (the Job controller sets the first two on every pod).
 POD_JOB_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+#: The label the operator puts on every child of a job (align_operator.renderers.names.JOB_LABEL).
+JOB_LABEL = f"{GROUP}/job"
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -260,9 +262,16 @@ class AlignClient:
         ns = namespace or self.namespace
         obj = self.get(name, ns)
         job_name = (obj.get("status") or {}).get("jobName") or f"{name}-trainer"
-        result = self._call(self.core.list_namespaced_pod, ns, _preload_content=False)
-        items = json.loads(result.data or b"{}").get("items") or []
-        pods = [p for p in items if _belongs(p, name, job_name)]
+        pods: list[dict[str, Any]] = []
+        # The operator labels its pods align.dev/job=<name>; pods made some other way (an older operator, a
+        # hand-made Job) are found through the Job controller's labels and owner references instead.
+        for selector in (f"{JOB_LABEL}={name}", None):
+            extra = {"label_selector": selector} if selector else {}
+            result = self._call(self.core.list_namespaced_pod, ns, _preload_content=False, **extra)
+            items = json.loads(result.data or b"{}").get("items") or []
+            pods = [p for p in items if _belongs(p, name, job_name)]  # selectors are optional for servers
+            if pods:
+                break
 
         def order(pod: dict[str, Any]) -> tuple[int, float]:
             meta = pod.get("metadata") or {}
@@ -357,7 +366,7 @@ def _belongs(pod: Mapping[str, Any], name: str, job_name: str) -> bool:
     labels = meta.get("labels") or {}
     if any(labels.get(key) == job_name for key in POD_JOB_LABELS):
         return True
-    if labels.get(f"{GROUP}/job") == name or labels.get(f"{GROUP}/job-name") == name:
+    if labels.get(JOB_LABEL) == name:
         return True
     return any(ref.get("kind") == "Job" and ref.get("name") == job_name for ref in meta.get("ownerReferences") or [])
 

@@ -107,6 +107,8 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
     ctx.scratch["previous_sigterm_handler"] = previous_handler
+    from transformers import set_seed
+    set_seed(spec.hyperparameters.seed)  # LoRA initialisation happens before the trainer seeds: make it reproducible
     return ctx
 
 

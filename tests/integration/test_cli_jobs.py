@@ -224,3 +224,12 @@ def test_logs_follow_waits_for_the_pod_of_a_fresh_job(cluster: EmulatedCluster, 
     result = run(kubeconfig, "logs", "fresh", "-f", "--pod-wait", "10")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["loading builtin://tiny", "step 1/2"]
+
+
+def test_shell_completion_lists_job_names(cluster: EmulatedCluster, kubeconfig: Path) -> None:
+    from align_operator.cli.jobs_cmd import complete_job_name
+
+    cluster.put(AJ, NS, "complete-me", job_with_status("complete-me", "Running"))
+    ctx = type("Ctx", (), {"params": {"kubeconfig": kubeconfig}})()
+    assert "complete-me" in complete_job_name(ctx, "comp")  # type: ignore[arg-type]
+    assert complete_job_name(type("Ctx", (), {"params": {"server": "http://127.0.0.1:9"}})(), "") == []  # type: ignore[arg-type]

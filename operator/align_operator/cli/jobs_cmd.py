@@ -19,7 +19,21 @@ from align_operator.cli.cluster import (EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, Cont
                                         cluster_errors, console, err_console, fail, is_tty, make_client)
 from align_operator.client import AlignClient, JobNotFound, phase_of
 
-JobName = Annotated[str, typer.Argument(help="AlignmentJob name.", show_default=False)]
+def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of job names from the cluster the command line points at (silent on any error)."""
+    params = ctx.params
+    try:
+        client = AlignClient(kubeconfig=params.get("kubeconfig"), context=params.get("context"),
+                             namespace=params.get("namespace"), host=params.get("server"))
+        client.api_client.configuration.retries = 0
+        names = [o["metadata"]["name"] for o in client.list()]
+    except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+JobName = Annotated[str, typer.Argument(help="AlignmentJob name.", show_default=False,
+                                        autocompletion=complete_job_name)]
 RESOURCE = f"{PLURAL[:-1]}.{GROUP}"  # alignmentjob.align.dev, as kubectl prints it
 
 

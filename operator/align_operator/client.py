@@ -105,7 +105,7 @@ class AlignClient:
 
     def __init__(self, *, kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None,
                  namespace: str | None = None, host: str | None = None, token: str | None = None,
-                 verify_ssl: bool = True, api_client: Any = None):
+                 verify_ssl: bool = True, api_client: Any = None, request_timeout: float | None = 60.0):
         from kubernetes import client, config
 
         self._client_mod = client
@@ -115,6 +115,8 @@ class AlignClient:
             default_ns = None
         self.api_client = api_client
         self.namespace = namespace or default_ns or "default"
+        #: Seconds before a (non-streaming) call gives up; the kubernetes client has no timeout of its own.
+        self.request_timeout = request_timeout
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
@@ -153,6 +155,8 @@ class AlignClient:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
+        if self.request_timeout is not None:
+            kwargs.setdefault("_request_timeout", self.request_timeout)
         try:
             return fn(*args, **kwargs)
         except ApiException as exc:
@@ -283,7 +287,9 @@ class AlignClient:
     def logs(self, pod: str, namespace: str | None = None, *, container: str | None = None, follow: bool = False,
              tail: int | None = None, previous: bool = False) -> Iterator[str]:
         """Log lines of one pod, streamed as they arrive when `follow` is set."""
-        extra: dict[str, Any] = {"follow": follow, "_preload_content": False}
+        # A followed log may be quiet for a long time: no read timeout then.
+        extra: dict[str, Any] = {"follow": follow, "_preload_content": False,
+                                 "_request_timeout": None if follow else self.request_timeout}
         if container:
             extra["container"] = container
         if tail is not None:

@@ -24,8 +24,7 @@ def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
     params = ctx.params
     try:
         client = AlignClient(kubeconfig=params.get("kubeconfig"), context=params.get("context"),
-                             namespace=params.get("namespace"), host=params.get("server"))
-        client.api_client.configuration.retries = 0
+                             namespace=params.get("namespace"), host=params.get("server"), request_timeout=3)
         names = [o["metadata"]["name"] for o in client.list()]
     except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
         return []

@@ -29,7 +29,8 @@ Reference convention (shared with TRL's DPO/KTO/GRPO/RLOO trainers): the policy 
 trainable adapter is named "default". If the model also has an adapter named "ref", that frozen adapter
 is the reference; otherwise the reference is the base with adapters disabled (`model.disable_adapter()`).
 `spec.model.reference.kind == "precomputed"` means reference log-probs are computed once before training
-(`ctx.precompute_reference` is True; TRL's `precompute_ref_log_probs`).
+(`ctx.precompute_reference` is True; TRL's `precompute_ref_log_probs`) from the starting policy: the base,
+or the adapter.init adapter when one is set (TRL copies it to "ref" before precomputing).
 """
 
 from __future__ import annotations

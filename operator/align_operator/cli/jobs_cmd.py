@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn
 
 from align_api import GROUP, PLURAL, ManifestError, Phase, load_file, load_text
 from align_api.constants import TERMINAL_PHASES
@@ -17,7 +18,7 @@ from align_operator.cli import app
 from align_operator.cli import job_views as views
 from align_operator.cli.cluster import (EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, Context, Kubeconfig, Namespace, Server,
                                         cluster_errors, console, err_console, fail, is_tty, make_client)
-from align_operator.client import AlignClient, JobNotFound, phase_of
+from align_operator.client import AlignClient, phase_of
 
 def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of job names from the cluster the command line points at (silent on any error)."""
@@ -188,31 +189,56 @@ def logs(
 
 # --- wait ---------------------------------------------------------------------------------------------
 
+class _Reporter:
+    """How `wait` shows a job moving: a live progress bar on a terminal, phase changes in a log file."""
+
+    def __init__(self) -> None:
+        self.last_line: str | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> "_Reporter":
+        if is_tty():
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("{task.fields[extra]}"),
+                                      console=err_console)
+            self._progress.start()
+            self._task = self._progress.add_task("Pending", total=None, extra="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def show(self, obj: dict[str, Any]) -> None:
+        line = views.one_line_status(obj)
+        if self._progress is not None and self._task is not None:
+            status = obj.get("status") or {}
+            progress = status.get("progress") or {}
+            loss = (status.get("metrics") or {}).get("loss")
+            self._progress.update(self._task, description=phase_of(obj), completed=progress.get("step") or 0,
+                                  total=progress.get("totalSteps"),
+                                  extra=f"loss {views.format_number(loss)}" if loss is not None else "")
+        elif self.last_line is None or self.last_line.split()[0] != line.split()[0]:
+            err_console.print(line)
+        self.last_line = line
+
+
 def _wait_for(client: AlignClient, name: str, timeout: float | None) -> None:
-    shown = None
-    try:
-        with cluster_errors():
-            for obj in client.watch(name, timeout=timeout):
-                line = views.one_line_status(obj)
-                if line != shown:
-                    # A terminal sees every step; a log file only phase changes.
-                    if is_tty() or _phase_changed(shown, line):
-                        err_console.print(line)
-                    shown = line
-                phase = phase_of(obj)
-                if phase in {p.value for p in TERMINAL_PHASES}:
-                    console.print(f"{RESOURCE}/{name} {phase}")
-                    error = (obj.get("status") or {}).get("lastError")
-                    if phase == Phase.FAILED and error:
-                        err_console.print(f"[red]{error.get('reason')}:[/red] {error.get('message')}")
-                    raise typer.Exit(EXIT_OK if phase == Phase.SUCCEEDED else EXIT_FAILED)
-    except JobNotFound as exc:
-        fail(str(exc))
-    fail(f'timed out after {timeout}s waiting for alignmentjob "{name}" (last: {shown})', EXIT_TIMEOUT)
-
-
-def _phase_changed(previous: str | None, line: str) -> bool:
-    return previous is None or previous.split()[0] != line.split()[0]
+    with cluster_errors(), _Reporter() as reporter:
+        for obj in client.watch(name, timeout=timeout):
+            reporter.show(obj)
+            phase = phase_of(obj)
+            if phase in {p.value for p in TERMINAL_PHASES}:
+                break
+        else:
+            fail(f'timed out after {timeout}s waiting for alignmentjob "{name}" (last: {reporter.last_line})',
+                 EXIT_TIMEOUT)
+    console.print(f"{RESOURCE}/{name} {phase}")
+    error = (obj.get("status") or {}).get("lastError")
+    if phase == Phase.FAILED and error:
+        err_console.print(f"[red]{error.get('reason')}:[/red] {error.get('message')}")
+    raise typer.Exit(EXIT_OK if phase == Phase.SUCCEEDED else EXIT_FAILED)
 
 
 @app.command(rich_help_panel="Jobs")

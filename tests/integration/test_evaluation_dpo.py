@@ -52,7 +52,7 @@ def manifest(directory: Path, name: str, published: Path) -> Path:
             "algorithm": "dpo",
             "model": {"base": "builtin://tiny", "adapter": {"r": 8, "alpha": 16}},
             "data": {"train": {"uri": "./train.jsonl", "format": "trl"}},
-            "hyperparameters": {"maxSteps": 40, "batchSize": 8, "learningRate": 0.005, "beta": 0.1, "maxLength": 64},
+            "hyperparameters": {"maxSteps": 20, "batchSize": 8, "learningRate": 0.005, "beta": 0.1, "maxLength": 64},
             "resources": {"gpusPerNode": 0},
             "checkpoints": {"everySteps": 1000},
             "output": {"uri": f"file://{published}"},

@@ -84,14 +84,16 @@ class GraderScorer:
         self.grader = graders.build(grader_spec, context=context)
 
     def score(self, items: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[Score]:
-        results = self.grader.grade_batch([dict(item) for item in items], list(answers))
+        # prompts reach only reward_model graders (they score prompt + answer)
+        results = self.grader.grade_batch([dict(item) for item in items], list(answers),
+                                          prompts=[item.get("prompt") for item in items])
         scores = []
         for result in results:
-            errors = getattr(result, "errors", None)
             # In training a failed grading is reward 0; here it is "unscored" (NaN), so that a crashing
             # grader shows up as missing data rather than as ties or losses.
-            reward = math.nan if errors or result.reward is None else float(result.reward)
-            scores.append(Score(reward, getattr(result, "label", None), "; ".join(map(str, errors)) if errors else None))
+            failed = result.failed or result.reward is None
+            error = ", ".join(k for k, v in result.errors.items() if v) if failed else None
+            scores.append(Score(math.nan if failed else float(result.reward), result.label, error))
         return scores
 
     def close(self) -> None:

@@ -53,7 +53,7 @@ def run_reward_job(tmp_path: Path, name: str, make: Callable[..., Pair]) -> dict
     doc = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": name},
            "spec": {"algorithm": "reward", "model": {"base": "builtin://tiny", "adapter": {"r": 8, "alpha": 16}},
                     "data": {"train": {"uri": "./train.jsonl", "format": "trl"}},
-                    "hyperparameters": {"maxSteps": 40, "batchSize": 8, "learningRate": 0.005, "maxLength": 128},
+                    "hyperparameters": {"maxSteps": 24, "batchSize": 8, "learningRate": 0.005, "maxLength": 96},
                     "resources": {"gpusPerNode": 0}, "checkpoints": {"everySteps": 1000},
                     "evaluation": {"prompts": {"uri": "./probes.jsonl", "format": "trl"}, "samples": 48}}}
     (work / "job.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))

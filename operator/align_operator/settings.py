@@ -38,7 +38,8 @@ class Settings:
         "help": "serviceAccountName of trainer pods (empty = the namespace default; its token is not mounted)."})
     run_as_user: int = field(default=1000, metadata={"help": "UID the trainer runs as (non-root)."})
     default_metrics_port: int = field(default=DEFAULT_METRICS_PORT, metadata={"help": "Trainer metrics port default."})
-    max_workers: int = field(default=20, metadata={"help": "Kopf worker limit per resource kind (parallel objects)."})
+    max_workers: int = field(default=0, metadata={
+        "help": "Kopf's limit of objects handled in parallel per resource kind (0 = no limit)."})
     api_retries: int = field(default=8, metadata={"help": "Retries of 429/5xx/connection errors per API call."})
     log_format: str = field(default="plain", metadata={"help": "plain or json."})
 

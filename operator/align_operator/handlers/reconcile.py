@@ -131,7 +131,8 @@ async def on_update(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name:
         metrics.RECONCILE_SECONDS.labels("update").observe(time.monotonic() - started)
 
 
-MUTABLE_PREFIXES = (("spec", "runPolicy"), ("spec", "metrics"))
+#: Paths under spec (Kopf's diff of the `spec` field is relative to it) a running Job can follow.
+MUTABLE_PREFIXES = (("runPolicy",),)
 
 
 async def _on_update(body: kopf.Body, status: dict[str, Any], name: str, namespace: str, generation: int | None,
@@ -162,13 +163,13 @@ async def _on_update(body: kopf.Body, status: dict[str, Any], name: str, namespa
     elif not run.queue_name:
         job_patch["spec"]["suspend"] = False  # with a queue, Kueue decides when to unsuspend
     await client.patch(JOBS, job_name(name), job_patch, namespace)
-    ignored = sorted(".".join(str(p) for p in path) for _, path, _, _ in diff
+    ignored = sorted("spec." + ".".join(str(p) for p in path) for _, path, _, _ in diff
                      if not any(tuple(path[:len(prefix)]) == prefix for prefix in MUTABLE_PREFIXES))
     if ignored:
         kopf.event(body, type="Warning", reason="SpecChangeNotApplied",
                    message=f"{', '.join(ignored)} changed after the Job was created; it applies to new jobs only")
     patch.status["observedGeneration"] = generation
-    suspend_changed = any(tuple(path) == ("spec", "runPolicy", "suspend") for _, path, _, _ in diff)
+    suspend_changed = any(tuple(path) in (("runPolicy", "suspend"), ("runPolicy",), ()) for _, path, _, _ in diff)
     if suspend_changed:
         reason = Reason.SUSPENDED_BY_USER if run.suspend else Reason.RESUMED
         kopf.event(body, type="Normal", reason=reason, message="Suspended" if run.suspend else "Resumed")

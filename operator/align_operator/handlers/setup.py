@@ -43,8 +43,9 @@ def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:
     settings.persistence.finalizer = "align.dev/finalizer"
     # Only warnings of Kopf's own logs become Kubernetes Events; ours are posted explicitly.
     settings.posting.level = logging.WARNING
-    settings.batching.worker_limit = ours.max_workers
-    settings.batching.idle_timeout = 30.0
+    # One worker per object while it has events; an idle worker leaves after idle_timeout. A limit would
+    # make objects queue behind idle workers, so it is off unless set.
+    settings.batching.worker_limit = ours.max_workers or None
     # Kopf's own API calls (watching, patching) retry transient errors with these pauses.
     settings.networking.error_backoffs = [0.5, 1, 2, 4, 8]
     settings.networking.request_timeout = 60.0

@@ -122,3 +122,23 @@ def test_upload_file_target_is_atomic_replace(tmp_path: Path) -> None:
     storage.upload(src, f"file://{tmp_path}/out", base_dir=tmp_path, name="adapter")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter"]
     assert (tmp_path / "out" / "adapter" / "README.md").read_text() == "card"
+
+
+def test_hub_model_gets_token_and_revision_from_env_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+    from align_trainer.models import Models
+    calls: list[tuple[str, dict]] = []
+
+    class Fake:
+        def parameters(self):  # type: ignore[no-untyped-def]
+            return iter(())
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda name, **kw: calls.append((name, kw)) or Fake())
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_from_secret_ref")
+    model_spec = ModelSpec.model_validate({"base": "org/model", "revision": "v1"})
+    device = choose_device(model_spec, Hyperparameters(), gpus=0, cuda=False, bf16_supported=False)
+    Models(model_spec, device, base_dir=tmp_path, cache_dir=tmp_path).base()
+    name, kwargs = calls[0]
+    assert name == "org/model" and kwargs["token"] == "hf_secret_from_secret_ref" and kwargs["revision"] == "v1"
+    assert "quantization_config" not in kwargs

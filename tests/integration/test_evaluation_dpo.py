@@ -45,7 +45,7 @@ def write_task(directory: Path, *, flipped: bool, pairs: int = 64, prompts: int 
     (directory / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
 
 
-def manifest(directory: Path, name: str, published: Path) -> Path:
+def manifest(directory: Path, name: str, published: Path, *, at_checkpoints: bool = False) -> Path:
     doc: dict[str, Any] = {
         "apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": name},
         "spec": {
@@ -54,7 +54,7 @@ def manifest(directory: Path, name: str, published: Path) -> Path:
             "data": {"train": {"uri": "./train.jsonl", "format": "trl"}},
             "hyperparameters": {"maxSteps": 20, "batchSize": 8, "learningRate": 0.005, "beta": 0.1, "maxLength": 64},
             "resources": {"gpusPerNode": 0},
-            "checkpoints": {"everySteps": 1000},
+            "checkpoints": {"everySteps": 10 if at_checkpoints else 1000},
             "output": {"uri": f"file://{published}"},
             "evaluation": {
                 "prompts": {"uri": "./prompts.jsonl", "format": "trl"},
@@ -62,6 +62,7 @@ def manifest(directory: Path, name: str, published: Path) -> Path:
                 "generation": {"maxNewTokens": 12},
                 "grader": {"type": "python", "name": "yes_over_no", "source": GRADER},
                 "gates": ["winRate >= 0.55", "rewardDeltaLow > 0"],
+                "atCheckpoints": at_checkpoints,
             },
         },
     }
@@ -79,7 +80,7 @@ def train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, *, flipped
     out = work / "out"
     monkeypatch.setenv("ALIGN_OUTPUT_DIR", str(out))  # not --output: that would switch uploading off
     monkeypatch.setenv("ALIGN_TERMINATION_LOG", str(work / "termination-log"))
-    code = run(["--config", str(manifest(work, name, published)), "--metrics-port", "-1"])
+    code = run(["--config", str(manifest(work, name, published, at_checkpoints=not flipped)), "--metrics-port", "-1"])
     return code, out, published
 
 
@@ -97,6 +98,10 @@ def test_dpo_beats_reference_and_flipped_preferences_lose(tmp_path: Path, monkey
     assert "## Largest gains" in report and "yes" in report
     for chart in ("reward_distributions.png", "reward_vs_length.png", "win_tie_loss.png"):
         _assert_real_png(out / chart)
+    # atCheckpoints: one evaluation per checkpoint, none of them gating
+    steps = sorted(p.name for p in (out / "evaluations").iterdir())
+    assert steps == ["step-10", "step-20"]
+    assert json.loads((out / "evaluations" / "step-10" / "evaluation.json").read_text())["gates"] == []
 
     code, out, published = train(tmp_path, monkeypatch, "dpo-flipped", flipped=True)
     assert code == ExitCode.EVALUATION_GATE_FAILED

@@ -67,15 +67,16 @@ def show(doc: dict[str, Any], where: Path, console: Console = _out) -> None:
     console.print(summary_table(doc.get("status", {}), f"Evaluation: {kind}"))
     for gate in doc.get("gates", []):
         mark = "[green]PASS[/green]" if gate["passed"] else "[red]FAIL[/red]"
-        console.print(f"{mark} {gate['message']}", highlight=False)
+        console.print(f"{mark} {gate['message']}", highlight=False, soft_wrap=True)
     details = doc.get("details", {})
     if details.get("lengthBiasFlag"):
-        console.print("[yellow]length bias:[/yellow] " + "; ".join(details.get("lengthBiasReasons", [])), highlight=False)
+        console.print("[yellow]length bias:[/yellow] " + "; ".join(details.get("lengthBiasReasons", [])), highlight=False,
+                      soft_wrap=True)
     report = where / doc.get("report", REPORT_FILE)
     if report.exists():
-        console.print(f"report: {report}", highlight=False)
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)  # paths stay copyable: no wrapping
     for chart in doc.get("charts", []):
-        console.print(f"chart:  {where / chart}", highlight=False)
+        console.print(f"chart:  {where / chart}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- jobs in a cluster

@@ -99,4 +99,4 @@ def test_report_of_a_job_without_evaluation(tmp_path: Path, monkeypatch: pytest.
 def test_report_of_an_unknown_name_without_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     result = runner.invoke(app, ["report", "no-such-job"])
-    assert result.exit_code == 1 and "no kubeconfig" in result.output
+    assert result.exit_code == 1 and "kubeconfig" in result.output

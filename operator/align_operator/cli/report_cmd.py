@@ -8,7 +8,6 @@ shown, and the report is copied from status.artifacts.report (or `<spec.output.u
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import app
+from .cluster import Context, Kubeconfig, Namespace, Server
 
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.md"
@@ -122,26 +122,17 @@ def _fetch_s3(folder: str, dest: Path) -> Path:
     return dest
 
 
-def load_job(name: str, namespace: str | None, kubeconfig: str | None, context: str | None) -> dict[str, Any]:
-    """GET the AlignmentJob from the cluster of the kubeconfig."""
-    from align_api.constants import API_VERSION, PLURAL
-    from align_operator import kube
+def load_job(name: str, namespace: str | None, kubeconfig: Path | None, context: str | None,
+             server: str | None = None) -> dict[str, Any]:
+    """GET the AlignmentJob through the same client as every other cluster command."""
+    from align_operator.client import ClusterError
 
-    path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(Path.home() / ".kube" / "config")
-    if not Path(path).is_file():
-        raise ReportError(f"{name!r} is neither a local directory nor reachable: no kubeconfig at {path}")
-    info = kube.connection_from_kubeconfig(path, context)
-
-    async def _get() -> dict[str, Any]:
-        client = kube.Client(info, retries=2)
-        try:
-            return await client.get(kube.Resource(API_VERSION, PLURAL), name, namespace or info.default_namespace or "default")
-        except kube.NotFound:
-            raise ReportError(f"AlignmentJob {name!r} not found") from None
-        finally:
-            await client.close()
-
-    return asyncio.run(_get())
+    from .cluster import make_client
+    client = make_client(kubeconfig, context, namespace, server)
+    try:
+        return client.get(name)
+    except ClusterError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def report_for_job(job: dict[str, Any], dest: Path) -> tuple[dict[str, Any], Path | None]:
@@ -169,12 +160,13 @@ def report_for_job(job: dict[str, Any], dest: Path) -> tuple[dict[str, Any], Pat
 @app.command("report")
 def report(
     target: str = typer.Argument(..., help="An output directory (or evaluation.json), or an AlignmentJob name."),
-    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Namespace of the job (default: kubeconfig's)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Where to put a fetched report (default ./<job>-report)."),
     open_report: bool = typer.Option(False, "--open", help="Open report.md with the system's default application."),
-    as_json: bool = typer.Option(False, "--json", help="Print evaluation.json's status numbers and gates as JSON."),
-    kubeconfig: str | None = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."),
-    context: str | None = typer.Option(None, "--context", help="Kubeconfig context."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status numbers and gates as JSON."),
+    namespace: Namespace = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    server: Server = None,
 ) -> None:
     """Show an evaluation (win rate, reward delta, gates, ...) and where its report.md and charts are."""
     try:
@@ -185,10 +177,10 @@ def report(
                 raise ReportError(f"no {EVALUATION_FILE} in {local} (did the job run an evaluation?)")
             doc, where = json.loads(found.read_text()), found.parent
         else:
-            job = load_job(target, namespace, kubeconfig, context)
+            job = load_job(target, namespace, kubeconfig, context, server)
             doc, where = report_for_job(job, output or Path(f"{target}-report"))
     except ReportError as exc:
-        _err.print(f"[red]error[/red] {exc}", highlight=False)
+        _err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps({"status": doc.get("status"), "passed": doc.get("passed"), "gates": doc.get("gates", [])},

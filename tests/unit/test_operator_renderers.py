@@ -180,6 +180,9 @@ def test_resolved_upstream_uris_are_passed_as_json() -> None:
                      "team", SETTINGS, {"job://sft": "s3://bucket/sft/final"})
     env = {e["name"]: e for e in container(job)["env"]}
     assert json.loads(env["ALIGN_RESOLVED_URIS"]["value"]) == {"job://sft": "s3://bucket/sft/final"}
+    on_claim = render_job(validate_document(manifest(model={"base": "builtin://tiny", "adapter": {"init": "job://sft"}})),
+                          "team", SETTINGS, {"job://sft": "pvc://shared/sft/final"})
+    assert "/mnt/pvc/shared" in {m["mountPath"] for m in container(on_claim)["volumeMounts"]}
 
 
 def test_scheduling_fields() -> None:

@@ -150,6 +150,8 @@ def test_termination_message_parsing() -> None:
                                                                                    "checkpoints": ["a", "b"]}})})
     assert result.artifacts == {"adapter": "pvc://c/x/final", "checkpoints": ["a", "b"]}
     assert from_terminated({"exitCode": 13, "message": "gate failed"}).reason == Reason.EVALUATION_GATE_FAILED
+    trainer_style = from_terminated({"exitCode": 11, "message": "DataError: data/x.jsonl:3: field 'chosen' missing"})
+    assert trainer_style.reason == "DataError" and trainer_style.message == "data/x.jsonl:3: field 'chosen' missing"
 
 
 def test_upstream_resolution() -> None:

@@ -29,8 +29,9 @@ def uses_torchrun(job: AlignmentJob) -> bool:
     return job.spec.resources.nodes > 1 or job.spec.resources.gpus_per_node > 1
 
 
-def pvc_claims(job: AlignmentJob) -> list[str]:
-    """Every PersistentVolumeClaim the spec names (pvc://claim/... URIs and the checkpoint volume), in order."""
+def pvc_claims(job: AlignmentJob, resolved_uris: Mapping[str, str] | None = None) -> list[str]:
+    """Every PersistentVolumeClaim the job reads or writes: pvc:// URIs in the spec and in the resolved job://
+    references (an upstream job's adapter on a claim), and the checkpoint volume, in order."""
     claims: dict[str, None] = {}
 
     def walk(value: Any) -> Iterator[str]:
@@ -43,7 +44,7 @@ def pvc_claims(job: AlignmentJob) -> list[str]:
             for item in value:
                 yield from walk(item)
 
-    for claim in walk(job.to_dict()["spec"]):
+    for claim in walk([job.to_dict()["spec"], dict(resolved_uris or {})]):
         claims[claim] = None
     if job.spec.checkpoints.volume:
         claims[job.spec.checkpoints.volume] = None
@@ -131,7 +132,8 @@ def resources(job: AlignmentJob) -> dict[str, Any]:
     return out
 
 
-def volumes(job: AlignmentJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def volumes(job: AlignmentJob, resolved_uris: Mapping[str, str] | None = None
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pod volumes, container mounts): config, /dev/shm, scratch, /tmp and each PVC under /mnt/pvc/<claim>."""
     spec = job.spec
     vols: list[dict[str, Any]] = [
@@ -146,7 +148,7 @@ def volumes(job: AlignmentJob) -> tuple[list[dict[str, Any]], list[dict[str, Any
         {"name": "work", "mountPath": WORK_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    for index, claim in enumerate(pvc_claims(job)):
+    for index, claim in enumerate(pvc_claims(job, resolved_uris)):
         vols.append({"name": f"pvc-{index}", "persistentVolumeClaim": {"claimName": claim}})
         mounts.append({"name": f"pvc-{index}", "mountPath": f"{PVC_ROOT}/{claim}"})
     return vols, mounts
@@ -198,7 +200,7 @@ def render_job(job: AlignmentJob, namespace: str, settings: Settings,
         job_labels[KUEUE_QUEUE_LABEL] = run.queue_name
     port = spec.metrics.port
     cmd, args = command(job)
-    vols, mounts = volumes(job)
+    vols, mounts = volumes(job, resolved_uris)
     pod_security, container_security = security_contexts(settings)
     container: dict[str, Any] = {
         "name": CONTAINER,

@@ -104,6 +104,8 @@ class Kubelet:
         except LookupError as exc:  # a missing Secret/ConfigMap: the kubelet waits, as on a cluster
             await self._report(pod, {"phase": "Pending", "containerStatuses": [_waiting(container, "CreateContainerConfigError", str(exc))]})
             return
+        declared = {item["name"] for item in container.get("env") or []}  # the pod's own, not the host's
+        env = {k: _map_path(v, mounts) if k in declared else v for k, v in env.items()}
         port = free_port()
         self._rewrite_config(mounts, port)
         termination_log = poddir / "termination-log"
@@ -111,7 +113,7 @@ class Kubelet:
         env.update({TERMINATION_LOG_ENV: str(termination_log), "POD_IP": "127.0.0.1", "HOSTNAME": spec.get("hostname", meta["name"])})
         argv = list(self.command_override) if self.command_override else \
             [*(container.get("command") or []), *(container.get("args") or [])]
-        argv = [_map_path(arg, mounts) for arg in _local_command(argv)]
+        argv = [_map_path(_expand(arg, env), mounts) for arg in _local_command(argv)]
         log_path = poddir / "log.txt"
         self.emulator.pod_logs[(meta["namespace"], meta["name"])] = str(log_path)
         with open(log_path, "ab") as log:
@@ -183,7 +185,12 @@ class Kubelet:
             if mount.get("subPath"):
                 local = local / mount["subPath"]
             mounts.append((mount["mountPath"].rstrip("/"), local))
-        return sorted(mounts, key=lambda m: -len(m[0]))
+            claim = next((v["persistentVolumeClaim"]["claimName"] for v in (pod.get("spec") or {}).get("volumes") or []
+                          if v["name"] == mount["name"] and "persistentVolumeClaim" in v), None)
+            if claim and Path(mount["mountPath"]).name == claim and not mount.get("subPath"):
+                # Claims mounted as <root>/<claim> make <root> itself a place (e.g. $ALIGN_PVC_ROOT).
+                mounts.append((str(Path(mount["mountPath"]).parent), local.parent))
+        return sorted(dict(mounts).items(), key=lambda m: -len(m[0]))
 
     def _env(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, str]:
         ns = pod["metadata"]["namespace"]
@@ -295,6 +302,12 @@ def _local_command(argv: list[str]) -> list[str]:
         if candidate.exists():
             return [str(candidate), *argv[1:]]
     return argv
+
+
+def _expand(arg: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in command and args ($$ escapes)."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), arg)
 
 
 def _map_path(arg: str, mounts: list[tuple[str, Path]]) -> str:

@@ -1,6 +1,7 @@
 """Termination messages: what the trainer (or the kubelet's log fallback) said when a pod ended.
 
-The trainer writes either a JSON object or plain text to its termination log. JSON keys understood here:
+The trainer writes either a JSON object or text (`<Reason>: <message>`, or anything) to its termination log.
+JSON keys understood here:
 `reason`, `message` (failures) and the artifact URIs `adapter`, `merged`, `checkpoints`, `report`, `metrics`
 (at the top level or under `artifacts`), `steps` and `totalSteps`, and the final numbers under `finalMetrics`.
 """
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from align_api.constants import ExitCode, Reason
 
+_PREFIXED = re.compile(r"^([A-Z][A-Za-z]+): (.*)$", re.S)
+_REASONS = {reason.value for reason in Reason}
 ARTIFACT_KEYS = ("adapter", "merged", "checkpoints", "report", "metrics")
 MAX_MESSAGE = 1024
 
@@ -57,6 +61,10 @@ def from_terminated(terminated: dict[str, Any]) -> Termination:
     doc = parse_message(text)
     result = Termination(exit_code=code, reason=reason_for(code, terminated.get("reason")))
     if doc is None:
+        prefixed = _PREFIXED.match(text.strip())
+        if prefixed and prefixed.group(1) in _REASONS and code not in (0, None):
+            # The trainer's own format: "<Reason>: <message>".
+            result.reason, text = prefixed.group(1), prefixed.group(2)
         result.message = text.strip()[-MAX_MESSAGE:]
         return result
     if doc.get("reason") and code not in (0, None):

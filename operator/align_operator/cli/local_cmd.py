@@ -1,0 +1,144 @@
+"""alignctl local run: a manifest end to end on this machine (emulated API, the real operator, pods as processes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from align_api import ManifestError, load_file
+from align_api.constants import TERMINAL_PHASES
+
+from . import app
+
+local_app = typer.Typer(help="Run AlignmentJobs in a local sandbox (no cluster needed).", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+_err = Console(stderr=True)
+
+_PATH_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".py", ".txt")
+
+
+def absolutize(value: Any, base: Path) -> Any:
+    """Relative file paths in a spec, made absolute against the manifest's directory (pods run elsewhere)."""
+    if isinstance(value, dict):
+        return {k: absolutize(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [absolutize(v, base) for v in value]
+    if not isinstance(value, str) or value.startswith("/"):
+        return value
+    if value.startswith("file://") and not value.startswith("file:///"):
+        target = base / value[len("file://"):]
+        return f"file://{target.resolve()}" if target.exists() else value
+    if "://" in value:
+        return value
+    if value.startswith(("./", "../")) or value.endswith(_PATH_SUFFIXES):
+        target = base / value
+        return str(target.resolve()) if target.exists() else value
+    return value
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    jobs = load_file(path)  # validates; ManifestError names file, line and field
+    docs = []
+    for job in jobs:
+        doc = job.to_dict()
+        doc["spec"] = absolutize(doc["spec"], path.resolve().parent)
+        docs.append(doc)
+    return docs
+
+
+def _describe(job: Mapping[str, Any]) -> str:
+    status = job.get("status") or {}
+    loss = (status.get("metrics") or {}).get("loss")
+    progress = status.get("progress") or {}
+    parts = [status.get("phase", "Pending")]
+    if progress.get("totalSteps"):
+        parts.append(f"step {progress.get('step', 0)}/{progress['totalSteps']}")
+    if loss is not None:
+        parts.append(f"loss {loss:.4f}")
+    return " ".join(parts)
+
+
+def _watch(sandbox: Any, names: list[str], timeout: float, quiet: bool) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, str] = {}
+    interactive = _err.is_terminal and not quiet
+    progress = Progress(TextColumn("{task.fields[name]}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                        TextColumn("{task.description}"), TimeElapsedColumn(), console=_err, disable=not interactive)
+    tasks: dict[str, TaskID] = {n: progress.add_task("Pending", total=100, name=n) for n in names}
+    with progress:
+        while True:
+            jobs = [sandbox.get(n) or {"metadata": {"name": n}} for n in names]
+            for job in jobs:
+                name, text = job["metadata"]["name"], _describe(job)
+                percent = ((job.get("status") or {}).get("progress") or {}).get("percent") or 0
+                progress.update(tasks[name], completed=percent, description=text)
+                phase = (job.get("status") or {}).get("phase")
+                if not interactive and not quiet and last.get(name) != phase and phase:
+                    _err.print(f"{name}: {text}")
+                last[name] = phase or ""
+            if all((j.get("status") or {}).get("phase") in TERMINAL_PHASES for j in jobs):
+                return jobs
+            if time.monotonic() > deadline:
+                _err.print(f"[yellow]timed out after {timeout:.0f}s[/yellow]")
+                return jobs
+            time.sleep(0.5)
+
+
+def _local_artifacts(sandbox: Any, name: str) -> list[str]:
+    """Adapter directories this job's pods left in the sandbox work directory (for the summary)."""
+    root = Path(sandbox.workdir) / "pods" / sandbox.namespace
+    return sorted(str(p) for p in root.glob(f"{name}-trainer-*/volumes/work/output/final") if p.is_dir())
+
+
+@local_app.command("run")
+def run(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="AlignmentJob manifest (one or more documents)."),
+    output: str = typer.Option("yaml", "--output", "-o", help="Format of the final AlignmentJob(s): yaml or json."),
+    workdir: Path = typer.Option(Path(".align-local"), help="Where pod volumes, logs and outputs are kept."),
+    timeout: float = typer.Option(3600.0, help="Give up after this many seconds."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, only the final object."),
+    trainer_command: str = typer.Option(None, help="Replace the pods' command (testing), e.g. a fake trainer."),
+) -> None:
+    """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded."""
+    from align_operator.sandbox import Sandbox
+
+    if output not in ("yaml", "json"):
+        raise typer.BadParameter("use -o yaml or -o json", param_hint="--output")
+    try:
+        docs = _documents(file)
+    except ManifestError as exc:
+        for error in exc.errors:
+            _err.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    workdir = workdir.resolve()
+    command = trainer_command.split() if trainer_command else None
+    with Sandbox(workdir, trainer_command=command, cwd=file.resolve().parent) as sandbox:
+        if not quiet:
+            _err.print(f"sandbox: API {sandbox.url} (KUBECONFIG={sandbox.kubeconfig}), work dir {workdir}")
+        for doc in docs:
+            sandbox.apply(doc)
+        names = [doc["metadata"]["name"] for doc in docs]
+        jobs = _watch(sandbox, names, timeout, quiet)
+        if not quiet:
+            for job in jobs:
+                status = job.get("status") or {}
+                if status.get("phase") == "Succeeded":
+                    where = (status.get("artifacts") or {}).get("adapter") or \
+                        ", ".join(_local_artifacts(sandbox, job["metadata"]["name"])) or "(not reported)"
+                    _err.print(f"[green]{job['metadata']['name']} Succeeded[/green]: adapter {where}")
+                else:
+                    error = status.get("lastError") or {}
+                    _err.print(f"[red]{job['metadata']['name']} {status.get('phase')}[/red]: "
+                               f"{error.get('reason', '')} {error.get('message', '')}".rstrip())
+    final: Any = jobs[0] if len(jobs) == 1 else {"apiVersion": "v1", "kind": "List", "items": jobs}
+    sys.stdout.write(json.dumps(final, indent=2) + "\n" if output == "json" else yaml.safe_dump(final, sort_keys=False))
+    if not all((j.get("status") or {}).get("phase") == "Succeeded" for j in jobs):
+        raise typer.Exit(1)

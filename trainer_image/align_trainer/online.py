@@ -1,0 +1,163 @@
+"""Pieces shared by the online algorithms with their own loop (ppo, rlaif, tpo): prompts, sampling,
+per-token log-probs under the policy or the reference, the prompt schedule and checkpoint/resume.
+
+Batches count completions, as in TRL's GRPO: each step samples `batchSize / numGenerations` prompts and
+`numGenerations` completions for each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from .runtime import TrainContext
+
+
+def prompt_text(tokenizer: Any, prompt: Any) -> str:
+    """A conversational prompt rendered with a generation prompt; a plain prompt as is."""
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return str(prompt)
+
+
+@dataclass
+class Rollout:
+    """Sampled completions: ids[b] = prompt (left-padded) + completion (right-padded)."""
+
+    input_ids: Any          #: (B, P + C)
+    attention_mask: Any     #: (B, P + C), 0 on padding and after the completion's EOS
+    prompt_len: int         #: P
+    completion_mask: Any    #: (B, C), 1 on completion tokens up to and including EOS
+    texts: list[str]        #: decoded completions (special tokens skipped)
+
+
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, temperature: float,
+             top_p: float = 1.0, max_prompt_length: int | None = None) -> Rollout:
+    import torch
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False,
+                        truncation=max_prompt_length is not None, max_length=max_prompt_length)
+    finally:
+        tokenizer.padding_side = side
+    device = next(model.parameters()).device
+    enc = enc.to(device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+    model.train(was_training)
+    prompt_len = enc["input_ids"].shape[1]
+    completion = out[:, prompt_len:]
+    is_eos = completion == tokenizer.eos_token_id
+    # keep tokens up to and including the first EOS
+    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
+    completion_mask = (~after_eos).long()
+    attention = torch.cat([enc["attention_mask"], completion_mask], dim=1)
+    texts = tokenizer.batch_decode(completion * completion_mask + tokenizer.pad_token_id * (1 - completion_mask),
+                                   skip_special_tokens=True)
+    return Rollout(out, attention, prompt_len, completion_mask, texts)
+
+
+def token_logprobs(model: Any, rollout: Rollout, *, temperature: float, with_hidden: bool = False) -> tuple[Any, Any, Any]:
+    """(log pi(y_t | x, y_<t) for each completion token (B, C), entropy per token (B, C), last hidden states
+    of the completion positions (B, C, H) or None). Logits are divided by the sampling temperature, so the
+    probabilities are those the tokens were sampled from."""
+    import torch
+    out = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
+                output_hidden_states=with_hidden)
+    start = rollout.prompt_len - 1
+    logits = out.logits[:, start:-1, :].float() / temperature
+    targets = rollout.input_ids[:, rollout.prompt_len:]
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    hidden = out.hidden_states[-1][:, start:-1, :] if with_hidden else None
+    return logp, entropy, hidden
+
+
+@contextlib.contextmanager
+def reference_mode(model: Any) -> Iterator[None]:
+    """The frozen reference: the "ref" adapter when loaded (spec.model.reference.kind=adapter), else the base
+    with adapters disabled (kind=base). See runtime.py for the convention."""
+    from .models import DEFAULT_ADAPTER, REFERENCE_ADAPTER, _unwrap_peft
+    peft_model = _unwrap_peft(model)
+    if peft_model is not None and REFERENCE_ADAPTER in peft_model.peft_config:
+        peft_model.set_adapter(REFERENCE_ADAPTER)
+        try:
+            yield
+        finally:
+            peft_model.set_adapter(DEFAULT_ADAPTER)
+            for name, p in peft_model.named_parameters():  # set_adapter re-enables grads on the active one only
+                if f".{REFERENCE_ADAPTER}." in name:
+                    p.requires_grad_(False)
+    elif peft_model is not None:
+        with peft_model.disable_adapter():
+            yield
+    else:
+        yield
+
+
+def prompts_per_step(hp: Any) -> int:
+    return max(1, (hp.batch_size * hp.gradient_accumulation_steps) // hp.num_generations)
+
+
+def total_steps(hp: Any, rows: int, per_step: int) -> int:
+    return hp.max_steps or max(1, hp.epochs * math.ceil(rows / per_step))
+
+
+def prompt_batches(rows: Sequence[dict[str, Any]], per_step: int, seed: int, start_step: int = 0) -> Iterator[list[dict[str, Any]]]:
+    """Endless batches of rows, reshuffled every epoch with the seed (deterministic, so a resumed run sees the
+    same schedule from `start_step` on)."""
+    order: list[int] = []
+    epoch, produced = 0, 0
+    while True:
+        if len(order) < per_step:
+            fresh = list(range(len(rows)))
+            random.Random(seed + epoch).shuffle(fresh)
+            order += fresh
+            epoch += 1
+        batch, order = order[:per_step], order[per_step:]
+        if produced >= start_step:
+            yield [rows[i] for i in batch]
+        produced += 1
+
+
+def resume_state(ctx: TrainContext, model: Any) -> tuple[int, dict[str, Any]]:
+    """(step, saved tensors) from ctx.resume_from (a custom-loop checkpoint), loading its adapter weights."""
+    import json
+
+    import torch
+    if ctx.resume_from is None:
+        return 0, {}
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from .models import _unwrap_peft
+    path = ctx.resume_from
+    weights = path / "adapter_model.safetensors"
+    peft_model = _unwrap_peft(model)
+    if weights.is_file() and peft_model is not None:
+        set_peft_model_state_dict(peft_model, load_file(str(weights)))
+    state = json.loads((path / "align_state.json").read_text())
+    tensors = torch.load(path / "state.pt", weights_only=False) if (path / "state.pt").is_file() else {}
+    return int(state["global_step"]), {**state, **tensors}
+
+
+def whiten(values: Any, mask: Any, shift_mean: bool = True) -> Any:
+    """(x - mean) / std over the masked entries (PPO's advantage/reward whitening)."""
+    import torch
+    n = mask.sum().clamp(min=1)
+    mean = (values * mask).sum() / n
+    var = (((values - mean) * mask) ** 2).sum() / n
+    out = (values - mean) * torch.rsqrt(var + 1e-8)
+    return (out if shift_mean else out + mean) * mask
+
+
+def masked_mean(values: Any, mask: Any) -> Any:
+    return (values * mask).sum() / mask.sum().clamp(min=1)

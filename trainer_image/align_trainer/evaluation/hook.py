@@ -114,7 +114,8 @@ def after_training(ctx: Any, model: Any, result: Any) -> None:
 
 
 class CheckpointEvaluation(TrainerCallback):
-    """Evaluate at each checkpoint save into evaluations/step-<N>/ (spec.evaluation.atCheckpoints). Never gates."""
+    """Evaluate at each checkpoint save into evaluations/step-<N>/ (spec.evaluation.atCheckpoints): evaluation.json
+    and report.md, no charts (they cost more than the evaluation on small models). Never gates."""
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
@@ -124,7 +125,7 @@ class CheckpointEvaluation(TrainerCallback):
             return
         out = self.ctx.paths.output_dir / CHECKPOINT_DIR / f"step-{state.global_step}"
         try:
-            outcome = run(self.ctx, model, out)
+            outcome = run(self.ctx, model, out, charts=False)  # numbers and report; charts only at the end
         except Exception:
             log.exception("evaluation at step %d failed; training continues", state.global_step)
             return

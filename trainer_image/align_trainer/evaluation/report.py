@@ -69,6 +69,8 @@ def _gates_section(gates: Sequence[GateResult]) -> list[str]:
 
 
 def _charts_section(charts: Sequence[Path], out: Path) -> list[str]:
+    if not charts:
+        return []
     lines = ["## Charts", ""]
     for chart in charts:
         rel = Path(chart).relative_to(out) if Path(chart).is_relative_to(out) else Path(chart)

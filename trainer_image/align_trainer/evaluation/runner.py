@@ -118,7 +118,7 @@ def _context(ctx: Any, source: str, extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_policy_model(ctx: Any, model: Any, plan_: Plan, out: Path, scorer: Scorer | None = None,
-                          *, gates: Sequence[str] = ()) -> EvaluationOutcome:
+                          *, gates: Sequence[str] = (), charts: bool = True) -> EvaluationOutcome:
     rows, source = evaluation_rows(ctx, plan_.spec, "policy")
     settings = plan_.spec.generation
     policy, reference = generate_pair(model, ctx.tokenizer, [r["prompt"] for r in rows], settings, seed=ctx.hp.seed,
@@ -140,11 +140,11 @@ def evaluate_policy_model(ctx: Any, model: Any, plan_: Plan, out: Path, scorer: 
     context = _context(ctx, source, {"scorer": scorer_name, "decoding": "greedy" if settings.temperature == 0 else
                                      f"temperature {settings.temperature}, top_p {settings.top_p}",
                                      "max new tokens": settings.max_new_tokens, "seed": ctx.hp.seed})
-    return write_policy_evaluation(out, ctx.name, samples, result, gates, context)
+    return write_policy_evaluation(out, ctx.name, samples, result, gates, context, charts=charts)
 
 
 def evaluate_reward_model_in_memory(ctx: Any, model: Any, plan_: Plan, out: Path,
-                                    *, gates: Sequence[str] = ()) -> EvaluationOutcome:
+                                    *, gates: Sequence[str] = (), charts: bool = True) -> EvaluationOutcome:
     rows, source = evaluation_rows(ctx, plan_.spec, "reward_model")
     tok = ctx.tokenizer
     texts = [reward_model_input(r["prompt"], r[key], tok) for r in rows for key in ("chosen", "rejected")]
@@ -154,17 +154,17 @@ def evaluate_reward_model_in_memory(ctx: Any, model: Any, plan_: Plan, out: Path
                   rejected_reward=rewards[2 * i + 1], chosen_length=token_length(tok, r["chosen"]),
                   rejected_length=token_length(tok, r["rejected"])) for i, r in enumerate(rows)]
     result = evaluate_reward_model(pairs)
-    return write_reward_model_evaluation(out, ctx.name, pairs, result, gates, _context(ctx, source, {}))
+    return write_reward_model_evaluation(out, ctx.name, pairs, result, gates, _context(ctx, source, {}), charts=charts)
 
 
 def run(ctx: Any, model: Any, out: Path, *, gates: Sequence[str] = (), scorer: Scorer | None = None,
-        plan_: Plan | None = None) -> EvaluationOutcome | None:
+        plan_: Plan | None = None, charts: bool = True) -> EvaluationOutcome | None:
     plan_ = plan_ or plan(ctx)
     if plan_ is None:
         return None
     if plan_.kind == "reward_model":
-        return evaluate_reward_model_in_memory(ctx, model, plan_, out, gates=gates)
-    return evaluate_policy_model(ctx, model, plan_, out, scorer, gates=gates)
+        return evaluate_reward_model_in_memory(ctx, model, plan_, out, gates=gates, charts=charts)
+    return evaluate_policy_model(ctx, model, plan_, out, scorer, gates=gates, charts=charts)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -50,3 +50,25 @@ class Evaluation(SpecModel):
             if not isinstance(tree.body, ast.Compare):
                 raise ValueError(f"gate {gate!r} must be a comparison, e.g. 'winRate >= 0.55'")
         return gates
+
+
+# --- how evaluation numbers travel from the trainer to status.evaluation (issue 8) ---------------------
+#: The trainer exports every status.evaluation number as a gauge `align_trainer_eval_<snake_case>{job}`.
+EVAL_GAUGE_PREFIX = "eval_"
+
+
+def eval_gauge_suffix(name: str) -> str:
+    """winRate -> eval_win_rate (the gauge is align_trainer_eval_win_rate)."""
+    return EVAL_GAUGE_PREFIX + "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def evaluation_from_metrics(values: dict[str, float]) -> dict[str, float | None]:
+    """status.evaluation from scraped `align_trainer_*` values keyed without the prefix (eval_win_rate -> winRate);
+    NaN/inf become null."""
+    import math
+    out: dict[str, float | None] = {}
+    for key, value in values.items():
+        if key.startswith(EVAL_GAUGE_PREFIX):
+            head, *rest = key[len(EVAL_GAUGE_PREFIX):].split("_")
+            out[head + "".join(part.capitalize() for part in rest)] = value if math.isfinite(value) else None
+    return out

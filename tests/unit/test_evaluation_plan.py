@@ -82,3 +82,14 @@ def test_evaluation_rows_turn_conversations_into_prompts() -> None:
     ctx.eval_dataset = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]
     got, source = evaluation_rows(ctx, plan(ctx).spec, "policy")  # type: ignore[union-attr]
     assert got == [{"prompt": [{"role": "user", "content": "hi"}]}] and "evalFraction" in source
+
+
+def test_gauge_names_round_trip_to_status_names() -> None:
+    from align_api.evaluation import GATE_METRICS, evaluation_from_metrics
+    from align_trainer.evaluation.runner import gauge_name
+    names = [*GATE_METRICS, "samples", "refusalRate", "lengthBias", "prefersLongerRate"]
+    scraped = {gauge_name(n)[len("align_trainer_"):]: float(i) for i, n in enumerate(names)}
+    scraped.update(loss=0.3, rewards_margins=1.0)  # training gauges are not evaluation numbers
+    back = evaluation_from_metrics(scraped | {"eval_length_reward_correlation": float("nan")})
+    assert set(back) == set(names)
+    assert back["winRate"] == 0.0 and back["lengthRewardCorrelation"] is None

@@ -172,9 +172,9 @@ _GAUGES: dict[int, dict[str, Any]] = {}
 
 
 def gauge_name(metric: str) -> str:
-    """winRate -> align_trainer_eval_win_rate (the operator maps it back to status.evaluation.winRate)."""
-    snake = "".join("_" + c.lower() if c.isupper() else c for c in metric)
-    return "align_trainer_eval_" + snake
+    """winRate -> align_trainer_eval_win_rate (align_api.evaluation.evaluation_from_metrics maps it back)."""
+    from align_api.evaluation import eval_gauge_suffix
+    return "align_trainer_" + eval_gauge_suffix(metric)
 
 
 def export_gauges(metrics_sink: Any, job: str, values: dict[str, float | None]) -> None:

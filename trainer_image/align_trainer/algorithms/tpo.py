@@ -1,0 +1,167 @@
+"""Thought Preference Optimization (Wu et al. 2024, "Thinking LLMs: General Instruction Following with Thought
+Generation", arXiv 2410.10630). Not TRL's "TPO", which is a different algorithm.
+
+Each round, from the latest policy:
+  1. the thought prompt asks the model to write its internal thoughts, then its final response after a
+     separator line ("<R>"): for each prompt x, K = numGenerations responses  z_k = (thought_k, answer_k);
+  2. the judge (spec.grader) scores ONLY answer_k; the thought never reaches it, so the thought is optimised
+     indirectly, by how good the answer it leads to is;
+  3. the best and the worst scored responses (whole: thought + answer) form a pair (z_w, z_l), ties dropped;
+  4. DPO on the pairs against the reference (spec.model.reference):
+        L = -log sigma( beta * [ log pi(z_w|x')/pi_ref(z_w|x') - log pi(z_l|x')/pi_ref(z_l|x') ] ),  x' = thought prompt(x)
+`rounds` rounds; each samples from the policy trained by the previous one. A response without the separator
+has no thought: all of it is the answer. Samples, judge scores and pairs of each round are written to
+<output>/tpo/round-<n>.jsonl for inspection.
+
+Metrics per round (step = round): reward (mean judge score of the round's samples), tpo/best_score,
+tpo/worst_score, tpo/pairs, tpo/with_thought (fraction following the format), and the round's last DPO
+metrics (loss, rewards/margins, rewards/accuracies, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Sequence
+
+from .. import online
+from ..errors import ConfigError
+from ..graders.rewards import GraderReward, grader_reward, row_items
+from ..runtime import DataKind, TrainContext, TrainResult
+
+DATA = DataKind.PROMPT_ONLY
+SEPARATOR = "<R>"
+log = logging.getLogger(__name__)
+
+#: The paper's generic thought prompt (Fig. 2), with our separator.
+DEFAULT_THOUGHT_PROMPT = (
+    "Respond to the following user query in a comprehensive and detailed way. But first write down your internal "
+    "thoughts. This must include your draft response and its evaluation. After this, write your final response "
+    f"after \"{SEPARATOR}\".\nUser query: {{query}}"
+)
+
+
+def split_thought(response: str) -> tuple[str, str]:
+    """(thought, answer): the answer follows the last separator; no separator means no thought."""
+    if SEPARATOR not in response:
+        return "", response
+    thought, _, answer = response.rpartition(SEPARATOR)
+    return thought, answer.strip()
+
+
+def thought_prompt(prompt: Any, template: str) -> Any:
+    """The prompt with the thought instruction wrapped around the (last) user message."""
+    if isinstance(prompt, list):
+        messages = [dict(m) for m in prompt]
+        for m in reversed(messages):
+            if m["role"] == "user":
+                m["content"] = template.replace("{query}", m["content"]) if "{query}" in template \
+                    else f"{template}\n{m['content']}"
+                break
+        return messages
+    return template.replace("{query}", prompt) if "{query}" in template else f"{template}\n{prompt}"
+
+
+def judge_answers(reward: GraderReward, rows: Sequence[dict[str, Any]], responses: Sequence[str]) -> list[float]:
+    """Scores of the answers only: thoughts are cut off before anything reaches the grader."""
+    answers = [split_thought(r)[1] for r in responses]
+    results = reward.grader.grade_batch(row_items(rows), answers, prompts=[row["prompt"] for row in rows])
+    return [r.reward if not r.failed else float("-inf") for r in results]
+
+
+def generate_responses(ctx: TrainContext, model: Any, prompts: Sequence[Any]) -> list[str]:
+    hp = ctx.hp
+    texts = [online.prompt_text(ctx.tokenizer, p) for p in prompts]
+    out: list[str] = []
+    for start in range(0, len(texts), hp.batch_size):
+        rollout = online.generate(model, ctx.tokenizer, texts[start:start + hp.batch_size],
+                                  max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
+                                  top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
+        out.extend(rollout.texts)
+    return out
+
+
+def make_pairs(rows: Sequence[dict[str, Any]], prompts: Sequence[Any], responses: Sequence[str], scores: Sequence[float],
+               k: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+    """Best vs worst of each prompt's K responses (ties and all-failed groups dropped)."""
+    pairs, best, worst = [], [], []
+    for i in range(len(rows)):
+        group = list(range(i * k, (i + 1) * k))
+        hi = max(group, key=lambda j: scores[j])
+        lo = min(group, key=lambda j: scores[j])
+        if scores[hi] == scores[lo] or scores[hi] == float("-inf"):
+            continue
+        conversational = isinstance(prompts[i], list)
+        wrap = (lambda t: [{"role": "assistant", "content": t}]) if conversational else (lambda t: t)
+        pairs.append({"prompt": prompts[i], "chosen": wrap(responses[hi]), "rejected": wrap(responses[lo])})
+        best.append(scores[hi])
+        worst.append(max(scores[lo], 0.0) if scores[lo] == float("-inf") else scores[lo])
+    return pairs, best, worst
+
+
+def dpo_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], round_no: int) -> dict[str, float]:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    hp = ctx.hp
+    args = ctx.trainer_args(DPOConfig, beta=hp.beta, loss_type=[hp.loss_type or "sigmoid"], save_strategy="no",
+                            eval_strategy="no", output_dir=str(ctx.paths.checkpoint_dir / f"round-{round_no}"))
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer)
+    ctx.models.bind_reference(trainer.model)
+    trainer.train()
+    last = [h for h in trainer.state.log_history if "loss" in h]
+    return {k: float(v) for k, v in (last[-1] if last else {}).items() if isinstance(v, (int, float)) and k != "step"}
+
+
+def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
+    hp = ctx.hp
+    template = hp.thought_prompt or DEFAULT_THOUGHT_PROMPT
+    reward = grader_reward(ctx, judge=judge)
+    model = ctx.models.policy()
+    ctx.models.bind_reference(model)
+    start_round, _ = online.resume_state(ctx, model)
+    rows = list(ctx.train_dataset)
+    prompts = [thought_prompt(r["prompt"], template) for r in rows]
+    out_dir = ctx.paths.output_dir / "tpo"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, float] = {}
+    history: list[dict[str, float]] = []
+    try:
+        for round_no in range(start_round + 1, hp.rounds + 1):
+            k = hp.num_generations
+            expanded_rows = [r for r in rows for _ in range(k)]
+            responses = generate_responses(ctx, model, [p for p in prompts for _ in range(k)])
+            scores = judge_answers(reward, expanded_rows, responses)
+            pairs, best, worst = make_pairs(rows, prompts, responses, scores, k)
+            finite = [s for s in scores if s != float("-inf")]
+            with (out_dir / f"round-{round_no}.jsonl").open("w", encoding="utf-8") as fh:
+                for row, response, score in zip(expanded_rows, responses, scores):
+                    thought, answer = split_thought(response)
+                    fh.write(json.dumps({"prompt": row["prompt"], "thought": thought, "answer": answer,
+                                         "score": None if score == float("-inf") else score}, default=str) + "\n")
+            metrics = {"reward": sum(finite) / max(1, len(finite)), "tpo/pairs": float(len(pairs)),
+                       "tpo/best_score": sum(best) / max(1, len(best)), "tpo/worst_score": sum(worst) / max(1, len(worst)),
+                       "tpo/with_thought": sum(SEPARATOR in r for r in responses) / max(1, len(responses)),
+                       "tpo/round": float(round_no)}
+            log.info("tpo round %d: mean judge score %.3f, %d pairs", round_no, metrics["reward"], len(pairs))
+            if not pairs:
+                raise ConfigError(f"tpo round {round_no}: every prompt's {k} answers were judged equal; raise "
+                                  "numGenerations or temperature, or use a judge with finer scores")
+            metrics.update(dpo_round(ctx, model, pairs, round_no))
+            history.append(dict(metrics))
+            ctx.metrics.log(metrics, step=round_no)
+            ctx.metrics.progress(step=round_no, total_steps=hp.rounds)
+            ctx.save_checkpoint(model, round_no, {"round": round_no})
+            if ctx.stop_requested():
+                raise ctx.interrupted(round_no)
+        if history:  # the last round's samples predate its DPO: probe the final policy once more
+            responses = generate_responses(ctx, model, [p for p in prompts for _ in range(hp.num_generations)])
+            final = [s for s in judge_answers(reward, [r for r in rows for _ in range(hp.num_generations)], responses)
+                     if s != float("-inf")]
+            metrics["tpo/final_reward"] = sum(final) / max(1, len(final))
+            ctx.metrics.log({"tpo/final_reward": metrics["tpo/final_reward"]}, step=hp.rounds)
+        result = ctx.finish(model, step=hp.rounds, total_steps=hp.rounds, metrics=metrics)
+        result.extra["rounds"] = history
+        return result
+    finally:
+        reward.grader.close()

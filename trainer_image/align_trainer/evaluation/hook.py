@@ -90,6 +90,7 @@ def evaluate_before_publish(ctx: Any, model: Any) -> EvaluationOutcome | None:
         remote = _upload(ctx, outcome)
         if remote:
             log.info("evaluation report uploaded to %s", remote)
+            outcome.report_uri = f"{remote.rstrip('/')}/{REPORT_FILE}"
     except Exception as exc:  # a report that cannot be copied is no reason to fail a good model
         log.warning("could not upload the evaluation report: %s", exc)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in outcome.metrics.items() if v is not None)
@@ -109,8 +110,9 @@ def after_training(ctx: Any, model: Any, result: Any) -> None:
     """ctx.before_publish hook (see runtime.TrainContext): evaluate, gate, record the numbers in the result."""
     outcome = evaluate_before_publish(ctx, model)
     if outcome is not None and result is not None:
+        # for the end summary and a success termination message (status.evaluation, status.artifacts.report)
         result.extra["evaluation"] = dict(outcome.metrics)
-        result.extra["evaluation_report"] = str(outcome.report)
+        result.extra["evaluation_report"] = outcome.report_uri or str(outcome.report)
 
 
 class CheckpointEvaluation(TrainerCallback):

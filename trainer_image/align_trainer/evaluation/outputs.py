@@ -36,6 +36,7 @@ class EvaluationOutcome:
     directory: Path | None = None
     report: Path | None = None
     charts: list[Path] = field(default_factory=list)
+    report_uri: str | None = None  #: where report.md was uploaded (<spec.output.uri>/evaluation/report.md)
 
     @property
     def passed(self) -> bool:

@@ -17,8 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
 from .gates import failure_message
 from ..errors import EvaluationGateFailed
 from .outputs import EVALUATION_FILE, REPORT_FILE, EvaluationOutcome
@@ -115,7 +113,7 @@ def after_training(ctx: Any, model: Any, result: Any) -> None:
         result.extra["evaluation_report"] = outcome.report_uri or str(outcome.report)
 
 
-class CheckpointEvaluation(TrainerCallback):
+class CheckpointEvaluation:
     """Evaluate at each checkpoint save into evaluations/step-<N>/ (spec.evaluation.atCheckpoints): evaluation.json
     and report.md, no charts (they cost more than the evaluation on small models). Never gates."""
 
@@ -135,9 +133,14 @@ class CheckpointEvaluation(TrainerCallback):
             export_gauges(self.ctx.metrics, self.ctx.name, outcome.metrics)
 
 
-def checkpoint_callbacks(ctx: Any) -> list[TrainerCallback]:
-    """[CheckpointEvaluation] when spec.evaluation.atCheckpoints, else []."""
+def checkpoint_callbacks(ctx: Any) -> list[Any]:
+    """[a TrainerCallback running CheckpointEvaluation] when spec.evaluation.atCheckpoints, else []."""
     evaluation = ctx.spec.evaluation
     if evaluation is None or not evaluation.at_checkpoints or plan(ctx) is None:
         return []
-    return [CheckpointEvaluation(ctx)]
+    from transformers import TrainerCallback  # here, so importing this module stays cheap
+
+    class Callback(CheckpointEvaluation, TrainerCallback):
+        pass
+
+    return [Callback(ctx)]

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import charts as charts_mod
 from .gates import GateResult, check_gates
 from .policy_stats import PolicyEvaluation, Sample
 from .report import policy_report, reward_model_report
@@ -83,6 +82,7 @@ def write_policy_evaluation(out: Path, name: str, samples: Sequence[Sample], eva
     out.mkdir(parents=True, exist_ok=True)
     outcome = EvaluationOutcome("policy", evaluation.metrics, check_gates(gates, evaluation.metrics), out)
     if charts:
+        from . import charts as charts_mod  # matplotlib: imported only when drawing
         outcome.charts = charts_mod.policy_charts(samples, evaluation.details, evaluation.metrics, out)
     outcome.report = out / REPORT_FILE
     _write_text_atomic(outcome.report, policy_report(name, evaluation, outcome.gates, outcome.charts, out, context))
@@ -96,6 +96,7 @@ def write_reward_model_evaluation(out: Path, name: str, pairs: Sequence[Pair], e
     out.mkdir(parents=True, exist_ok=True)
     outcome = EvaluationOutcome("reward_model", evaluation.metrics, check_gates(gates, evaluation.metrics), out)
     if charts:
+        from . import charts as charts_mod
         outcome.charts = charts_mod.reward_model_charts(pairs, evaluation.details, evaluation.metrics, out)
     outcome.report = out / REPORT_FILE
     _write_text_atomic(outcome.report, reward_model_report(name, evaluation, outcome.gates, outcome.charts, out, context))

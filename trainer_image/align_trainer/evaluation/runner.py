@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -168,7 +169,9 @@ def run(ctx: Any, model: Any, out: Path, *, gates: Sequence[str] = (), scorer: S
 
 
 # --------------------------------------------------------------------------- metrics
-_GAUGES: dict[int, dict[str, Any]] = {}
+#: Gauges per registry (a registry refuses a second gauge of the same name); weak, so a finished run's
+#: registry and gauges can go (tests run several trainers in one process).
+_GAUGES: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 
 def gauge_name(metric: str) -> str:
@@ -183,7 +186,7 @@ def export_gauges(metrics_sink: Any, job: str, values: dict[str, float | None]) 
     if registry is None:
         return
     from prometheus_client import Gauge
-    gauges = _GAUGES.setdefault(id(registry), {})
+    gauges = _GAUGES.setdefault(registry, {})
     for key, value in values.items():
         if key not in gauges:
             gauges[key] = Gauge(gauge_name(key), f"Evaluation: {key} (see status.evaluation).", ["job"],

@@ -121,6 +121,7 @@ class RecordingBus(kmock.Bus):  # type: ignore[misc]
     def __init__(self, versions: itertools.count, size: int = 20000) -> None:
         super().__init__()
         self.versions = versions
+        self.deletions = 0  # the garbage collector runs only after something was deleted
         self.history: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(maxlen=size)
 
     async def put(self, *items: Any) -> None:
@@ -128,6 +129,7 @@ class RecordingBus(kmock.Bus):  # type: ignore[misc]
         for item in items:
             if isinstance(item, dict) and isinstance(item.get("object"), dict):
                 if item.get("type") == "DELETED":  # deletion is a write of its own, as in etcd
+                    self.deletions += 1
                     item = {"type": "DELETED", "object": dict(item["object"], metadata=dict(
                         item["object"].get("metadata") or {}, resourceVersion=str(next(self.versions))))}
                 self.history.append((_rv(item["object"]), item))
@@ -169,6 +171,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _builtin: frozenset[int] = attrs.field(factory=frozenset, init=False)
     _routes: dict[Any, Any] = attrs.field(factory=dict, init=False)
+    _deletions_seen: int = attrs.field(default=0, init=False)
     #: (namespace, pod name) -> file with the pod's log, served at pods/<name>/log.
     pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
 
@@ -207,7 +210,9 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         try:
             return await super()._handle(request)
         finally:
-            if request.action in (enums.action.DELETE, enums.action.UPDATE):
+            deletions = sum(bus.deletions for bus in self._buses.values())
+            if deletions != self._deletions_seen:
+                self._deletions_seen = deletions
                 await self._collect_garbage()
             self._trim(request)
 
@@ -338,6 +343,30 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         return attrs.evolve(request, data=[{"op": "replace", "path": "", "value": new}])
 
     # ----------------------------------------------------------------- reads
+    # kmock finds the one object of a request by scanning all objects; a dict lookup does the same in O(1).
+    def _lookup(self, request: rendering.Request, *, from_body: bool = False) -> Any:
+        namespace, name = request.namespace, request.name
+        if from_body and isinstance(request.data, dict):
+            meta = request.data.get("metadata") or {}
+            namespace, name = namespace or meta.get("namespace"), name or meta.get("name")
+        key = (request.resource, namespace, name)
+        return self.objects._objects.get(key)
+
+    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        obj = self._lookup(request)
+        if obj is None or obj.deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        return obj.raw
+
+    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
+        return self._lookup(request, from_body=True).raw
+
+    async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
+        return self._lookup(request).last.raw
+
+    async def _serve_delete(self, request: rendering.Request) -> rendering.Payload:
+        return self._lookup(request).last.raw
+
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         result = await super()._serve_version(request)
         if isinstance(result, dict) and str(result.get("groupVersion", "")).startswith("/"):

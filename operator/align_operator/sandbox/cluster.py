@@ -35,6 +35,10 @@ RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...], tuple[str, ...]], ...] =
 VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 
 
+class ServerStopping(Exception):
+    """Raised inside every open watch stream when the sandbox stops."""
+
+
 def alignmentjob_crd() -> dict[str, Any]:
     """The CRD object the API server lists (Kopf's observers read it); the generated one when available."""
     try:
@@ -108,6 +112,9 @@ class Cluster:
             await self.kubelet.stop_all()
         if self.client is not None:
             await self.client.close()
+        # End open watch streams (a client may keep one forever); the HTTP server then closes at once.
+        for bus in list(self.emulator._buses.values()):
+            await bus.put(ServerStopping("the sandbox API server is stopping"))
         if self._server is not None:
             await self._server.__aexit__(None, None, None)
         await self.emulator.__aexit__(None, None, None)

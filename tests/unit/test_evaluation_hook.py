@@ -68,3 +68,23 @@ def test_a_crash_fails_a_gated_job_only(tmp_path: Path, monkeypatch: pytest.Monk
     assert hook.evaluate_before_publish(_ctx(tmp_path / "a", []), object()) is None  # advice: logged, not fatal
     with pytest.raises(RuntimeError, match="grader exploded"):
         hook.evaluate_before_publish(_ctx(tmp_path / "b", ["winRate > 0.5"]), object())
+
+
+def test_prepare_fails_fast_on_bad_evaluation_prompts(tmp_path: Path) -> None:
+    from align_trainer.errors import DataError
+    ctx = _ctx(tmp_path, ["winRate > 0.5"])
+    ctx.paths.cache_dir = tmp_path / "cache"
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "ok"}\nnot json\n')
+    ctx.spec.evaluation.prompts = type(ctx.spec.data.train)(uri="./prompts.jsonl")
+    with pytest.raises(DataError, match="prompts.jsonl:2"):
+        hook.prepare(ctx)
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "ok"}\n')
+    assert hook.prepare(ctx) == []  # valid; no atCheckpoints: no callbacks
+
+
+def test_prepare_requires_a_grader_when_gated(tmp_path: Path) -> None:
+    from align_trainer.errors import ConfigError
+    ctx = _ctx(tmp_path, ["winRate > 0.5"])
+    ctx.spec.evaluation.grader = None
+    with pytest.raises(ConfigError, match="needs a grader"):
+        hook.prepare(ctx)

@@ -172,10 +172,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         hook = evaluation_hook()
         if hook is not None:
             ctx.before_publish.append(hook)
-            # --- evaluation at checkpoints (spec.evaluation.atCheckpoints; evaluation/hook.py) ---
-            from .evaluation.hook import checkpoint_callbacks
-            ctx.callbacks.extend(checkpoint_callbacks(ctx))
-            # --- end evaluation at checkpoints ---
+            # --- evaluation: check its grader and prompts before training, evaluate at checkpoints (evaluation/hook.py) ---
+            from .evaluation.hook import prepare
+            ctx.callbacks.extend(prepare(ctx))
+            # --- end evaluation ---
         log.info("%s: %s on %s (%s, %s), output %s%s", job.name, job.spec.algorithm.value, job.spec.model.base,
                  ctx.device.device, ctx.device.dtype, ctx.paths.output_dir,
                  f", resuming from {ctx.resume_from.name}" if ctx.resume_from else "")

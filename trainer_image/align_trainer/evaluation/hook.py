@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .gates import failure_message
-from ..errors import EvaluationGateFailed
+from ..errors import ConfigError, EvaluationGateFailed
 from .outputs import EVALUATION_FILE, REPORT_FILE, EvaluationOutcome
 from .report import fmt
-from .runner import CHECKPOINT_DIR, export_gauges, plan, run
+from .runner import CHECKPOINT_DIR, evaluation_rows, export_gauges, plan, run
 
 log = logging.getLogger("align_trainer.evaluation")
 
@@ -131,6 +131,23 @@ class CheckpointEvaluation:
             return
         if outcome is not None:
             export_gauges(self.ctx.metrics, self.ctx.name, outcome.metrics)
+
+
+def prepare(ctx: Any) -> list[Any]:
+    """Before training: fail fast on what would only break the evaluation hours later (no grader, a grader
+    this image cannot run, unreadable evaluation prompts), then the checkpoint callbacks to register."""
+    plan_ = plan(ctx)  # ConfigError when evaluation is asked for without a grader
+    if plan_ is None:
+        return []
+    if plan_.grader is not None:
+        from .. import graders
+        try:
+            graders.check_available(plan_.grader)
+        except ValueError as exc:
+            raise ConfigError(f"spec.evaluation grader cannot run here: {exc}") from None
+    if plan_.spec.prompts is not None:
+        evaluation_rows(ctx, plan_.spec, plan_.kind)  # DataError naming the file, line and field
+    return checkpoint_callbacks(ctx)
 
 
 def checkpoint_callbacks(ctx: Any) -> list[Any]:

@@ -21,8 +21,8 @@ from .generate import generate_pair
 from .outputs import EvaluationOutcome, write_policy_evaluation, write_reward_model_evaluation
 from .policy_stats import Sample, evaluate_policy
 from .reward_stats import Pair, evaluate_reward_model
-from .scoring import (GraderScorer, RewardModelScorer, Scorer, completion_text, prompt_for_display,
-                      reward_model_input, reward_model_scores, token_length)
+from .scoring import (GraderScorer, Scorer, completion_text, prompt_for_display, reward_model_input,
+                      reward_model_scores, token_length)
 
 log = logging.getLogger("align_trainer.evaluation")
 
@@ -43,7 +43,7 @@ def plan(ctx: Any) -> Plan | None:
     spec, algo = ctx.spec, Algorithm(ctx.spec.algorithm)
     evaluation = spec.evaluation or Evaluation()
     enabled = evaluation.enabled if evaluation.enabled is not None else algo in DEFAULT_ON
-    if not enabled or not evaluation.after_training and not evaluation.at_checkpoints and not evaluation.gates:
+    if not enabled or not (evaluation.after_training or evaluation.at_checkpoints or evaluation.gates):
         return None
     if algo == Algorithm.REWARD:
         return Plan("reward_model", evaluation)

@@ -29,7 +29,7 @@ kopf.on.cleanup()(setup.cleanup)
 kopf.on.create(*ALIGNMENT_JOBS, id="create")(reconcile.reconcile)
 kopf.on.resume(*ALIGNMENT_JOBS, id="resume", when=_live)(reconcile.reconcile)
 kopf.on.update(*ALIGNMENT_JOBS, id="update", field="spec")(reconcile.on_update)
-kopf.on.delete(*ALIGNMENT_JOBS, id="delete", optional=True)(reconcile.on_delete)
+# Deletion needs no handler: the children are owned by the AlignmentJob and garbage-collected with it.
 
 # Status: one daemon per live AlignmentJob; Job/pod events wake it, indexes hold what it reads.
 kopf.daemon(*ALIGNMENT_JOBS, id="track", when=_live, cancellation_timeout=2.0)(track.track)
@@ -37,3 +37,6 @@ kopf.index("batch", "v1", "jobs", id="index_jobs", **OURS)(track.index_jobs)
 kopf.index("v1", "pods", id="index_pods", **OURS)(track.index_pods)
 kopf.on.event("batch", "v1", "jobs", id="wake_on_job", **OURS)(track.wake)
 kopf.on.event("v1", "pods", id="wake_on_pod", **OURS)(track.wake)
+
+# Operator metrics: jobs by phase, for every AlignmentJob seen (finished ones too, after a restart).
+kopf.on.event(*ALIGNMENT_JOBS, id="phase_metric")(track.phase_metric)

@@ -24,7 +24,8 @@ class Settings:
     image_pull_policy: str = field(default="IfNotPresent", metadata={"help": "imagePullPolicy of trainer pods."})
     namespaces: tuple[str, ...] = field(default=(), metadata={
         "help": "Namespaces to serve (comma-separated); empty = the whole cluster."})
-    metrics_port: int = field(default=8080, metadata={"help": "Port of the operator's own /metrics (0 = off)."})
+    metrics_port: int = field(default=9090, metadata={
+        "help": "Port of the operator's own /metrics (0 = off; the chart's liveness probe uses 8080)."})
     scrape_interval_seconds: float = field(default=15.0, metadata={
         "help": "Minimum seconds between two scrapes of one trainer's /metrics."})
     scrape_timeout_seconds: float = field(default=3.0, metadata={"help": "Timeout of one trainer scrape."})
@@ -37,7 +38,8 @@ class Settings:
     service_account: str = field(default="", metadata={
         "help": "serviceAccountName of trainer pods (empty = the namespace default; its token is not mounted)."})
     run_as_user: int = field(default=1000, metadata={"help": "UID the trainer runs as (non-root)."})
-    default_metrics_port: int = field(default=DEFAULT_METRICS_PORT, metadata={"help": "Trainer metrics port default."})
+    default_metrics_port: int = field(default=DEFAULT_METRICS_PORT, metadata={
+        "help": "Trainer metrics port for jobs whose spec.metrics.port is unset."})
     max_workers: int = field(default=0, metadata={
         "help": "Kopf's limit of objects handled in parallel per resource kind (0 = no limit)."})
     api_retries: int = field(default=8, metadata={"help": "Retries of 429/5xx/connection errors per API call."})

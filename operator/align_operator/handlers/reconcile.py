@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import kopf
 
 from align_api import AlignmentJob, ManifestError, validate_document
-from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES, ConditionType, Phase, Reason
+from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES, Phase, Reason
 from align_api.status import now_rfc3339
 
 from .. import metrics
@@ -41,10 +41,21 @@ def _terminal_status(status: Mapping[str, Any], phase: Phase, reason: str, messa
             **({"completionTime": now} if phase == Phase.FAILED else {})}
 
 
+def with_operator_defaults(job: AlignmentJob, settings: Settings) -> AlignmentJob:
+    """The job as the trainer gets it: the operator's default metrics port unless the spec sets one."""
+    if "port" in job.spec.metrics.model_fields_set or settings.default_metrics_port == job.spec.metrics.port:
+        return job
+    metrics_spec = job.spec.metrics.model_copy(update={"port": settings.default_metrics_port})
+    metrics_spec.model_fields_set.add("port")
+    spec = job.spec.model_copy(update={"metrics": metrics_spec})
+    return job.model_copy(update={"spec": spec})
+
+
 async def create_children(client: Client, body: Mapping[str, Any], job: AlignmentJob, namespace: str,
                           settings: Settings, resolved: Mapping[str, str]) -> bool:
     """ConfigMap, Service and Job, owned by the AlignmentJob; 409 means a previous attempt made it. True if the
     Job was created now."""
+    job = with_operator_defaults(job, settings)
     children = [(CONFIGMAPS, render_configmap(job, namespace)), (SERVICES, render_service(job, namespace)),
                 (JOBS, render_job(job, namespace, settings, resolved))]
     created = False
@@ -81,7 +92,6 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
         patch.status.update(_terminal_status(status, Phase.FAILED, Reason.INVALID_SPEC, message, generation))
         kopf.event(body, type="Warning", reason=Reason.INVALID_SPEC, message=message)
         metrics.ERRORS.labels(Reason.INVALID_SPEC).inc()
-        metrics.record_phase(namespace, name, Phase.FAILED)
         return
 
     resolved: dict[str, str] = dict(status.get("resolvedUris") or {})
@@ -93,7 +103,6 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
             message = "; ".join(resolution.failed)[:1024]
             patch.status.update(_terminal_status(status, Phase.FAILED, Reason.UPSTREAM_FAILED, message, generation))
             kopf.event(body, type="Warning", reason=Reason.UPSTREAM_FAILED, message=message)
-            metrics.record_phase(namespace, name, Phase.FAILED)
             return
         if resolution.waiting:
             message = f"waiting for upstream job(s) {', '.join(resolution.waiting)} to succeed"
@@ -104,7 +113,6 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
                     "conditions": phase_conditions(list(status.get("conditions") or []), Phase.WAITING,
                                                    Reason.UPSTREAM_PENDING, message, generation, now)})
                 kopf.event(body, type="Normal", reason=Reason.UPSTREAM_PENDING, message=message)
-                metrics.record_phase(namespace, name, Phase.WAITING)
             raise kopf.TemporaryError(message, delay=settings.upstream_poll_seconds)
         resolved = resolution.resolved
 
@@ -181,10 +189,4 @@ async def reconcile_fixed(body: kopf.Body, name: str, namespace: str, generation
     await _reconcile(body, {}, name, namespace, generation, patch, memo, logger)
 
 
-def on_delete(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """Children go with their owner (garbage collection); only the operator's bookkeeping is ours to drop."""
-    metrics.record_phase(namespace, name, None)
-    memo.wakeups.discard((namespace, name))
-
-
-__all__ = ["ConditionType", "on_delete", "on_update", "parse", "reconcile"]
+__all__ = ["on_update", "parse", "reconcile"]

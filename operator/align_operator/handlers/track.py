@@ -55,6 +55,11 @@ def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -
         wakeups.wake((namespace, labels[JOB_LABEL]))
 
 
+def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
+    """Keep align_operator_jobs{phase} true for every AlignmentJob seen, finished ones included."""
+    metrics.record_phase(namespace, name, None if type == "DELETED" else status.get("phase") or Phase.PENDING.value)
+
+
 # ---------------------------------------------------------------------------------------------- scraping
 async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, float] | None:
     ip, port, path = endpoint
@@ -180,7 +185,6 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
     previous = current.get("phase")
     phase = new.get("phase")
     if phase != previous and phase is not None:
-        metrics.record_phase(namespace, name, phase)
         reason, message = _phase_reason(new)
         kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
                    message=f"{previous or 'New'} -> {phase}: {message}"[:1024])

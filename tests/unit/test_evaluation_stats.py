@@ -98,6 +98,7 @@ def test_evaluate_policy_metrics() -> None:
     assert m["winRate"] == pytest.approx(0.625) and m["tieRate"] == 0.25 and m["lossRate"] == 0.25
     assert m["policyReward"] == 0.5 and m["referenceReward"] == 0.25 and m["rewardDelta"] == 0.25
     assert m["rewardDeltaLow"] <= 0.25 <= m["rewardDeltaHigh"]
+    assert ev.details["winRateLow"] <= 0.625 <= ev.details["winRateHigh"]
     assert m["lengthRatio"] == pytest.approx(60 / 50)
     assert m["lengthRewardCorrelation"] > 0.8  # here the longer answers are the rewarded ones
     assert m["samples"] == 4 and "refusalRate" not in m

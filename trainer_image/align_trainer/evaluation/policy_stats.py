@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .stats import finite_or_none, length_ratio, mean_ci, pearson, spearman, summary, win_tie_loss
+from .stats import TIE_TOLERANCE, finite_or_none, length_ratio, mean_ci, pearson, spearman, summary, win_tie_loss
 
 #: Grader labels that count as a refusal when the scorer is a label_model (e.g. labels [helpful, refusal]).
 REFUSAL_LABEL = re.compile(r"refus|declin|unsafe_refus|won.?t.?answer", re.I)
@@ -87,6 +87,10 @@ def evaluate_policy(samples: Sequence[Sample], *, confidence: float = 0.95, ci_m
     delta = mean_ci([s.delta for s in samples], confidence, ci_method, seed=seed)  # type: ignore[arg-type]
     pol_ci = mean_ci(pol, confidence, ci_method, seed=seed)  # type: ignore[arg-type]
     ref_ci = mean_ci(ref, confidence, ci_method, seed=seed)  # type: ignore[arg-type]
+    # Win rate's interval: the mean of per-prompt outcomes (1 win, 0.5 tie, 0 loss), resampled like the delta.
+    outcomes = [math.nan if not math.isfinite(s.delta) else 1.0 if s.delta > TIE_TOLERANCE
+                else 0.0 if s.delta < -TIE_TOLERANCE else 0.5 for s in samples]
+    win_ci = mean_ci(outcomes, confidence, ci_method, seed=seed)  # type: ignore[arg-type]
     pol_len = [s.policy_length for s in samples]
     ref_len = [s.reference_length for s in samples]
     # Correlation over every scored answer (both models): a strong positive value means the scorer pays for
@@ -111,6 +115,7 @@ def evaluate_policy(samples: Sequence[Sample], *, confidence: float = 0.95, ci_m
     details = {
         "wins": wtl.wins, "ties": wtl.ties, "losses": wtl.losses, "strictWinRate": finite_or_none(wtl.strict_win_rate),
         "confidence": confidence, "ciMethod": ci_method,
+        "winRateLow": finite_or_none(win_ci.low), "winRateHigh": finite_or_none(win_ci.high),
         "policyRewardLow": finite_or_none(pol_ci.low), "policyRewardHigh": finite_or_none(pol_ci.high),
         "referenceRewardLow": finite_or_none(ref_ci.low), "referenceRewardHigh": finite_or_none(ref_ci.high),
         "policyRewardSummary": summary(pol), "referenceRewardSummary": summary(ref),

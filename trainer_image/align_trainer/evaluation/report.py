@@ -91,8 +91,9 @@ def policy_report(name: str, evaluation: PolicyEvaluation, gates: Sequence[GateR
     lines += [f"- {key}: {fmt(value)}" for key, value in context.items()] + [""]
     lines += ["## Summary", ""]
     lines += table(["metric", "value"], [[label, m.get(key)] for key, label in POLICY_ROWS if key in m])
-    lines += ["", f"Wins {d['wins']}, ties {d['ties']}, losses {d['losses']}; the delta's interval is a "
-              f"{d['confidence']:.0%} {d['ciMethod']} interval over paired prompts."
+    lines += ["", f"Wins {d['wins']}, ties {d['ties']}, losses {d['losses']}; win rate "
+              f"{d['confidence']:.0%} interval [{fmt(d['winRateLow'])}, {fmt(d['winRateHigh'])}]. Intervals are "
+              f"{d['ciMethod']} intervals over paired prompts."
               + (f" {d['unscored']} prompt(s) could not be scored and are left out." if d["unscored"] else ""), ""]
     lines += _gates_section(gates)
     lines += ["## Length", ""]

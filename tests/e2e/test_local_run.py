@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from align_operator.cli.local_cmd import absolutize
+
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,8 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_alignctl_local_run_dpo_example_succeeds(tmp_path: Path) -> None:
     doc = yaml.safe_load((REPO / "examples" / "dpo.yaml").read_text())
-    # The example as a user runs it, with fewer steps to keep the suite quick.
-    doc["spec"]["data"]["train"]["uri"] = str(REPO / "examples" / "data" / "preference.openai.jsonl")
+    # The example as a user runs it, with fewer steps to keep the suite quick; the copy lives elsewhere, so its
+    # relative data paths are made absolute the way `alignctl local run` does it for the original.
+    doc["spec"] = absolutize(doc["spec"], REPO / "examples")
     doc["spec"]["hyperparameters"]["maxSteps"] = 4
     manifest = tmp_path / "dpo.yaml"
     manifest.write_text(yaml.safe_dump(doc, sort_keys=False))

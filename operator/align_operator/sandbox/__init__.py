@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import shutil
 import signal
@@ -175,6 +176,8 @@ class Sandbox:
                 env=self.operator_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
         elif self.operator_mode == "thread":
+            # Kopf warns that it cannot install signal handlers off the main thread; here that is intended.
+            logging.getLogger("kopf._core.reactor.running").addFilter(_NotMainThreadFilter())
             from ..runner import operate
             from ..settings import Settings
             assert self._loop is not None
@@ -320,6 +323,11 @@ class Sandbox:
                 raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
             return response
         raise AssertionError("unreachable")
+
+
+class _NotMainThreadFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "not in the main thread" not in record.getMessage()
 
 
 def _documents(manifest: Mapping[str, Any] | str | os.PathLike[str]) -> list[dict[str, Any]]:

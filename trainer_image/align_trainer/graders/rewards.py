@@ -62,7 +62,7 @@ class GraderReward:
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         columns = {k: v for k, v in kwargs.items() if k not in TRL_KWARGS and isinstance(v, (list, tuple))}
-        items = [{k: v[i] for k, v in columns.items()} for i in range(len(completions))]
+        items = [with_messages({k: v[i] for k, v in columns.items()}, prompts[i]) for i in range(len(completions))]
         answers = [completion_text(c) for c in completions]
         results = self.grader.grade_batch(items, answers, prompts=list(prompts))
         self.last = results
@@ -86,6 +86,14 @@ def grader_reward(ctx: Any, *, judge: Any = None, reward_model: Any = None) -> G
     return GraderReward(grader)
 
 
+def with_messages(item: dict[str, Any], prompt: Any) -> dict[str, Any]:
+    """OpenAI RFT items are whole rows, `messages` included: put a conversational prompt back under that name."""
+    if isinstance(prompt, list) and "messages" not in item:
+        item["messages"] = prompt
+    return item
+
+
 def row_items(dataset_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Dataset rows as grader items: every column but the prompt itself."""
-    return [{k: v for k, v in row.items() if k != "prompt"} for row in dataset_rows]
+    """Dataset rows as grader items: every column but the prompt, which returns as `messages` when it is a
+    conversation (so {{item.messages}} works as with OpenAI)."""
+    return [with_messages({k: v for k, v in row.items() if k != "prompt"}, row.get("prompt")) for row in dataset_rows]

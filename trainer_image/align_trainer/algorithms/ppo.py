@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .. import online
-from ..graders.rewards import GraderReward, batch_metrics, grader_reward, row_items
+from ..graders.rewards import GraderReward, batch_metrics, grader_reward, log_failures, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
 
 DATA = DataKind.PROMPT_ONLY
@@ -73,6 +73,7 @@ def grader_score_fn(reward: GraderReward) -> ScoreFn:
     def score(rows: Sequence[dict[str, Any]], prompts: Sequence[Any], texts: Sequence[str]) -> tuple[list[float], dict[str, float]]:
         results = reward.grader.grade_batch(row_items(rows), list(texts), prompts=list(prompts))
         metrics = batch_metrics(reward.grader, results)
+        log_failures(reward.grader, results)
         scores = [r.reward for r in results]
         metrics[f"rewards/{reward.grader.name}/mean"] = sum(scores) / max(1, len(scores))
         return scores, metrics

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from .. import online
 from ..errors import ConfigError
-from ..graders.rewards import GraderReward, grader_reward, row_items
+from ..graders.rewards import GraderReward, grader_reward, log_failures, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
 
 DATA = DataKind.PROMPT_ONLY
@@ -66,6 +66,7 @@ def judge_answers(reward: GraderReward, rows: Sequence[dict[str, Any]], response
     """Scores of the answers only: thoughts are cut off before anything reaches the grader."""
     answers = [split_thought(r)[1] for r in responses]
     results = reward.grader.grade_batch(row_items(rows), answers, prompts=[row["prompt"] for row in rows])
+    log_failures(reward.grader, results)
     return [r.reward if not r.failed else float("-inf") for r in results]
 
 

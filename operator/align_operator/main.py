@@ -10,6 +10,7 @@ from align_api.constants import GROUP, PLURAL, TERMINAL_PHASES, VERSION
 
 from .handlers import reconcile, setup, track
 from .renderers.names import JOB_LABEL, MANAGED_BY
+from .runner import quiet_routine_logs
 
 ALIGNMENT_JOBS = (GROUP, VERSION, PLURAL)
 #: Jobs and pods the operator made (selected client-side by Kopf).
@@ -19,6 +20,8 @@ OURS = {"labels": {JOB_LABEL: kopf.PRESENT, **MANAGED_BY}}
 def _live(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") not in TERMINAL_PHASES
 
+
+quiet_routine_logs()  # also under plain `kopf run`, as the chart runs it
 
 # Operator lifecycle: settings, credentials, API client, metrics endpoint.
 kopf.on.startup()(setup.startup)

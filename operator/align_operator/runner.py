@@ -12,6 +12,22 @@ import kopf
 from .settings import Settings
 
 
+#: Handlers that run on every Job/pod/AlignmentJob event; Kopf would log each success at INFO.
+ROUTINE_HANDLERS = ("index_jobs", "index_pods", "wake_on_job", "wake_on_pod", "phase_metric")
+
+
+class _RoutineFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (record.levelno <= logging.INFO and message.endswith("succeeded.")
+                    and any(f"'{name}'" in message for name in ROUTINE_HANDLERS))
+
+
+def quiet_routine_logs() -> None:
+    """Keep the log about what changed, not about every watch event the status plumbing saw."""
+    logging.getLogger("kopf.objects").addFilter(_RoutineFilter())
+
+
 def _memo(settings: Settings, kubeconfig: str | None) -> kopf.Memo:
     return kopf.Memo(settings=settings, kubeconfig=kubeconfig)
 

@@ -135,6 +135,23 @@ def test_unschedulable_and_image_pull_failures_are_named(sb: Sandbox) -> None:
     sb.delete("noimage")
 
 
+def test_secrets_reach_the_trainer_by_reference_and_a_missing_one_is_named(sb: Sandbox) -> None:
+    secrets = {"huggingFaceToken": {"name": "hf", "key": "token"}}
+    sb.apply(aj("needs-missing", secrets=secrets))
+    blocked = sb.wait_for(lambda: (j := sb.get("needs-missing")) and ((j.get("status") or {}).get("lastError") or {})
+                          .get("reason") == "ConfigError" and j, timeout=20)
+    assert blocked["status"]["phase"] == "Pending"
+    assert blocked["status"]["lastError"]["message"] == 'secret "hf" not found'
+    sb.delete("needs-missing")
+    sb.create_secret("hf", {"token": "hf_s3cr3t"})
+    sb.apply(aj("with-secret", secrets=secrets))
+    assert sb.wait("with-secret", timeout=30)["status"]["phase"] == "Succeeded"
+    env = sb.get("with-secret-trainer", kind="Job")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "hf_s3cr3t" not in str(env)  # the Job holds a reference, the pod process gets the value
+    pod = sb.list("Pod", labels="align.dev/job=with-secret")[0]["metadata"]["name"]
+    assert "secrets set: HF_TOKEN" in sb.logs(pod)
+
+
 def test_three_stage_pipeline_applied_at_once_runs_in_order(sb: Sandbox) -> None:
     docs = []
     for path in sorted((REPO / "examples" / "pipelines").glob("*.yaml")):

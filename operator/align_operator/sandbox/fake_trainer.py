@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     print(f"fake trainer {name}: {steps} steps, exit {exit_code}, resolved {os.environ.get('ALIGN_RESOLVED_URIS', '{}')}",
           flush=True)
+    secrets = [k for k in ("HF_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ALIGN_JUDGE_API_KEY") if os.environ.get(k)]
+    print(f"secrets set: {', '.join(secrets) or 'none'}", flush=True)  # names only, never values
     with gauges.lock:
         gauges.values["total_steps"] = steps
     for step in range(1, steps + 1):

@@ -70,6 +70,8 @@ class Kubelet:
     max_grace_seconds: float = 10.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
     containers: dict[tuple[str, str], Container] = field(default_factory=dict)
+    #: Pods that cannot start, with what was last reported for them (reported again only when it changes).
+    blocked: dict[tuple[str, str], str] = field(default_factory=dict)
     on_exit: Callable[[], None] | None = None
 
     async def sync(self, pods: list[dict[str, Any]]) -> None:
@@ -77,6 +79,8 @@ class Kubelet:
         for key, container in list(self.containers.items()):
             if key not in present and not container.killed:
                 await self._kill(container)
+        for key in [k for k in self.blocked if k not in present]:
+            del self.blocked[key]
         for pod in pods:
             key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
             phase = (pod.get("status") or {}).get("phase")
@@ -94,7 +98,7 @@ class Kubelet:
         container = (spec.get("containers") or [{}])[0]
         blocker = self._blocker(pod, container)
         if blocker is not None:
-            await self._report(pod, blocker)
+            await self._report_blocked(pod, blocker)
             return
         poddir = self.workdir / "pods" / meta["namespace"] / meta["name"]
         poddir.mkdir(parents=True, exist_ok=True)
@@ -102,8 +106,10 @@ class Kubelet:
             mounts = self._mount_volumes(pod, container, poddir)
             env = self._env(pod, container)
         except LookupError as exc:  # a missing Secret/ConfigMap: the kubelet waits, as on a cluster
-            await self._report(pod, {"phase": "Pending", "containerStatuses": [_waiting(container, "CreateContainerConfigError", str(exc))]})
+            await self._report_blocked(pod, {"phase": "Pending", "containerStatuses": [
+                _waiting(container, "CreateContainerConfigError", str(exc))]})
             return
+        self.blocked.pop((meta["namespace"], meta["name"]), None)
         declared = {item["name"] for item in container.get("env") or []}  # the pod's own, not the host's
         env = {k: _map_path(v, mounts) if k in declared else v for k, v in env.items()}
         port = free_port()
@@ -272,6 +278,14 @@ class Kubelet:
             _signal_group(container.process.pid, signal.SIGKILL)
             await container.process.wait()
         self.containers.pop((container.namespace, container.pod), None)
+
+    async def _report_blocked(self, pod: Mapping[str, Any], status: dict[str, Any]) -> None:
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        signature = repr([(c.get("type"), c.get("reason"), c.get("message")) for c in status.get("conditions") or []]
+                         + [c.get("state") for c in status.get("containerStatuses") or []])
+        if self.blocked.get(key) != signature:
+            self.blocked[key] = signature
+            await self._report(pod, status)
 
     async def _report(self, pod: Mapping[str, Any], status: dict[str, Any]) -> None:
         try:

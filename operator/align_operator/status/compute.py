@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from align_api.constants import TERMINAL_PHASES, ConditionType, Phase, Reason
 
 from .conditions import phase_conditions, set_condition
-from .observe import Observation
+from .observe import BLOCKED_REASONS, Observation
 from .progress import completed
 
 
@@ -23,7 +23,7 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
     if obs.phase == Phase.RUNNING:
         conditions = set_condition(conditions, ConditionType.RUNNING, "True", obs.reason, obs.message, generation,
                                    now)
-    elif obs.phase == Phase.PENDING and obs.reason in (Reason.IMAGE_PULL_FAILED, Reason.UNSCHEDULABLE):
+    elif obs.phase == Phase.PENDING and obs.reason in BLOCKED_REASONS:
         conditions = set_condition(conditions, ConditionType.RUNNING, "False", obs.reason, obs.message, generation,
                                    now)
     status["conditions"] = _stable(current.get("conditions") or [], conditions)
@@ -34,7 +34,7 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
     if obs.phase == Phase.FAILED:
         status["completionTime"] = obs.completion_time or now
         _set_error(status, str(obs.reason), obs.message, obs.failed_at or now)
-    elif obs.phase == Phase.PENDING and obs.reason in (Reason.IMAGE_PULL_FAILED, Reason.UNSCHEDULABLE):
+    elif obs.phase == Phase.PENDING and obs.reason in BLOCKED_REASONS:
         _set_error(status, str(obs.reason), obs.message, now)
     elif obs.last_failure is not None:  # a retry is running: keep the failure that caused it visible
         failure = obs.last_failure

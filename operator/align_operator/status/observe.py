@@ -10,6 +10,10 @@ from align_api.constants import Phase, Reason
 from .termination import Termination, from_terminated
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+#: A container that cannot be created from its spec (e.g. a Secret or key it references does not exist).
+CONTAINER_CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError")
+#: Pending for a reason the user must fix: shown in lastError and on the Running condition.
+BLOCKED_REASONS = frozenset({Reason.IMAGE_PULL_FAILED, Reason.UNSCHEDULABLE, Reason.CONFIG_ERROR})
 JOB_REASONS = {
     "DeadlineExceeded": Reason.DEADLINE_EXCEEDED,
     "BackoffLimitExceeded": Reason.BACKOFF_LIMIT_EXCEEDED,
@@ -105,6 +109,8 @@ def observe(job: Mapping[str, Any], pods: list[Mapping[str, Any]], *, queued: bo
         waiting = _waiting(pod) or {}
         if waiting.get("reason") in IMAGE_PULL_REASONS:
             return Observation(Phase.PENDING, Reason.IMAGE_PULL_FAILED, waiting.get("message", waiting["reason"]), **base)
+        if waiting.get("reason") in CONTAINER_CONFIG_REASONS:
+            return Observation(Phase.PENDING, Reason.CONFIG_ERROR, waiting.get("message", waiting["reason"]), **base)
         for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and \
                     cond.get("reason") == "Unschedulable":

@@ -217,3 +217,18 @@ def test_run_grader_has_openai_shape() -> None:
     out = graders.run_grader(SPEC.validate_python(EXACT), {"answer": "Paris"}, "Paris")
     assert out["reward"] == 1.0 and out["sub_rewards"] == {}
     assert out["metadata"]["type"] == "string_check" and out["metadata"]["errors"]["other_error"] is False
+
+
+def test_meteor_when_wordnet_is_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No WordNet ships here; a stand-in without synonyms exercises the metric (exact and stem matches only).
+    from align_trainer.graders import similarity as sim
+
+    class NoSynonyms:
+        def synsets(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return []
+
+    monkeypatch.setattr(sim, "wordnet_location", lambda: "stub")
+    monkeypatch.setattr(sim, "_wordnet", lambda: NoSynonyms())
+    assert similarity("meteor", REFERENCE, REFERENCE) > 0.99
+    assert 0.0 < similarity("meteor", "the quick brown fox jumped over a lazy dog", REFERENCE) < 1.0
+    assert similarity("meteor", "zebra xylophone", REFERENCE) == 0.0

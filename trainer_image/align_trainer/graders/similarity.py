@@ -21,10 +21,9 @@ from align_api.graders import StringCheckGrader, TextSimilarityGrader
 from .core import GradeResult, GraderUnavailable, Scorer
 from .templates import TemplateError, render
 
-#: Where METEOR's WordNet may be: NLTK's data path, or a WordNet 3.0 database directory such as the one
-#: Debian's `wordnet-base` package installs (NLTK's reader reads that format directly).
+#: Where METEOR's WordNet may be, besides NLTK's data path: a directory in NLTK's `corpora/wordnet` layout
+#: (the WordNet 3.0 database files plus NLTK's `lexnames`).
 ENV_WORDNET_DIR = "ALIGN_WORDNET_DIR"
-WORDNET_DIRS = ("/usr/share/wordnet",)
 
 
 def string_check(operation: str, text: str, reference: str) -> float:
@@ -107,22 +106,21 @@ METRICS: dict[str, Callable[[str, str], float]] = {
 
 
 def wordnet_location() -> str | None:
-    """A directory with the WordNet database NLTK can read, or None."""
-    candidates = [os.environ.get(ENV_WORDNET_DIR, "")] + list(WORDNET_DIRS)
-    for path in filter(None, candidates):
-        if (Path(path) / "data.noun").is_file() or (Path(path) / "dict" / "data.noun").is_file():
-            return str(Path(path) / "dict") if (Path(path) / "dict" / "data.noun").is_file() else path
+    """A directory (or NLTK data entry) with a WordNet that NLTK can read, or None."""
+    explicit = os.environ.get(ENV_WORDNET_DIR)
+    if explicit and all((Path(explicit) / f).is_file() for f in ("data.noun", "index.noun", "lexnames")):
+        return explicit
     try:
         import nltk
-        return str(nltk.data.find("corpora/wordnet"))
-    except (LookupError, ImportError, OSError):
+        for name in ("corpora/wordnet", "corpora/wordnet.zip"):
+            try:
+                nltk.data.find(name)
+                return "nltk:" + name
+            except LookupError:
+                continue
+    except ImportError:
         pass
-    try:
-        import nltk
-        nltk.data.find("corpora/wordnet.zip")
-        return "nltk:wordnet.zip"
-    except (LookupError, ImportError, OSError):
-        return None
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -130,18 +128,24 @@ def _wordnet() -> Any:
     location = wordnet_location()
     if location is None:
         raise GraderUnavailable(meteor_unavailable())
-    if location.startswith("nltk:") or "nltk_data" in location:
-        from nltk.corpus import wordnet
-        return wordnet
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-    return WordNetCorpusReader(location, None)
+    try:
+        if location.startswith("nltk:"):
+            from nltk.corpus import wordnet
+            wordnet.ensure_loaded()
+            return wordnet
+        import nltk
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+        if location not in nltk.data.path:  # NLTK only reads corpora under its data path (nltk.pathsec)
+            nltk.data.path.append(location)
+        return WordNetCorpusReader(location, None)
+    except (OSError, LookupError, ValueError) as exc:
+        raise GraderUnavailable(f"{meteor_unavailable()} (reading {location}: {exc})") from None
 
 
 def meteor_unavailable() -> str:
     return ("text_similarity metric 'meteor' needs the WordNet corpus, which is not installed in this image and "
-            "cannot be downloaded at run time: install it into the image (NLTK data `corpora/wordnet`, or Debian's "
-            f"wordnet-base package at /usr/share/wordnet, or set {ENV_WORDNET_DIR}), or use another metric "
-            "(rouge_l, bleu, fuzzy_match)")
+            "cannot be downloaded at run time: bake NLTK's `corpora/wordnet` into the image (an NLTK data path, or "
+            f"a directory named by {ENV_WORDNET_DIR}), or use another metric (rouge_l, bleu, fuzzy_match)")
 
 
 class TextSimilarityScorer(Scorer):

@@ -42,3 +42,20 @@ def test_reft_warm_up_then_rl(tmp_path: Path) -> None:
     rewards = series(records, "reward")
     assert warm["reft/warmup_reward"] > warm["reft/initial_reward"] + 0.2, warm
     assert rise(rewards, 2)[1] > warm["reft/initial_reward"] + 0.4, (warm, rewards)
+
+
+def test_ppo_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    from align_api.constants import ExitCode
+    from align_trainer.main import run
+
+    from .trainer_support import manifest, read_metrics
+    output = tmp_path / "out"
+    for steps in (4, 6):  # the second run finds checkpoint-2 of the first and continues from it
+        config = manifest(tmp_path, "ppo-resume", "ppo", "rft.openai.jsonl", grader=LETTER_GRADER,
+                          hp={**FAST, "batchSize": 16, "maxSteps": steps}, checkpoints={"everySteps": 2, "keep": 1})
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("ALIGN_OUTPUT_DIR", str(output))
+            assert run(["--config", str(config), "--metrics-port", "-1"]) == ExitCode.OK
+    steps_logged = [r["step"] for r in read_metrics(output) if "objective/kl" in r]
+    assert steps_logged == [1, 2, 3, 4, 3, 4, 5, 6], steps_logged  # run 2 resumed after step 2
+    assert (output / "checkpoints" / "checkpoint-4" / "state.pt").is_file()

@@ -232,3 +232,24 @@ def test_meteor_when_wordnet_is_present(monkeypatch: pytest.MonkeyPatch) -> None
     assert similarity("meteor", REFERENCE, REFERENCE) > 0.99
     assert 0.0 < similarity("meteor", "the quick brown fox jumped over a lazy dog", REFERENCE) < 1.0
     assert similarity("meteor", "zebra xylophone", REFERENCE) == 0.0
+
+
+def test_trl_reward_function_logs_sub_rewards_and_errors() -> None:
+    from align_trainer.graders.rewards import GraderReward
+    reward = GraderReward(graders.build(SPEC.validate_python(
+        {"type": "multi", "name": "score", "graders": {"exact": EXACT, "contains": CONTAINS},
+         "calculate_output": "exact + contains"})))
+    logged: dict[str, float] = {}
+    prompts = [[{"role": "user", "content": "Capital of France?"}]] * 3
+    completions = [[{"role": "assistant", "content": "Paris"}], [{"role": "assistant", "content": "paris!"}],
+                   [{"role": "assistant", "content": "Rome"}]]
+    rewards = reward(prompts, completions, answer=["Paris", "Paris", "Paris"], completion_ids=[[1]] * 3,
+                     trainer_state=None, log_metric=lambda k, v: logged.__setitem__(k, v))
+    assert reward.__name__ == "score" and rewards[:2] == [2.0, 1.0] and rewards[2] == 0.0
+    assert logged["rewards/exact/mean"] == pytest.approx(1 / 3) and logged["graders/errors"] == 0.0
+    assert reward.last[0].to_dict()["reward"] == 2.0
+    # the conversation is the item's `messages`, as in OpenAI RFT
+    g = grader(type="string_check", name="m", input="{{item.messages[0].content}}", reference="France", operation="like")
+    from align_trainer.graders.rewards import row_items
+    item = row_items([{"prompt": prompts[0], "answer": "Paris"}])[0]
+    assert g.grade(item, "x").reward == 1.0

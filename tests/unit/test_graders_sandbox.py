@@ -154,3 +154,39 @@ def test_isolation_layers_when_root(pool: SandboxPool) -> None:
     assert iso["audit_hook"] and "RLIMIT_AS" in iso["rlimits"]
     if os.getuid() == 0 and iso.get("network_namespace"):
         assert iso["dropped_root"] and iso["uid"] != 0 and iso["private_tmp"] and iso["nproc_enforced"]
+
+
+@pytest.fixture(scope="module")
+def hook_only_pool() -> Iterator[SandboxPool]:
+    """No namespaces, no uid change: what a restricted pod that may not unshare gets (here still as root, so
+    not even RLIMIT_NPROC binds: the audit hook alone must hold)."""
+    p = SandboxPool(SandboxLimits(timeout=1.5, memory_mb=512, workers=1, kernel_isolation=False))
+    yield p
+    p.close()
+
+
+def test_audit_hook_alone_contains_network_writes_processes_and_proc(hook_only_pool: SandboxPool,
+                                                                      tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.3)
+    target = tmp_path / "pwned.txt"
+    hostile = [
+        f"import socket\ndef grade(s, i):\n    socket.create_connection(('127.0.0.1', {listener.getsockname()[1]}))\n    return 1\n",
+        f"def grade(s, i):\n    open({str(target)!r}, 'w').write('x')\n    return 1\n",
+        "import os\ndef grade(s, i):\n    os.fork()\n    return 1\n",
+        "import subprocess\ndef grade(s, i):\n    subprocess.run(['true'])\n    return 1\n",
+        "import os\ndef grade(s, i):\n    os.system('true')\n    return 1\n",
+        f"def grade(s, i):\n    return len(open('/proc/{os.getpid()}/environ').read())\n",
+        "import ctypes\ndef grade(s, i):\n    return ctypes.CDLL(None).getpid()\n",
+    ]
+    try:
+        for src in hostile:
+            assert_contained(run(hook_only_pool, src, n=1), "python_grader_runtime_error")
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    finally:
+        listener.close()
+    assert not target.exists()
+    assert hook_only_pool.isolation["network_namespace"] is False and hook_only_pool.isolation["audit_hook"]

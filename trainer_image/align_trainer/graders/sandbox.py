@@ -47,6 +47,7 @@ class SandboxLimits:
     workers: int = 2               #: processes in the pool
     uid_base: int = 61000          #: worker slot i runs as uid/gid uid_base + i when the trainer is root
     max_calls: int = 5000          #: recycle a worker after this many calls (bounds leaks and CPU time)
+    kernel_isolation: bool = True  #: namespaces + dedicated uid when allowed (False: tests of the hook alone)
 
     @classmethod
     def from_env(cls) -> "SandboxLimits":
@@ -217,7 +218,8 @@ class SandboxPool:
                 self.stats["restarts"] += 1
         cfg = {"slot": worker.slot, "base_dir": str(self._base), "memory_mb": self.limits.memory_mb,
                "disk_mb": self.limits.disk_mb, "uid": self.limits.uid_base + worker.slot, "parent_pid": os.getpid(),
-               "cpu_seconds": int(self.limits.timeout * self.limits.max_calls + 60)}
+               "cpu_seconds": int(self.limits.timeout * self.limits.max_calls + 60),
+               "kernel": self.limits.kernel_isolation}
         # Thread caps are set so numpy/BLAS never try to start threads (RLIMIT_NPROC = 0 forbids them);
         # the worker clears even these before running grader code. Nothing else of our environment passes.
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}

@@ -166,6 +166,7 @@ def ppo_step(ctx: TrainContext, model: Any, value_head: Any, optimizer: Any, kl_
 def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo") -> TrainResult:
     """The PPO loop with checkpoints, SIGTERM and resume; shared by rlaif."""
     import torch
+    online.require_single_process(ctx.spec.algorithm.value)
     hp = ctx.hp
     torch.manual_seed(hp.seed)
     model = ctx.models.policy()

@@ -115,6 +115,7 @@ def dpo_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], round_
 
 
 def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
+    online.require_single_process("tpo")
     hp = ctx.hp
     template = hp.thought_prompt or DEFAULT_THOUGHT_PROMPT
     reward = grader_reward(ctx, judge=judge)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import aiohttp
@@ -97,7 +98,6 @@ def _elapsed(status: Mapping[str, Any]) -> float | None:
     start = status.get("startTime")
     if not start:
         return None
-    from datetime import datetime, timezone
     return (datetime.now(timezone.utc) - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
 
 

@@ -53,6 +53,22 @@ def test_complete_job_with_artifacts_from_the_termination_message() -> None:
     assert status["phase"] == "Succeeded" and status["artifacts"] == {"adapter": "s3://b/out/final"}
     assert status["progress"]["percent"] == 100.0 and status["progress"]["step"] == 40
     assert status["metrics"]["loss"] == 0.3
+    assert "evaluation" not in status
+
+
+def test_evaluation_from_the_termination_message_reaches_status_and_a_condition() -> None:
+    message = json.dumps({"artifacts": {"adapter": "file:///out/final", "report": "file:///out/final/evaluation/report.md"},
+                          "steps": 16, "totalSteps": 16, "evaluation": {"winRate": 0.9, "rewardDelta": 0.4,
+                                                                         "lengthRewardCorrelation": None}})
+    obs = observe(job(("Complete", "CompletionsReached", "")), [pod("Succeeded", terminated={"exitCode": 0,
+                                                                                             "message": message})],
+                  queued=False)
+    status = next_status({}, obs, generation=3, now=NOW)
+    assert status["evaluation"] == {"winRate": 0.9, "rewardDelta": 0.4, "lengthRewardCorrelation": None}
+    assert status["artifacts"]["report"].endswith("report.md")
+    evaluated = [c for c in status["conditions"] if c["type"] == "Evaluated"]
+    assert evaluated and evaluated[0]["status"] == "True" and evaluated[0]["reason"] == Reason.EVALUATION_PASSED
+    assert evaluated[0]["observedGeneration"] == 3
 
 
 def test_pod_failure_policy_maps_exit_codes_to_reasons() -> None:

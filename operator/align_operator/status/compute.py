@@ -50,6 +50,11 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
             artifacts.update(obs.success.artifacts)
             if obs.success.final_metrics:
                 status["metrics"] = {**(status.get("metrics") or {}), **obs.success.final_metrics}
+            if obs.success.evaluation:
+                status["evaluation"] = dict(obs.success.evaluation)
+                status["conditions"] = set_condition(
+                    status["conditions"], ConditionType.EVALUATED, "True", Reason.EVALUATION_PASSED,
+                    "Evaluation finished and every gate passed", generation, now)
         if artifacts:
             status["artifacts"] = artifacts
     return status

@@ -3,7 +3,8 @@
 The trainer writes either a JSON object or text (`<Reason>: <message>`, or anything) to its termination log.
 JSON keys understood here:
 `reason`, `message` (failures) and the artifact URIs `adapter`, `merged`, `checkpoints`, `report`, `metrics`
-(at the top level or under `artifacts`), `steps` and `totalSteps`, and the final numbers under `finalMetrics`.
+(at the top level or under `artifacts`), `steps` and `totalSteps`, the final numbers under `finalMetrics`
+and the evaluation's numbers (winRate, rewardDelta, ...) under `evaluation`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Termination:
     final_metrics: dict[str, float | None] = field(default_factory=dict)
     steps: int | None = None
     total_steps: int | None = None
+    evaluation: dict[str, float | None] = field(default_factory=dict)
 
 
 def parse_message(text: str | None) -> dict[str, Any] | None:
@@ -78,6 +80,9 @@ def from_terminated(terminated: dict[str, Any]) -> Termination:
     final = doc.get("finalMetrics") or doc.get("final_metrics")
     if isinstance(final, dict):
         result.final_metrics = {str(k): _number(v) for k, v in final.items()}
+    evaluation = doc.get("evaluation")
+    if isinstance(evaluation, dict):
+        result.evaluation = {str(k): _number(v) for k, v in evaluation.items() if not isinstance(v, (dict, list))}
     return result
 
 

@@ -161,6 +161,16 @@ def test_prometheus_text_to_progress_and_metrics() -> None:
     assert completed(prog, LATER)["percent"] == 100.0
 
 
+def test_generic_and_eval_series_keep_their_names() -> None:
+    text = ('align_trainer_up{job="x"} 1\n'
+            'align_trainer_loss{job="x",split="train"} 0.5\n'
+            'align_trainer_loss{job="x",split="eval"} 0.7\n'
+            'align_trainer_metric{job="x",split="train",name="objective_kl"} 0.02\n'
+            'align_trainer_metric{job="x",split="train",name="val_ratio"} 1.01\n')
+    values = parse_metrics(text)
+    assert values == {"loss": 0.5, "eval_loss": 0.7, "objective_kl": 0.02, "val_ratio": 1.01}
+
+
 def test_termination_message_parsing() -> None:
     result = from_terminated({"exitCode": 0, "message": json.dumps({"artifacts": {"adapter": "pvc://c/x/final",
                                                                                    "checkpoints": ["a", "b"]}})})

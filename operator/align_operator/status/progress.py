@@ -16,14 +16,26 @@ KEY_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards_margi
                "rewards_chosen", "rewards_rejected", "kl", "reward", "tokens_per_second")
 
 
+#: Series that describe the process, not the training.
+SKIPPED = {"up"}
+
+
 def parse_metrics(text: str) -> dict[str, float]:
-    """`align_trainer_*` samples (one value per name: the first series, labels ignored)."""
+    """`align_trainer_*` samples by name. The generic `align_trainer_metric{name=...}` series is keyed by its
+    `name` label, and series of the eval split get an `eval_` prefix (train and eval losses stay apart)."""
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if not sample.name.startswith(PREFIX) or sample.name.endswith(("_created", "_total_created")):
                 continue
-            values.setdefault(sample.name[len(PREFIX):], float(sample.value))
+            name = sample.name[len(PREFIX):]
+            if name in SKIPPED:
+                continue
+            if name == "metric":
+                name = sample.labels.get("name") or name
+            if sample.labels.get("split") == "eval" and not name.startswith("eval_"):
+                name = f"eval_{name}"
+            values.setdefault(name, float(sample.value))
     return values
 
 

@@ -65,7 +65,6 @@ def fuzzy_match(text: str, reference: str) -> float:
 
 
 def bleu(text: str, reference: str) -> float:
-    from sacrebleu.metrics import BLEU
     return _bleu_metric().sentence_score(text, [reference]).score / 100.0
 
 

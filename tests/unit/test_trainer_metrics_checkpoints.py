@@ -133,3 +133,26 @@ def test_commit_dir_replaces_atomically(tmp_path: Path) -> None:
     checkpoints.commit_dir(staging, target)
     assert [p.name for p in target.iterdir()] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+def test_output_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import align_api
+    from align_trainer.main import output_dir
+    doc = """
+apiVersion: align.dev/v1alpha1
+kind: AlignmentJob
+metadata: {name: j}
+spec:
+  algorithm: sft
+  model: {base: builtin://tiny}
+  data: {train: {uri: ./x.jsonl}}
+  resources: {gpusPerNode: 0}
+  checkpoints: {volume: ckpts}
+"""
+    job = align_api.load_text(doc)[0]
+    monkeypatch.delenv("ALIGN_OUTPUT_DIR", raising=False)
+    monkeypatch.setenv("ALIGN_PVC_ROOT", str(tmp_path))
+    assert output_dir(job, None) == tmp_path / "ckpts" / "j"  # restarts find their checkpoints on the claim
+    monkeypatch.setenv("ALIGN_OUTPUT_DIR", str(tmp_path / "env"))
+    assert output_dir(job, None) == tmp_path / "env"
+    assert output_dir(job, tmp_path / "cli") == tmp_path / "cli"

@@ -55,12 +55,16 @@ def load_job(path: Path) -> align_api.AlignmentJob:
 
 
 def output_dir(job: align_api.AlignmentJob, override: Path | None) -> Path:
-    """--output, else $ALIGN_OUTPUT_DIR (the operator's checkpoint volume mount), else ./runs/<name>.
-    Resume is automatic because a restarted pod gets the same directory."""
+    """The local working directory (checkpoints, metrics.jsonl, final/): --output, else $ALIGN_OUTPUT_DIR,
+    else <checkpoint volume>/<job name> when spec.checkpoints.volume is set (mounted under $ALIGN_PVC_ROOT),
+    else ./runs/<name>. Resume is automatic because a restarted pod gets the same directory."""
+    from .storage import pvc_path
     if override is not None:
         return override.resolve()
     if os.environ.get(ENV_OUTPUT_DIR):
         return Path(os.environ[ENV_OUTPUT_DIR]).resolve()
+    if job.spec.checkpoints.volume:
+        return pvc_path(f"pvc://{job.spec.checkpoints.volume}/{job.name}")
     return (Path.cwd() / "runs" / job.name).resolve()
 
 

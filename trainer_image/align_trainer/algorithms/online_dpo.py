@@ -14,12 +14,14 @@ Metrics: TRL's `objective/scores`, `objective/scores_margin`, `objective/kl`, `o
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..graders.rewards import grader_reward
 from ..runtime import DataKind, TrainContext, TrainResult
 
 DATA = DataKind.PROMPT_ONLY
+log = logging.getLogger(__name__)
 
 
 def reference_model(ctx: TrainContext) -> Any:
@@ -43,11 +45,16 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
     if loss_type not in ("sigmoid", "ipo"):
         from ..errors import ConfigError
         raise ConfigError(f"hyperparameters.lossType {loss_type!r}: online-dpo supports sigmoid and ipo")
+    # TRL's experimental OnlineDPOTrainer cannot evaluate (its prediction step fails); the eval split is still
+    # used by spec.evaluation after training.
+    if ctx.eval_dataset is not None:
+        log.info("online-dpo: no in-training evaluation (TRL's OnlineDPOTrainer does not support it); "
+                 "spec.evaluation still scores the policy on the eval split after training")
     args = ctx.trainer_args(OnlineDPOConfig, beta=hp.beta, loss_type=loss_type, max_new_tokens=hp.max_completion_length,
-                            temperature=hp.temperature, top_p=hp.top_p)
+                            temperature=hp.temperature, top_p=hp.top_p, eval_strategy="no")
     reward = grader_reward(ctx, judge=judge)
     trainer = OnlineDPOTrainer(model=ctx.models.policy(), ref_model=reference_model(ctx), reward_funcs=[reward],
-                               args=args, train_dataset=ctx.train_dataset, eval_dataset=ctx.eval_dataset,
+                               args=args, train_dataset=ctx.train_dataset,
                                processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
     try:
         return ctx.train(trainer)

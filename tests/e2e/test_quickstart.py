@@ -19,6 +19,8 @@ def test_quickstart_trains_evaluates_and_plots(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert code == 0, out
     assert "phase:     Succeeded" in out and "progress:  step 16/16 (100.0%)" in out
+    # status.evaluation and the Evaluated condition came back through the operator
+    assert "eval winRate:" in out and "condition: Evaluated=True (EvaluationPassed)" in out
 
     adapter = Path(out.split("adapter:")[1].split()[0])
     plot = Path(out.split("plot:")[1].split()[0])

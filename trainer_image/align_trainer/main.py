@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import math
 import logging
 import os
 import signal
@@ -144,6 +146,39 @@ def write_termination_message(reason: str, message: str) -> None:
         pass  # not in a pod (no /dev/termination-log): the log has the message
 
 
+def success_message(result: TrainResult, metrics_file: Path | None = None) -> str:
+    """The JSON termination message of a successful run: artifacts, step counts, final numbers and the
+    evaluation (the operator copies them into status; the gauges vanish with the pod). At most 4096 bytes:
+    final metrics are dropped first, then the evaluation, never the artifacts."""
+    artifacts = {"adapter": str(result.adapter_uri or result.adapter_dir or "") or None,
+                 "merged": str(result.merged_uri or result.merged_dir or "") or None,
+                 "report": result.extra.get("evaluation_report"),
+                 "metrics": str(metrics_file) if metrics_file is not None else None}
+    doc: dict = {"artifacts": {k: v for k, v in artifacts.items() if v}, "steps": result.steps,
+                 "totalSteps": result.total_steps,
+                 "finalMetrics": {k: _finite(v) for k, v in {**result.metrics, **result.eval_metrics}.items()
+                                  if isinstance(v, (int, float))},
+                 "evaluation": {k: _finite(v) for k, v in (result.extra.get("evaluation") or {}).items()
+                                if isinstance(v, (int, float)) or v is None}}
+    for drop in ("finalMetrics", "evaluation"):
+        if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
+            break
+        doc.pop(drop)
+    return json.dumps(doc)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
+
+
+def write_success_message(text: str) -> None:
+    path = Path(os.environ.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        pass  # not in a pod
+
+
 def summary(job: align_api.AlignmentJob, result: TrainResult, seconds: float) -> str:
     keys = ("loss", "rewards/accuracies", "rewards/margins", "accuracy", "mean_token_accuracy")
     lines = [f"== {job.name}: {job.spec.algorithm.value} finished: {result.steps}/{result.total_steps} steps "
@@ -185,6 +220,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                  f", resuming from {ctx.resume_from.name}" if ctx.resume_from else "")
         result = module.run(ctx)
         ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
+        write_success_message(success_message(result, ctx.paths.metrics_file))
         print(summary(job, result, time.monotonic() - started), flush=True)
         return ExitCode.OK
     except TrainerError as exc:

@@ -190,3 +190,23 @@ def test_audit_hook_alone_contains_network_writes_processes_and_proc(hook_only_p
         listener.close()
     assert not target.exists()
     assert hook_only_pool.isolation["network_namespace"] is False and hook_only_pool.isolation["audit_hook"]
+
+
+def test_pool_works_when_the_interpreter_lives_under_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CI clone's venv under /tmp must stay visible to workers behind their private /tmp (regression)."""
+    import subprocess
+    import sys
+
+    venv = Path("/tmp") / f"align-venv-{os.getpid()}"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    try:
+        monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
+        local = SandboxPool(SandboxLimits(timeout=5, memory_mb=512, workers=1))
+        try:
+            good = SPEC.validate_python({"type": "python", "name": "good", "source": GOOD})
+            results = Grader(good, PythonScorer(good, pool=local)).grade_batch([{"answer": "a"}], ["a"])
+            assert results[0].reward == 1.0 and not results[0].failed, results[0].details
+        finally:
+            local.close()
+    finally:
+        subprocess.run(["rm", "-rf", str(venv)], check=False)

@@ -45,6 +45,8 @@ MS_PRIVATE = 1 << 18
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_BIND = 0x1000
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
@@ -67,8 +69,7 @@ def _expose_python(libc) -> list[str]:  # type: ignore[no-untyped-def]
     """
     import stat
 
-    needed = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)}
-    needed.update(p for p in sys.path if p and os.path.exists(p))
+    needed = _interpreter_paths()
     stage_root = "/tmp/.stage"
     covered: dict[str, str] = {}
     exposed: list[str] = []
@@ -95,6 +96,43 @@ def _expose_python(libc) -> list[str]:  # type: ignore[no-untyped-def]
             cur = nxt
     os.chmod(stage_root, 0o700) if os.path.isdir(stage_root) else None
     return exposed
+
+
+def _interpreter_paths() -> set[str]:
+    needed = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)}
+    needed.update(p for p in sys.path if p and os.path.exists(p))
+    return needed
+
+
+def _paths_under_tmp() -> list[str]:
+    """Interpreter paths (real paths) that a private tmpfs on /tmp would hide, outermost first, no nesting."""
+    found = sorted({os.path.realpath(p) for p in _interpreter_paths()} | {os.path.abspath(p) for p in _interpreter_paths()})
+    found = [p for p in found if p.startswith("/tmp/")]
+    out: list[str] = []
+    for path in found:
+        if not any(path == kept or path.startswith(kept + "/") for kept in out):
+            out.append(path)
+    return out
+
+
+def _restore_under_tmp(libc, old_tmp: int, paths: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Bind-mount `paths` from the old /tmp (held open as `old_tmp`) into the private tmpfs, read-only."""
+    for path in paths:
+        rel = os.path.relpath(path, "/tmp")
+        source = f"/proc/self/fd/{old_tmp}/{rel}"
+        if os.path.isdir(source):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            open(path, "w").close()
+        if libc.mount(source.encode(), path.encode(), None, MS_BIND | MS_REC, None) != 0:
+            raise OSError(f"cannot keep {path} visible: bind mount failed")
+        libc.mount(None, path.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, None)
+    for path in paths:  # the directories created on the way stay traversable, not writable
+        parent = os.path.dirname(path)
+        while parent not in ("/tmp", "/"):
+            os.chmod(parent, 0o755)
+            parent = os.path.dirname(parent)
 
 
 def _confine(cfg: dict) -> tuple[dict, str]:
@@ -137,7 +175,15 @@ def _confine(cfg: dict) -> tuple[dict, str]:
     mounted = False
     if ok and libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:
         opts = f"size={int(cfg['disk_mb'])}m,mode=1777".encode()
+        # The interpreter, its venv or the trainer's code may live under /tmp (a CI clone, say): keep a handle on
+        # the old /tmp so those paths can be bind-mounted back, read-only, into the private one.
+        under_tmp = _paths_under_tmp()
+        old_tmp = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY) if under_tmp else -1
         mounted = libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts) == 0
+        if mounted and under_tmp:
+            _restore_under_tmp(libc, old_tmp, under_tmp)
+        if old_tmp >= 0:
+            os.close(old_tmp)
         if mounted:
             for extra in (b"/var/tmp", b"/dev/shm"):
                 if os.path.isdir(extra):

@@ -8,7 +8,7 @@ transient of reading safetensors at load time, identical in spirit for all varia
 compared), that peak's growth over the process's RSS after imports (the Python + torch + TRL runtime,
 identical in all three), and the whole-process peak RSS (ru_maxrss) for reference.
 
-    python bench/reference_memory.py [--steps 4] [--repeat 1]
+    python bench/reference_memory.py [--steps 8] [--repeat 2]   # minimum of the repeats
 
 Last line: `reference_memory: ratio=X` with X = training peak RSS (adapters off) / (separate copy).
 """
@@ -65,7 +65,8 @@ def worker(variant: str, steps: int) -> dict[str, Any]:
     from align_trainer.main import build_context, quiet_libraries
     from align_trainer.runtime import DataKind
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    # one intra-op thread: on a shared machine, waiting thread pools make step times swing several-fold
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     quiet_libraries()
     baseline = rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,8 +127,8 @@ def run_variant(variant: str, steps: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--worker", choices=VARIANTS)
     args = parser.parse_args()
     if args.worker:

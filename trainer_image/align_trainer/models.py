@@ -142,7 +142,7 @@ class Models:
         except OSError as exc:
             raise UpstreamError(f"cannot load base model {self.spec.base}: {exc}") from None
         if self.device.device == "cuda" and not self.device.quantized:
-            model = model.to("cuda")
+            model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")  # torchrun: this rank's GPU
         for p in model.parameters():
             p.requires_grad_(False)
         return model

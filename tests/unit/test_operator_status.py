@@ -223,3 +223,18 @@ def test_job_controller_pod_failure_policy_and_backoff() -> None:
     suspended = plan_job(_k8s_job(suspend=True), [pod("Running")], now)
     assert suspended.delete == ["x-0"] and suspended.create == []
     assert compress_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+
+
+def test_sandbox_pod_command_maps_pod_paths_but_not_the_host_interpreter(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Regression: with the host's venv under /tmp and a pod volume at /tmp, the interpreter stayed unmapped."""
+    import sys
+    from pathlib import Path
+
+    from align_operator.sandbox.kubelet import pod_argv
+
+    monkeypatch.setattr(sys, "executable", "/tmp/ci-clone/.venv/bin/python")
+    mounts = [("/etc/align", tmp_path / "config"), ("/tmp", tmp_path / "tmp")]
+    argv = pod_argv(["python", "-m", "align_trainer", "--config", "/etc/align/job.yaml", "--out=/tmp/$(JOB)"],
+                    {"JOB": "dpo"}, mounts)
+    assert argv == ["/tmp/ci-clone/.venv/bin/python", "-m", "align_trainer", "--config",
+                    str(tmp_path / "config" / "job.yaml"), f"--out={Path(tmp_path / 'tmp' / 'dpo')}"]

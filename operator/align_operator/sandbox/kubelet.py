@@ -119,7 +119,7 @@ class Kubelet:
         env.update({TERMINATION_LOG_ENV: str(termination_log), "POD_IP": "127.0.0.1", "HOSTNAME": spec.get("hostname", meta["name"])})
         argv = list(self.command_override) if self.command_override else \
             [*(container.get("command") or []), *(container.get("args") or [])]
-        argv = [_map_path(_expand(arg, env), mounts) for arg in _local_command(argv)]
+        argv = pod_argv(argv, env, mounts)
         log_path = poddir / "log.txt"
         self.emulator.pod_logs[(meta["namespace"], meta["name"])] = str(log_path)
         with open(log_path, "ab") as log:
@@ -300,6 +300,13 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def pod_argv(argv: list[str], env: Mapping[str, str], mounts: list[tuple[str, Path]]) -> list[str]:
+    """The local command for a pod's command + args: $(VAR) expanded and the pod's paths mapped to their local
+    volumes first, then this host's interpreter swapped in, so a host path (a venv under /tmp, where pods
+    also mount a /tmp volume) is never mistaken for a path inside the pod."""
+    return _local_command([_map_path(_expand(arg, env), mounts) for arg in argv])
 
 
 def _local_command(argv: list[str]) -> list[str]:

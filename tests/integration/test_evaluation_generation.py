@@ -10,18 +10,8 @@ import pytest
 
 from align_api.evaluation import Generation
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("single_torch_thread")]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models run fastest on one thread on this shared machine (see trainer_support.one_torch_thread)."""
-    import torch
-
-    from .trainer_support import one_torch_thread
-    previous = one_torch_thread()
-    yield
-    torch.set_num_threads(previous)
 
 PROMPTS = ["Q: why?\nA: ", [{"role": "user", "content": "hello"}], "abc"]
 

@@ -18,18 +18,8 @@ import yaml
 
 from align_api.constants import ExitCode
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.usefixtures("single_torch_thread")]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models run fastest on one thread on this shared machine (see trainer_support.one_torch_thread)."""
-    import torch
-
-    from .trainer_support import one_torch_thread
-    previous = one_torch_thread()
-    yield
-    torch.set_num_threads(previous)
 
 Pair = dict[str, str]
 

@@ -11,17 +11,9 @@ import pytest
 from align_api.constants import ExitCode
 from align_trainer.main import run
 
-from .trainer_support import manifest, mean, one_torch_thread, read_metrics, series
+from .trainer_support import manifest, mean, read_metrics, series
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _threads():  # type: ignore[no-untyped-def]
-    import torch
-    previous = one_torch_thread()
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.usefixtures("single_torch_thread")]
 
 
 def train(tmp_path: Path, algorithm: str, train_file: str, eval_file: str | None, **kw: object) -> tuple[Path, list]:

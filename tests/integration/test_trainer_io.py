@@ -10,23 +10,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import torch
 
 from align_api.constants import ExitCode
 from align_trainer import builtin
 from align_trainer.main import run
 from align_trainer.metrics import Metrics
 
-from .trainer_support import DATA, manifest, one_torch_thread
+from .trainer_support import DATA, manifest
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _threads() -> Iterator[None]:
-    previous = one_torch_thread()
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.usefixtures("single_torch_thread")]
 
 
 def free_port() -> int:

@@ -21,16 +21,9 @@ from align_trainer.main import run
 from align_trainer.models import REFERENCE_ADAPTER, Models, choose_device
 from align_trainer.runtime import DataKind
 
-from .trainer_support import DATA, manifest, one_torch_thread, read_metrics
+from .trainer_support import DATA, manifest, read_metrics
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _threads():  # type: ignore[no-untyped-def]
-    previous = one_torch_thread()
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.usefixtures("single_torch_thread")]
 
 
 def models_for(tmp_path: Path, **model: Any) -> Models:

@@ -50,11 +50,3 @@ def series(records: list[dict[str, Any]], key: str) -> list[float]:
 def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
-
-def one_torch_thread() -> Any:
-    """Tiny models train fastest on one thread, and this machine's cores are shared: intra-op threads that
-    wait on each other under contention make steps 10x slower."""
-    import torch
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    return previous

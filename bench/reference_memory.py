@@ -9,6 +9,12 @@ compared), that peak's growth over the process's RSS after imports (the Python +
 identical in all three), and the whole-process peak RSS (ru_maxrss) for reference.
 
     python bench/reference_memory.py [--steps 8] [--repeat 2]   # minimum of the repeats
+    python bench/reference_memory.py --hidden 2048 --layers 5 --steps 2 --repeat 1   # ~253M parameters
+
+--hidden/--layers (optionally --intermediate, --heads) size a larger model built exactly like
+builtin://small (builtin.build_model with LlamaConfig overrides, same seed and tokenizer), saved once to
+the builtin cache and loaded from there as file://. The ratio depends on size: the imports (~450 MiB) and
+the activations are common to both variants, so only when the weights dominate does it approach 0.5.
 
 Last line: `reference_memory: ratio=X` with X = training peak RSS (adapters off) / (separate copy).
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -34,11 +41,11 @@ DATA = REPO / "examples" / "data" / "preference.openai.jsonl"
 VARIANTS = ("adapters-off", "separate-copy", "precomputed")
 
 
-def manifest(path: Path, variant: str, steps: int) -> Path:
+def manifest(path: Path, variant: str, steps: int, base: str) -> Path:
     reference = {"kind": "precomputed"} if variant == "precomputed" else {"kind": "base"}
     doc = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": f"bench-{variant}"},
            "spec": {"algorithm": "dpo",
-                    "model": {"base": "builtin://small", "adapter": {"r": 8, "alpha": 16, "dropout": 0.0},
+                    "model": {"base": base, "adapter": {"r": 8, "alpha": 16, "dropout": 0.0},
                               "reference": reference},
                     "data": {"train": {"uri": str(DATA), "maxSamples": 2 * steps}},
                     "hyperparameters": {"batchSize": 2, "maxSteps": steps, "learningRate": 1e-3, "maxLength": 64,
@@ -54,7 +61,37 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def worker(variant: str, steps: int) -> dict[str, Any]:
+def sized_overrides(hidden: int | None, layers: int | None, intermediate: int | None,
+                    heads: int | None) -> dict[str, int]:
+    """LlamaConfig overrides of builtin://small for --hidden/--layers; {} means builtin://small itself."""
+    if hidden is None and layers is None:
+        return {}
+    from align_trainer import builtin
+    small = builtin.ARCHITECTURES["small"]
+    hidden = hidden or small["hidden_size"]
+    heads = heads or max(1, hidden // 128)
+    # small's MLP ratio (2048/768 = 8/3), rounded up to a multiple of 64
+    intermediate = intermediate or -(-hidden * 8 // 3 // 64) * 64
+    return dict(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers or small["num_hidden_layers"],
+                num_attention_heads=heads, num_key_value_heads=heads)
+
+
+def model_uri(overrides: dict[str, int]) -> str:
+    """builtin://small, or file:// of the larger model built by builtin.build_model (built once, cached)."""
+    if not overrides:
+        return "builtin://small"
+    from align_trainer import builtin
+    tag = "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
+    target = builtin.cache_root() / "builtin" / f"bench-small-{tag}-{builtin.VERSION}"
+    if not (target / "config.json").exists():
+        staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        builtin.build_model("small", **overrides).save_pretrained(staging)
+        builtin.build_tokenizer().save_pretrained(staging)
+        staging.rename(target)
+    return f"file://{target}"
+
+
+def worker(variant: str, steps: int, base: str) -> dict[str, Any]:
     """One variant in this process: build the trainer's context, run DPO, report memory and step time."""
     import torch
     import trl  # noqa: F401  (imported before the baseline so every variant pays the same runtime)
@@ -70,7 +107,7 @@ def worker(variant: str, steps: int) -> dict[str, Any]:
     quiet_libraries()
     baseline = rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
-        config = manifest(Path(tmp) / "job.yaml", variant, steps)
+        config = manifest(Path(tmp) / "job.yaml", variant, steps, base)
         job = align_api.load_file(config)[0]
         ctx = build_context(job, manifest=config, output=Path(tmp) / "out", data_kind=DataKind.PREFERENCE,
                             metrics_port=None)
@@ -119,8 +156,9 @@ class PeakSampler:
         self.peak = max(self.peak, rss_mb())
 
 
-def run_variant(variant: str, steps: int) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--worker", variant, "--steps", str(steps)], check=True,
+def run_variant(variant: str, steps: int, base: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--worker", variant, "--steps", str(steps), "--base", base],
+                         check=True,
                          capture_output=True, text=True, env={**os.environ, "ALIGN_LOG_LEVEL": "ERROR"})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -129,23 +167,38 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--hidden", type=int, help="hidden size of a larger model built like builtin://small")
+    parser.add_argument("--layers", type=int, help="layers of that model (default: small's 8)")
+    parser.add_argument("--intermediate", type=int, help="MLP size (default: small's ratio 8/3 of --hidden)")
+    parser.add_argument("--heads", type=int, help="attention heads (default: hidden / 128)")
     parser.add_argument("--worker", choices=VARIANTS)
+    parser.add_argument("--base", default="builtin://small", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps)))
+        print(json.dumps(worker(args.worker, args.steps, args.base)))
         return
-    from align_trainer import builtin
     from transformers import AutoConfig
-    path = builtin.materialize("small")
+    overrides = sized_overrides(args.hidden, args.layers, args.intermediate, args.heads)
+    base = model_uri(overrides)
+    if overrides:
+        path = base[len("file://"):]
+    else:
+        from align_trainer import builtin
+        path = builtin.materialize("small")
     config = AutoConfig.from_pretrained(path)
-    params = sum(p.numel() for p in builtin.build_model("small").parameters())
+    from safetensors import safe_open
+    params = 0
+    for shard in Path(path).glob("*.safetensors"):  # tied embeddings are stored once
+        with safe_open(str(shard), "pt") as f:
+            params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
-    print(f"model: builtin://small, {params / 1e6:.1f}M parameters ({config.num_hidden_layers} layers, "
+    name = "builtin://small" if not overrides else "builtin://small sized by --hidden/--layers"
+    print(f"model: {name}, {params / 1e6:.1f}M parameters ({config.num_hidden_layers} layers, "
           f"hidden {config.hidden_size}), fp32, DPO, LoRA r=8, batch 2 pairs, maxLength 64, {args.steps} steps")
     results: dict[str, dict[str, Any]] = {}
     for _ in range(args.repeat):
         for variant in VARIANTS:
-            r = run_variant(variant, args.steps)
+            r = run_variant(variant, args.steps, base)
             best = results.get(variant)
             results[variant] = r if best is None else {k: min(best[k], r[k]) if isinstance(r[k], float) else r[k]
                                                          for k in r}

@@ -72,14 +72,15 @@ def build_tokenizer() -> Any:
     return fast
 
 
-def build_model(name: str) -> Any:
-    """The random model, deterministic given SEED."""
+def build_model(name: str, **overrides: Any) -> Any:
+    """The random model, deterministic given SEED. `overrides` replace LlamaConfig fields of the named
+    architecture (benchmarks use this to size a larger model the same way)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer_len = 256 + len(SPECIAL_TOKENS)
     config = LlamaConfig(vocab_size=tokenizer_len, pad_token_id=256, bos_token_id=257, eos_token_id=260,
-                         tie_word_embeddings=True, rope_theta=10000.0, **ARCHITECTURES[name])
+                         tie_word_embeddings=True, rope_theta=10000.0, **{**ARCHITECTURES[name], **overrides})
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(SEED)
     try:

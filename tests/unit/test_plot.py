@@ -79,3 +79,14 @@ def test_plot_fails_without_metrics(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "something_else": 3}) + "\n")
     nothing = CliRunner().invoke(app, ["plot", str(tmp_path)])
     assert nothing.exit_code == 1 and "no plottable metrics" in nothing.stderr
+
+
+def test_plot_title_names_the_job_from_the_trainers_status_file(tmp_path: Path) -> None:
+    from align_operator.cli.plot_cmd import _run_title
+
+    run = write_dpo_run(tmp_path / "output")
+    assert _run_title(run) == "output"  # no status.json: the directory's name
+    (run / "status.json").write_text('{"job": "dpo-tiny", "step": 16}')
+    assert _run_title(run) == "dpo-tiny"
+    (run / "status.json").write_text("not json")
+    assert _run_title(run) == "output"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -50,6 +51,15 @@ def _fetch(uri: str, job: str) -> Path:
     raise AssertionError  # unreachable
 
 
+def _run_title(run_dir: Path) -> str:
+    """The job's name from the trainer's status.json in a run directory, else the directory's name."""
+    try:
+        job = json.loads((run_dir / "status.json").read_text()).get("job")
+    except (OSError, ValueError, AttributeError):
+        job = None
+    return str(job) if job else run_dir.resolve().name
+
+
 @app.command(rich_help_panel="Results")
 def plot(
     target: Annotated[str, typer.Argument(metavar="JOB|DIR", help="A job name, a run directory or a metrics.jsonl.")],
@@ -63,7 +73,7 @@ def plot(
     local = Path(target)
     if local.exists():
         metrics_path = _local_metrics(local)
-        title = (local if local.is_dir() else local.parent).resolve().name
+        title = _run_title(local if local.is_dir() else local.parent)
         default_png = (local if local.is_dir() else local.parent) / "metrics.png"
     else:
         client = make_client(kubeconfig, context, namespace, server)

@@ -16,7 +16,6 @@ class SpecModel(BaseModel):
         extra="forbid",
         alias_generator=to_camel,
         populate_by_name=True,
-        use_attribute_docstrings=False,
         validate_default=True,
     )
 

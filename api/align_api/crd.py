@@ -171,8 +171,6 @@ def spec_schema() -> dict[str, Any]:
     # Hyperparameter defaults depend on the algorithm and unset ones must stay unset (setting one the
     # algorithm does not use is an error), so the API server must not fill them in.
     _strip_defaults(schema["properties"]["hyperparameters"])
-    if "grader" in schema["properties"].get("evaluation", {}).get("properties", {}):
-        pass
     schema["x-kubernetes-validations"] = SPEC_RULES
     return schema
 
@@ -190,7 +188,6 @@ def status_schema() -> dict[str, Any]:
 def build_crd() -> dict[str, Any]:
     spec = spec_schema()
     status = status_schema()
-    spec.pop("title", None)
     root = {
         "type": "object",
         "description": "An AlignmentJob aligns a model (SFT, reward modelling, DPO, KTO, CPO, SimPO, ORPO, PPO, GRPO, "

@@ -18,6 +18,16 @@ def _quantity(value: str | None) -> str | None:
     return value
 
 
+def _reject_literal_secrets(data: Any, keys: tuple[str, ...]) -> Any:
+    """A string where a Secret reference belongs is a pasted credential: refuse it before it is stored."""
+    if isinstance(data, dict):
+        for key in keys:
+            if isinstance(data.get(key), str):
+                raise ValueError(f"{key}: a literal secret value is not allowed; reference a Secret "
+                                 "with {name: <secret>, key: <key>}")
+    return data
+
+
 class Toleration(SpecModel):
     key: str | None = Field(default=None, description="Taint key.")
     operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
@@ -79,15 +89,9 @@ class Secrets(SpecModel):
     storage_credentials: "StorageCredentials | None" = Field(default=None, description="S3-compatible storage credentials.")
     judge_api_key: SecretKeyRef | None = Field(default=None, description="API key of the judge's OpenAI-compatible endpoint.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_literals(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if isinstance(value, str):
-                    raise ValueError(f"{key}: a literal secret value is not allowed; reference a Secret "
-                                     f"with {{name: <secret>, key: <key>}}")
-        return data
+    _no_literals = model_validator(mode="before")(
+        lambda cls, data: _reject_literal_secrets(data, ("huggingFaceToken", "hugging_face_token", "judgeApiKey",
+                                                         "judge_api_key")))
 
 
 class StorageCredentials(SpecModel):
@@ -96,15 +100,9 @@ class StorageCredentials(SpecModel):
     endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="S3 endpoint (MinIO, Ceph); not a secret.")
     region: str | None = Field(default=None, max_length=64, description="S3 region.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_literals(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in ("accessKeyId", "secretAccessKey", "access_key_id", "secret_access_key"):
-                if isinstance(data.get(key), str):
-                    raise ValueError(f"{key}: a literal secret value is not allowed; reference a Secret "
-                                     f"with {{name: <secret>, key: <key>}}")
-        return data
+    _no_literals = model_validator(mode="before")(
+        lambda cls, data: _reject_literal_secrets(data, ("accessKeyId", "secretAccessKey", "access_key_id",
+                                                         "secret_access_key")))
 
 
 Secrets.model_rebuild()

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import SpecModel, is_job_uri
-from .constants import (API_VERSION, BETA_ALGORITHMS, KIND, ONLINE_ALGORITHMS, REFERENCE_ALGORITHMS, Algorithm)
+from .constants import BETA_ALGORITHMS, ONLINE_ALGORITHMS, REFERENCE_ALGORITHMS, Algorithm
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
@@ -62,8 +62,6 @@ class AlignmentJobSpec(SpecModel):
             if self.grader.type not in ("score_model", "label_model", "multi"):
                 raise ValueError("[grader.type] rlaif needs an AI judge (score_model or label_model), got "
                                  f"{self.grader.type!r}; use ppo or grpo for rule-based graders")
-        if algo == Algorithm.TPO and self.grader is not None and self.grader.type == "python":
-            pass  # python graders may judge TPO answers too
         if algo not in ONLINE_ALGORITHMS and algo != Algorithm.REWARD and self.grader is not None and \
                 (self.evaluation is None):
             raise ValueError(f"[grader] is not used by algorithm {algo.value!r} (offline); move it to "
@@ -149,5 +147,3 @@ class AlignmentJob(BaseModel):
     def name(self) -> str:
         return self.metadata.name or ""
 
-
-assert API_VERSION == "align.dev/v1alpha1" and KIND == "AlignmentJob"

@@ -26,10 +26,9 @@ def _alignctl(*args: str, capture: bool = False) -> subprocess.CompletedProcess[
 
 def find_adapter(job: dict[str, Any], workdir: Path) -> Path | None:
     """The final adapter: from status.artifacts when it is a local path, else in the sandbox's pod volumes."""
-    adapter = ((job.get("status") or {}).get("artifacts") or {}).get("adapter") or ""
-    for candidate in (adapter.removeprefix("file://"),):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
+    adapter = (((job.get("status") or {}).get("artifacts") or {}).get("adapter") or "").removeprefix("file://")
+    if adapter and Path(adapter).is_dir():
+        return Path(adapter)
     name = job["metadata"]["name"]
     found = sorted(workdir.glob(f"pods/*/{name}-trainer-*/volumes/**/final/adapter_config.json"))
     return found[-1].parent if found else None

@@ -108,3 +108,16 @@ def test_gates_accept_spec_expressions(gate: str) -> None:
     from align_api.evaluation import Evaluation
     spec = Evaluation(gates=[gate])
     assert check_gates(spec.gates, {"winRate": 0.9, "rewardDeltaLow": 0.1})[0].passed
+
+
+def test_json_written_strict_even_when_every_grade_failed(tmp_path: Path) -> None:
+    """Regression: undefined numbers (all grades failed: NaN means, NaN intervals) became a crash and a stray
+    temp file; now they are null in strict JSON and nothing else is left in the directory."""
+    from align_trainer.storage import write_json_atomic
+
+    write_json_atomic(tmp_path / "evaluation.json", {"status": {"winRate": math.nan},
+                                                     "details": {"summary": {"mean": math.inf, "n": 0}}})
+    text = (tmp_path / "evaluation.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}")) == {
+        "status": {"winRate": None}, "details": {"summary": {"mean": None, "n": 0}}}
+    assert [p.name for p in tmp_path.iterdir()] == ["evaluation.json"]

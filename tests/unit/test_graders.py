@@ -253,3 +253,15 @@ def test_trl_reward_function_logs_sub_rewards_and_errors() -> None:
     from align_trainer.graders.rewards import row_items
     item = row_items([{"prompt": prompts[0], "answer": "Paris"}])[0]
     assert g.grade(item, "x").reward == 1.0
+
+
+def test_local_judge_model_answers_and_a_missing_one_is_unavailable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from align_trainer.graders.core import GraderUnavailable
+    from align_trainer.graders.judges import LocalJudge
+
+    judge = LocalJudge("builtin://tiny", default_max_tokens=4)
+    answers = judge([[{"role": "user", "content": "Score 0-1: hi"}]], None)
+    assert len(answers) == 1 and isinstance(answers[0], str)
+    assert judge.tokenizer.pad_token is not None and judge.tokenizer.padding_side == "left"
+    with pytest.raises(GraderUnavailable, match="cannot load judge model"):
+        LocalJudge(f"file://{tmp_path / 'no-model'}")

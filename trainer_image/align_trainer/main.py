@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from align_api.constants import ExitCode, Reason
 
 from .errors import ConfigError, Interrupted, TrainerError
 from .runtime import DataKind, Paths, TrainContext, TrainResult
+from .storage import json_safe
 
 log = logging.getLogger("align_trainer")
 
@@ -136,47 +136,40 @@ def evaluation_hook():  # type: ignore[no-untyped-def]
     return getattr(runner, "after_training", None)
 
 
-def write_termination_message(reason: str, message: str) -> None:
+def write_termination_log(text: str) -> None:
+    """The container's termination message (what the operator reads back), cut to the kubelet's limit."""
     path = Path(os.environ.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG)
-    text = f"{reason}: {message}".encode("utf-8", errors="replace")[:MAX_TERMINATION_MESSAGE]
     try:
-        with path.open("wb") as fh:
-            fh.write(text)
+        path.write_bytes(text.encode("utf-8", errors="replace")[:MAX_TERMINATION_MESSAGE])
     except OSError:
         pass  # not in a pod (no /dev/termination-log): the log has the message
+
+
+def write_termination_message(reason: str, message: str) -> None:
+    write_termination_log(f"{reason}: {message}")
 
 
 def success_message(result: TrainResult, metrics_file: Path | None = None) -> str:
     """The JSON termination message of a successful run: artifacts, step counts, final numbers and the
     evaluation (the operator copies them into status; the gauges vanish with the pod). At most 4096 bytes:
-    final metrics are dropped first, then the evaluation, never the artifacts."""
+    final metrics are dropped first, then the evaluation, never the artifacts. NaN/inf become null."""
     artifacts = {"adapter": str(result.adapter_uri or result.adapter_dir or "") or None,
                  "merged": str(result.merged_uri or result.merged_dir or "") or None,
                  "report": result.extra.get("evaluation_report"),
                  "metrics": str(metrics_file) if metrics_file is not None else None}
-    doc: dict = {"artifacts": {k: v for k, v in artifacts.items() if v}, "steps": result.steps,
-                 "totalSteps": result.total_steps,
-                 "finalMetrics": {k: _finite(v) for k, v in {**result.metrics, **result.eval_metrics}.items()
-                                  if isinstance(v, (int, float))},
-                 "evaluation": {k: _finite(v) for k, v in (result.extra.get("evaluation") or {}).items()
-                                if isinstance(v, (int, float)) or v is None}}
+    numbers = {**result.metrics, **result.eval_metrics}
+    evaluation = result.extra.get("evaluation") or {}
+    doc: dict = json_safe({
+        "artifacts": {k: v for k, v in artifacts.items() if v}, "steps": result.steps,
+        "totalSteps": result.total_steps,
+        "finalMetrics": {k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))},
+        "evaluation": {k: v if v is None else float(v) for k, v in evaluation.items()
+                       if isinstance(v, (int, float)) or v is None}})
     for drop in ("finalMetrics", "evaluation"):
         if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
             break
         doc.pop(drop)
     return json.dumps(doc)
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
-
-
-def write_success_message(text: str) -> None:
-    path = Path(os.environ.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG)
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError:
-        pass  # not in a pod
 
 
 def summary(job: align_api.AlignmentJob, result: TrainResult, seconds: float) -> str:
@@ -220,7 +213,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                  f", resuming from {ctx.resume_from.name}" if ctx.resume_from else "")
         result = module.run(ctx)
         ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
-        write_success_message(success_message(result, ctx.paths.metrics_file))
+        write_termination_log(success_message(result, ctx.paths.metrics_file))
         print(summary(job, result, time.monotonic() - started), flush=True)
         return ExitCode.OK
     except TrainerError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Mapping
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from .errors import Diverged
+from .storage import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,7 @@ class Metrics:
         if self.status_file is None:
             return
         data = {**self.state, **extra, "metrics": self.latest, "updated": round(time.time(), 3)}
-        tmp = self.status_file.with_name(self.status_file.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, self.status_file)
+        write_json_atomic(self.status_file, data, indent=1)
 
 
 def tokens_per_second(previous: tuple[float, float] | None, tokens: float, now: float) -> float | None:

@@ -9,10 +9,13 @@ job://name (another job's output, resolved by the operator into $ALIGN_RESOLVED_
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from align_api.constants import ENV_S3_ENDPOINT_URL
 
@@ -23,6 +26,37 @@ DEFAULT_PVC_ROOT = "/mnt/pvc"
 #: JSON object {"job://name": "<uri>"} written by the operator from status.resolvedUris.
 ENV_RESOLVED_URIS = "ALIGN_RESOLVED_URIS"
 _COMPLETE = ".align-complete"
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN/inf float replaced by null: strict JSON that any reader accepts."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write then rename, so a reader (the operator, `alignctl report`, a sidecar) never sees half a file;
+    on failure nothing is left behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are for other users and sidecars too
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any, *, indent: int = 2) -> None:
+    """`data` as strict JSON (non-finite numbers become null), written atomically."""
+    write_text_atomic(path, json.dumps(json_safe(data), indent=indent, allow_nan=False) + "\n")
 
 
 def scheme_of(uri: str) -> str:

@@ -10,11 +10,11 @@ Layout in the job's output directory (checkpoint evaluations go to `evaluation/s
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+from ..storage import write_json_atomic, write_text_atomic
 
 from .gates import GateResult, check_gates
 from .policy_stats import PolicyEvaluation, Sample
@@ -42,25 +42,6 @@ class EvaluationOutcome:
         return all(g.passed for g in self.gates)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write then rename, so a reader (the operator, `alignctl report`) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, allow_nan=False)
-        handle.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the report is for other users and sidecars too
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def _document(outcome: EvaluationOutcome, details: dict[str, Any], context: dict[str, Any],
               rows: list[dict[str, Any]]) -> dict[str, Any]:
     out = outcome.directory or Path(".")
@@ -77,32 +58,34 @@ def _document(outcome: EvaluationOutcome, details: dict[str, Any], context: dict
     }
 
 
+def _write(out: Path, kind: str, name: str, rows: Sequence[Any], evaluation: PolicyEvaluation | RewardModelEvaluation,
+           gates: Sequence[str], context: dict[str, Any], charts: Callable[..., list[Path]] | None,
+           report: Callable[..., str]) -> EvaluationOutcome:
+    out.mkdir(parents=True, exist_ok=True)
+    outcome = EvaluationOutcome(kind, evaluation.metrics, check_gates(gates, evaluation.metrics), out)
+    if charts is not None:
+        outcome.charts = charts(rows, evaluation.details, evaluation.metrics, out)
+    outcome.report = out / REPORT_FILE
+    write_text_atomic(outcome.report, report(name, evaluation, outcome.gates, outcome.charts, out, context))
+    write_json_atomic(out / EVALUATION_FILE, _document(outcome, evaluation.details, context,
+                                                       [row.to_dict() for row in rows]))
+    return outcome
+
+
 def write_policy_evaluation(out: Path, name: str, samples: Sequence[Sample], evaluation: PolicyEvaluation,
                             gates: Sequence[str], context: dict[str, Any], *, charts: bool = True) -> EvaluationOutcome:
-    out.mkdir(parents=True, exist_ok=True)
-    outcome = EvaluationOutcome("policy", evaluation.metrics, check_gates(gates, evaluation.metrics), out)
+    draw = None
     if charts:
-        from . import charts as charts_mod  # matplotlib: imported only when drawing
-        outcome.charts = charts_mod.policy_charts(samples, evaluation.details, evaluation.metrics, out)
-    outcome.report = out / REPORT_FILE
-    _write_text_atomic(outcome.report, policy_report(name, evaluation, outcome.gates, outcome.charts, out, context))
-    write_json_atomic(out / EVALUATION_FILE, _document(outcome, evaluation.details, context,
-                                                       [s.to_dict() for s in samples]))
-    return outcome
+        from .charts import policy_charts as draw  # matplotlib: imported only when drawing
+    return _write(out, "policy", name, samples, evaluation, gates, context, draw, policy_report)
 
 
 def write_reward_model_evaluation(out: Path, name: str, pairs: Sequence[Pair], evaluation: RewardModelEvaluation,
                                   gates: Sequence[str], context: dict[str, Any], *, charts: bool = True) -> EvaluationOutcome:
-    out.mkdir(parents=True, exist_ok=True)
-    outcome = EvaluationOutcome("reward_model", evaluation.metrics, check_gates(gates, evaluation.metrics), out)
+    draw = None
     if charts:
-        from . import charts as charts_mod
-        outcome.charts = charts_mod.reward_model_charts(pairs, evaluation.details, evaluation.metrics, out)
-    outcome.report = out / REPORT_FILE
-    _write_text_atomic(outcome.report, reward_model_report(name, evaluation, outcome.gates, outcome.charts, out, context))
-    write_json_atomic(out / EVALUATION_FILE, _document(outcome, evaluation.details, context,
-                                                       [p.to_dict() for p in pairs]))
-    return outcome
+        from .charts import reward_model_charts as draw
+    return _write(out, "reward_model", name, pairs, evaluation, gates, context, draw, reward_model_report)
 
 
 def read_evaluation(directory: Path) -> dict[str, Any]:

@@ -106,8 +106,10 @@ def _interpreter_paths() -> set[str]:
 
 def _paths_under_tmp() -> list[str]:
     """Interpreter paths (real paths) that a private tmpfs on /tmp would hide, outermost first, no nesting."""
-    found = sorted({os.path.realpath(p) for p in _interpreter_paths()} | {os.path.abspath(p) for p in _interpreter_paths()})
-    found = [p for p in found if p.startswith("/tmp/")]
+    paths = _interpreter_paths()
+    # both spellings: a venv under /tmp may link to an interpreter elsewhere, and the reverse
+    found = sorted(p for p in {os.path.realpath(p) for p in paths} | {os.path.abspath(p) for p in paths}
+                   if p.startswith("/tmp/"))
     out: list[str] = []
     for path in found:
         if not any(path == kept or path.startswith(kept + "/") for kept in out):

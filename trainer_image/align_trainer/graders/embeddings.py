@@ -38,21 +38,30 @@ def _resolve(uri: str, context: Any) -> str:
     return uri
 
 
+def load_pretrained(uri: str, context: Any, model_cls: Any, what: str) -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode) for a grader's local model URI; a pad token when the tokenizer has none.
+    A model that cannot be loaded is GraderUnavailable (a configuration error before training)."""
+    from transformers import AutoTokenizer
+    path = _resolve(uri, context)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = model_cls.from_pretrained(path).eval()
+    except OSError as exc:
+        raise GraderUnavailable(f"cannot load {what} {uri}: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
+
+
 class LocalEmbedder:
     """Mean-pooled hidden states of a transformers model, on CPU (embedding a few answers per step)."""
 
     def __init__(self, uri: str, *, context: Any = None, batch_size: int = 16):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
         path = _resolve(uri, context)
         if not Path(path).exists() and "://" in uri:
             raise GraderUnavailable(f"embedding model {uri} is not available at {path}")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModel.from_pretrained(path).eval()
-        except OSError as exc:
-            raise GraderUnavailable(f"cannot load embedding model {uri}: {exc}") from None
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer, self.model = load_pretrained(uri, context, AutoModel, "embedding model")
         self.batch_size = batch_size
 
     def embed(self, texts: Sequence[str]) -> Any:

@@ -110,17 +110,10 @@ class LocalJudge:
     """A causal LM loaded from a model URI, answering with the tokenizer's chat template."""
 
     def __init__(self, uri: str, *, context: Any = None, default_max_tokens: int = 32):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        from .embeddings import _resolve
-        path = _resolve(uri, context)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path).eval()
-        except OSError as exc:
-            raise GraderUnavailable(f"cannot load judge model {uri}: {exc}") from None
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        from .embeddings import load_pretrained
+        self.tokenizer, self.model = load_pretrained(uri, context, AutoModelForCausalLM, "judge model")
         if self.tokenizer.chat_template is None:
             from align_trainer import builtin
             self.tokenizer.chat_template = builtin.CHAT_TEMPLATE

@@ -196,12 +196,15 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this object."},
             "kind": {"type": "string", "description": "Kind is the REST resource this object represents."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # Exactly {type: object}: every real API server rejects anything more on the root metadata
+            # ("must not specify anything other than name and generateName").
+            "metadata": {"type": "object"},
             "spec": {**spec, "description": "Desired state: what to align, with what data and how."},
             "status": {**status, "description": "Observed state, written by the operator."},
         },
     }
     _describe_all(root, "")
+    root["properties"]["metadata"] = {"type": "object"}  # _describe_all gave it a description: take it back
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -111,8 +111,9 @@ class Hyperparameters(SpecModel):
                             "dataset's pairs; set, the dataset only provides prompts.", (A.TPO,) + ITERATIVE,
                             ge=1, le=50)
     round_reference: Literal["fixed", "previous"] = hp(
-        "fixed", "Iterative dpo/rpo: the reference of each round is the starting reference (fixed) or the policy "
-                 "after the previous round (previous).", ITERATIVE)
+        "previous", "Iterative dpo/rpo: the reference of round n is the policy after round n-1 (previous; as in "
+                    "Nemotron-4's iterative RPO and self-rewarding DPO) or the starting reference in every round "
+                    "(fixed).", ITERATIVE)
     thought_prompt: str | None = hp(None, "TPO: instruction that asks for a hidden thought then the answer "
                                     "(a default generic prompt when unset).", (A.TPO,), max_length=8000)
     feedback: Literal["direct", "preference"] = hp(

@@ -143,6 +143,11 @@ def trainer_class() -> type:
     return RPOTrainer
 
 
+def loss_settings(hp: Any) -> dict[str, Any]:
+    """The RPO trainer's own loss knobs from the spec (pure; unit-tested)."""
+    return dict(eta=float(hp.eta), rpo_loss_type=hp.loss_type or DEFAULT_LOSS)
+
+
 def build_trainer(ctx: TrainContext, model: Any, train_dataset: Any, eval_dataset: Any = None, *,
                   callbacks: list[Any] | None = None, **config: Any) -> Any:
     """An RPO trainer for `model` on datasets that already carry `reward_gap`; `config` overrides DPOConfig."""
@@ -150,8 +155,7 @@ def build_trainer(ctx: TrainContext, model: Any, train_dataset: Any, eval_datase
     hp = ctx.hp
     args = ctx.trainer_args(DPOConfig, beta=hp.beta, loss_type=["sigmoid"], **config)  # TRL's own loss is unused
     return trainer_class()(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                           processing_class=ctx.tokenizer, callbacks=callbacks, eta=hp.eta,
-                           rpo_loss_type=hp.loss_type or DEFAULT_LOSS)
+                           processing_class=ctx.tokenizer, callbacks=callbacks, **loss_settings(hp))
 
 
 def round_trainer(ctx: TrainContext, model: Any, pairs: Any, round_no: int) -> Any:

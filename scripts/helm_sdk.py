@@ -32,7 +32,7 @@ import yaml
 KUBE_VERSION = ("1", "33")
 
 #: API resources the emulated cluster serves: "group/version/plural" -> (kind, namespaced).
-#: Includes the Prometheus Operator's CRDs, as on a cluster where kube-prometheus-stack is installed.
+#: Includes the Prometheus Operator's and cert-manager's CRDs, as on a cluster where they are installed.
 RESOURCES: dict[str, tuple[str, bool]] = {
     "v1/namespaces": ("Namespace", False),
     "v1/secrets": ("Secret", True),
@@ -50,6 +50,9 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
+    "admissionregistration.k8s.io/v1/validatingwebhookconfigurations": ("ValidatingWebhookConfiguration", False),
+    "cert-manager.io/v1/certificates": ("Certificate", True),
+    "cert-manager.io/v1/issuers": ("Issuer", True),
     "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", True),
     "monitoring.coreos.com/v1/podmonitors": ("PodMonitor", True),
     "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True),

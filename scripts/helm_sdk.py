@@ -14,6 +14,8 @@ Usage:
     python scripts/helm_sdk.py lint charts/align-operator
     python scripts/helm_sdk.py template charts/align-operator [-f values.yaml ...] [-n NAMESPACE] [--name NAME]
     python scripts/helm_sdk.py batch < requests.json   # [{chart, values, namespace, name}] -> [{manifest, notes} | {error}]
+    python scripts/helm_sdk.py release --kubeconfig F < steps.json  # against a real cluster, Helm's Secret storage:
+        # [{action: install|upgrade|uninstall, chart, values, namespace, name}] -> [{status, manifest} | {error}]
 """
 
 from __future__ import annotations
@@ -153,6 +155,28 @@ async def _batch(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
+async def _release(kubeconfig: str, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Install, upgrade and uninstall releases on a real cluster (Helm's default Secret storage driver)."""
+    import helm_sdkpy
+
+    results = []
+    for step in steps:
+        config = helm_sdkpy.Configuration(namespace=step.get("namespace", "default"), kubeconfig=kubeconfig)
+        try:
+            if step["action"] == "install":
+                release = await helm_sdkpy.Install(config).run(step["name"], str(Path(step["chart"]).resolve()),
+                                                                 values=step.get("values") or {}, wait=False, timeout=120)
+            elif step["action"] == "upgrade":
+                release = await helm_sdkpy.Upgrade(config).run(step["name"], str(Path(step["chart"]).resolve()),
+                                                                 values=step.get("values") or {}, wait=False, timeout=120)
+            else:
+                release = (await helm_sdkpy.Uninstall(config).run(step["name"], wait=False, timeout=120)).get("release", {})
+            results.append({"status": (release.get("info") or {}).get("status"), "manifest": release.get("manifest", "")})
+        except Exception as exc:  # the caller asserts on the message, per step
+            results.append({"error": f"{type(exc).__name__}: {exc}"})
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,7 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     p_tpl.add_argument("-n", "--namespace", default="align-system")
     p_tpl.add_argument("--name", default="align")
     sub.add_parser("batch", help="render many value sets: JSON list on stdin, JSON list on stdout")
+    p_rel = sub.add_parser("release", help="install/upgrade/uninstall on a real cluster: JSON steps on stdin")
+    p_rel.add_argument("--kubeconfig", required=True)
     args = parser.parse_args(argv)
+    if args.command == "release":
+        if os.environ.get("HELM_DRIVER") == "memory":
+            raise SystemExit("release needs Helm's Secret storage: unset HELM_DRIVER")
+        kubeconfig = Path(args.kubeconfig).read_text()
+        print(json.dumps(asyncio.run(_release(kubeconfig, json.load(sys.stdin)))))
+        return 0
     _ensure_memory_driver()
 
     if args.command == "lint":

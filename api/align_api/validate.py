@@ -103,7 +103,8 @@ def errors_from_validation(exc: ValidationError, lines: dict[tuple[Any, ...], in
             message = "unknown field (not part of the AlignmentJob schema; check its spelling and indentation)"
             suggestion = did_you_mean(loc)
             if suggestion:
-                message = f"unknown field; did you mean {suggestion}? (the API takes camelCase names only)"
+                camel = suggestion == _camel(str(loc[-1]))
+                message = f"unknown field; did you mean {suggestion}?" + (" (field names are camelCase)" if camel else "")
         elif err["type"] in _SCALAR_TYPES and isinstance(err.get("input"), str):
             message = (f"{message}; got the string {err['input']!r} (quoted in YAML: Kubernetes does not convert "
                        "strings to numbers or booleans)")
@@ -132,6 +133,10 @@ def _root_schema() -> dict[str, Any]:
     return {"properties": {"apiVersion": {}, "kind": {}, "metadata": {}, "spec": spec_schema(), "status": {}}}
 
 
+def _camel(name: str) -> str:
+    return re.sub(r"[_-]([a-z0-9])", lambda m: m.group(1).upper(), name)
+
+
 def did_you_mean(loc: tuple[Any, ...]) -> str | None:
     """The declared field closest to an unknown one at `loc` (learning_rate -> learningRate), if any is close."""
     node: dict[str, Any] | None = _root_schema()
@@ -144,16 +149,27 @@ def did_you_mean(loc: tuple[Any, ...]) -> str | None:
             node = (node.get("properties") or {}).get(part) or node.get("additionalProperties") or None
     names = list((node or {}).get("properties") or {})
     wrong = str(loc[-1]) if loc else ""
-    camel = re.sub(r"[_-]([a-z0-9])", lambda m: m.group(1).upper(), wrong)
+    camel = _camel(wrong)
     if camel != wrong and camel in names:
         return camel
     close = difflib.get_close_matches(wrong, names, n=1, cutoff=0.75)
     return close[0] if close else None
 
 
+def _go_numbers(value: Any) -> Any:
+    """Numbers as Go's encoding/json writes them: kubectl sends the YAML float `2.0` as `2`, an integer to the server."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _go_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_go_numbers(item) for item in value]
+    return value
+
+
 def as_wire_json(doc: dict[str, Any]) -> str:
     """The JSON the API server receives for `doc`; NaN and infinities have no JSON form (kubectl refuses them)."""
-    return json.dumps(doc, allow_nan=False)
+    return json.dumps(_go_numbers(doc), allow_nan=False)
 
 
 def validate_document(doc: Any, *, file: str = "<input>", document: int = 0,

@@ -44,6 +44,14 @@ def test_exponent_without_a_dot_is_a_valid_learning_rate() -> None:
     assert job.spec.hyperparameters.learning_rate == 1e-5 and job.spec.hyperparameters.beta == 0.1
 
 
+def test_a_whole_float_is_an_integer_on_the_wire() -> None:
+    # kubectl encodes the YAML float 2.0 as the JSON number 2 (Go's encoding/json): an integer to the server.
+    job = load_text(HEAD + "  hyperparameters: {epochs: 2.0, learningRate: 1.0}\n")[0]
+    assert job.spec.hyperparameters.epochs == 2
+    errors = _errors(HEAD + "  hyperparameters: {epochs: 1.5}\n")
+    assert errors[0][0] == "spec.hyperparameters.epochs"
+
+
 @pytest.mark.parametrize("line, path", [
     ('batchSize: "8"', "spec.hyperparameters.batchSize"),
     ("learningRate: '1e-5'", "spec.hyperparameters.learningRate"),

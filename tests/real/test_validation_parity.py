@@ -118,6 +118,6 @@ def test_spec_updates_are_checked_and_metadata_updates_are_not_blocked(realk8s: 
     with realk8s.client() as c:
         assert c.post(path, json=job).status_code == 201
         bad = c.patch(f"{path}/upd", content='{"spec": {"hyperparameters": {"numGenerations": 4}}}', headers=patch)
-        assert bad.status_code == 422 and "spec.hyperparameters.numGenerations: not used by algorithm 'dpo'" in bad.text
+        assert bad.status_code == 422 and "spec.hyperparameters.numGenerations: is not used by algorithm 'dpo'" in bad.text
         good = c.patch(f"{path}/upd", content='{"metadata": {"labels": {"team": "a"}}}', headers=patch)
         assert good.status_code == 200, good.text

@@ -83,7 +83,7 @@ def install_crd(cluster: RealCluster, crd_server: bool) -> None:
         for _ in range(300):
             got = c.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd.CRD_NAME}").json()
             if any(cond["type"] == "Established" and cond["status"] == "True"
-                   for cond in got.get("status", {}).get("conditions", [])):
+                   for cond in (got.get("status") or {}).get("conditions") or []):
                 return
             time.sleep(0.1)
     raise AssertionError("CRD never became Established")
@@ -131,7 +131,7 @@ def served_webhook(cluster: RealCluster, workdir: Path, crd_servers: tuple[bool,
         pending = set(crd_servers)
         while pending:
             assert proc.poll() is None, f"operator exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"webhook never answered:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"the webhook never denied the probe (schema-valid, align_api-invalid):\n{log.read_text()[-3000:]}"
             pending = {s for s in pending if not _denied_by_webhook(cluster, s)}
             time.sleep(0.3)
         yield ServedWebhook(url=url, log=log)

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from align_api.constants import CRD_NAME
+from tests.real.webhook_support import remove_crd
 from tests.realk8s import RealCluster
 from tests.unit.chart_support import CHART, HELM_SDK, helm_sdk_available
 
@@ -102,3 +103,4 @@ def test_install_upgrade_uninstall_on_the_real_server(realk8s: RealCluster, char
         assert realk8s.api("GET", path).status_code == 404, path
     # Helm never deletes what it installed from crds/: AlignmentJobs survive an uninstall.
     assert realk8s.api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}").status_code == 200
+    remove_crd(realk8s, crd_server=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,11 @@ def test_spec_updates_are_checked_and_metadata_updates_are_not_blocked(realk8s: 
         assert bad.status_code == 422 and "spec.hyperparameters.numGenerations: is not used by algorithm 'dpo'" in bad.text
         good = c.patch(f"{path}/upd", content='{"metadata": {"labels": {"team": "a"}}}', headers=patch)
         assert good.status_code == 200, good.text
+        # Deleted while the operator runs, so no finalizer of its outlives it (the fixture then removes the CRD).
+        assert c.delete(f"{path}/upd").status_code == 200
+        for _ in range(300):
+            if c.get(f"{path}/upd").status_code == 404:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("AlignmentJob upd was not deleted within 30 s")

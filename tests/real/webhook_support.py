@@ -89,6 +89,17 @@ def install_crd(cluster: RealCluster, crd_server: bool) -> None:
     raise AssertionError("CRD never became Established")
 
 
+def remove_crd(cluster: RealCluster, crd_server: bool) -> None:
+    """Leave the session's cluster as found (test files share it: `--dist loadfile` runs them one after another)."""
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd.CRD_NAME}"
+    cluster.api("DELETE", path, crd=crd_server)
+    for _ in range(600):
+        if cluster.api("GET", path, crd=crd_server).status_code == 404:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"CRD not deleted from the {'CRD' if crd_server else 'core'} server within 60 s")
+
+
 @dataclass
 class ServedWebhook:
     url: str
@@ -143,3 +154,5 @@ def served_webhook(cluster: RealCluster, workdir: Path, crd_servers: tuple[bool,
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        for crd_server in (False, True):
+            remove_crd(cluster, crd_server)

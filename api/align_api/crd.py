@@ -41,7 +41,7 @@ SPEC_RULES: list[dict[str, str]] = [
     {"rule": "!(self.algorithm in [" + ", ".join(f"'{a.value}'" for a in sorted(ITERATIVE_ALGORITHMS)) + "]) "
              "|| !has(self.hyperparameters) || !has(self.hyperparameters.rounds) || has(self.grader)",
      "message": "grader is required for iterative dpo/rpo (hyperparameters.rounds)",
-     "fieldPath": ".grader", "reason": "FieldValueRequired"},
+     "fieldPath": ".hyperparameters.rounds", "reason": "FieldValueRequired"},
     {"rule": "!has(self.model.reference) || !has(self.model.reference.kind) || self.model.reference.kind != 'adapter' "
              "|| has(self.model.reference.adapter)",
      "message": "model.reference.kind 'adapter' needs model.reference.adapter",

@@ -61,8 +61,8 @@ class AlignmentJobSpec(SpecModel):
         if algo in ITERATIVE_ALGORITHMS and hp.rounds is None:
             for name in sorted(set(ROUND_ONLY) & hp.model_fields_set):
                 alias = Hyperparameters.model_fields[name].alias or name
-                raise ValueError(f"[hyperparameters.{alias}] is used by {algo.value} only in iterative rounds; "
-                                 "set hyperparameters.rounds too (or remove it)")
+                raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} unless "
+                                 "hyperparameters.rounds is set (iterative rounds sample with it)")
         if iterative and self.grader is None:
             raise ValueError(f"[grader] is required for iterative {algo.value} (hyperparameters.rounds): it scores "
                              "the policy's samples of each round")

@@ -225,8 +225,8 @@ def spec(algorithm: str, hp: dict[str, Any], *, grader: bool = False, **extra: A
     ("rpo", {"lossType": "sigmoid"}, {}, "lossType.*allowed: bwd_kl, fwd_kl, sq"),
     ("dpo", {"eta": 2.0}, {}, r"hyperparameters.eta\] is not used by algorithm 'dpo'"),
     ("rpo", {"rounds": 2}, {}, r"\[grader\] is required for iterative rpo"),
-    ("dpo", {"temperature": 0.5}, {"grader": True}, "only in iterative rounds"),
-    ("rpo", {"roundReference": "fixed"}, {}, "only in iterative rounds"),
+    ("dpo", {"temperature": 0.5}, {"grader": True}, "unless hyperparameters.rounds is set"),
+    ("rpo", {"roundReference": "fixed"}, {}, "unless hyperparameters.rounds is set"),
     ("dpo", {"rounds": 2}, {"grader": True, "model": {"reference": {"kind": "precomputed"}}}, "not with rounds"),
     ("dpo", {}, {"grader": True}, r"\[grader\] is not used by algorithm 'dpo'"),
 ])
@@ -244,3 +244,11 @@ def test_spec_accepts_and_resolves_round_trip() -> None:
         assert AlignmentJob.model_validate(resolved).to_dict(defaults=True) == resolved
     assert "numGenerations" not in spec("dpo", {}).to_dict(defaults=True)["spec"]["hyperparameters"]
     assert spec("tpo", {}, grader=True).spec.hyperparameters.rounds is None  # tpo's 2 is applied by the trainer
+
+
+def test_cel_iterative_rounds_need_a_grader() -> None:
+    from tests.unit.test_crd import RULES, SPEC, _cel
+    rule = RULES[".hyperparameters.rounds"]
+    assert not _cel(rule, {**SPEC, "algorithm": "rpo", "hyperparameters": {"rounds": 2}})
+    assert _cel(rule, {**SPEC, "algorithm": "rpo", "hyperparameters": {"rounds": 2}, "grader": {"type": "python"}})
+    assert _cel(rule, {**SPEC, "algorithm": "rpo"}) and _cel(rule, {**SPEC, "algorithm": "tpo", "hyperparameters": {"rounds": 2}})

@@ -178,7 +178,8 @@ def test_a_repeated_round_reuses_its_samples(tmp_path: Path, monkeypatch: pytest
 @pytest.mark.parametrize("reference, moved", [("previous", [2, 3]), ("fixed", [])])
 def test_round_reference_moves_only_when_asked(monkeypatch: pytest.MonkeyPatch, reference: str, moved: list[int]) -> None:
     calls: list[int] = []
-    trainer = SimpleNamespace(model="m", train=lambda: None, state=SimpleNamespace(log_history=[{"loss": 0.5, "step": 1}]))
+    trainer = SimpleNamespace(model="m", train=lambda: None, state=SimpleNamespace(log_history=[{"loss": 0.5, "step": 1}]),
+                              remove_callback=lambda cb: None)
     ctx = SimpleNamespace(hp=SimpleNamespace(round_reference=reference), models=SimpleNamespace(bind_reference=lambda m: None))
     for round_no in (1, 2, 3):
         monkeypatch.setattr(preference_rounds, "move_reference", lambda model, n=round_no: calls.append(n))

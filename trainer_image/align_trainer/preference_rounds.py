@@ -122,7 +122,7 @@ def held_out_reward(ctx: TrainContext, model: Any, reward: GraderReward, rows: S
     """Mean score of K samples per held-out prompt, drawn with a fixed seed (comparable across rounds)."""
     import torch
     k = ctx.hp.num_generations
-    with torch.random.fork_rng(devices=[]):  # the training stream of random numbers is left as it was
+    with torch.random.fork_rng():  # the training stream of random numbers (CPU and CUDA) is left as it was
         torch.manual_seed(ctx.hp.seed + EVAL_SEED_OFFSET)
         answers = sample(ctx, model, [r["prompt"] for r in rows], k)
     scores = score(reward, rows, answers, k)
@@ -163,7 +163,9 @@ def round_pairs(ctx: TrainContext, model: Any, reward: GraderReward, rows: Seque
 def train_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], round_no: int,
                 make_trainer: RoundTrainer) -> dict[str, float]:
     from datasets import Dataset
+    from transformers import PrinterCallback
     trainer = make_trainer(ctx, model, Dataset.from_list(pairs), round_no)
+    trainer.remove_callback(PrinterCallback)  # a round's inner steps are not the job's steps: metrics go per round
     ctx.models.bind_reference(trainer.model)  # the spec's reference (TRL may have added its own "ref" copy)
     if ctx.hp.round_reference == "previous" and round_no > 1:
         move_reference(trainer.model)

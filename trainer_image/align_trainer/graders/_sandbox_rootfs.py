@@ -66,12 +66,15 @@ def library_paths(names: tuple[str, ...] | list[str]) -> tuple[list[str], list[s
             continue
         found.append(name)
         base = str(dist.locate_file(""))
-        for entry in dist.files or ():
-            top = entry.parts[0]
+        record = dist.read_text("RECORD")  # read directly: dist.files builds a Path per file (seconds at startup)
+        names = [line.split(",", 1)[0] for line in record.splitlines()] if record else \
+            [str(entry) for entry in dist.files or ()]
+        tops = {(name.split("/", 1)[0], "/" not in name) for name in names if name}
+        for top, is_file in tops:
             if top in ("..", "__pycache__") or top.endswith(".pth"):
                 continue  # scripts in bin/, byte code, path hooks (editable installs point outside)
             paths.add(os.path.realpath(os.path.join(base, top)))
-            module = top.split(".")[0] if len(entry.parts) == 1 else top
+            module = top.split(".")[0] if is_file else top
             if module.isidentifier() and not top.endswith((".dist-info", ".data", ".libs")):
                 modules.add(module)
         for req in dist.requires or ():

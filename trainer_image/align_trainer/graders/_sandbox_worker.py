@@ -24,10 +24,10 @@ hello frame (`isolation`), because which ones the kernel allows depends on where
   - rlimits: RLIMIT_AS (memory), RLIMIT_NPROC = 0 in the grader (no fork, no threads), RLIMIT_FSIZE,
     RLIMIT_NOFILE, RLIMIT_CORE = 0, RLIMIT_CPU per call (backstop of the wall-clock limit);
   - PR_SET_NO_NEW_PRIVS, not dumpable (no ptrace by siblings), SIGKILL when the trainer dies.
-* an audit hook (PEP 578), installed in each grader child (defence in depth, and the fallback where the kernel
-  refuses namespaces): denies sockets, process creation, signals, ctypes, gc introspection, rlimit changes,
-  writes outside the working directory, and reads or listings outside the paths the grader's root exposes
-  (which includes other processes' /proc entries).
+* an audit hook (PEP 578, `_sandbox_hook.py`), installed in each grader child (defence in depth, and the
+  fallback where the kernel refuses namespaces): denies sockets, process creation, signals, ctypes, gc
+  introspection, rlimit changes, writes outside the working directory, and reads or listings outside the
+  paths the grader's root exposes (other processes' /proc entries among them).
 
 Protocol on two private pipes (fds moved away from 0/1/2, which point at /dev/null): frames of a 4-byte
 big-endian length and a JSON object. Every request carries a random `id` the response must echo. The grader
@@ -70,12 +70,12 @@ def _libc():  # type: ignore[no-untyped-def]
     return ctypes.CDLL(None, use_errno=True), ctypes
 
 
-def _rootfs():  # type: ignore[no-untyped-def]
-    """`_sandbox_rootfs.py`, loaded by path: `-I` keeps this directory off sys.path."""
+def _sibling(name: str):  # type: ignore[no-untyped-def]
+    """`_sandbox_<name>.py` next to this file, loaded by path: `-I` keeps this directory off sys.path."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_rootfs.py")
-    spec = importlib.util.spec_from_file_location("_sandbox_rootfs", path)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"_sandbox_{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_sandbox_{name}", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
@@ -125,7 +125,7 @@ def _become_init(libc) -> None:  # type: ignore[no-untyped-def]
 def _confine(cfg: dict) -> tuple[dict, str, dict[str, list[str]]]:
     """Apply every confinement layer this kernel allows; returns (what took effect, working dir, readable paths)."""
     libc, ctypes = _libc()
-    rootfs = _rootfs()
+    rootfs = _sibling("rootfs")
     report: dict = {}
     root = os.getuid() == 0
     libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
@@ -194,78 +194,6 @@ def _confine(cfg: dict) -> tuple[dict, str, dict[str, list[str]]]:
     return report, workdir, readable
 
 
-def _install_audit_hook(workdir: str, readable: dict[str, list[str]]) -> None:
-    """Deny what the grader has no business doing. Closure over immutable values only, no global state."""
-    deny_prefix = ("socket.", "subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
-                   "os.system", "os.kill", "os.killpg", "pty.", "ctypes.", "gc.get_", "resource.setrlimit",
-                   "resource.prlimit", "sys.remote_exec", "_posixsubprocess.", "os.startfile", "winreg.",
-                   "webbrowser.", "ftplib.", "smtplib.", "telnetlib.", "urllib.", "http.", "imaplib.",
-                   "nntplib.", "poplib.", "signal.pthread_kill", "sqlite3.enable_load_extension",
-                   "sqlite3.load_extension")
-    path_events = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link",
-                             "os.chmod", "os.chown", "os.truncate", "os.utime", "os.setxattr", "os.removexattr",
-                             "os.chflags", "os.lchflags", "os.lchmod", "os.mkfifo", "os.mknod", "shutil.rmtree",
-                             "shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.move"})
-    list_events = frozenset({"os.listdir", "os.scandir", "glob.glob", "glob.glob/2", "os.listxattr", "os.getxattr"})
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-    root = os.path.realpath(workdir) + os.sep
-    own = (f"/proc/{os.getpid()}/", "/proc/cpuinfo", "/proc/meminfo")  # realpath turns /proc/self into this
-    exact = frozenset(readable["read"])
-    under = tuple(p.rstrip("/") + "/" for p in readable["read"]) + (root,) + own
-    listable = frozenset(readable["list"])
-    realpath = os.path.realpath
-    fspath = os.fspath
-
-    def resolve(path: object) -> str | None:
-        try:
-            text = fspath(path)  # type: ignore[arg-type]
-            if isinstance(text, bytes):
-                text = text.decode("utf-8", "surrogateescape")
-            return realpath(text)
-        except Exception:
-            return None
-
-    def inside(path: object) -> bool:
-        if isinstance(path, int):
-            return True  # an fd already opened (and checked) by us
-        real = resolve(path)
-        return real is not None and ((real + os.sep).startswith(root) or real == "/dev/null")
-
-    def readable_path(path: object, listing: bool = False) -> bool:
-        if isinstance(path, int) or path is None:
-            return True  # an fd already opened (and checked) by us; None: the working directory
-        real = resolve(path)
-        if real is None:
-            return False
-        return real in exact or (real + os.sep).startswith(under) or (listing and real in listable)
-
-    def hook(event: str, args: tuple) -> None:
-        if event.startswith(deny_prefix):
-            raise PermissionError(f"sandbox: {event} is not allowed in a python grader")
-        if event == "open":
-            path, mode, flags = args
-            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
-                      (isinstance(flags, int) and flags & write_flags)
-            if writing and not inside(path):
-                raise PermissionError(f"sandbox: writing {path!r} is not allowed (only the working directory)")
-            if not writing and not readable_path(path):
-                raise PermissionError(f"sandbox: reading {path!r} is not allowed")
-        elif event in list_events:
-            if args and not readable_path(args[0], listing=True):
-                raise PermissionError(f"sandbox: listing {args[0]!r} is not allowed")
-        elif event in path_events:
-            for arg in args[:2]:
-                if isinstance(arg, (str, bytes, os.PathLike)) and not inside(arg):
-                    raise PermissionError(f"sandbox: {event} outside the working directory is not allowed")
-        elif event == "sqlite3.connect":  # SQLite opens files in C, past the "open" event
-            if args and args[0] not in (":memory:", "", b":memory:", b"") and not inside(args[0]):
-                raise PermissionError("sandbox: sqlite3 databases outside the working directory are not allowed")
-        elif event == "object.__setattr__" and len(args) > 1 and args[1] in ("__code__", "cell_contents"):
-            raise PermissionError("sandbox: replacing code objects is not allowed")
-
-    sys.addaudithook(hook)
-
-
 def _as_number(value: object) -> float:
     if isinstance(value, bool):
         return float(value)
@@ -324,12 +252,13 @@ class _Zygote:
     """The fork server: holds compiled graders and the pre-imported libraries, runs each call in a child."""
 
     def __init__(self, rfd: int, wfd: int, cfg: dict, workdir: str, readable: dict[str, list[str]],
-                 modules: set[str]):
+                 modules: set[str], hook):  # type: ignore[no-untyped-def]
         self.rfd, self.wfd, self.cfg = rfd, wfd, cfg
         self.workdir, self.readable, self.modules = workdir, readable, modules
         self.timeout = float(cfg["timeout"])
         self.programs: dict[str, object] = {}
         self.libc, _ = _libc()
+        self.hook = hook  # installed in each grader child
 
     def serve(self) -> None:
         while True:
@@ -407,7 +336,7 @@ class _Zygote:
                 resource.setrlimit(getattr(resource, name), value)
             except (ValueError, OSError):
                 pass
-        _install_audit_hook(self.workdir, self.readable)
+        self.hook.install(self.workdir, self.readable)
         captured = io.StringIO()
         out: dict = {"token": token}
         try:
@@ -421,7 +350,8 @@ class _Zygote:
         except MemoryError:
             out.update(ok=False, error_type="MemoryError", error="grader exceeded its memory limit")
         except BaseException as exc:  # SystemExit, KeyboardInterrupt too: reported as this call's error
-            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]  # ours: noise
+            ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_")
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(ours)]
             text = "".join(traceback.format_list(frames[-2:]) + traceback.format_exception_only(type(exc), exc))
             out.update(ok=False, error_type=type(exc).__name__, error=text[-MAX_LOG:])
         finally:
@@ -476,6 +406,7 @@ def main() -> None:
         os.dup2(null, fd)
     os.close(null)
     try:
+        hook = _sibling("hook")  # loaded before the root changes: our own files are not in the grader's root
         report, workdir, readable = _confine(cfg)
         modules = set(report.pop("modules", ()))
     except Exception as exc:  # refuse to run untrusted code half-confined
@@ -484,7 +415,7 @@ def main() -> None:
     report["audit_hook"] = True
     report["fresh_state_per_call"] = True
     _write_all(wfd, _frame({"id": "hello", "ok": True, "isolation": report}))
-    _Zygote(rfd, wfd, cfg, workdir, readable, modules).serve()
+    _Zygote(rfd, wfd, cfg, workdir, readable, modules, hook).serve()
 
 
 if __name__ == "__main__":

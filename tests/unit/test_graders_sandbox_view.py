@@ -53,9 +53,10 @@ def grade(pool: SandboxPool, source: str, n: int = 1) -> list:
     return Grader(spec, PythonScorer(spec, pool=pool)).grade_batch([{"i": k} for k in range(n)], ["x"] * n)
 
 
-def kernel_view(pool: SandboxPool) -> bool:
+def namespaces(pool: SandboxPool) -> bool:
+    """Whether this kernel let the worker create its namespaces (root here; a restricted pod may not)."""
     grade(pool, "def grade(s, i):\n    return 1\n")
-    return pool.isolation.get("filesystem") in ("pivot_root", "chroot")
+    return bool(pool.isolation.get("mount_namespace"))
 
 
 def host_files(config: Path) -> list[str]:
@@ -72,6 +73,9 @@ READERS = {
     "numpy": "numpy.fromfile(PATH, dtype=numpy.uint8)",
     "listdir": "os.listdir(os.path.dirname(PATH))",
     "sqlite3": "sqlite3.connect(PATH).execute('select 1').fetchall()",
+    "symlink": "os.symlink(PATH, 'link')\n    open('link').read()",
+    "/proc/self/root": "open('/proc/self/root' + PATH).read()",
+    "/proc/1/root": "open('/proc/1/root' + PATH).read()",
 }
 IMPORTS = "import os, io, pathlib, linecache, sqlite3, numpy\n"
 
@@ -90,8 +94,9 @@ def test_host_and_project_files_and_the_trainer_config_are_unreadable(pool_name:
 
 def test_with_a_private_root_host_files_do_not_exist_at_all(full: SandboxPool, trainer_config: Path) -> None:
     """Kernel containment, not the hook: os.stat is not audited and lxml opens files in C."""
-    if not kernel_view(full):
-        pytest.skip(f"no private root here: {full.isolation.get('filesystem_error') or full.isolation.get('namespace_error')}")
+    if not namespaces(full):
+        pytest.skip(f"namespaces refused here: {full.isolation.get('namespace_error')}")
+    assert full.isolation["filesystem"] in ("pivot_root", "chroot"), full.isolation
     paths = host_files(trainer_config) + ["/home", "/var", "/boot", str(REPO), f"/proc/{os.getpid()}"]
     src = ("import os\nfrom lxml import etree\ndef grade(s, i):\n"
            f"    seen = [p for p in {paths!r} if os.path.lexists(p)]\n"
@@ -123,9 +128,9 @@ def test_other_processes_proc_entries_are_invisible(pool_name: str, request: pyt
 
 
 def test_proc_lists_only_the_graders_own_processes(full: SandboxPool) -> None:
-    grade(full, "def grade(s, i):\n    return 1\n")
-    if full.isolation.get("proc") != "private":
-        pytest.skip(f"no private /proc here: {full.isolation}")
+    if not namespaces(full):
+        pytest.skip(f"namespaces refused here: {full.isolation.get('namespace_error')}")
+    assert full.isolation["pid_namespace"] and full.isolation["proc"] == "private", full.isolation
     src = ("import os\ndef grade(s, i):\n"
            "    pids = {int(p) for p in os.listdir('/proc') if p.isdigit()}\n"
            f"    return float(pids == {{1, os.getpid()}} and not os.path.exists('/proc/{os.getpid()}/'))\n")
@@ -137,10 +142,11 @@ def test_no_state_passes_between_calls(pool_name: str, request: pytest.FixtureRe
     pool = request.getfixturevalue(pool_name)
     counter = "calls = []\ndef grade(s, i):\n    calls.append(1)\n    return float(len(calls))\n"
     assert [r.reward for r in grade(pool, counter, n=6)] == [1.0] * 6
-    files = ("import os\ndef grade(s, i):\n    seen = os.path.exists('state.txt')\n"
-             "    os.makedirs('d/e')\n    os.chmod('d', 0)\n    open('state.txt', 'w').write('x')\n"
+    files = ("import os\ndef grade(s, i):\n    seen = os.path.exists('state.txt') or os.path.exists('d')\n"
+             "    os.makedirs('d/e', exist_ok=True)\n    os.chmod('d', 0)\n    open('state.txt', 'w').write('x')\n"
              "    return float(seen)\n")
-    assert [r.reward for r in grade(pool, files, n=4)] == [0.0] * 4
+    results = grade(pool, files, n=4)
+    assert [r.reward for r in results] == [0.0] * 4 and not any(r.failed for r in results), results
     # one grader breaking a library and builtins does not break the next grader on the same workers
     vandal = "import json, builtins\ndef grade(s, i):\n    json.dumps = None\n    builtins.len = lambda x: 99\n    return 0\n"
     grade(pool, vandal, n=2)
@@ -166,6 +172,6 @@ def test_missing_layers_are_named_in_the_result_metadata(full: SandboxPool, hook
     [weak] = grade(hook_only, good)
     said = " ".join(weak.to_dict()["metadata"]["details"]["sandbox_degraded"])
     assert "no private root filesystem" in said and "no network namespace" in said
-    if kernel_view(full) and full.isolation.get("network_namespace") and full.isolation.get("nproc_enforced"):
+    if namespaces(full) and full.isolation.get("nproc_enforced"):
         [strong] = grade(full, good)
         assert "details" not in strong.to_dict()["metadata"]

@@ -175,3 +175,54 @@ def test_missing_layers_are_named_in_the_result_metadata(full: SandboxPool, hook
     if namespaces(full) and full.isolation.get("nproc_enforced"):
         [strong] = grade(full, good)
         assert "details" not in strong.to_dict()["metadata"]
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not SYSTEM_PYTHON.exists(), reason="needs root to start a worker as nobody")
+def test_an_unprivileged_trainer_gets_the_same_view_through_a_user_namespace() -> None:
+    """A non-root trainer (uid 65534 here, with the system interpreter it can reach) confines its worker
+    through a user namespace: same new root, private /proc, RLIMIT_NPROC binding."""
+    import json
+    import shutil
+    import struct
+    import subprocess
+    import tempfile
+
+    worker = Path(sandbox_mod.__file__).with_name("_sandbox_worker.py")
+    base = tempfile.mkdtemp(prefix="align-grader-nobody-")  # pytest's tmp_path is private to root
+    os.chmod(base, 0o777)
+    cfg = {"slot": 0, "base_dir": base, "memory_mb": 512, "disk_mb": 16, "uid": 61000,
+           "parent_pid": os.getpid(), "timeout": 5, "libraries": [], "kernel": True}
+    proc = subprocess.Popen([str(SYSTEM_PYTHON), "-I", "-B", str(worker), json.dumps(cfg)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, user=65534, group=65534, extra_groups=[], env={}, cwd="/")
+
+    def ask(body: dict | None) -> dict:
+        assert proc.stdin is not None and proc.stdout is not None
+        if body is not None:
+            data = json.dumps(body).encode()
+            proc.stdin.write(struct.pack(">I", len(data)) + data)
+            proc.stdin.flush()
+        (size,) = struct.unpack(">I", proc.stdout.read(4))
+        return json.loads(proc.stdout.read(size))
+
+    try:
+        hello = ask(None)
+        assert hello.get("ok"), hello
+        if not hello["isolation"]["user_namespace"]:
+            pytest.skip(f"no unprivileged user namespaces here: {hello['isolation'].get('namespace_error')}")
+        iso = hello["isolation"]
+        assert iso["filesystem"] == "pivot_root" and iso["proc"] == "private" and iso["nproc_enforced"], iso
+        src = ("import os, threading\ndef grade(s, i):\n"
+               "    assert not os.path.exists('/etc/passwd') and not os.path.exists(" + repr(str(REPO)) + ")\n"
+               "    assert {p for p in os.listdir('/proc') if p.isdigit()} == {'1', str(os.getpid())}\n"
+               "    try:\n        threading.Thread(target=print).start()\n        return 0.0\n"
+               "    except RuntimeError:\n        return 1.0\n")
+        assert ask({"id": "l", "op": "load", "key": "k", "source": src})["ok"]
+        reply = ask({"id": "g", "op": "grade", "key": "k", "sample": {}, "item": {}})
+        assert reply.get("value") == 1.0, reply
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(base, ignore_errors=True)

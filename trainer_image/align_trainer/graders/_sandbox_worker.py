@@ -165,7 +165,9 @@ def _confine(cfg: dict) -> tuple[dict, str, dict[str, list[str]]]:
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # a uid change clears it
     report["uid"] = os.getuid()
     report["dropped_root"] = root and os.getuid() != 0
-    report["nproc_enforced"] = os.getuid() != 0  # RLIMIT_NPROC = 0 is set in each grader child
+    # RLIMIT_NPROC = 0 is set in each grader child; the kernel ignores it only for real root (uid 0 inside a user
+    # namespace of ours is still the unprivileged user outside it, whose limit binds)
+    report["nproc_enforced"] = not root or os.getuid() != 0
 
     mem = int(cfg["memory_mb"]) * 1024 * 1024
     limits = {"RLIMIT_AS": mem, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": int(cfg["disk_mb"]) * 1024 * 1024,

@@ -17,6 +17,7 @@ import pytest
 
 from align_operator.sandbox import Sandbox
 
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"scrape_interval_seconds": 0.5, "status_interval_seconds": 1.0}
 
@@ -86,7 +87,6 @@ def ping_like_a_loud_pod(listener: Listener) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
 
 
-@pytest.mark.slow
 def test_a_sandbox_job_never_contacts_the_hub(tmp_path: Path) -> None:
     listener = Listener()
     try:

@@ -226,3 +226,17 @@ def test_an_unprivileged_trainer_gets_the_same_view_through_a_user_namespace() -
         proc.kill()
         proc.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_only_the_allowed_libraries_are_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIGN_PYTHON_GRADER_LIBRARIES", "numpy")
+    pool = SandboxPool(SandboxLimits.from_env())
+    try:
+        src = ("import importlib.util, numpy\ndef grade(s, i):\n"
+               "    return float(importlib.util.find_spec('sympy') is None and numpy.ones(3).sum() == 3)\n")
+        rewards = [r.reward for r in grade(pool, src)]
+        assert pool.isolation["libraries"] == ["numpy"]
+        if pool.isolation["filesystem"] != "host":  # without a new root, other libraries' files stay on disk
+            assert rewards == [1.0]
+    finally:
+        pool.close()

@@ -36,6 +36,7 @@ ENV_TIMEOUT = "ALIGN_PYTHON_GRADER_TIMEOUT"
 ENV_MEMORY_MB = "ALIGN_PYTHON_GRADER_MEMORY_MB"
 ENV_WORKERS = "ALIGN_PYTHON_GRADER_WORKERS"
 ENV_UID_BASE = "ALIGN_PYTHON_GRADER_UID_BASE"
+ENV_LIBRARIES = "ALIGN_PYTHON_GRADER_LIBRARIES"
 #: Seconds the pool waits beyond a call's limit before it treats the worker (not the grader) as stuck.
 BACKSTOP_SECONDS = 5.0
 #: Seconds a worker gets to start, or to load a grader (pre-importing its libraries).
@@ -62,7 +63,8 @@ class SandboxLimits:
         return cls(timeout=float(env.get(ENV_TIMEOUT, cls.timeout)),
                    memory_mb=int(env.get(ENV_MEMORY_MB, cls.memory_mb)),
                    workers=int(env.get(ENV_WORKERS, min(cls.workers, os.cpu_count() or 1))),
-                   uid_base=int(env.get(ENV_UID_BASE, cls.uid_base)))
+                   uid_base=int(env.get(ENV_UID_BASE, cls.uid_base)),
+                   libraries=tuple(n.strip() for n in env.get(ENV_LIBRARIES, "").split(",") if n.strip()))
 
 
 @dataclass

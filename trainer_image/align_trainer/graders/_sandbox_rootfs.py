@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import sys
-from importlib import metadata
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -53,6 +52,7 @@ def _norm(name: str) -> str:
 
 def library_paths(names: tuple[str, ...] | list[str]) -> tuple[list[str], list[str], list[str]]:
     """(paths, distributions, import names): the installed files of `names` and of what they require (no extras)."""
+    from importlib import metadata  # only when the pool has not passed a view computed before
     todo, seen, paths, modules = [_norm(n) for n in names], set(), set(), set()
     found: list[str] = []
     while todo:

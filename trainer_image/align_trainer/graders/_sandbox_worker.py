@@ -142,7 +142,9 @@ def _confine(cfg: dict) -> tuple[dict, str, dict[str, list[str]]]:
     if pidns:
         _become_init(libc)
     # Computed before the root changes: host paths, bind-mounted at the same paths inside.
-    visible = rootfs.visible_paths(cfg.get("libraries") or rootfs.ALLOWED_LIBRARIES)
+    # The pool passes the view a previous worker computed (same interpreter, same libraries): saves its startup.
+    visible = cfg.get("visible") or rootfs.visible_paths(cfg.get("libraries") or rootfs.ALLOWED_LIBRARIES)
+    report["visible"] = visible
     report.update(filesystem="host", proc="host", libraries=visible["libraries"], modules=visible["modules"])
     workdir = ""
     if ns:
@@ -411,12 +413,13 @@ def main() -> None:
         hook = _sibling("hook")  # loaded before the root changes: our own files are not in the grader's root
         report, workdir, readable = _confine(cfg)
         modules = set(report.pop("modules", ()))
+        visible = report.pop("visible")
     except Exception as exc:  # refuse to run untrusted code half-confined
         _write_all(wfd, _frame({"id": "hello", "ok": False, "error": f"sandbox setup failed: {exc!r}"}))
         return
     report["audit_hook"] = True
     report["fresh_state_per_call"] = True
-    _write_all(wfd, _frame({"id": "hello", "ok": True, "isolation": report}))
+    _write_all(wfd, _frame({"id": "hello", "ok": True, "isolation": report, "visible": visible}))
     _Zygote(rfd, wfd, cfg, workdir, readable, modules, hook).serve()
 
 

@@ -89,6 +89,10 @@ class _Worker:
     isolation: dict[str, Any] = field(default_factory=dict)
 
 
+#: (interpreter, libraries) -> the grader's view a worker computed (paths to expose), reused by later workers.
+_VIEWS: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+
+
 class SandboxError(RuntimeError):
     pass
 
@@ -109,6 +113,7 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-spawn")
         self.stats = {"calls": 0, "errors": 0, "timeouts": 0, "restarts": 0}
+        self._view_key = (sys.executable, self.limits.libraries)
 
     # --- public ------------------------------------------------------------------------------------------
     def run(self, source: str, sample: Any, item: Any) -> CallResult:
@@ -231,7 +236,7 @@ class SandboxPool:
         cfg = {"slot": worker.slot, "base_dir": str(self._base), "memory_mb": self.limits.memory_mb,
                "disk_mb": self.limits.disk_mb, "uid": self.limits.uid_base + worker.slot, "parent_pid": os.getpid(),
                "timeout": self.limits.timeout, "libraries": list(self.limits.libraries),
-               "kernel": self.limits.kernel_isolation}
+               "kernel": self.limits.kernel_isolation, "visible": _VIEWS.get(self._view_key)}
         # Thread caps are set so numpy/BLAS never try to start threads (RLIMIT_NPROC = 0 forbids them);
         # the worker clears even these before running grader code. Nothing else of our environment passes.
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -247,6 +252,8 @@ class SandboxPool:
         if not hello.get("ok") or hello.get("id") != "hello":
             raise _CallFailed("SandboxError", str(hello.get("error") or "grader worker failed to start"))
         worker.isolation = hello.get("isolation") or {}
+        if isinstance(hello.get("visible"), dict):  # sent by the worker's own code, before any grader ran
+            _VIEWS[self._view_key] = hello["visible"]
         self.isolation = worker.isolation
 
     def _death(self, worker: _Worker) -> str:

@@ -50,6 +50,11 @@ class Settings:
     hf_offline: str = field(default="auto", metadata={
         "help": "HF_HUB_OFFLINE=1 in trainer pods: auto (when no model or dataset of the job comes from the hub), "
                 "always or never."})
+    webhook_port: int = field(default=0, metadata={
+        "help": "HTTPS port of the validating admission webhook (0 = off; the chart uses 9443)."})
+    webhook_addr: str = field(default="0.0.0.0", metadata={"help": "Address the admission webhook listens on."})
+    webhook_cert_dir: str = field(default="/etc/align/webhook-tls", metadata={
+        "help": "Directory holding the webhook's tls.crt and tls.key (the chart mounts its TLS Secret here)."})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

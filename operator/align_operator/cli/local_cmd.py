@@ -163,6 +163,8 @@ def up(
                              help="Directory pods run in: relative data paths of manifests resolve here "
                                   "(default: the current directory)."),
     port: int = typer.Option(0, "--port", help="Emulator: API server port (0 = any free port)."),
+    port_base: int = typer.Option(None, "--port-base", show_default=False,
+                                  help="Real: REALK8S_PORT_BASE (API server on BASE+443; default 36000)."),
     timeout: float = typer.Option(120.0, help="Give up starting after this many seconds."),
 ) -> None:
     """Start a local control plane in the background (API server, operator, node agent) and write a kubeconfig,
@@ -171,7 +173,8 @@ def up(
 
     mode = "auto" if real is None else ("real" if real else "emulator")
     try:
-        state = localplane.up(home or localplane.default_home(), mode=mode, cwd=cwd, port=port, timeout=timeout)
+        state = localplane.up(home or localplane.default_home(), mode=mode, cwd=cwd, port=port,
+                                 port_base=port_base, timeout=timeout)
     except localplane.PlaneError as exc:
         _err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -94,6 +94,11 @@ def node_agent_available() -> bool:
     return importlib.util.find_spec(NODE_AGENT_MODULE) is not None
 
 
+def node_agent_command(kubeconfig: Path, workdir: Path) -> list[str]:
+    """The node agent of the real plane: registers a Node, binds and runs the pods the Job controller makes."""
+    return [sys.executable, "-m", NODE_AGENT_MODULE, "--kubeconfig", str(kubeconfig), "--workdir", str(workdir)]
+
+
 def choose_mode(requested: str) -> str:
     """auto = real when it can run pods (binaries built, HTTP node agent present), else the emulator."""
     if requested not in MODES:
@@ -129,13 +134,13 @@ def running(state: PlaneState) -> dict[str, bool]:
 
 
 # ------------------------------------------------------------------------------------------ up
-def up(home: Path, *, mode: str = "auto", cwd: Path | None = None, port: int = 0, port_base: int = REAL_PORT_BASE,
+def up(home: Path, *, mode: str = "auto", cwd: Path | None = None, port: int = 0, port_base: int | None = None,
        timeout: float = 120.0) -> PlaneState:
     """Start the plane in the background (or return the one already running). Raises PlaneError."""
     home = home.resolve()
     existing = read_state(home)
     if existing is not None:
-        if all(running(existing).values()):
+        if existing.processes and all(running(existing).values()):
             return existing
         down(home)  # leftovers of a crashed plane: clean them up before starting again
     chosen = choose_mode(mode)
@@ -144,7 +149,7 @@ def up(home: Path, *, mode: str = "auto", cwd: Path | None = None, port: int = 0
     cwd = (cwd or Path.cwd()).resolve()
     if chosen == "emulator":
         return _up_emulator(home, cwd, port, timeout)
-    return _up_real(home, cwd, port_base, timeout)
+    return _up_real(home, cwd, REAL_PORT_BASE if port_base is None else port_base, timeout)
 
 
 def _spawn(argv: Sequence[str], log: Path, *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -226,11 +231,12 @@ def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneStat
     if not node_agent_available():
         raise PlaneError(f"--real needs the HTTP node agent ({NODE_AGENT_MODULE}) to run pods; this build has none")
     state_dir = home / "realk8s"
-    _realk8s("up", state_dir, port_base)
     state = PlaneState(mode="real", server="", kubeconfig=str(home / "kubeconfig"), workdir=str(home / "work"),
                        cwd=str(cwd), realk8s_state=str(state_dir),
                        started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_state(home, state)  # from here on, `down` stops whatever started (also after a failure below)
     try:
+        _realk8s("up", state_dir, port_base)
         shutil.copy(state_dir / "kubeconfig", home / "kubeconfig")
         config = yaml.safe_load((home / "kubeconfig").read_text())
         state.server = config["clusters"][0]["cluster"]["server"]
@@ -239,8 +245,8 @@ def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneStat
                            "--all-namespaces"], home / "logs" / "operator.log", cwd=cwd,
                           env=operator_env(SANDBOX_SETTINGS))
         state.processes["operator"] = operator.pid
-        agent = _spawn([sys.executable, "-m", NODE_AGENT_MODULE, "--kubeconfig", str(home / "kubeconfig"),
-                        "--workdir", str(home / "work")], home / "logs" / "node-agent.log", cwd=cwd)
+        agent = _spawn(node_agent_command(home / "kubeconfig", home / "work"), home / "logs" / "node-agent.log",
+                       cwd=cwd)
         state.processes["node agent"] = agent.pid
         write_state(home, state)
     except BaseException:

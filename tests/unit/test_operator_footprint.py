@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -107,3 +108,41 @@ def test_creations_in_flight_are_bounded_by_the_memo_semaphore() -> None:
         gate.release()
         await asyncio.wait_for(task, timeout=5)
     asyncio.run(scenario())
+
+
+class _NoCopy(dict):  # type: ignore[type-arg]
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise AssertionError("deep-copied a part of the object the essence throws away")
+
+
+def test_last_handled_configuration_is_kopfs_essence_without_copying_what_it_drops() -> None:
+    raw = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
+           "metadata": {"name": "a", "labels": {"team": "x"}, "annotations": {"note": "y", "align.dev/kopf-managed": "1"},
+                        "managedFields": [_NoCopy(manager="kubectl")], "resourceVersion": "7"},
+           "spec": {"algorithm": "dpo", "model": {"base": "builtin://tiny"}}, "status": _NoCopy(phase="Running")}
+    ours = setup.SlimDiffBaseStorage(prefix="align.dev", key="last-handled-configuration")
+    essence = ours.build(body=kopf.Body(raw))
+    plain = dict(raw, status={"phase": "Running"})
+    plain["metadata"] = dict(raw["metadata"], managedFields=[{"manager": "kubectl"}])
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix="align.dev", key="last-handled-configuration")
+    assert essence == kopfs.build(body=kopf.Body(plain))
+    assert essence["spec"] == raw["spec"] and "status" not in essence
+
+
+def test_operator_uses_the_slim_diffbase() -> None:
+    settings = kopf.OperatorSettings()
+    setup.configure(settings, Settings())
+    assert isinstance(settings.persistence.diffbase_storage, setup.SlimDiffBaseStorage)
+
+
+def test_trainer_config_dump_round_trips_every_example() -> None:
+    import yaml
+
+    from align_api import load_file
+    from align_operator.renderers.configmap import _DUMPER, dump_config, trainer_config
+    assert _DUMPER is getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+    for path in examples:
+        for job in load_file(path):
+            config = trainer_config(job)
+            assert yaml.safe_load(dump_config(config)) == config, path

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -89,7 +90,8 @@ def real_target(stack: ExitStack, port_base: int) -> Target:
     token = config["users"][0]["user"]["token"]
 
     def client() -> httpx.Client:
-        return httpx.Client(base_url=url, verify=str(state / "pki" / "ca.crt"), timeout=30,
+        return httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=str(state / "pki" / "ca.crt")),
+                            timeout=30,
                             headers={"Authorization": f"Bearer {token}"})
     with client() as c:
         crd = yaml.safe_load((REPO / "crds" / "align.dev_alignmentjobs.yaml").read_text())
@@ -120,20 +122,30 @@ def real_target(stack: ExitStack, port_base: int) -> Target:
 
 
 # ---------------------------------------------------------------------------------------------- measuring
-def watch_jobs(target: Target, seen: dict[str, float], stop: threading.Event) -> None:
-    """Record when each Job first appears (ADDED on a watch, timed here)."""
-    with target.client() as client:
-        client.timeout = httpx.Timeout(30, read=None)
-        with client.stream("GET", "/apis/batch/v1/jobs", params={"watch": "true"}) as response:
-            for line in response.iter_lines():
-                if stop.is_set():
-                    return
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                name = (event.get("object") or {}).get("metadata", {}).get("name", "")
-                if event.get("type") == "ADDED" and name not in seen:
-                    seen[name] = time.monotonic()
+def watch_jobs(target: Target, seen: dict[str, float], stop: threading.Event, reconnects: list[int]) -> None:
+    """Record when each Job first appears (ADDED on a watch, timed here). A watch the server ends (or a read
+    error under load) resumes from the last resourceVersion seen, so no Job is missed."""
+    version = ""
+    while not stop.is_set():
+        try:
+            with target.client() as client:
+                client.timeout = httpx.Timeout(30, read=None)
+                params = {"watch": "true", **({"resourceVersion": version} if version else {})}
+                with client.stream("GET", "/apis/batch/v1/jobs", params=params) as response:
+                    for line in response.iter_lines():
+                        if stop.is_set():
+                            return
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        meta = (event.get("object") or {}).get("metadata", {})
+                        version = meta.get("resourceVersion", version)
+                        name = meta.get("name", "")
+                        if event.get("type") == "ADDED" and name not in seen:
+                            seen[name] = time.monotonic()
+        except httpx.HTTPError as exc:
+            print(f"Job watch: {exc!r}; resuming", file=sys.stderr, flush=True)
+        reconnects[0] += 1
 
 
 class RssSampler:
@@ -255,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         stack.callback(stop.set)
         seen: dict[str, float] = {}
-        threading.Thread(target=watch_jobs, args=(target, seen, stop), daemon=True).start()
+        reconnects = [0]
+        threading.Thread(target=watch_jobs, args=(target, seen, stop, reconnects), daemon=True).start()
         rss = RssSampler(target.operator_pid, stop)
         # Let the operator start (imports, login, watches) before the clock starts.
         with target.client() as c:
@@ -286,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{mode}: load average {load:.1f} at the start (2 cores shared with other work); operator idle RSS "
           f"{idle_rss / 2**20:.0f} MiB, peak {settled_peak / 2**20:.0f} MiB with {live} live AlignmentJobs "
-          f"({pending} Pending after {args.settle:.0f}s), {settled_rss / 2**20:.0f} MiB at the end")
+          f"({pending} Pending after {args.settle:.0f}s), {settled_rss / 2**20:.0f} MiB at the end; "
+          f"Job watch resumed {reconnects[0]} time(s)")
     for r in results:
         total = sum(r.cpu.values()) or 1.0
         shares = ", ".join(f"{k} {v:.1f}s ({100 * v / total:.0f}%)" for k, v in sorted(r.cpu.items(),

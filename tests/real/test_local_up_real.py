@@ -31,10 +31,10 @@ def test_local_up_real_serves_kubectl_and_the_operator(tmp_path: Path, worker_id
     monkeypatch.setattr(localplane, "node_agent_command",
                         lambda kubeconfig, workdir: [sys.executable, "-c", "import time; time.sleep(600)"])
     home = tmp_path / "home"
-    # Away from the realk8s fixture's ports of this worker and the next (BASE+379..543, BASE+1379..1543).
-    state = localplane.up(home, mode="real", cwd=REPO / "examples", port_base=port_base(worker_id) + 600)
+    base = port_base(worker_id)  # a range whose ports are free now (the fixture's instance, if any, holds another)
+    state = localplane.up(home, mode="real", cwd=REPO / "examples", port_base=base)
     try:
-        assert state.mode == "real" and state.server == f"https://127.0.0.1:{port_base(worker_id) + 1043}"
+        assert state.mode == "real" and state.server == f"https://127.0.0.1:{base + 443}"
         report = localplane.status(home)
         assert report["running"] and report["api"], report
         assert set(report["processes"]) == {"operator", "node agent"}

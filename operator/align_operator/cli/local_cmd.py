@@ -164,7 +164,7 @@ def up(
                                   "(default: the current directory)."),
     port: int = typer.Option(0, "--port", help="Emulator: API server port (0 = any free port)."),
     port_base: int = typer.Option(None, "--port-base", show_default=False,
-                                  help="Real: REALK8S_PORT_BASE (API server on BASE+443; default 36000)."),
+                                  help="Real: REALK8S_PORT_BASE (API server on BASE+443; default 61000)."),
     timeout: float = typer.Option(120.0, help="Give up starting after this many seconds."),
 ) -> None:
     """Start a local control plane in the background (API server, operator, node agent) and write a kubeconfig,

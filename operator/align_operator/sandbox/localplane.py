@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -43,8 +44,9 @@ import yaml
 HOME_ENV = "ALIGN_LOCAL_HOME"
 SCRIPT_ENV = "ALIGN_REALK8S_SCRIPT"
 REALK8S_BINARIES = ("kube-apiserver", "kube-controller-manager")
-#: Default REALK8S_PORT_BASE of the local plane: away from the test fixture's 16000 + 1000 * worker.
-REAL_PORT_BASE = 36000
+#: Default REALK8S_PORT_BASE of the local plane: above Linux's ephemeral ports (32768-60999) and the test
+#: fixture's ranges (20000-59999), so its ports are rarely taken.
+REAL_PORT_BASE = 61000
 NODE_AGENT_MODULE = "align_operator.nodeagent"
 MODES = ("auto", "emulator", "real")
 
@@ -204,7 +206,7 @@ def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
     from ..kube import connection_from_kubeconfig
     info = connection_from_kubeconfig(kubeconfig)
     headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-    with httpx.Client(base_url=info.server, verify=info.ca_path or True, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=info.server, verify=_verify(info), headers=headers, timeout=30) as client:
         crd = build_crd()
         response = client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
         if response.status_code not in (201, 409):
@@ -216,6 +218,11 @@ def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise PlaneError(f"the CRD was not served at {path} after {timeout:.0f}s")
             time.sleep(0.2)
+
+
+def _verify(info: Any) -> ssl.SSLContext | bool:
+    """TLS verification against the kubeconfig's CA file (httpx wants a context, not a path)."""
+    return ssl.create_default_context(cafile=info.ca_path) if info.ca_path else True
 
 
 def operator_env(settings: dict[str, Any]) -> dict[str, str]:
@@ -317,7 +324,7 @@ def _api_answers(kubeconfig: Path) -> bool:
     try:
         info = connection_from_kubeconfig(kubeconfig)
         headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-        return httpx.get(f"{info.server}/api", verify=info.ca_path or True, headers=headers, timeout=3).status_code == 200
+        return httpx.get(f"{info.server}/api", verify=_verify(info), headers=headers, timeout=3).status_code == 200
     except (OSError, httpx.HTTPError, KeyError, TypeError):
         return False
 

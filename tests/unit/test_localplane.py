@@ -22,6 +22,8 @@ def test_the_script_ships_next_to_the_module_as_the_one_in_scripts(monkeypatch: 
     # One source of truth: in the source tree the shipped file is scripts/realk8s.sh itself (a symlink that a
     # wheel build turns into a copy through package-data "*.sh").
     assert found.resolve() == (REPO / "scripts" / "realk8s.sh").resolve()
+    # The script reads its pinned sid package list from its own directory: it ships alongside.
+    assert found.with_name("realk8s-sid.lock").resolve() == (REPO / "scripts" / "realk8s-sid.lock").resolve()
     monkeypatch.setenv(localplane.SCRIPT_ENV, "/opt/elsewhere/realk8s.sh")
     assert localplane.realk8s_script() == Path("/opt/elsewhere/realk8s.sh")
 

@@ -83,3 +83,24 @@ def test_openapi_v3_says_every_kind_takes_server_side_field_validation() -> None
     core = openapi.answer("/openapi/v3/api/v1", emulator.resources)
     assert core is not None and "/api/v1/namespaces" in core["paths"]  # cluster-scoped: no namespace segment
     assert openapi.answer("/openapi/v3/apis/nope/v1", emulator.resources) is None
+
+
+def test_an_unreaped_child_counts_as_stopped() -> None:
+    # `down` run in the process that started the plane (a test, a script) sees it as a zombie until reaped.
+    import signal
+    import subprocess
+    import time
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert localplane.alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while localplane.alive(child.pid):
+            assert time.monotonic() < deadline, "a killed, unreaped child still counts as running"
+            time.sleep(0.05)
+        started = time.monotonic()
+        localplane._stop_pid(child.pid, grace=5)
+        assert time.monotonic() - started < 2
+    finally:
+        child.kill()
+        child.wait()

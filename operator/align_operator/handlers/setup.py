@@ -11,6 +11,7 @@ import aiohttp
 import kopf
 
 from .. import metrics
+from . import admission
 from ..kube import Client, connection_from_kubeconfig
 from ..renderers.names import JOB_LABEL, MANAGED_BY
 from ..settings import Settings
@@ -104,6 +105,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     memo.creations = asyncio.Semaphore(ours.api_connections)
     memo.wakeups = Wakeups()
     metrics.serve(ours.metrics_port)
+    if ours.webhook_port:
+        settings.admission.server = admission.server(ours)
     logger.info(f"align-operator starting: trainer image {ours.trainer_image}, "
                 f"namespaces {', '.join(ours.namespaces) or 'all'}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from align_operator.sandbox import localplane, openapi
+from align_operator.sandbox import localplane, openapi, tables
 from align_operator.sandbox.cluster import make_emulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,3 +104,20 @@ def test_an_unreaped_child_counts_as_stopped() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_table_of_the_crd_printer_columns() -> None:
+    from datetime import datetime, timezone
+
+    from align_api.crd import build_crd
+    columns = tables.printer_columns(build_crd())[("align.dev", "v1alpha1", "alignmentjobs")]
+    job = {"kind": "AlignmentJob", "metadata": {"name": "a", "creationTimestamp": "2026-11-30T10:00:00Z"},
+           "spec": {"algorithm": "dpo", "model": {"base": "builtin://tiny"}}, "status": {"progress": {"percent": 50}}}
+    now = datetime(2026, 11, 30, 10, 7, 0, tzinfo=timezone.utc)
+    table = tables.as_table({"kind": "AlignmentJobList", "metadata": {"resourceVersion": "9"}, "items": [job]},
+                            columns, now)
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Phase", "Algorithm", "Model", "Progress", "Age"]
+    assert table["rows"][0]["cells"] == ["a", None, "dpo", "builtin://tiny", "50", "7m"]
+    assert table["rows"][0]["object"]["metadata"]["name"] == "a"
+    assert tables.as_table(job, columns, now)["rows"][0]["cells"][0] == "a"  # one object, not a list
+    assert [tables._age(f"2026-11-30T{t}Z", now) for t in ("10:06:30", "10:05:30", "08:00:00")] == ["30s", "90s", "127m"]

@@ -37,7 +37,7 @@ from kmock._internal import enums, rendering  # kmock exports no names for these
 
 from align_api import yamlio
 
-from . import openapi
+from . import openapi, tables
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
 
 #: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
@@ -169,6 +169,10 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             doc = json.loads(bytes(response.body))  # type: ignore[arg-type]
             if doc.get("kind") == "APIResourceList":
                 return aiohttp.web.json_response(discovery_as_served(doc), status=response.status)
+        columns = _table_columns(raw_request)
+        if columns is not None and isinstance(response, aiohttp.web.Response) and response.status == 200 \
+                and response.body:
+            return aiohttp.web.json_response(tables.as_table(json.loads(bytes(response.body)), columns))  # type: ignore[arg-type]
         return response
 
     def _namespace_paths(self, request: rendering.Request) -> rendering.Request:
@@ -409,6 +413,21 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         res = kmock.resource(resource)
         return [copy.deepcopy(obj.raw) for (r, ns, _), obj in list(self.objects.items())
                 if r == res and not obj.deleted and (namespace is None or ns == namespace)]
+
+
+_CUSTOM_PATH = re.compile(r"^/apis/([^/]+)/([^/]+)/(?:namespaces/[^/]+/)?([^/]+)(?:/[^/]+)?/?$")
+
+
+def _table_columns(raw_request: aiohttp.web.BaseRequest) -> list[dict[str, Any]] | None:
+    """The printer columns when kubectl asks for a Table of a custom resource we have a CRD for (not watches)."""
+    if raw_request.method != "GET" or not tables.wants_table(raw_request.headers.get("Accept", "")) \
+            or raw_request.query.get("watch") in ("true", "1"):
+        return None
+    match = _CUSTOM_PATH.match(raw_request.path)
+    if not match:
+        return None
+    from align_api.crd import build_crd
+    return tables.printer_columns(build_crd()).get((match.group(1), match.group(2), match.group(3)))
 
 
 def discovery_as_served(doc: dict[str, Any]) -> dict[str, Any]:

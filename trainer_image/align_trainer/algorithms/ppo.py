@@ -96,7 +96,8 @@ def ppo_losses(logp: Any, old_logp: Any, advantages: Any, values: Any, old_value
                clip_range: float, clip_range_value: float, vf_coef: float) -> tuple[Any, Any, Any]:
     """(L_pi, L_V, L_pi + vf_coef L_V): PPO's clipped surrogate (eq. 7) and the clipped value loss."""
     import torch
-    ratio = torch.exp(logp - old_logp)
+    # padding after EOS is masked out of the mean, but inf * 0 would still be NaN: no ratio there
+    ratio = torch.exp(torch.where(mask.bool(), logp - old_logp, torch.zeros_like(logp)))
     pg_losses = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range))
     pg_loss = online.masked_mean(pg_losses, mask)
     v_clipped = old_values + (values - old_values).clamp(-clip_range_value, clip_range_value)
@@ -192,15 +193,16 @@ def ppo_step(ctx: TrainContext, model: Any, value_head: Any, optimizer: Any, kl_
     return metrics
 
 
-def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: Any = None) -> TrainResult:
+def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: Any = None,
+               bind_reference: Callable[[Any], None] | None = None) -> TrainResult:
     """The PPO loop with checkpoints, SIGTERM and resume; shared by rlaif and reft (which passes its warmed-up
-    policy as `model`)."""
+    policy as `model` and makes it the reference with `bind_reference`)."""
     import torch
     online.require_single_process(ctx.spec.algorithm.value)
     hp = ctx.hp
     torch.manual_seed(hp.seed)
     model = model if model is not None else ctx.models.policy()
-    ctx.models.bind_reference(model)
+    (bind_reference or ctx.models.bind_reference)(model)
     online.disable_dropout(model)
     hidden_size = model.config.get_text_config().hidden_size if hasattr(model.config, "get_text_config") else model.config.hidden_size
     value_head = torch.nn.Linear(hidden_size, 1).to(next(model.parameters()).device)

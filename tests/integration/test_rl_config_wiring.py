@@ -130,3 +130,17 @@ def test_tpo_round_wiring(context: Any, monkeypatch: pytest.MonkeyPatch) -> None
     args = caught.value.args[0]["args"]
     assert (args.beta, args.loss_type) == (0.35, ["hinge"])
     assert caught.value.args[0]["callbacks"]  # the round runs with the job's divergence/SIGTERM checks
+
+
+def test_inner_stages_run_with_the_jobs_callbacks(context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from align_trainer.algorithms import reft, rlaif
+    from align_trainer.callbacks import StageCallback
+    ctx = context("reft", "rft.openai.jsonl", {"warmupEpochs": 1})
+    monkeypatch.setattr("trl.SFTTrainer", capture)
+    with pytest.raises(Captured) as caught:
+        reft.warm_up(ctx, None)
+    assert any(isinstance(c, StageCallback) for c in caught.value.args[0]["callbacks"])
+    monkeypatch.setattr("trl.RewardTrainer", capture)
+    with pytest.raises(Captured) as caught:
+        rlaif.train_reward_model(ctx, [{"prompt": "p", "chosen": "a", "rejected": "b"}])
+    assert any(isinstance(c, StageCallback) for c in caught.value.args[0]["callbacks"])

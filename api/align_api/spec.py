@@ -11,7 +11,7 @@ from .constants import BETA_ALGORITHMS, ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS,
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
-from .hyperparameters import LOSS_TYPES, Hyperparameters, algorithms_for
+from .hyperparameters import LOSS_TYPES, Hyperparameters, algorithms_for, used_by
 from .model import ModelSpec
 from .runtime import Checkpoints, Metrics, Output, Resources, RunPolicy, Secrets
 from .status import Status
@@ -45,16 +45,24 @@ class AlignmentJobSpec(SpecModel):
         algo = self.algorithm
         hp = self.hyperparameters
         for name in hp.model_fields_set:
-            used_by = algorithms_for(name)
-            if algo not in used_by:
-                alias = Hyperparameters.model_fields[name].alias or name
+            users = algorithms_for(name)
+            alias = Hyperparameters.model_fields[name].alias or name
+            if algo not in users:
                 raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} "
-                                 f"(used by: {', '.join(a.value for a in used_by)})")
+                                 f"(used by: {', '.join(a.value for a in users)})")
+            if not used_by(name, algo, hp):
+                raise ValueError(f"[hyperparameters.{alias}] is not used by reft's {hp.rl_stage} stage "
+                                 f"(hyperparameters.rlStage: {hp.rl_stage})")
         if hp.loss_type is not None:
             allowed = LOSS_TYPES.get(algo, ())
             if hp.loss_type not in allowed:
                 raise ValueError(f"[hyperparameters.lossType] {hp.loss_type!r} is not valid for {algo.value}; "
                                  f"allowed: {', '.join(allowed)}")
+        if (algo in (Algorithm.GRPO, Algorithm.RLOO) or (algo == Algorithm.REFT and hp.rl_stage == "grpo")) and \
+                (hp.batch_size * hp.gradient_accumulation_steps) % hp.num_generations:
+            raise ValueError(f"[hyperparameters.batchSize] x gradientAccumulationSteps "
+                             f"({hp.batch_size * hp.gradient_accumulation_steps}) must be a multiple of numGenerations "
+                             f"({hp.num_generations}): each step trains on whole groups of completions")
         if algo in BETA_ALGORITHMS and not hp.beta > 0:
             raise ValueError("[hyperparameters.beta] must be > 0 for the DPO family")
         iterative = algo in ITERATIVE_ALGORITHMS and hp.rounds is not None
@@ -152,7 +160,8 @@ class AlignmentJob(BaseModel):
             data["spec"]["hyperparameters"] = {
                 (field.alias or name): data["spec"]["hyperparameters"][field.alias or name]
                 for name, field in Hyperparameters.model_fields.items()
-                if algo in algorithms_for(name) and (field.alias or name) in data["spec"]["hyperparameters"]
+                if used_by(name, algo, self.spec.hyperparameters)
+                and (field.alias or name) in data["spec"]["hyperparameters"]
                 and not (algo in ITERATIVE_ALGORITHMS and self.spec.hyperparameters.rounds is None
                          and name in ROUND_ONLY)
             }

@@ -58,6 +58,31 @@ class SigtermCallback(TrainerCallback):
             control.should_training_stop = True
 
 
+class StageCallback(TrainerCallback):
+    """For a TRL trainer that runs inside an algorithm (ReFT's warm-up, TPO's DPO rounds, RLAIF's reward model):
+    the outer loop owns the step counter, progress and checkpoints, but a NaN/inf loss or grad norm still stops
+    the job as Diverged, and SIGTERM stops the stage at once (the caller then raises Interrupted)."""
+
+    def __init__(self, stage: str, metrics: Metrics, stop_event: threading.Event | None) -> None:
+        self.stage, self.metrics, self.stop_event = stage, metrics, stop_event
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **_: Any) -> None:
+        from .errors import Diverged
+        from .metrics import DIVERGENCE_KEYS, is_bad
+        values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        bad = [k for k in DIVERGENCE_KEYS if k in values and is_bad(values[k])]
+        if bad:
+            self.metrics.write_status(state="Diverged")
+            raise Diverged(f"{self.stage} diverged at its step {state.global_step}: "
+                           + ", ".join(f"{k}={values[k]}" for k in bad)
+                           + " (try a lower learningRate, a smaller maxGradNorm or fp32 precision)")
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
+        if self.stop_event is not None and self.stop_event.is_set():
+            control.should_training_stop = True
+
+
 def install_sigterm_handler(stop_event: threading.Event) -> Any:
     """SIGTERM sets the event (the kubelet's grace period is the time to finish the step and checkpoint);
     a second SIGTERM exits at once. Returns the previous handler (to restore), None off the main thread."""

@@ -258,6 +258,12 @@ class TrainContext:
         from .checkpoints import run_hf_trainer
         return run_hf_trainer(self, trainer)
 
+    def stage_callbacks(self, stage: str) -> list["TrainerCallback"]:
+        """Callbacks for a TRL trainer run as one stage inside an algorithm (a warm-up, a DPO round, a reward
+        model): NaN/inf stops the job as Diverged, SIGTERM stops the stage (then check `stop_requested()`)."""
+        from .callbacks import StageCallback
+        return [StageCallback(stage, self.metrics, self.stop_event)]  # type: ignore[arg-type]
+
     # --- for algorithms with their own loop ------------------------------------------------------------
     def save_checkpoint(self, model: Any, step: int, state: Mapping[str, Any] | None = None) -> Path:
         """Atomically save `checkpoint-<step>/` (adapter + `state` as JSON/torch) and rotate to spec.checkpoints.keep."""
@@ -276,6 +282,11 @@ class TrainContext:
                              eval_metrics=dict(eval_metrics or {}))
 
 
+#: Extra arguments of the learning-rate schedules that need them (transformers' cosine_with_min_lr refuses to
+#: run without a floor): shared by HF's Trainer (lr_scheduler_kwargs) and our own loops (online.learning_rate_at).
+SCHEDULER_KWARGS: dict[str, dict[str, float]] = {"cosine_with_min_lr": {"min_lr_rate": 0.1}}
+
+
 def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
     """TrainingArguments shared by every algorithm, from the spec. Checkpoint rotation is ours (atomic), so
     HF's own `save_total_limit` stays off."""
@@ -290,6 +301,7 @@ def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
         gradient_accumulation_steps=hp.gradient_accumulation_steps,
         learning_rate=hp.learning_rate,
         lr_scheduler_type=hp.lr_scheduler,
+        lr_scheduler_kwargs=SCHEDULER_KWARGS.get(hp.lr_scheduler, {}),
         warmup_steps=hp.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
         weight_decay=hp.weight_decay,
         max_grad_norm=hp.max_grad_norm,

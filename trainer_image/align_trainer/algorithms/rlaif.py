@@ -73,7 +73,8 @@ def train_reward_model(ctx: TrainContext, pairs: list[dict[str, Any]]) -> tuple[
     args = ctx.trainer_args(RewardConfig, num_train_epochs=1, max_steps=-1, save_strategy="no", eval_strategy="no",
                             output_dir=str(ctx.paths.checkpoint_dir / "reward-model"))
     model = ctx.models.sequence_classifier()
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer,
+                            callbacks=ctx.stage_callbacks("rlaif reward model"))
     trainer.train()
     accuracy = [h["accuracy"] for h in trainer.state.log_history if "accuracy" in h]
     return model.eval(), float(accuracy[-1]) if accuracy else float("nan")
@@ -105,6 +106,8 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
             raise ConfigError(f"rlaif (feedback: preference): the judge preferred one answer in only {len(pairs)} "
                               f"of {len(pairs) + ties} prompts; use feedback: direct or a judge with finer scores")
         model, accuracy = train_reward_model(ctx, pairs)
+        if ctx.stop_requested():
+            raise ctx.interrupted(0)
         log.info("rlaif: reward model trained on %d judge-labelled pairs (%d ties), train accuracy %.3f",
                  len(pairs), ties, accuracy)
         ctx.metrics.log({"rlaif/pairs": float(len(pairs)), "rlaif/ties": float(ties), "rlaif/rm_accuracy": accuracy}, step=0)

@@ -109,7 +109,8 @@ def dpo_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], round_
     hp = ctx.hp
     args = ctx.trainer_args(DPOConfig, beta=hp.beta, loss_type=[hp.loss_type or "sigmoid"], save_strategy="no",
                             eval_strategy="no", output_dir=str(ctx.paths.checkpoint_dir / f"round-{round_no}"))
-    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer,
+                         callbacks=ctx.stage_callbacks(f"tpo round {round_no}"))
     ctx.models.bind_reference(trainer.model)
     trainer.train()
     last = [h for h in trainer.state.log_history if "loss" in h]
@@ -153,6 +154,8 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
                 raise ConfigError(f"tpo round {round_no}: every prompt's {k} answers were judged equal; raise "
                                   "numGenerations or temperature, or use a judge with finer scores")
             metrics.update(dpo_round(ctx, model, pairs, round_no))
+            if ctx.stop_requested():  # SIGTERM cut the round short: the restart redoes it from the last checkpoint
+                raise ctx.interrupted(round_no - 1)
             history.append(dict(metrics))
             ctx.metrics.log(metrics, step=round_no)
             ctx.metrics.progress(step=round_no, total_steps=rounds)

@@ -53,6 +53,10 @@ class AlignmentJobSpec(SpecModel):
             if hp.loss_type not in allowed:
                 raise ValueError(f"[hyperparameters.lossType] {hp.loss_type!r} is not valid for {algo.value}; "
                                  f"allowed: {', '.join(allowed)}")
+        if algo in (Algorithm.GRPO, Algorithm.RLOO) and (hp.batch_size * hp.gradient_accumulation_steps) % hp.num_generations:
+            raise ValueError(f"[hyperparameters.batchSize] batchSize x gradientAccumulationSteps "
+                             f"({hp.batch_size * hp.gradient_accumulation_steps}) must be a multiple of numGenerations "
+                             f"({hp.num_generations}): each step trains on whole groups of completions")
         if algo in BETA_ALGORITHMS and not hp.beta > 0:
             raise ValueError("[hyperparameters.beta] must be > 0 for the DPO family")
         if algo in NEEDS_GRADER and self.grader is None:

@@ -1,7 +1,7 @@
 """Entry point: `python -m align_trainer --config FILE [--output DIR] [--metrics-port N]`.
 
-Order matters for fast failure: manifest -> algorithm module -> device -> data (every row validated) ->
-models -> training. Errors become an exit code (align_api ExitCode) and a termination message
+Order matters for fast failure: manifest -> algorithm module -> preflight (first rows of every dataset,
+grader templates, output writable, batch sizes) -> device -> data (every row validated) -> models -> training. Errors become an exit code (align_api ExitCode) and a termination message
 `<Reason>: <message>` in /dev/termination-log ($ALIGN_TERMINATION_LOG), which the operator turns into
 status.lastError.
 """
@@ -96,6 +96,8 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     base_dir = manifest.resolve().parent if manifest else Path.cwd()
     paths = Paths.under(output, base_dir, manifest)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
+    from . import identity
+    own = identity.claim(paths.output_dir, job)  # before metrics.jsonl is opened: another run's files move aside
     device = choose_device(spec.model, spec.hyperparameters, gpus=spec.resources.gpus_per_node)
     started = time.monotonic()
     train, evals = load_for(data_kind, spec.data, base_dir=base_dir, cache_dir=paths.cache_dir,
@@ -108,7 +110,7 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
                       status_file=paths.output_dir / "status.json")
     stop = threading.Event()
     previous_handler = install_sigterm_handler(stop)
-    resume = checkpoints.find_resume(paths.checkpoint_dir)
+    resume = checkpoints.find_resume(paths.checkpoint_dir) if own else None
     ctx = TrainContext(job=job, paths=paths, device=device, tokenizer=tokenizer, models=models, metrics=metrics,
                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
@@ -196,8 +198,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         quiet_libraries()
         job = load_job(args.config)
         module = load_algorithm(job.spec.algorithm.value)
+        output = output_dir(job, args.output)
+        from . import preflight  # data, grader templates, output, batch sizes: seconds, before any model
+        preflight.run(job, base_dir=args.config.resolve().parent, output_dir=output, kind=module.DATA,
+                      manifest=args.config, upload=args.output is None)
         port = args.metrics_port if args.metrics_port is not None else job.spec.metrics.port
-        ctx = build_context(job, manifest=args.config, output=output_dir(job, args.output), data_kind=module.DATA,
+        ctx = build_context(job, manifest=args.config, output=output, data_kind=module.DATA,
                             metrics_port=None if port < 0 else port)
         if args.output is not None:
             ctx.scratch["output_uri"] = None  # --output overrides spec.output.uri: keep everything local

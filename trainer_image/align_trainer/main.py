@@ -167,6 +167,8 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
         "finalMetrics": {k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))},
         "evaluation": {k: v if v is None else float(v) for k, v in evaluation.items()
                        if isinstance(v, (int, float)) or v is None}})
+    if result.extra.get("evaluation_problem"):
+        doc["evaluationProblem"] = result.extra["evaluation_problem"]  # -> Evaluated=False, never "passed"
     for drop in ("finalMetrics", "evaluation"):
         if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
             break

@@ -192,7 +192,8 @@ def check_templates(field: str, grader: Any, items: Sequence[dict[str, Any]], wh
                     lookup(variable, sample, item)
                 except TemplateError as exc:
                     key = variable.split(".")[1] if "." in variable else ""
-                    close = get_close_matches(key, list(item), n=1)
+                    close = [k for k in item if key and (key in k or k in key)] or \
+                        get_close_matches(key, list(item), n=1, cutoff=0.5)
                     hint = (f"did you mean {{{{item.{close[0]}}}}}? " if close else "") + \
                         f"the rows have: {', '.join(sorted(item))}"
                     problems.append(Problem(path, f"{exc} in {place}; every grading would fail and score 0",

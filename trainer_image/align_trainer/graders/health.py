@@ -26,7 +26,10 @@ def describe(result: GradeResult) -> str:
     detail = result.details.get("error") if isinstance(result.details, dict) else None
     detail = detail or result.errors.get("python_grader_runtime_error_details") or \
         result.errors.get("model_grader_server_error_details") or result.details or ""
-    return f"{', '.join(flags) or 'error'}: {str(detail)[:300]}".rstrip(": ")
+    text = str(detail).strip()
+    if "\n" in text:  # a traceback: its last line says what went wrong
+        text = text.splitlines()[-1].strip()
+    return f"{', '.join(flags) or 'error'}: {text[:300]}".rstrip(": ")
 
 
 @dataclass

@@ -175,3 +175,13 @@ def test_a_finished_checkpoint_is_not_trained_again(tmp_path: Path) -> None:
         path.mkdir()
         (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": planned}))
         assert finished_checkpoint(path) is done
+
+
+def test_submit_of_a_file_runs_the_preflight_before_contacting_the_cluster(tmp_path: Path) -> None:
+    from align_operator.cli import _register, app
+    _register()
+    path = write_manifest(tmp_path, train="data/missing.jsonl")
+    result = CliRunner().invoke(app, ["submit", str(path), "--server", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "error: " in result.output and "spec.data.train.uri" in result.output
+    assert "nothing was submitted" in result.output

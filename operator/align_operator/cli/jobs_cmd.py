@@ -55,6 +55,9 @@ def submit(
         "--force-conflicts", help="Take over fields another manager owns (server-side apply force).")] = False,
     wait_: Annotated[bool, typer.Option("--wait", help="Then wait until the job finishes; exit code mirrors it.")] = False,
     timeout: Annotated[float | None, typer.Option(help="With --wait: give up after this many seconds.")] = None,
+    preflight: Annotated[bool, typer.Option(
+        "--preflight/--no-preflight", help="For a file: first check here what the trainer checks before loading a "
+        "model (local data files, grader templates against their rows, file:// outputs), as validate --preflight.")] = True,
     kubeconfig: Kubeconfig = None, context: Context = None, namespace: Namespace = None, server: Server = None,
 ) -> None:
     """Validate FILE and server-side apply it (create or update), like `kubectl apply --server-side`."""
@@ -62,8 +65,18 @@ def submit(
         jobs = load_text(sys.stdin.read(), "<stdin>") if file == "-" else load_file(file)
     except ManifestError as exc:
         for error in exc.errors:
-            err_console.print(f"[red]invalid:[/red] {error}", markup=True)
+            err_console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
         raise typer.Exit(EXIT_FAILED)
+    if preflight and file != "-":
+        from pathlib import Path
+
+        from align_operator.cli.validate_cmd import preflight_paths
+        problems = preflight_paths([Path(file)])
+        for line in problems:
+            err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        if problems:
+            err_console.print("nothing was submitted (paths that exist only in the trainer image: --no-preflight)")
+            raise typer.Exit(EXIT_FAILED)
     client = make_client(kubeconfig, context, namespace, server)
     for job in jobs:
         own_ns = job.metadata.namespace

@@ -98,6 +98,17 @@ def _local_artifacts(sandbox: Any, name: str) -> list[str]:
     return sorted(str(p) for p in root.glob(f"{name}-trainer-*/volumes/work/output/final") if p.is_dir())
 
 
+def _print_places(sandbox: Any, names: list[str]) -> None:
+    """Where each job's pods kept their working directory (checkpoints, metrics, final/) and log."""
+    root = Path(sandbox.workdir) / "pods" / sandbox.namespace
+    for name in names:
+        for pod in sorted(root.glob(f"{name}-trainer-*")):
+            _err.print(f"{name}: pod {pod.name}: output {pod / 'volumes' / 'work' / 'output'}, log {pod / 'log.txt'}",
+                       highlight=False, soft_wrap=True)
+    _err.print(f"inspect later: alignctl report/plot {root}/<pod>/volumes/work/output", highlight=False,
+               soft_wrap=True)
+
+
 @local_app.command("run")
 def run(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="AlignmentJob manifest (one or more documents)."),
@@ -106,8 +117,11 @@ def run(
     timeout: float = typer.Option(3600.0, help="Give up after this many seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, only the final object."),
     trainer_command: str = typer.Option(None, help="Replace the pods' command (testing), e.g. a fake trainer."),
+    preflight: bool = typer.Option(True, "--preflight/--no-preflight",
+                                   help="Check data, grader templates and outputs before starting (as validate --preflight)."),
 ) -> None:
-    """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded."""
+    """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded.
+    Everything the run writes (pod volumes: checkpoints, caches, outputs; logs) stays under --workdir."""
     from align_operator.sandbox import Sandbox
 
     if output not in ("yaml", "json"):
@@ -116,8 +130,16 @@ def run(
         docs = _documents(file)
     except ManifestError as exc:
         for error in exc.errors:
-            _err.print(f"[red]{error}[/red]")
+            _err.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
+    if preflight:
+        from .validate_cmd import preflight_paths
+        problems = preflight_paths([file])
+        for line in problems:
+            _err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        if problems:
+            _err.print("nothing was started (skip these checks with --no-preflight)")
+            raise typer.Exit(2)
     workdir = workdir.resolve()
     command = trainer_command.split() if trainer_command else None
     with Sandbox(workdir, trainer_command=command, cwd=file.resolve().parent) as sandbox:
@@ -128,6 +150,7 @@ def run(
         names = [doc["metadata"]["name"] for doc in docs]
         jobs = _watch(sandbox, names, timeout, quiet)
         if not quiet:
+            _print_places(sandbox, names)
             for job in jobs:
                 status = job.get("status") or {}
                 if status.get("phase") == "Succeeded":

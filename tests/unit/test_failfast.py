@@ -185,3 +185,31 @@ def test_submit_of_a_file_runs_the_preflight_before_contacting_the_cluster(tmp_p
     assert result.exit_code == 1
     assert "error: " in result.output and "spec.data.train.uri" in result.output
     assert "nothing was submitted" in result.output
+
+
+def test_unparseable_answers_are_the_policys_zero_not_a_broken_grader() -> None:
+    """OpenAI RFT scores an answer that is not the JSON a grader reads as 0; the policy learns from it."""
+    health = GraderHealth(max_error_rate=0.5, window=1)
+    health.observe("g", [GradeResult(0.0, errors={"sample_parse_error": True})] * 4)
+    with pytest.raises(GraderFailing):
+        health.observe("g", [GradeResult(0.0, errors={"invalid_variable_error": True})] * 4)
+
+
+def test_final_metrics_use_the_gauge_spelling_of_status_metrics() -> None:
+    """status.metrics merges scraped gauges (rewards_accuracies) with the final numbers: one spelling per key."""
+    from align_trainer.main import success_message
+    from align_trainer.runtime import TrainResult
+    doc = json.loads(success_message(TrainResult(steps=2, total_steps=2, metrics={"rewards/accuracies": 0.5},
+                                                 eval_metrics={"eval_rewards/margins": 0.1})))
+    assert doc["finalMetrics"] == {"rewards_accuracies": 0.5, "eval_rewards_margins": 0.1}
+
+
+def test_an_empty_assistant_turn_in_sft_data_is_an_error() -> None:
+    from align_trainer.errors import DataError
+    from align_trainer.formats import parse_row
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]}
+    with pytest.raises(DataError, match=r"train.jsonl:3: field messages\[1\].content: an assistant turn"):
+        parse_row("openai-chat", row, "train.jsonl:3")
+    row["messages"][1]["weight"] = 0
+    row["messages"].append({"role": "assistant", "content": "hello"})
+    assert parse_row("openai-chat", row, "train.jsonl:3") is not None

@@ -26,6 +26,7 @@ from align_api.constants import ExitCode, Reason
 
 from .errors import ConfigError, Interrupted, TrainerError
 from .runtime import DataKind, Paths, TrainContext, TrainResult
+from .metrics import gauge_name
 from .storage import json_safe
 
 log = logging.getLogger("align_trainer")
@@ -59,7 +60,8 @@ def load_job(path: Path) -> align_api.AlignmentJob:
 def output_dir(job: align_api.AlignmentJob, override: Path | None) -> Path:
     """The local working directory (checkpoints, metrics.jsonl, final/): --output, else $ALIGN_OUTPUT_DIR,
     else <checkpoint volume>/<job name> when spec.checkpoints.volume is set (mounted under $ALIGN_PVC_ROOT),
-    else ./runs/<name>. Resume is automatic because a restarted pod gets the same directory."""
+    else ./runs/<name>. Resume is automatic because a restarted pod gets the same directory (and only its own run
+    resumes: identity.py)."""
     from .storage import pvc_path
     if override is not None:
         return override.resolve()
@@ -164,7 +166,8 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
     doc: dict = json_safe({
         "artifacts": {k: v for k, v in artifacts.items() if v}, "steps": result.steps,
         "totalSteps": result.total_steps,
-        "finalMetrics": {k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))},
+        # the gauge spelling ("rewards_accuracies"): status.metrics merges these with scraped gauges, one key each
+        "finalMetrics": {gauge_name(k): float(v) for k, v in numbers.items() if isinstance(v, (int, float))},
         "evaluation": {k: v if v is None else float(v) for k, v in evaluation.items()
                        if isinstance(v, (int, float)) or v is None}})
     if result.extra.get("evaluation_problem"):

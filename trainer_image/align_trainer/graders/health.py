@@ -1,7 +1,7 @@
 """Unhealthy graders fail the job: a reward that is 0 because the grader crashed is not a reward.
 
 During training a failed grading scores 0 and the run goes on (one flaky judge answer must not cost a GPU
-run). But when the grader fails on more than spec.runPolicy.maxGraderErrorRate of the gradings of the last
+run). But when the grader itself fails (see ANSWER_FLAGS) on more than spec.runPolicy.maxGraderErrorRate of the gradings of the last
 spec.runPolicy.graderErrorWindow grading batches (one batch per training step), the policy is learning from
 noise: training stops with GraderFailing (a permanent exit code) and the grader's first error messages, which
 the operator copies into status.lastError.
@@ -18,6 +18,16 @@ from .core import GradeResult
 
 #: How many of the grader's first error messages the failure quotes.
 FIRST_ERRORS = 3
+#: Flags that blame the answer, not the grader: an answer that is not the JSON a grader reads is a legitimate
+#: reward of 0 (OpenAI RFT scores it so too, and the policy learns to answer in JSON). Only the other flags
+#: (missing item fields, crashing python graders, unreachable judges, ...) mean the grader is broken.
+ANSWER_FLAGS = frozenset({"sample_parse_error", "truncated_observation_error"})
+
+
+def grader_failed(result: GradeResult) -> bool:
+    """The grader itself failed on this sample (not merely the answer being unparseable)."""
+    return any(bool(v) for k, v in result.errors.items() if k not in ANSWER_FLAGS and not k.endswith(
+        ("details", "_type")))
 
 
 def describe(result: GradeResult) -> str:
@@ -46,7 +56,7 @@ class GraderHealth:
         return cls(run_policy.max_grader_error_rate, run_policy.grader_error_window)
 
     def observe(self, grader: str, results: Sequence[GradeResult]) -> None:
-        failed = [r for r in results if r.failed]
+        failed = [r for r in results if grader_failed(r)]
         for result in failed:
             message = describe(result)
             if len(self.first_errors) < FIRST_ERRORS and message not in self.first_errors:

@@ -82,7 +82,8 @@ def errors_from_validation(exc: ValidationError, lines: dict[tuple[Any, ...], in
             loc = loc + tuple(int(x) if x.isdigit() else x for x in re.findall(r"[^.\[\]]+", sub.group(1)))
             message = sub.group(2)
         if err["type"] == "extra_forbidden":
-            message = "unknown field (not part of the AlignmentJob schema; check its spelling and indentation)"
+            message = "unknown field (not part of the AlignmentJob schema; check its spelling and indentation)" \
+                + did_you_mean(str(loc[-1]) if loc else "")
         elif isinstance(err.get("input"), (str, int, float, bool)) and err["type"] not in ("missing",) \
                 and "\n" not in str(err["input"]) and repr(err["input"]) not in message:
             shown = repr(err["input"])
@@ -99,6 +100,34 @@ def errors_from_validation(exc: ValidationError, lines: dict[tuple[Any, ...], in
             line = lines.get(probe)
         errors.append(SpecError(format_path(loc), message, file, line, document))
     return errors
+
+
+def _field_names(model: Any, seen: set[Any] | None = None) -> set[str]:
+    """Every key (alias) of the AlignmentJob schema, nested models included."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+    seen = set() if seen is None else seen
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        names.add(field.alias or name)
+        stack = [field.annotation]
+        while stack:
+            kind = stack.pop()
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                names |= _field_names(kind, seen)
+            stack.extend(get_args(kind))
+    return names
+
+
+def did_you_mean(key: str) -> str:
+    """"; did you mean 'learningRate'?" for a misspelt key, else ""."""
+    from difflib import get_close_matches
+    close = get_close_matches(key, sorted(_field_names(AlignmentJob)), n=1, cutoff=0.75) if key else []
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def validate_document(doc: Any, *, file: str = "<input>", document: int = 0,

@@ -42,7 +42,7 @@ def test_imported_request_trains_on_tiny_model(request_file: str, algorithm: str
 
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "align_trainer", "--config", str(manifest), "--output", str(out),
-                           "--metrics-port", "-1"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           "--metrics-port", "-1"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (out / "final").is_dir()
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

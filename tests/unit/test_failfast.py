@@ -213,3 +213,11 @@ def test_an_empty_assistant_turn_in_sft_data_is_an_error() -> None:
     row["messages"][1]["weight"] = 0
     row["messages"].append({"role": "assistant", "content": "hello"})
     assert parse_row("openai-chat", row, "train.jsonl:3") is not None
+
+
+def test_an_unknown_field_gets_a_did_you_mean(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, hp={"learningrate": 0.001})
+    with pytest.raises(ManifestError) as err:
+        load_file(path)
+    assert "spec.hyperparameters.learningrate: unknown field" in str(err.value)
+    assert "did you mean 'learningRate'?" in str(err.value)

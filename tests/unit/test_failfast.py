@@ -221,3 +221,20 @@ def test_an_unknown_field_gets_a_did_you_mean(tmp_path: Path) -> None:
         load_file(path)
     assert "spec.hyperparameters.learningrate: unknown field" in str(err.value)
     assert "did you mean 'learningRate'?" in str(err.value)
+
+
+def test_plot_names_the_job_and_refuses_an_ambiguous_folder(tmp_path: Path) -> None:
+    from align_operator.cli import _register, app
+
+    from .test_plot import write_dpo_run
+    _register()
+    for name in ("first", "second"):
+        run = write_dpo_run(tmp_path / "wd" / "pods" / f"{name}-trainer-0" / "volumes" / "work" / "output")
+        (run / "status.json").write_text(json.dumps({"job": f"job-{name}", "state": "Succeeded"}))
+    both = CliRunner().invoke(app, ["plot", str(tmp_path / "wd"), "--no-png"])
+    assert both.exit_code == 1 and "holds 2 runs" in both.stderr
+    assert "(job-first)" in both.stderr and "(job-second)" in both.stderr
+    one = CliRunner().invoke(app, ["plot", str(tmp_path / "wd" / "pods" / "first-trainer-0")])
+    assert one.exit_code == 0, one.output
+    assert "(job-first)" in one.stdout and (tmp_path / "wd" / "pods" / "first-trainer-0" / "volumes" / "work" /
+                                            "output" / "metrics.png").exists()

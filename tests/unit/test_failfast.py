@@ -238,3 +238,23 @@ def test_plot_names_the_job_and_refuses_an_ambiguous_folder(tmp_path: Path) -> N
     assert one.exit_code == 0, one.output
     assert "(job-first)" in one.stdout and (tmp_path / "wd" / "pods" / "first-trainer-0" / "volumes" / "work" /
                                             "output" / "metrics.png").exists()
+
+
+def test_get_and_describe_read_a_finished_local_run_without_a_cluster(tmp_path: Path) -> None:
+    from align_operator.cli import _register, app
+    from align_operator.cli.local_cmd import save_jobs
+    _register()
+    job = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
+           "metadata": {"name": "done", "creationTimestamp": "2026-01-01T00:00:00Z"},
+           "spec": {"algorithm": "sft", "model": {"base": "builtin://tiny"}, "data": {"train": {"uri": "x.jsonl"}}},
+           "status": {"phase": "Succeeded", "lastError": None, "progress": {"step": 2, "totalSteps": 2}}}
+    workdir = save_jobs(tmp_path / "wd", [job], {"done": []})
+    got = CliRunner().invoke(app, ["get", str(workdir), "--server", "http://127.0.0.1:9"])
+    assert got.exit_code == 0, got.output
+    assert "done" in got.stdout and "Succeeded" in got.stdout
+    described = CliRunner().invoke(app, ["describe", str(workdir), "--server", "http://127.0.0.1:9"])
+    assert described.exit_code == 0, described.output
+    assert "Succeeded" in described.stdout
+    save_jobs(workdir, [{**job, "metadata": {"name": "other"}}], {})
+    ambiguous = CliRunner().invoke(app, ["describe", str(workdir)])
+    assert ambiguous.exit_code == 1 and "holds 2 jobs" in ambiguous.stderr

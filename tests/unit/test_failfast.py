@@ -269,3 +269,19 @@ def test_a_failed_jobs_running_condition_says_why_it_stopped() -> None:
     running = [c for c in failed if c["type"] == "Running"][0]
     assert running["status"] == "False" and running["reason"] == Reason.PREFLIGHT_FAILED
     assert running["message"] == "spec.output.uri: not writable"
+
+
+def test_the_pod_works_on_its_volume_and_knows_its_job_uid_also_with_an_output_uri() -> None:
+    from align_api import validate_document
+    from align_operator.renderers import render_job
+    from align_operator.settings import Settings
+    doc = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
+           "metadata": {"name": "demo", "namespace": "team", "uid": "1234-abcd"},
+           "spec": {"algorithm": "sft", "model": {"base": "builtin://tiny"}, "data": {"train": {"uri": "s3://bucket/x.jsonl"}},
+                    "output": {"uri": "s3://bucket/out"}}}
+    rendered = render_job(validate_document(doc), "team", Settings(trainer_image="t:1"))
+    main = rendered["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    assert env["ALIGN_OUTPUT_DIR"] == "/workspace/output" and "--output" not in main["args"]  # uploads to the URI
+    assert env["ALIGN_JOB_UID"] == "1234-abcd"
+    assert {"name": "work", "mountPath": "/workspace"} in main["volumeMounts"]

@@ -26,6 +26,7 @@ def has_algorithm(name: str) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.e2e
+@pytest.mark.timeout(1200)  # the reinforcement import trains as written: 8 GRPO steps + evaluation (~80 s idle)
 @pytest.mark.parametrize("request_file, algorithm", [
     ("supervised.json", "sft"), ("dpo.json", "dpo"),
     pytest.param("reinforcement.json", "grpo", marks=pytest.mark.skipif(

@@ -285,3 +285,17 @@ def test_the_pod_works_on_its_volume_and_knows_its_job_uid_also_with_an_output_u
     assert env["ALIGN_OUTPUT_DIR"] == "/workspace/output" and "--output" not in main["args"]  # uploads to the URI
     assert env["ALIGN_JOB_UID"] == "1234-abcd"
     assert {"name": "work", "mountPath": "/workspace"} in main["volumeMounts"]
+
+
+def test_the_trainer_reports_an_evaluation_that_scored_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from align_trainer.evaluation import hook
+    from align_trainer.evaluation.outputs import EvaluationOutcome
+    from align_trainer.main import success_message
+    from align_trainer.runtime import TrainResult
+    outcome = EvaluationOutcome("policy", {"lengthRatio": 1.0, "samples": 2.0}, unscored=2, report=Path("r.md"))
+    monkeypatch.setattr(hook, "evaluate_before_publish", lambda ctx, model: outcome)
+    result = TrainResult(steps=2, total_steps=2)
+    hook.after_training(None, None, result)
+    doc = json.loads(success_message(result))
+    assert doc["evaluationProblem"]["reason"] == Reason.EVALUATION_UNSCORED
+    assert "none of the 2 evaluation samples" in doc["evaluationProblem"]["message"]

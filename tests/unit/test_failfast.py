@@ -299,3 +299,13 @@ def test_the_trainer_reports_an_evaluation_that_scored_nothing(monkeypatch: pyte
     doc = json.loads(success_message(result))
     assert doc["evaluationProblem"]["reason"] == Reason.EVALUATION_UNSCORED
     assert "none of the 2 evaluation samples" in doc["evaluationProblem"]["message"]
+
+
+def test_a_bad_row_alone_stays_a_data_error_in_the_pod(tmp_path: Path) -> None:
+    from align_trainer.errors import DataError, PreflightFailed
+    path = write_manifest(tmp_path)
+    (tmp_path / "train.jsonl").write_text(json.dumps({"messages": "not a list"}) + "\n")
+    job = load_file(path)[0]
+    with pytest.raises(DataError) as err:
+        preflight.run(job, base_dir=tmp_path, output_dir=None, kind=preflight.DataKind.PROMPT_ONLY, manifest=path)
+    assert not isinstance(err.value, PreflightFailed) and str(err.value).startswith(f"{tmp_path / 'train.jsonl'}:1: ")

@@ -28,7 +28,7 @@ from align_api.data import Dataset as DatasetSpec
 from align_api.graders import LabelModelGrader, MultiGrader, ScoreModelGrader, StringCheckGrader, TextSimilarityGrader
 
 from . import storage
-from .errors import PreflightFailed, TrainerError
+from .errors import DataError, PreflightFailed, TrainerError
 from .runtime import DataKind
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ class Problem:
     field: str
     message: str
     hint: str = ""
+    #: "data" for a dataset that is missing or has a bad row (the job fails with DataError, as a full read
+    #: would), "config" for everything else (PreflightFailed)
+    kind: str = "config"
 
     def render(self, manifest: Path | None = None, lines: dict[tuple[str, ...], int] | None = None) -> str:
         where = ""
@@ -146,17 +149,17 @@ def check_dataset(field: str, spec: DatasetSpec, base_dir: Path, kind: DataKind,
     if not path.exists():
         hint = (f"relative paths resolve against the manifest's directory ({base_dir}); fix the path"
                 if not Path(str(spec.uri).removeprefix("file://")).is_absolute() else "fix the path")
-        return [Problem(f"{field}.uri", f"{path} does not exist", hint)], [], []
+        return [Problem(f"{field}.uri", f"{path} does not exist", hint, "data")], [], []
     try:
         rows = [rename_fields(r, spec.fields) for r in first_rows(path)]
         if not rows:
-            return [Problem(f"{field}.uri", f"{path} has no rows", "point it at a file with data")], [], []
+            return [Problem(f"{field}.uri", f"{path} has no rows", "point it at a file with data", "data")], [], []
         fmt = spec.format if spec.format != "auto" else detect_format(rows[0].data, rows[0].where())
         records = [r for r in (parse_row(fmt, row.data, row.where()) for row in rows) if r is not None]
         converted = convert(records, kind) if records else []
     except TrainerError as exc:
         return [Problem(f"{field}.format" if spec.format != "auto" else f"{field}.uri", str(exc),
-                        "fix the row, or set the right format / fields mapping")], [], []
+                        "fix the row, or set the right format / fields mapping", "data")], [], []
     where = [r.where for r in records] if len(records) == len(converted) else [str(path)] * len(converted)
     return [], converted, where
 
@@ -357,6 +360,9 @@ def run(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: Dat
         manifest: Path | None = None, upload: bool = True) -> None:
     """The pod's preflight: raise PreflightFailed listing every problem (exit code PREFLIGHT_FAILED)."""
     problems = check(job, base_dir=base_dir, output_dir=output_dir, kind=kind, upload=upload)
+    if problems and all(p.kind == "data" for p in problems):
+        # bad data stays a DataError (exit 11), message first: "<file>:<line>: field <f>: ..." as a full read says it
+        raise DataError("\n".join(f"{p.message} ({p.field}: {p.hint})" for p in problems))
     if problems:
         lines = manifest_lines(manifest.read_text(encoding="utf-8")) if manifest and manifest.is_file() else {}
         raise PreflightFailed(f"{len(problems)} problem(s) found before training:\n"

@@ -309,3 +309,17 @@ def test_a_bad_row_alone_stays_a_data_error_in_the_pod(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         preflight.run(job, base_dir=tmp_path, output_dir=None, kind=preflight.DataKind.PROMPT_ONLY, manifest=path)
     assert not isinstance(err.value, PreflightFailed) and str(err.value).startswith(f"{tmp_path / 'train.jsonl'}:1: ")
+
+
+def test_evaluation_grades_the_same_item_fields_as_training() -> None:
+    """{{item.messages}} works in training (rlaif example); evaluation used to score such a grader as unscored."""
+    import math
+
+    from align_api.graders import StringCheckGrader
+    from align_trainer.evaluation.scoring import GraderScorer
+    grader = StringCheckGrader(type="string_check", name="s", input="{{sample.output_text}}",
+                               reference="{{item.messages[0].content}}", operation="eq")
+    scorer = GraderScorer(grader)
+    rows = [{"prompt": [{"role": "user", "content": "hi"}], "answer": "x"}]
+    assert [s.reward for s in scorer.score(rows, ["hi"])] == [1.0]
+    assert not any(math.isnan(s.reward) for s in scorer.score(rows, ["no"]))

@@ -320,22 +320,31 @@ def check(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: D
                                     else kind, in_pod=in_pod)
         problems += found
         bad |= {field} if found else set()
-    evaluation = job.spec.evaluation
-    graders = [("spec.grader", job.spec.grader, "spec.data.train", True)]
-    if evaluation is not None:
+    graders = [("spec.grader", job.spec.grader, "spec.data.train")]
+    if evaluates(job):
+        evaluation = job.spec.evaluation
         source = next(f for f in ("spec.evaluation.prompts", "spec.data.eval", "spec.data.train") if f in datasets)
-        graders.append(("spec.evaluation.grader" if evaluation.grader else "spec.grader",
-                        evaluation.grader or job.spec.grader, source, False))
-    for field, grader, source, training in graders:
-        if grader is None or (not training and evaluation.enabled is False):  # type: ignore[union-attr]
+        grader = evaluation.grader if evaluation is not None and evaluation.grader else job.spec.grader
+        graders.append(("spec.grader" if grader is job.spec.grader else "spec.evaluation.grader", grader, source))
+    for field, grader, source in graders:
+        if grader is None:
             continue
         if source not in bad:
             rows, where = _prompt_rows(datasets[source], base_dir, in_pod)
-            items = grader_items(rows) if training else rows  # evaluation grades rows as they are
-            problems += check_templates(field, grader, items, where)
+            problems += check_templates(field, grader, grader_items(rows), where)
         if endpoints:
             problems += check_endpoints(field, grader)
     return _unique(problems)
+
+
+def evaluates(job: AlignmentJob) -> bool:
+    """Whether a policy evaluation with a grader runs after training (evaluation.runner.plan's rule, without a
+    trainer context): spec.evaluation.enabled, else on by default for the RL and preference algorithms."""
+    from .evaluation.runner import DEFAULT_ON
+    evaluation = job.spec.evaluation
+    enabled = evaluation.enabled if evaluation is not None and evaluation.enabled is not None else \
+        job.spec.algorithm in DEFAULT_ON
+    return bool(enabled) and job.spec.algorithm.value != "reward"
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

@@ -200,13 +200,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     ctx: TrainContext | None = None
     try:
-        quiet_libraries()
         job = load_job(args.config)
         module = load_algorithm(job.spec.algorithm.value)
         output = output_dir(job, args.output)
         from . import preflight  # data, grader templates, output, batch sizes: seconds, before any model
         preflight.run(job, base_dir=args.config.resolve().parent, output_dir=output, kind=module.DATA,
                       manifest=args.config, upload=args.output is None)
+        quiet_libraries()  # imports datasets and transformers: seconds a failing preflight need not wait for
         port = args.metrics_port if args.metrics_port is not None else job.spec.metrics.port
         ctx = build_context(job, manifest=args.config, output=output, data_kind=module.DATA,
                             metrics_port=None if port < 0 else port)

@@ -11,7 +11,8 @@
 #   realk8s.sh up      etcd + kube-apiserver (RBAC, token auth, service-account tokens) + kube-controller-manager
 #                      (job, garbage-collector, serviceaccount, namespace controllers) on 127.0.0.1:$((BASE+443)),
 #                      and the 1.36 CRD server on 127.0.0.1:$((BASE+543)) (authentication and authorization
-#                      delegated to the core). Writes $STATE/kubeconfig and $STATE/kubeconfig-crd.
+#                      delegated to the core; it calls the validating admission webhooks registered on the core,
+#                      whose informers it shares). Writes $STATE/kubeconfig and $STATE/kubeconfig-crd.
 #   realk8s.sh down    stops what `up` started, by PID, in reverse order.
 #   realk8s.sh status  prints what runs and where.
 #
@@ -167,9 +168,16 @@ start() {  # name log command...
   echo $! > "$S/$name.pid"
 }
 
+port_free() { ! (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 up() {
   [ -x "$B/kube-apiserver" ] || die "not built: run $0 build"
   mkdir -p "$S" "$L"; down 2>/dev/null || true
+  local port
+  # Another instance on these ports would answer our readiness checks with its own certificate.
+  for port in $ETCD $((ETCD + 1)) $((ETCD + 2)) $CORE_PORT $ETCD_CRD $((ETCD_CRD + 1)) $((ETCD_CRD + 2)) $CRD_PORT; do
+    port_free "$port" || die "port $port is in use (another instance?): choose another REALK8S_PORT_BASE"
+  done
   pki; rm -rf "$S/etcd" "$S/etcd-crd"
   start etcd "$L/etcd.log" /usr/bin/etcd --name core --data-dir "$S/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD" --advertise-client-urls "http://127.0.0.1:$ETCD" \
@@ -198,7 +206,7 @@ up() {
       --bind-address=127.0.0.1 --secure-port="$CRD_PORT" \
       --tls-cert-file="$K/apiserver.crt" --tls-private-key-file="$K/apiserver.key" \
       --kubeconfig="$S/kubeconfig" --authentication-kubeconfig="$S/kubeconfig" --authorization-kubeconfig="$S/kubeconfig" \
-      --disable-admission-plugins=NamespaceLifecycle,MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook \
+      --disable-admission-plugins=NamespaceLifecycle,MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy \
       --enable-priority-and-fairness=false --profiling=false --v=1
     wait_ready "https://127.0.0.1:$CRD_PORT/readyz" "$L/apiext.log" "$S/apiext.pid"
   fi

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "realk8s.sh"
@@ -33,10 +37,29 @@ def missing_binaries() -> list[str]:
     return [name for name in BINARIES if not (HOME / "bin" / name).is_file()]
 
 
+#: Port offsets (from scripts/realk8s.sh) of one instance: etcd x3, core server, CRD etcd x3, CRD server.
+PORT_OFFSETS = (379, 380, 381, 443, 479, 480, 481, 543)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def port_base(worker: str) -> int:
-    """Distinct ports per xdist worker ("gw0", "gw1", ... or "master"), so instances run side by side."""
+    """A port base whose ports are all free: distinct per xdist worker ("gw0", ... or "master") and per process,
+    so instances of parallel test sessions run side by side."""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return 16000 + 1000 * index
+    start = 20 + (os.getpid() * 7 + index * 13) % 40
+    for step in range(40):
+        base = 1000 * (20 + (start + step) % 40)
+        if all(_free(base + offset) for offset in PORT_OFFSETS):
+            return base
+    raise RuntimeError("no free port range for a real control plane in 20000-59999")
 
 
 @dataclass
@@ -78,12 +101,30 @@ class RealCluster:
         return proc
 
     def client(self, crd: bool = False, token: str = ADMIN_TOKEN) -> httpx.Client:
-        return httpx.Client(base_url=self.crd_url if crd else self.url, verify=str(self.ca), timeout=30,
+        return httpx.Client(base_url=self.crd_url if crd else self.url, verify=ssl.create_default_context(cafile=str(self.ca)), timeout=30,
                             headers={"Authorization": f"Bearer {token}"})
 
     def api(self, method: str, path: str, body: Any = None, crd: bool = False, **kw: Any) -> httpx.Response:
         with self.client(crd) as c:
             return c.request(method, path, json=body, **kw)
+
+    def install_crd(self, crd: bool = False, path: Path | None = None) -> None:
+        """Install the shipped CRD (or `path`) and wait until it is Established. Test files share one control plane
+        per worker: a CRD that an earlier file deleted may still be terminating, so wait for it to go first."""
+        body = yaml.safe_load((path or REPO / "crds" / "align.dev_alignmentjobs.yaml").read_text())
+        url = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{body['metadata']['name']}"
+        with self.client(crd) as c:
+            for _ in range(600):
+                got = c.get(url)
+                if got.status_code == 404:
+                    r = c.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=body)
+                    assert r.status_code in (201, 409), r.text
+                elif not got.json()["metadata"].get("deletionTimestamp"):
+                    conditions = (got.json().get("status") or {}).get("conditions") or []
+                    if any(c_["type"] == "Established" and c_["status"] == "True" for c_ in conditions):
+                        return
+                time.sleep(0.1)
+        raise AssertionError(f"CRD {body['metadata']['name']} never became Established")
 
     def namespace(self, prefix: str = "t", crd: bool = False) -> str:
         """A fresh namespace on the core server (the CRD server has no namespace objects to create)."""

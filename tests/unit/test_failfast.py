@@ -220,7 +220,7 @@ def test_an_unknown_field_gets_a_did_you_mean(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as err:
         load_file(path)
     assert "spec.hyperparameters.learningrate: unknown field" in str(err.value)
-    assert "did you mean 'learningRate'?" in str(err.value)
+    assert "did you mean" in str(err.value) and "learningRate" in str(err.value)
 
 
 def test_plot_names_the_job_and_refuses_an_ambiguous_folder(tmp_path: Path) -> None:

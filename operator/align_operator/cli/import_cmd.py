@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from align_api import Algorithm, ManifestError, validate_document
+from align_api import Algorithm, ManifestError, load_text
 from align_operator.cli import app
 from align_operator.cli.cluster import EXIT_FAILED, err_console
 from align_operator.openai_import import RL_ALGORITHMS, Note, Options, RequestError, convert
@@ -76,7 +76,8 @@ def import_openai(
     if namespace:
         manifest["metadata"]["namespace"] = namespace
     print_notes(notes)
-    problems = import_problems(manifest, source)  # what `alignctl validate` would say: never write what it rejects
+    text = render(manifest, notes, Path(source).name)
+    problems = import_problems(text, source)  # what `alignctl validate` would say: never write what it rejects
     for problem in problems:
         err_console.print(f"[red]error:[/red] {problem}", highlight=False)
     dropped = [n for n in notes if n.kind == "dropped"]
@@ -84,7 +85,6 @@ def import_openai(
         err_console.print(f"[red]error:[/red] --strict: {len(dropped)} field(s) dropped; nothing written")
     if problems or (strict and dropped):
         raise typer.Exit(EXIT_FAILED)
-    text = render(manifest, notes, Path(source).name)
     if output:
         output.write_text(text, encoding="utf-8")
         err_console.print(f"wrote {output}: alignctl validate --preflight {output} && alignctl submit {output}")
@@ -92,11 +92,12 @@ def import_openai(
         typer.echo(text, nl=False)
 
 
-def import_problems(manifest: dict, source: str) -> list[str]:
-    """The schema's verdict and the checks `alignctl validate` adds (e.g. graders this install cannot run)."""
+def import_problems(text: str, source: str) -> list[str]:
+    """The schema's verdict on the YAML as kubectl will read it (not just the dict we meant to write), and the
+    checks `alignctl validate` adds (e.g. graders this install cannot run)."""
     from align_operator.cli.validate_cmd import _extra_checks
     try:
-        job = validate_document(manifest, file=source)
+        jobs = load_text(text, file=source)
     except ManifestError as exc:
         return [f"{error.path}: {error.message}" for error in exc.errors]
-    return _extra_checks(Path(source), [job])
+    return _extra_checks(Path(source), jobs)

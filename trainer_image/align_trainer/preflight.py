@@ -5,8 +5,10 @@ The same checks run in the pod (the first thing `python -m align_trainer` does) 
 
 - every data URI resolves and its first rows parse in the declared format;
 - every grader template `{{item.x}}` resolves against the first rows' item fields, and a judge endpoint answers;
-- spec.output.uri and the checkpoint location are writable (a marker is written and deleted);
-- the batch/group constraints of the algorithm hold.
+- spec.output.uri and the checkpoint location are writable (a marker is written and deleted).
+
+The batch/group constraints (grpo/rloo: batchSize x gradientAccumulationSteps a multiple of numGenerations)
+are part of the spec itself (align_api.spec), so the manifest that reaches the preflight already holds them.
 
 Each problem names the spec field, the file and line where it went wrong, and what to do. In the pod a
 failed preflight exits with ExitCode.PREFLIGHT_FAILED, which the Job's podFailurePolicy does not retry.
@@ -235,7 +237,7 @@ def grader_items(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return row_items(rows)
 
 
-# --------------------------------------------------------------------------- output, batch
+# --------------------------------------------------------------------------- output
 def check_writable(field: str, directory: Path, hint: str) -> list[Problem]:
     """Write and delete a marker file in `directory`; folders created for it are removed again (a check
     leaves nothing behind)."""
@@ -288,21 +290,6 @@ def check_output(job: AlignmentJob, base_dir: Path, output_dir: Path | None, *, 
     return problems
 
 
-def check_batch(job: AlignmentJob) -> list[Problem]:
-    """GRPO/RLOO train on whole groups of numGenerations completions per step."""
-    from align_api.constants import Algorithm
-    hp = job.spec.hyperparameters
-    if job.spec.algorithm not in (Algorithm.GRPO, Algorithm.RLOO):
-        return []
-    total = hp.batch_size * hp.gradient_accumulation_steps
-    if total % hp.num_generations:
-        return [Problem("spec.hyperparameters.batchSize",
-                        f"batchSize x gradientAccumulationSteps ({total}) is not a multiple of numGenerations "
-                        f"({hp.num_generations})", "each step trains on whole groups of completions: make "
-                        "batchSize a multiple of numGenerations")]
-    return []
-
-
 # --------------------------------------------------------------------------- all together
 def check(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: DataKind | None = None,
           endpoints: bool = True, upload: bool = True, in_pod: bool = True) -> list[Problem]:
@@ -312,7 +299,7 @@ def check(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: D
     if kind is None:
         from .algorithms import load
         kind = load(job.spec.algorithm.value).DATA
-    problems = check_batch(job) + check_output(job, base_dir, output_dir, upload=upload, in_pod=in_pod)
+    problems = check_output(job, base_dir, output_dir, upload=upload, in_pod=in_pod)
     datasets = dict(dataset_fields(job))
     bad: set[str] = set()
     for field, spec in datasets.items():
@@ -376,7 +363,7 @@ def run(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: Dat
         lines = manifest_lines(manifest.read_text(encoding="utf-8")) if manifest and manifest.is_file() else {}
         raise PreflightFailed(f"{len(problems)} problem(s) found before training:\n"
                               + "\n".join(f"- {p.render(manifest, lines)}" for p in problems))
-    log.info("preflight: data, graders, output and batch settings are fine")
+    log.info("preflight: data, grader templates and outputs are fine")
 
 
 __all__ = ["Problem", "check", "line_of", "manifest_lines", "run"]

@@ -107,6 +107,12 @@ class Reason(StrEnum):
     TRAINER_ERROR = "TrainerError"
     EVALUATION_GATE_FAILED = "EvaluationGateFailed"
     EVALUATION_PASSED = "EvaluationPassed"
+    #: The evaluation ran but its scorer scored no sample: nothing was measured, so nothing passed.
+    EVALUATION_UNSCORED = "EvaluationUnscored"
+    #: Before any model was loaded, the trainer found a problem (data, grader templates, output, batch sizes).
+    PREFLIGHT_FAILED = "PreflightFailed"
+    #: The grader failed on more samples than spec.runPolicy.maxGraderErrorRate allows.
+    GRADER_FAILING = "GraderFailing"
     JOB_DELETED = "JobDeleted"
 
 
@@ -120,14 +126,19 @@ class ExitCode:
     DIVERGED = 12
     EVALUATION_GATE_FAILED = 13
     UPSTREAM_ERROR = 14
+    PREFLIGHT_FAILED = 15
+    GRADER_FAILING = 16
 
-    PERMANENT = (CONFIG_ERROR, DATA_ERROR, DIVERGED, EVALUATION_GATE_FAILED, UPSTREAM_ERROR)
+    PERMANENT = (CONFIG_ERROR, DATA_ERROR, DIVERGED, EVALUATION_GATE_FAILED, UPSTREAM_ERROR, PREFLIGHT_FAILED,
+                 GRADER_FAILING)
     REASONS = {
         CONFIG_ERROR: Reason.CONFIG_ERROR,
         DATA_ERROR: Reason.DATA_ERROR,
         DIVERGED: Reason.DIVERGED,
         EVALUATION_GATE_FAILED: Reason.EVALUATION_GATE_FAILED,
         UPSTREAM_ERROR: Reason.UPSTREAM_FAILED,
+        PREFLIGHT_FAILED: Reason.PREFLIGHT_FAILED,
+        GRADER_FAILING: Reason.GRADER_FAILING,
     }
 
 

@@ -80,6 +80,12 @@ class RunPolicy(SpecModel):
     suspend: bool = Field(default=False, description="Suspend (stop pods, keep state) while true; resume by setting false.")
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, description="Delete the Job this long after it finishes.")
     queue_name: str | None = Field(default=None, max_length=63, description="Kueue LocalQueue (sets kueue.x-k8s.io/queue-name).")
+    max_grader_error_rate: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Stop training (reason GraderFailing) when the grader fails on more than this fraction of the "
+                    "gradings in the last graderErrorWindow steps; 1 never stops.")
+    grader_error_window: int = Field(default=3, ge=1, le=10_000,
+                                     description="Grading batches (training steps) the grader error rate is measured over.")
 
 
 class Secrets(SpecModel):

@@ -124,6 +124,16 @@ def find_resume(directory: Path) -> Path | None:
     return None
 
 
+def finished_checkpoint(path: Path) -> bool:
+    """True when an HF checkpoint's trainer_state.json says it reached the run's planned max_steps."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    steps, planned = state.get("global_step"), state.get("max_steps")
+    return isinstance(steps, int) and isinstance(planned, int) and planned > 0 and steps >= planned
+
+
 def rotate(directory: Path, keep: int) -> None:
     for path in list_checkpoints(directory)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
@@ -169,9 +179,17 @@ def run_hf_trainer(ctx: "TrainContext", trainer: Any) -> "TrainResult":
     trainer.remove_callback(PrinterCallback)  # our ProgressLogCallback prints one readable line per log
     install_atomic_saves(trainer, ctx.paths.checkpoint_dir, ctx.spec.checkpoints.keep)
     resume = ctx.resume_from
-    if resume is not None:
-        log.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if resume is not None and finished_checkpoint(resume):
+        # transformers would train one more step past max_steps on resume from the last checkpoint: a retry
+        # after a post-training failure (upload, evaluation) loads the trained weights and redoes only that stage
+        from transformers import TrainerState
+        log.info("%s holds every planned step: not training again, publishing it", resume)
+        trainer._load_from_checkpoint(str(resume))
+        trainer.state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+    else:
+        if resume is not None:
+            log.info("resuming from %s", resume)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     state = trainer.state
     if ctx.stop_requested():
         raise ctx.interrupted(state.global_step)

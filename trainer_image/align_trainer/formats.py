@@ -120,6 +120,10 @@ def _openai_chat(row: dict[str, Any], where: str) -> Record:
     if row.get("tools"):
         raise _fail(where, "tools", "function-calling examples are not supported by the trainer yet")
     msgs = messages(row.get("messages"), where, "messages", weights=True)
+    for index, msg in enumerate(msgs):
+        if msg["role"] == "assistant" and msg["weight"] and not msg["content"].strip():
+            raise _fail(where, f"messages[{index}].content", "an assistant turn to learn from is empty: fill it, "
+                        "or set weight: 0 on it")
     if not any(m["role"] == "assistant" and m["weight"] for m in msgs):
         raise _fail(where, "messages", "needs at least one assistant message with weight 1 to learn from")
     return Record("language_modeling", {"messages": msgs}, where)

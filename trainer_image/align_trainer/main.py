@@ -1,7 +1,7 @@
 """Entry point: `python -m align_trainer --config FILE [--output DIR] [--metrics-port N]`.
 
-Order matters for fast failure: manifest -> algorithm module -> device -> data (every row validated) ->
-models -> training. Errors become an exit code (align_api ExitCode) and a termination message
+Order matters for fast failure: manifest -> algorithm module -> preflight (first rows of every dataset,
+grader templates, output writable, batch sizes) -> device -> data (every row validated) -> models -> training. Errors become an exit code (align_api ExitCode) and a termination message
 `<Reason>: <message>` in /dev/termination-log ($ALIGN_TERMINATION_LOG), which the operator turns into
 status.lastError.
 """
@@ -26,6 +26,7 @@ from align_api.constants import ExitCode, Reason
 
 from .errors import ConfigError, Interrupted, TrainerError
 from .runtime import DataKind, Paths, TrainContext, TrainResult
+from .metrics import gauge_name
 from .storage import json_safe
 
 log = logging.getLogger("align_trainer")
@@ -59,7 +60,8 @@ def load_job(path: Path) -> align_api.AlignmentJob:
 def output_dir(job: align_api.AlignmentJob, override: Path | None) -> Path:
     """The local working directory (checkpoints, metrics.jsonl, final/): --output, else $ALIGN_OUTPUT_DIR,
     else <checkpoint volume>/<job name> when spec.checkpoints.volume is set (mounted under $ALIGN_PVC_ROOT),
-    else ./runs/<name>. Resume is automatic because a restarted pod gets the same directory."""
+    else ./runs/<name>. Resume is automatic because a restarted pod gets the same directory (and only its own run
+    resumes: identity.py)."""
     from .storage import pvc_path
     if override is not None:
         return override.resolve()
@@ -102,6 +104,8 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     base_dir = manifest.resolve().parent if manifest else Path.cwd()
     paths = Paths.under(output, base_dir, manifest)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
+    from . import identity
+    own = identity.claim(paths.output_dir, job)  # before metrics.jsonl is opened: another run's files move aside
     device = choose_device(spec.model, spec.hyperparameters, gpus=spec.resources.gpus_per_node)
     started = time.monotonic()
     train, evals = load_for(data_kind, spec.data, base_dir=base_dir, cache_dir=paths.cache_dir,
@@ -114,7 +118,7 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
                       status_file=paths.output_dir / "status.json")
     stop = threading.Event()
     previous_handler = install_sigterm_handler(stop)
-    resume = checkpoints.find_resume(paths.checkpoint_dir)
+    resume = checkpoints.find_resume(paths.checkpoint_dir) if own else None
     ctx = TrainContext(job=job, paths=paths, device=device, tokenizer=tokenizer, models=models, metrics=metrics,
                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
@@ -168,9 +172,12 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
     doc: dict = json_safe({
         "artifacts": {k: v for k, v in artifacts.items() if v}, "steps": result.steps,
         "totalSteps": result.total_steps,
-        "finalMetrics": {k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))},
+        # the gauge spelling ("rewards_accuracies"): status.metrics merges these with scraped gauges, one key each
+        "finalMetrics": {gauge_name(k): float(v) for k, v in numbers.items() if isinstance(v, (int, float))},
         "evaluation": {k: v if v is None else float(v) for k, v in evaluation.items()
                        if isinstance(v, (int, float)) or v is None}})
+    if result.extra.get("evaluation_problem"):
+        doc["evaluationProblem"] = result.extra["evaluation_problem"]  # -> Evaluated=False, never "passed"
     for drop in ("finalMetrics", "evaluation"):
         if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
             break
@@ -199,12 +206,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     ctx: TrainContext | None = None
     try:
-        quiet_libraries()
         job = load_job(args.config)
         module = load_algorithm(job.spec.algorithm.value)
+        output = output_dir(job, args.output)
+        from . import preflight  # data, grader templates, output, batch sizes: seconds, before any model
+        preflight.run(job, base_dir=args.config.resolve().parent, output_dir=output, kind=data_kind(module, job.spec),
+                      manifest=args.config, upload=args.output is None)
+        quiet_libraries()  # imports datasets and transformers: seconds a failing preflight need not wait for
         port = args.metrics_port if args.metrics_port is not None else job.spec.metrics.port
-        ctx = build_context(job, manifest=args.config, output=output_dir(job, args.output),
-                            data_kind=data_kind(module, job.spec),
+        ctx = build_context(job, manifest=args.config, output=output, data_kind=data_kind(module, job.spec),
                             metrics_port=None if port < 0 else port)
         if args.output is not None:
             ctx.scratch["output_uri"] = None  # --output overrides spec.output.uri: keep everything local

@@ -23,6 +23,8 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 ENV_PVC_ROOT = "ALIGN_PVC_ROOT"
 ENV_RESOLVED_URIS = "ALIGN_RESOLVED_URIS"
 ENV_CACHE_DIR = "ALIGN_CACHE_DIR"
+ENV_OUTPUT_DIR = "ALIGN_OUTPUT_DIR"
+ENV_JOB_UID = "ALIGN_JOB_UID"
 GPU = "nvidia.com/gpu"
 
 
@@ -52,13 +54,17 @@ def pvc_claims(job: AlignmentJob, resolved_uris: Mapping[str, str] | None = None
     return list(claims)
 
 
-def output_dir(job: AlignmentJob) -> str | None:
-    """The `--output` directory inside the pod; None when spec.output.uri says where the trainer uploads."""
-    if job.spec.output.uri:
-        return None
+def work_dir(job: AlignmentJob) -> str:
+    """The trainer's local working directory in the pod (checkpoints, metrics, final/ before upload): on the
+    checkpoint volume when there is one, else on the `work` emptyDir; never the image's current directory."""
     if job.spec.checkpoints.volume:
         return f"{PVC_ROOT}/{job.spec.checkpoints.volume}/{job.name}"
     return f"{WORK_DIR}/output"
+
+
+def output_dir(job: AlignmentJob) -> str | None:
+    """The `--output` directory inside the pod; None when spec.output.uri says where the trainer uploads."""
+    return None if job.spec.output.uri else work_dir(job)
 
 
 def command(job: AlignmentJob) -> tuple[list[str], list[str]]:
@@ -88,6 +94,8 @@ def env(job: AlignmentJob, resolved_uris: Mapping[str, str] | None) -> list[dict
     """Container env: plain settings, Secret references (never values), the resolved job:// table."""
     items: list[dict[str, Any]] = [
         {"name": "ALIGN_JOB_NAME", "value": job.name},
+        # With spec.output.uri there is no --output: the working directory still belongs on the job's volume.
+        {"name": ENV_OUTPUT_DIR, "value": work_dir(job)},
         {"name": "ALIGN_JOB_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}}},
         {"name": ENV_PVC_ROOT, "value": PVC_ROOT},
@@ -96,6 +104,9 @@ def env(job: AlignmentJob, resolved_uris: Mapping[str, str] | None) -> list[dict
         {"name": "HOME", "value": "/tmp"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    uid = (job.metadata.model_extra or {}).get("uid")
+    if uid:  # the trainer resumes only checkpoints of this very object (align_trainer.identity)
+        items.append({"name": ENV_JOB_UID, "value": str(uid)})
     secrets = job.spec.secrets
     if secrets is not None:
         if secrets.hugging_face_token:

@@ -34,9 +34,10 @@ def missing_binaries() -> list[str]:
 
 
 def port_base(worker: str) -> int:
-    """Distinct ports per xdist worker ("gw0", "gw1", ... or "master"), so instances run side by side."""
+    """Distinct ports per xdist worker ("gw0", "gw1", ... or "master"), so instances run side by side;
+    $REALK8S_PORT_BASE moves the whole range (two test runs on one machine)."""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return 16000 + 1000 * index
+    return int(os.environ.get("REALK8S_PORT_BASE") or 16000) + 1000 * index
 
 
 @dataclass

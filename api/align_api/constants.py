@@ -103,6 +103,7 @@ class Reason(StrEnum):
     EVALUATION_GATE_FAILED = "EvaluationGateFailed"
     EVALUATION_PASSED = "EvaluationPassed"
     JOB_DELETED = "JobDeleted"
+    FORBIDDEN = "Forbidden"  # the operator's RBAC does not allow a call it needs
 
 
 class ExitCode:

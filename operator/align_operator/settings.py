@@ -43,6 +43,8 @@ class Settings:
     max_workers: int = field(default=0, metadata={
         "help": "Kopf's limit of objects handled in parallel per resource kind (0 = no limit)."})
     api_retries: int = field(default=8, metadata={"help": "Retries of 429/5xx/connection errors per API call."})
+    forbidden_retry_seconds: float = field(default=30.0, metadata={
+        "help": "Seconds between attempts while RBAC denies a call the operator needs (reported as Forbidden)."})
     log_format: str = field(default="plain", metadata={"help": "plain or json."})
 
     @classmethod

@@ -8,17 +8,19 @@ from typing import Any, Mapping
 import kopf
 
 from align_api import AlignmentJob, ManifestError, validate_document
-from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES, Phase, Reason
+from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES, ConditionType, Phase, Reason
 from align_api.status import now_rfc3339
 
 from .. import metrics
 from ..kube import CONFIGMAPS, JOBS, SERVICES, ApiError, Client, Resource
 from ..renderers import job_name, render_configmap, render_job, render_service
 from ..settings import Settings
-from ..status.conditions import phase_conditions
+from ..status.conditions import get_condition, phase_conditions, set_condition
 from ..upstream import resolve
 
 ALIGNMENT_JOBS = Resource(API_VERSION, PLURAL)
+#: Seconds between attempts while the operator's RBAC denies a call (an admin has to act; no busy loop).
+FORBIDDEN_RETRY_SECONDS = 30.0
 
 
 def parse(body: Mapping[str, Any]) -> AlignmentJob:
@@ -120,12 +122,36 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
         created = await create_children(client, body, job, namespace, settings, resolved)
     except ApiError as exc:
         metrics.ERRORS.labels(f"api_{exc.status}").inc()
+        if exc.status == 403:
+            report_forbidden(body, status, exc, generation, patch)
+            raise kopf.TemporaryError(f"creating children is forbidden: {exc.message}",
+                                      delay=settings.forbidden_retry_seconds) from exc
         raise kopf.TemporaryError(f"creating children failed: {exc}", delay=2) from exc
     patch.status.update({"jobName": job_name(name), "observedGeneration": generation,
                          **({"resolvedUris": resolved} if resolved else {})})
+    created_condition = get_condition(list(status.get("conditions") or []), ConditionType.CREATED)
+    if created_condition is not None and created_condition.get("status") != "True":  # recovered (RBAC fixed)
+        patch.status["conditions"] = set_condition(list(status.get("conditions") or []), ConditionType.CREATED, "True",
+                                                   Reason.JOB_CREATED, f"Job {job_name(name)} created", generation)
+        if (status.get("lastError") or {}).get("reason") == Reason.FORBIDDEN:
+            patch.status["lastError"] = None
     if created:
         kopf.event(body, type="Normal", reason=Reason.JOB_CREATED, message=f"Created Job {job_name(name)}")
         logger.info(f"Created Job {job_name(name)}")
+
+
+def report_forbidden(body: kopf.Body, status: Mapping[str, Any], exc: ApiError, generation: int | None,
+                     patch: kopf.Patch) -> None:
+    """The operator's ServiceAccount may not make a call it needs: say so where users look (a condition, lastError,
+    a Warning event naming the verb and resource, from the API server's own message), then retry slowly."""
+    message = f"the operator's RBAC denies a call it needs (an admin must grant it): {exc.message}"[:1024]
+    now = now_rfc3339()
+    patch.status.update({
+        "phase": status.get("phase") or Phase.PENDING.value, "observedGeneration": generation,
+        "conditions": set_condition(list(status.get("conditions") or []), ConditionType.CREATED, "False",
+                                    Reason.FORBIDDEN, message, generation, now),
+        "lastError": {"reason": Reason.FORBIDDEN.value, "message": message, "time": now}})
+    kopf.event(body, type="Warning", reason=Reason.FORBIDDEN, message=message)
 
 
 async def on_update(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str,

@@ -104,9 +104,17 @@ class LogServer:
             return aiohttp.web.Response(body=text, content_type="text/plain")
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
-        await response.write(text)
-        offset = len(data)
-        while True:  # stream what the process writes until it has exited and all is sent
+        try:
+            await response.write(text)
+            await self._follow(response, path, ns, pod, len(data))
+            await response.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            pass  # the reader went away (kubectl logs -f interrupted)
+        return response
+
+    async def _follow(self, response: aiohttp.web.StreamResponse, path: Path, ns: str, pod: str, offset: int) -> None:
+        """Stream what the process writes until it has exited and everything is sent."""
+        while True:
             alive = self.running(ns, pod)
             size = path.stat().st_size
             if size > offset:
@@ -115,7 +123,5 @@ class LogServer:
                     await response.write(handle.read(size - offset))
                 offset = size
             elif not alive:
-                break
+                return
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
-        await response.write_eof()
-        return response

@@ -21,7 +21,7 @@ Python API (used by the sandbox and `alignctl local up`)::
     ...
     await agent.stop()         # processes stopped, final pod statuses written, Node NotReady
 
-Or from a shell: `python -m align_operator.sandbox.nodeagent --kubeconfig KUBECONFIG --workdir DIR` (SIGTERM or
+Or from a shell: `python -m align_operator.nodeagent --kubeconfig KUBECONFIG --workdir DIR` (SIGTERM or
 SIGINT stops it as `stop()` does). The credentials need: pods (get/list/watch/delete, status patch, binding
 create), nodes (create/get/patch, status patch), configmaps and secrets (get), as a kubelet's do.
 """
@@ -33,6 +33,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -46,6 +47,8 @@ log = logging.getLogger("align.nodeagent")
 
 NODES = Resource("v1", "nodes", namespaced=False)
 GPU = "nvidia.com/gpu"
+#: Seconds before a pod that fits no node is looked at again (nodes come and go).
+RECHECK_SECONDS = 30.0
 
 
 # ------------------------------------------------------------------------------------------ pure parts
@@ -61,7 +64,9 @@ def node_object(name: str, *, port: int, gpus: int | None, labels: Mapping[str, 
                                               "align.dev/node-agent": "true", **(labels or {})}},
         "status": {
             "capacity": capacity, "allocatable": dict(capacity),
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
+            # InternalIP only: the API server dials the first address of its preferred types (Hostname first by
+            # default), and the node's name need not resolve.
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
             "conditions": [ready_condition(True)],
             "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "align-node-agent",
@@ -115,6 +120,7 @@ class NodeAgent:
     name: str = "align-node"
     gpus: int | None = None
     bind: bool = True
+    labels: Mapping[str, str] = field(default_factory=dict)   # extra Node labels (pods' nodeSelector matches them)
     log_port: int = 0                     # 0: any free port (read it back from agent.log_port after start)
     heartbeat_seconds: float = 10.0
     resync_seconds: float = 1.0           # retry pods that could not start (a Secret still missing, ...)
@@ -125,7 +131,8 @@ class NodeAgent:
     on_exit: Callable[[], None] | None = None   # called when a pod's process ends (the emulator's Job controller)
     pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     kubelet: Kubelet = field(init=False)
-    _unschedulable: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
+    #: Pods that do not fit here: (what was reported, "" if another node fits; when it was decided).
+    _unschedulable: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _logs: LogServer | None = field(default=None, init=False)
@@ -138,8 +145,8 @@ class NodeAgent:
                                max_grace_seconds=self.max_grace_seconds, on_exit=self._exited)
 
     @property
-    def labels(self) -> dict[str, str]:
-        return node_object(self.name, port=0, gpus=self.gpus)["metadata"]["labels"]
+    def node_labels(self) -> dict[str, str]:
+        return node_object(self.name, port=0, gpus=self.gpus, labels=self.labels)["metadata"]["labels"]
 
     async def start(self) -> None:
         self._logs = LogServer(self.workdir, lambda ns, pod: (ns, pod) in self.kubelet.containers)
@@ -170,7 +177,7 @@ class NodeAgent:
 
     # -------------------------------------------------------------------------------- node
     async def _register(self) -> None:
-        node = node_object(self.name, port=self.log_port, gpus=self.gpus)
+        node = node_object(self.name, port=self.log_port, gpus=self.gpus, labels=self.labels)
         _, created = await self.client.create_or_get(NODES, node)
         if not created:  # a restart: same name, new port and capacity
             await self.client.patch(NODES, self.name, {"metadata": {"labels": node["metadata"]["labels"]}})
@@ -231,6 +238,8 @@ class NodeAgent:
     async def sync_once(self) -> None:
         """One pass: bind what fits, then run exactly the pods bound to this node."""
         pods = list(self.pods.values())
+        for key in [k for k in self._unschedulable if k not in self.pods]:
+            del self._unschedulable[key]
         if self.bind:
             for pod in [p for p in pods if wants_binding(p)]:
                 await self._place(pod)
@@ -240,10 +249,14 @@ class NodeAgent:
     async def _place(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         key = (meta["namespace"], meta["name"])
-        reason = unschedulable(pod, self.labels, self.gpus)
+        reason = unschedulable(pod, self.node_labels, self.gpus)
         if reason is not None:
-            if self._unschedulable.get(key) != reason:
-                self._unschedulable[key] = reason
+            decided = self._unschedulable.get(key)
+            if decided is not None and time.monotonic() - decided[1] < RECHECK_SECONDS:
+                return
+            elsewhere = await self._fits_elsewhere(pod)
+            self._unschedulable[key] = ("" if elsewhere else reason, time.monotonic())
+            if not elsewhere and (decided or ("", 0.0))[0] != reason:
                 await self.kubelet._report(pod, {"phase": "Pending", "conditions": [{
                     "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": reason,
                     "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}]})
@@ -258,6 +271,17 @@ class NodeAgent:
                 return
             raise
         pod.setdefault("spec", {})["nodeName"] = self.name  # the watch confirms; start it in this pass
+
+    async def _fits_elsewhere(self, pod: Mapping[str, Any]) -> bool:
+        """Another Ready node fits the pod (its agent binds it): then this one says nothing."""
+        for node in await self.client.list(NODES):
+            status = node.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            gpus = int((status.get("allocatable") or {}).get(GPU, 0) or 0)
+            if node["metadata"]["name"] != self.name and ready and \
+                    unschedulable(pod, node["metadata"].get("labels") or {}, gpus) is None:
+                return True
+        return False
 
     def _exited(self) -> None:
         self._wake.set()
@@ -284,7 +308,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m align_operator.sandbox.nodeagent",
+    parser = argparse.ArgumentParser(prog="python -m align_operator.nodeagent",
                                      description="Run pods of one Kubernetes Node as local processes.")
     parser.add_argument("--kubeconfig", required=True, help="credentials for the API server (a kubelet's rights)")
     parser.add_argument("--workdir", required=True, help="pod volumes, logs and the log endpoint's certificate")
@@ -296,6 +320,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_serve(args))
 
-
-if __name__ == "__main__":
-    main()

@@ -162,6 +162,9 @@ class NodeAgent:
         await asyncio.wait_for(self._synced.wait(), timeout)
 
     async def stop(self, *, report: bool = True) -> None:
+        """Stop the pods' processes (final statuses with `report`), mark the Node NotReady; a second call is a no-op."""
+        if self._logs is None:
+            return
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -172,8 +175,8 @@ class NodeAgent:
                                     subresource="status")
         except ApiError as exc:
             log.warning("could not mark node %s NotReady: %s", self.name, exc)
-        if self._logs is not None:
-            await self._logs.stop()
+        await self._logs.stop()
+        self._logs = None
 
     # -------------------------------------------------------------------------------- node
     async def _register(self) -> None:

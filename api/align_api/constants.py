@@ -104,6 +104,7 @@ class Reason(StrEnum):
     EVALUATION_PASSED = "EvaluationPassed"
     JOB_DELETED = "JobDeleted"
     FORBIDDEN = "Forbidden"  # the operator's RBAC does not allow a call it needs
+    JOB_FIELDS_DROPPED = "JobFieldsDropped"  # an older API server pruned Job fields (suspend, podFailurePolicy, ...)
 
 
 class ExitCode:

@@ -44,3 +44,4 @@ def test_the_status_daemon_ends_when_its_alignmentjob_is_deleted() -> None:
         await asyncio.wait_for(daemon, timeout=5)
         assert not memo.wakeups.is_gone(("ns", "j"))       # a new object of that name gets a fresh daemon
     asyncio.run(scenario())
+

@@ -53,21 +53,39 @@ def with_operator_defaults(job: AlignmentJob, settings: Settings) -> AlignmentJo
     return job.model_copy(update={"spec": spec})
 
 
+#: Job fields the operator relies on that older API servers drop without a word (1.20 drops all four), with what
+#: is lost; a Warning event names the ones the server dropped.
+VERSIONED_JOB_FIELDS = {
+    "completionMode": "Indexed completion (multi-node ranks; Kubernetes >= 1.24)",
+    "podFailurePolicy": "failing fast on permanent trainer errors (Kubernetes >= 1.26); they are retried "
+                        "up to backoffLimit instead",
+    "suspend": "suspend and Kueue admission (Kubernetes >= 1.21); the Job runs at once",
+    "ttlSecondsAfterFinished": "clean-up of finished Jobs (Kubernetes >= 1.23)",
+}
+
+
+def dropped_fields(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """Job spec fields the API server did not keep (an older Kubernetes prunes fields it does not know)."""
+    kept = stored.get("spec") or {}
+    return [name for name in VERSIONED_JOB_FIELDS if name in (sent.get("spec") or {}) and name not in kept]
+
+
 async def create_children(client: Client, body: Mapping[str, Any], job: AlignmentJob, namespace: str,
-                          settings: Settings, resolved: Mapping[str, str]) -> bool:
-    """ConfigMap, Service and Job, owned by the AlignmentJob; 409 means a previous attempt made it. True if the
-    Job was created now."""
+                          settings: Settings, resolved: Mapping[str, str]) -> tuple[bool, list[str]]:
+    """ConfigMap, Service and Job, owned by the AlignmentJob; 409 means a previous attempt made it. Returns whether
+    the Job was created now, and the Job fields the server dropped."""
     job = with_operator_defaults(job, settings)
     children = [(CONFIGMAPS, render_configmap(job, namespace)), (SERVICES, render_service(job, namespace)),
                 (JOBS, render_job(job, namespace, settings, resolved))]
-    created = False
+    created, dropped = False, []
     for resource, child in children:
         kopf.adopt(child, owner=dict(body))
         # kopf.adopt copies the owner's labels; the user's labels are not ours to spread onto children.
         child["metadata"]["labels"] = {**(body.get("metadata", {}).get("labels") or {}), **child["metadata"]["labels"]}
-        _, made = await client.create_or_get(resource, child, namespace)
-        created = created or (made and resource is JOBS)
-    return created
+        stored, made = await client.create_or_get(resource, child, namespace)
+        if made and resource is JOBS:
+            created, dropped = True, dropped_fields(child, stored)
+    return created, dropped
 
 
 async def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str,
@@ -119,7 +137,7 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
         resolved = resolution.resolved
 
     try:
-        created = await create_children(client, body, job, namespace, settings, resolved)
+        created, dropped = await create_children(client, body, job, namespace, settings, resolved)
     except ApiError as exc:
         metrics.ERRORS.labels(f"api_{exc.status}").inc()
         if exc.status == 403:
@@ -138,6 +156,11 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
     if created:
         kopf.event(body, type="Normal", reason=Reason.JOB_CREATED, message=f"Created Job {job_name(name)}")
         logger.info(f"Created Job {job_name(name)}")
+    if dropped:
+        message = (f"the API server dropped Job field(s) {', '.join(dropped)} (an older Kubernetes); lost: "
+                   + "; ".join(VERSIONED_JOB_FIELDS[name] for name in dropped))[:1024]
+        kopf.event(body, type="Warning", reason=Reason.JOB_FIELDS_DROPPED, message=message)
+        logger.warning(message)
 
 
 def report_forbidden(body: kopf.Body, status: Mapping[str, Any], exc: ApiError, generation: int | None,

@@ -295,8 +295,9 @@ class NodeAgent:
 # ------------------------------------------------------------------------------------------ command line
 async def _serve(args: argparse.Namespace) -> None:
     client = Client(connection_from_kubeconfig(args.kubeconfig), retries=20)
+    labels = dict(item.split("=", 1) for item in args.label)
     agent = NodeAgent(client, Path(args.workdir), name=args.name, gpus=args.gpus, bind=not args.no_bind,
-                      log_port=args.port)
+                      log_port=args.port, labels=labels)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -319,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gpus", type=int, default=None, help="nvidia.com/gpu capacity to advertise")
     parser.add_argument("--port", type=int, default=0, help="log endpoint port (default: any free port)")
     parser.add_argument("--no-bind", action="store_true", help="only run pods a scheduler bound to this node")
+    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra Node label (pods select it with nodeSelector); repeatable")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_serve(args))

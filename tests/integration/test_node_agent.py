@@ -1,8 +1,10 @@
 """The node agent over HTTP against the emulated API server: binding, ConfigMaps and Secrets read over the API,
-logs through the API server's pods/log (proxied to the agent's log endpoint), graceful deletion, final status."""
+logs through the API server's pods/log (proxied to the agent's log endpoint), placement among nodes, final
+status. (Graceful deletion needs a real server: tests/real/test_operator_real.py.)"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,3 +84,27 @@ def test_stopping_the_agent_reports_a_final_status(sb: Sandbox) -> None:
     assert final["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143   # SIGTERM, within its grace
     ready = {c["type"]: c for c in sb.get("sandbox", kind="Node")["status"]["conditions"]}["Ready"]
     assert ready["status"] == "False"
+
+
+def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
+    from align_operator.kube import Client, connection_from_kubeconfig
+    from align_operator.sandbox.nodeagent import NodeAgent
+
+    async def second_node() -> NodeAgent:  # Ready and fitting, but not binding yet
+        agent = NodeAgent(Client(connection_from_kubeconfig(sb.kubeconfig)), sb.workdir / "pool-b", name="pool-b",
+                          labels={"pool": "b"}, bind=False, resync_seconds=0.2)
+        await agent.start()
+        return agent
+    other = sb.call(second_node())
+    try:
+        sb.apply(pod("picky", ticks=1, nodeSelector={"pool": "b"}))
+        time.sleep(1.5)  # several passes of the sandbox's agent, which this pod does not fit
+        picky = sb.get("picky", kind="Pod")
+        assert not (picky.get("status") or {}).get("conditions"), picky["status"]   # no Unschedulable: b fits
+        other.bind = True
+        done = sb.wait_for(lambda: (p := sb.get("picky", kind="Pod")) and (p.get("status") or {}).get("phase")
+                           == "Succeeded" and p, timeout=30)
+        assert done["spec"]["nodeName"] == "pool-b"
+    finally:
+        sb.call(other.stop())
+        sb.call(other.client.close())

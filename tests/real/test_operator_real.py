@@ -197,6 +197,9 @@ def test_deleting_never_waits_for_the_operator(plane: Plane) -> None:
     assert cluster.api("DELETE", f"{AJ_PATH.format(ns=ns)}/live").status_code == 200
     wait_for(lambda: plane.aj(ns, "live") is None, 10, "the AlignmentJob deleted without the operator")
     wait_for(lambda: not [j for j in plane.jobs(ns) if j["metadata"]["name"] == "live-trainer"], 60, "Job collected")
+    # Its running pod: the real server deletes it gracefully, and the node agent stops it and removes it.
+    wait_for(lambda: not [p for p in plane.pods(ns) if p["metadata"]["name"].startswith("live-")], 60,
+             "the running pod stopped and deleted")
     # As after `helm uninstall`: the CRD goes with every AlignmentJob still in it.
     plane.create(ns, fake_job("left-behind", steps=400, step_ms=200))
     r = cluster.kubectl("delete", "crd", crd.CRD_NAME, "--timeout=60s", check=False, timeout=90)

@@ -12,9 +12,7 @@ kmock stores JSON objects and streams watch events; it leaves the "special" fiel
   initial snapshot and the stream;
 - background cascading deletion through ownerReferences (the garbage collector);
 - bounded memory: object histories and request logs are trimmed;
-- `pods/{name}/binding` (what a scheduler posts) sets the pod's node; `pods/{name}/log` is proxied to that
-  node's kubelet log endpoint (`status.daemonEndpoints.kubeletEndpoint.Port` on its InternalIP), as a real
-  API server does, so the node agent serves logs the same way on every server.
+- `pods/{name}/binding` and `pods/{name}/log` as a real server serves them (`nodeproxy.py`).
 Error injection: `emulator.inject(503, times=3, method="POST", resource="jobs")` refuses requests before they act
 (kmock's own reactions, `emulator[...] << ...`, still work but act after the state change, as kmock does).
 """
@@ -38,6 +36,7 @@ import kmock
 import yaml
 from kmock._internal import enums, rendering  # kmock exports no names for these two
 
+from . import nodeproxy
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
 
 #: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
@@ -133,9 +132,9 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 return await self._render_error(kmock.KubernetesError(
                     status=fault.status, reason="Injected", message=f"injected {fault.status} for tests"))
         if request.subresource == "log" and request.name:
-            return await self._serve_log(request)
+            return await nodeproxy.proxy_log(self, request)
         if request.subresource == "binding" and request.name and _method(request) == "POST":
-            request = self._binding(request)
+            request = nodeproxy.binding_update(self, request)
         original, request = request, self._rewrite(request)
         if request is not original:  # kmock finds reactions by request identity
             for index in range(len(self._requests) - 1, -1, -1):
@@ -169,55 +168,6 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 self._requests[index] = fixed
                 break
         return fixed
-
-    def _binding(self, request: rendering.Request) -> rendering.Request:
-        """POST pods/{name}/binding: an update that sets spec.nodeName, once (409 if the pod has a node)."""
-        pod = attrs.evolve(request, subresource=None, action=enums.action.UPDATE)
-        current = self._current(pod)
-        if current is None:
-            raise kmock.KubernetesObjectNotFoundError()
-        node = ((request.data or {}).get("target") or {}).get("name") if isinstance(request.data, dict) else None
-        if not node:
-            raise kmock.KubernetesError(status=422, reason="Invalid", message="target.name: Required value")
-        if (current.get("spec") or {}).get("nodeName"):
-            raise kmock.KubernetesError(status=409, reason="Conflict", message=f'pod {request.name} is already '
-                                        f'assigned to node "{current["spec"]["nodeName"]}"')
-        return attrs.evolve(pod, data={"spec": {"nodeName": node}})
-
-    async def _serve_log(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        """Proxy to the kubelet log endpoint of the pod's node, streaming (follow) included."""
-        pod = self.get_object("v1/pods", request.namespace or "default", request.name or "")
-        if pod is None:
-            raise kmock.KubernetesObjectNotFoundError()
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        node = self.get_object("v1/nodes", None, node_name) if node_name else None
-        if node is None:
-            raise kmock.KubernetesError(status=400, reason="BadRequest",
-                                        message=f'pod {request.name} does not have a host assigned')
-        status = node.get("status") or {}
-        address = next((a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
-                       "127.0.0.1")
-        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port", 10250)
-        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-        container = request.params.get("container") or (containers[0] if containers else "main")
-        url = f"https://{address}:{port}/containerLogs/{request.namespace}/{request.name}/{container}"
-        params = {k: v for k, v in request.params.items() if k in ("tailLines", "limitBytes", "follow")}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            try:
-                async with session.get(url, params=params, ssl=False) as upstream:
-                    if upstream.status != 200:
-                        raise kmock.KubernetesError(status=upstream.status, reason="NotFound" if upstream.status == 404
-                                                    else "InternalError", message=await upstream.text())
-                    response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
-                    await response.prepare(request._raw_request)
-                    async for chunk in upstream.content.iter_any():
-                        await response.write(chunk)
-                    await response.write_eof()
-                    return response
-            except aiohttp.ClientConnectionError as exc:
-                raise kmock.KubernetesError(status=502, reason="BadGateway",
-                                            message=f"node {node_name} log endpoint: {exc}") from None
 
     def _info(self, request: rendering.Request) -> kmock.ResourceInfo | None:
         return self.resources[request.resource] if request.resource in self.resources else None

@@ -15,13 +15,9 @@ from $ALIGN_TERMINATION_LOG, falling back to the log tail as `FallbackToLogsOnEr
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import re
-import shutil
 import signal
 import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -32,10 +28,12 @@ from align_api.constants import CONFIG_FILE_NAME
 
 from ..kube import CONFIGMAPS, PODS, SECRETS, ApiError, Client, NotFound
 from .apiserver import now_rfc3339
+from .podenv import field_value, map_path, pod_argv, secret_data, write_items
+
+__all__ = ["Kubelet", "free_port", "log_path", "pod_argv"]
 
 TERMINATION_LOG_ENV = "ALIGN_TERMINATION_LOG"
 MAX_MESSAGE = 4096
-_FIELD_ANNOTATION = re.compile(r"metadata\.annotations\['([^']+)'\]")
 
 
 def log_path(workdir: Path, namespace: str, pod: str) -> Path:
@@ -153,7 +151,7 @@ class Kubelet:
             return
         self.blocked.pop((meta["namespace"], meta["name"]), None)
         declared = {item["name"] for item in container.get("env") or []}  # the pod's own, not the host's
-        env = {k: _map_path(v, mounts) if k in declared else v for k, v in env.items()}
+        env = {k: map_path(v, mounts) if k in declared else v for k, v in env.items()}
         port = free_port()
         self._rewrite_config(mounts, port)
         termination_log = poddir / "termination-log"
@@ -213,12 +211,12 @@ class Kubelet:
                 obj = await self.client.get_or_none(CONFIGMAPS, volume["configMap"]["name"], ns)
                 if obj is None:
                     raise LookupError(f'configmap "{volume["configMap"]["name"]}" not found')
-                _write_items(path, obj.get("data") or {}, volume["configMap"].get("items"))
+                write_items(path, obj.get("data") or {}, volume["configMap"].get("items"))
             elif "secret" in volume:
                 obj = await self.client.get_or_none(SECRETS, volume["secret"]["secretName"], ns)
                 if obj is None:
                     raise LookupError(f'secret "{volume["secret"]["secretName"]}" not found')
-                _write_items(path, _secret_data(obj) or {}, volume["secret"].get("items"))
+                write_items(path, secret_data(obj) or {}, volume["secret"].get("items"))
             volumes[name] = path
         mounts = []
         for mount in container.get("volumeMounts") or []:
@@ -247,7 +245,7 @@ class Kubelet:
             if "secretKeyRef" in source:
                 ref = source["secretKeyRef"]
                 secret = await self.client.get_or_none(SECRETS, ref["name"], ns)
-                data = _secret_data(secret) if secret else None
+                data = secret_data(secret) if secret else None
                 if data is None or ref["key"] not in data:
                     if ref.get("optional"):
                         continue
@@ -260,7 +258,7 @@ class Kubelet:
                 if ref["key"] in (obj.get("data") or {}):
                     env[item["name"]] = obj["data"][ref["key"]]
             elif "fieldRef" in source:
-                env[item["name"]] = _field(pod, source["fieldRef"]["fieldPath"], self.node_name)
+                env[item["name"]] = field_value(pod, source["fieldRef"]["fieldPath"], self.node_name)
         return env
 
     @staticmethod
@@ -339,72 +337,6 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def pod_argv(argv: list[str], env: Mapping[str, str], mounts: list[tuple[str, Path]]) -> list[str]:
-    """The local command for a pod's command + args: $(VAR) expanded and the pod's paths mapped to their local
-    volumes first, then this host's interpreter swapped in, so a host path (a venv under /tmp, where pods
-    also mount a /tmp volume) is never mistaken for a path inside the pod."""
-    return _local_command([_map_path(_expand(arg, env), mounts) for arg in argv])
-
-
-def _local_command(argv: list[str]) -> list[str]:
-    """Run the image's interpreters with this environment's (the local 'image' is this virtualenv)."""
-    if not argv:
-        return argv
-    head = os.path.basename(argv[0])
-    if head in ("python", "python3") or re.fullmatch(r"python3\.\d+", head):
-        return [sys.executable, *argv[1:]]
-    if head == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", *argv[1:]]
-    if not os.path.isabs(argv[0]) and shutil.which(argv[0]) is None:
-        candidate = Path(sys.executable).parent / argv[0]
-        if candidate.exists():
-            return [str(candidate), *argv[1:]]
-    return argv
-
-
-def _expand(arg: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion in command and args ($$ escapes)."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), arg)
-
-
-def _map_path(arg: str, mounts: list[tuple[str, Path]]) -> str:
-    for mount_path, local in mounts:
-        if arg == mount_path or arg.startswith(mount_path + "/"):
-            return str(local) + arg[len(mount_path):]
-        if "=" in arg:
-            key, _, value = arg.partition("=")
-            if value == mount_path or value.startswith(mount_path + "/"):
-                return f"{key}={local}{value[len(mount_path):]}"
-    return arg
-
-
-def _write_items(path: Path, data: Mapping[str, str], items: list[dict[str, str]] | None) -> None:
-    selected = {item["key"]: item.get("path", item["key"]) for item in items} if items else {k: k for k in data}
-    for key, target in selected.items():
-        if key in data:
-            (path / target).parent.mkdir(parents=True, exist_ok=True)
-            (path / target).write_text(data[key])
-
-
-def _secret_data(secret: Mapping[str, Any] | None) -> dict[str, str] | None:
-    if secret is None:
-        return None
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-    data.update(secret.get("stringData") or {})
-    return data
-
-
-def _field(pod: Mapping[str, Any], path: str, node_name: str) -> str:
-    match = _FIELD_ANNOTATION.fullmatch(path)
-    if match:
-        return str((pod["metadata"].get("annotations") or {}).get(match.group(1), ""))
-    simple = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"],
-              "metadata.uid": pod["metadata"].get("uid", ""), "status.podIP": "127.0.0.1",
-              "spec.nodeName": node_name, "status.hostIP": "127.0.0.1"}
-    return str(simple.get(path, ""))
 
 
 def _waiting(container: Mapping[str, Any], reason: str, message: str) -> dict[str, Any]:

@@ -170,9 +170,16 @@ start() {  # name log command...
   echo $! > "$S/$name.pid"
 }
 
+port_free() { ! (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 up() {
   [ -x "$B/kube-apiserver" ] || die "not built: run $0 build"
   mkdir -p "$S" "$L"; down 2>/dev/null || true
+  local port
+  # Another instance on these ports would answer our readiness checks with its own certificate.
+  for port in $ETCD $((ETCD + 1)) $((ETCD + 2)) $CORE_PORT $ETCD_CRD $((ETCD_CRD + 1)) $((ETCD_CRD + 2)) $CRD_PORT; do
+    port_free "$port" || die "port $port is in use (another instance?): choose another REALK8S_PORT_BASE"
+  done
   pki; rm -rf "$S/etcd" "$S/etcd-crd" "$L/audit.log"
   printf 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n' > "$S/audit-policy.yaml"
   start etcd "$L/etcd.log" /usr/bin/etcd --name core --data-dir "$S/etcd" \

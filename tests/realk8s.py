@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -33,11 +35,29 @@ def missing_binaries() -> list[str]:
     return [name for name in BINARIES if not (HOME / "bin" / name).is_file()]
 
 
+#: Port offsets (from scripts/realk8s.sh) of one instance: etcd x3, core server, CRD etcd x3, CRD server.
+PORT_OFFSETS = (379, 380, 381, 443, 479, 480, 481, 543)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def port_base(worker: str) -> int:
-    """Distinct ports per xdist worker ("gw0", "gw1", ... or "master"), so instances run side by side;
-    $REALK8S_PORT_BASE moves the whole range (two test runs on one machine)."""
+    """A port base whose ports are all free: distinct per xdist worker ("gw0", ... or "master") and per process,
+    so instances of parallel test sessions run side by side."""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return int(os.environ.get("REALK8S_PORT_BASE") or 16000) + 1000 * index
+    start = 20 + (os.getpid() * 7 + index * 13) % 40
+    for step in range(40):
+        base = 1000 * (20 + (start + step) % 40)
+        if all(_free(base + offset) for offset in PORT_OFFSETS):
+            return base
+    raise RuntimeError("no free port range for a real control plane in 20000-59999")
 
 
 @dataclass
@@ -79,7 +99,7 @@ class RealCluster:
         return proc
 
     def client(self, crd: bool = False, token: str = ADMIN_TOKEN) -> httpx.Client:
-        return httpx.Client(base_url=self.crd_url if crd else self.url, verify=str(self.ca), timeout=30,
+        return httpx.Client(base_url=self.crd_url if crd else self.url, verify=ssl.create_default_context(cafile=str(self.ca)), timeout=30,
                             headers={"Authorization": f"Bearer {token}"})
 
     def api(self, method: str, path: str, body: Any = None, crd: bool = False, **kw: Any) -> httpx.Response:

@@ -34,7 +34,7 @@ def _install_crd(cluster: RealCluster, crd_server: bool) -> None:
         for _ in range(200):
             got = c.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd.CRD_NAME}").json()
             if any(cond["type"] == "Established" and cond["status"] == "True"
-                   for cond in got.get("status", {}).get("conditions", [])):
+                   for cond in (got.get("status") or {}).get("conditions") or []):
                 return
             time.sleep(0.1)
     raise AssertionError("CRD never became Established")

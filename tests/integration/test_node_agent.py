@@ -4,6 +4,7 @@ status. (Graceful deletion needs a real server: tests/real/test_operator_real.py
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -108,3 +109,41 @@ def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
     finally:
         sb.call(other.stop())
         sb.call(other.client.close())
+
+
+def test_a_restarted_agent_stops_and_fails_the_pods_it_cannot_follow(sb: Sandbox) -> None:
+    from align_operator.kube import Client, connection_from_kubeconfig
+    from align_operator.sandbox.nodeagent import NodeAgent
+
+    sb.apply(pod("orphan", ticks=600))
+    sb.wait_for(lambda: (p := sb.get("orphan", kind="Pod")) and (p.get("status") or {}).get("phase") == "Running",
+                timeout=30)
+    pid = int((sb.workdir / "pods" / "default" / "orphan" / "pid").read_text())
+    # A crash: the agent's tasks end, its process keeps running, nothing is reported.
+    for task in [*sb.agent._tasks, *(c.waiter for c in sb.agent.kubelet.containers.values() if c.waiter)]:
+        task.cancel()
+    sb.agent.kubelet.containers.clear()
+
+    async def restart() -> NodeAgent:
+        agent = NodeAgent(Client(connection_from_kubeconfig(sb.kubeconfig)), sb.workdir, name="sandbox",
+                          resync_seconds=0.2)
+        await agent.start()
+        return agent
+    again = sb.call(restart())
+    try:
+        failed = sb.wait_for(lambda: (p := sb.get("orphan", kind="Pod")) and p["status"]["phase"] == "Failed" and p,
+                             timeout=30)
+        assert failed["status"]["reason"] == "NodeAgentRestarted"
+        assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+        sb.wait_for(lambda: not _alive(pid), timeout=10)
+    finally:
+        sb.call(again.stop())
+        sb.call(again.client.close())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()

@@ -80,6 +80,8 @@ class Kubelet:
     #: Pods that cannot start, with what was last reported for them (reported again only when it changes).
     blocked: dict[tuple[str, str], str] = field(default_factory=dict)
     on_exit: Callable[[], None] | None = None
+    #: uids of the pods this agent started (a Running pod bound here that is not among them is an orphan).
+    started: set[str] = field(default_factory=set)
 
     async def sync(self, pods: list[dict[str, Any]]) -> None:
         """Bring the processes in line with the pods bound to this node (all of them, every call)."""
@@ -97,8 +99,12 @@ class Kubelet:
                     await self._finish_deletion(pod)
                 continue
             phase = (pod.get("status") or {}).get("phase")
-            if key in self.containers or phase in ("Succeeded", "Failed", "Running"):
+            if key in self.containers or phase in ("Succeeded", "Failed"):
                 continue
+            if phase == "Running":
+                if pod["metadata"].get("uid") not in self.started:  # an earlier agent's, which died meanwhile
+                    await self._orphaned(pod)
+                continue  # ours, finished: the watch has not brought the final status yet
             await self._start(pod)
 
     async def stop_all(self, *, report: bool = True) -> None:
@@ -120,6 +126,27 @@ class Kubelet:
                                    "state": {"terminated": {"exitCode": code, "reason": "Error", "message": message,
                                                             "startedAt": container.started_at,
                                                             "finishedAt": now_rfc3339()}}}]})
+
+    async def _orphaned(self, pod: Mapping[str, Any]) -> None:
+        """A pod Running on this node that this agent did not start: an earlier agent died without stopping it.
+        Its process cannot be followed any more, so stop it (its pid was recorded) and report the pod Failed; the
+        Job controller makes a new pod, which resumes from the last checkpoint."""
+        meta = pod["metadata"]
+        pidfile = log_path(self.workdir, meta["namespace"], meta["name"]).parent / "pid"
+        if pidfile.is_file() and pidfile.read_text().strip().isdigit():
+            _signal_group(int(pidfile.read_text()), signal.SIGKILL)
+            pidfile.unlink()
+        message = "The node agent restarted while the container ran; it was stopped."
+        container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+        started = next((s.get("state", {}).get("running", {}).get("startedAt") for s in
+                        (pod.get("status") or {}).get("containerStatuses") or []), None) or now_rfc3339()
+        await self._report(pod, {
+            "phase": "Failed", "reason": "NodeAgentRestarted", "message": message,
+            "conditions": _conditions(scheduled=True, ready=False),
+            "containerStatuses": [{"name": container.get("name", "main"), "image": container.get("image", ""),
+                                   "imageID": "", "ready": False, "started": False, "restartCount": 0,
+                                   "state": {"terminated": {"exitCode": 137, "reason": "Error", "message": message,
+                                                            "startedAt": started, "finishedAt": now_rfc3339()}}}]})
 
     async def _finish_deletion(self, pod: Mapping[str, Any]) -> None:
         """The containers are gone: remove the pod object now (a real server waits for this from its node)."""
@@ -166,6 +193,8 @@ class Kubelet:
                 *argv, cwd=str(self.cwd), env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         grace = min(float(spec.get("terminationGracePeriodSeconds", 30)), self.max_grace_seconds)
+        self.started.add(meta.get("uid", ""))
+        (poddir / "pid").write_text(str(process.pid))  # a restarted agent stops what it cannot follow (_orphaned)
         running = Container(meta["name"], meta["namespace"], process, output, termination_log, now_rfc3339(), grace,
                             container=container.get("name", "main"), image=container.get("image", ""))
         self.containers[(meta["namespace"], meta["name"])] = running

@@ -11,7 +11,8 @@ make, through the API server alone, so the same agent serves the sandbox's emula
 - serves the kubelet's log endpoint over HTTPS (self-signed; `GET /containerLogs/{ns}/{pod}/{container}` with
   tailLines, limitBytes, follow), which is how the API server answers `kubectl logs` (`pods/{name}/log`);
 - on stop, kills its processes, reports each pod's final status (Failed, reason Terminated) and marks the Node
-  NotReady.
+  NotReady; after a crash, the next agent of the Node stops the pods it cannot follow and reports them Failed
+  (reason NodeAgentRestarted).
 
 Python API (used by the sandbox and `alignctl local up`)::
 

@@ -46,6 +46,11 @@ class Settings:
     forbidden_retry_seconds: float = field(default=30.0, metadata={
         "help": "Seconds between attempts while RBAC denies a call the operator needs (reported as Forbidden)."})
     log_format: str = field(default="plain", metadata={"help": "plain or json."})
+    webhook_port: int = field(default=0, metadata={
+        "help": "HTTPS port of the validating admission webhook (0 = off; the chart uses 9443)."})
+    webhook_addr: str = field(default="0.0.0.0", metadata={"help": "Address the admission webhook listens on."})
+    webhook_cert_dir: str = field(default="/etc/align/webhook-tls", metadata={
+        "help": "Directory holding the webhook's tls.crt and tls.key (the chart mounts its TLS Secret here)."})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

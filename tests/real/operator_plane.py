@@ -20,10 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-import kopf
 import yaml
 
-from align_api import crd
 from align_operator.kube import Client, connection_from_kubeconfig
 from align_operator.sandbox import SANDBOX_SETTINGS
 from align_operator.sandbox.nodeagent import NodeAgent
@@ -37,7 +35,6 @@ FAKE_TRAINER = [sys.executable, "-m", "align_operator.sandbox.fake_trainer", "--
                 "--output", "/workspace/output"]
 SETTINGS = {**SANDBOX_SETTINGS, "scrape_interval_seconds": 0.5, "status_interval_seconds": 1.0,
             "forbidden_retry_seconds": 2.0}
-CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 T = TypeVar("T")
 
 
@@ -50,18 +47,6 @@ def wait_for(check: Callable[[], T | None], timeout: float = 60, message: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} not met within {timeout:.0f}s")
         time.sleep(poll)
-
-
-def install_crd(cluster: RealCluster) -> None:
-    body = yaml.safe_load((REPO / "crds" / crd.CRD_FILE).read_text())
-    r = cluster.api("POST", CRD_PATH, body)
-    assert r.status_code in (201, 409), r.text
-
-    def established() -> bool:
-        got = cluster.api("GET", f"{CRD_PATH}/{crd.CRD_NAME}")
-        return got.status_code == 200 and any(c["type"] == "Established" and c["status"] == "True"
-                                              for c in (got.json().get("status") or {}).get("conditions") or [])
-    wait_for(established, 30, "CRD Established")
 
 
 def rbac_documents(rules: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
@@ -77,6 +62,11 @@ def rbac_documents(rules: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 def apply(cluster: RealCluster, docs: list[dict[str, Any]]) -> None:
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def delete(cluster: RealCluster, docs: list[dict[str, Any]]) -> None:
+    """Remove what `apply` made (test files share a control plane: a Helm install must not find our RBAC)."""
+    cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=yaml.safe_dump_all(docs))
 
 
 def service_account_kubeconfig(cluster: RealCluster, path: Path, name: str = "align-operator",

@@ -1,7 +1,7 @@
 """The operator end to end on the real core server (kube-apiserver + kube-controller-manager 1.20): the chart's
 ServiceAccount and ClusterRole only (a token the real server issued), the real Job controller and garbage
 collector, and our node agent binding and running the pods. Runs in file order (`--dist loadfile`); the last test
-deletes the CRD and installs it again.
+deletes the CRD; the module leaves the shared control plane as it found it (no CRD, no RBAC of ours).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,14 +17,15 @@ import yaml
 
 from align_api import crd
 from align_api.constants import GROUP, PLURAL, VERSION
-from tests.real.operator_plane import (CRD_PATH, FAKE_TRAINER, OPERATOR_NS, REPO, Agents, OperatorProcess, apply, audit,
-                                       install_crd, rbac_documents, service_account_kubeconfig, wait_for)
-from tests.realk8s import RealCluster, as_json
+from tests.real.operator_plane import (FAKE_TRAINER, OPERATOR_NS, REPO, Agents, OperatorProcess, apply, audit, delete,
+                                       rbac_documents, service_account_kubeconfig, wait_for)
+from tests.realk8s import RealCluster
 
 pytestmark = [pytest.mark.realk8s, pytest.mark.slow]
 
 SA_USER = f"system:serviceaccount:{OPERATOR_NS}:align-operator"
 AJ_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}"
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 class Plane:
@@ -72,8 +72,9 @@ def denied(cluster: RealCluster) -> list[str]:
 @pytest.fixture(scope="module")
 def plane(realk8s: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     work = tmp_path_factory.mktemp("operator-real")
-    install_crd(realk8s)
-    apply(realk8s, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}}, *rbac_documents()])
+    realk8s.install_crd()
+    installed = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}}, *rbac_documents()]
+    apply(realk8s, installed)
     kubeconfig = service_account_kubeconfig(realk8s, work / "operator-kubeconfig")
     agents = Agents(realk8s, work)
     agents.start("real-node", trainer="real")
@@ -85,6 +86,9 @@ def plane(realk8s: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         operator.stop()
         agents.stop()
+        delete(realk8s, [*installed[1:], *({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+                                           for name in ("real-node", "fake-node"))])
+        realk8s.api("DELETE", f"{CRD_PATH}/{crd.CRD_NAME}")   # leave the shared control plane as found
 
 
 def test_dpo_on_tiny_succeeds_with_the_charts_rbac_and_logs_come_through_the_api_server(plane: Plane) -> None:
@@ -205,5 +209,3 @@ def test_deleting_never_waits_for_the_operator(plane: Plane) -> None:
     r = cluster.kubectl("delete", "crd", crd.CRD_NAME, "--timeout=60s", check=False, timeout=90)
     assert r.returncode == 0, r.stderr
     assert cluster.api("GET", f"{CRD_PATH}/{crd.CRD_NAME}").status_code == 404
-    install_crd(cluster)  # for the tests after this module on this worker
-    plane.operator.start()

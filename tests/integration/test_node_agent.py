@@ -123,6 +123,7 @@ def test_a_restarted_agent_stops_and_fails_the_pods_it_cannot_follow(sb: Sandbox
     for task in [*sb.agent._tasks, *(c.waiter for c in sb.agent.kubelet.containers.values() if c.waiter)]:
         task.cancel()
     sb.agent.kubelet.containers.clear()
+    sb.call(sb.agent.client.close())  # its connections die with it (a watch left open would delay the teardown)
 
     async def restart() -> NodeAgent:
         agent = NodeAgent(Client(connection_from_kubeconfig(sb.kubeconfig)), sb.workdir, name="sandbox",

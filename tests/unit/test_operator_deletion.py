@@ -37,10 +37,10 @@ def test_the_status_daemon_ends_when_its_alignmentjob_is_deleted() -> None:
             logger=None, index_jobs={}, index_pods={}))
         await asyncio.sleep(0.05)
         assert not daemon.done()
-        track.end_on_delete(type="MODIFIED", name="j", namespace="ns", memo=memo)   # only deletion ends it
+        await track.end_on_delete(type="MODIFIED", name="j", namespace="ns", memo=memo)   # only deletion ends it
         await asyncio.sleep(0.05)
         assert not daemon.done()
-        track.end_on_delete(type="DELETED", name="j", namespace="ns", memo=memo)
+        await track.end_on_delete(type="DELETED", name="j", namespace="ns", memo=memo)
         await asyncio.wait_for(daemon, timeout=5)
         assert not memo.wakeups.is_gone(("ns", "j"))       # a new object of that name gets a fresh daemon
     asyncio.run(scenario())

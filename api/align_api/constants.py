@@ -114,6 +114,8 @@ class Reason(StrEnum):
     #: The grader failed on more samples than spec.runPolicy.maxGraderErrorRate allows.
     GRADER_FAILING = "GraderFailing"
     JOB_DELETED = "JobDeleted"
+    FORBIDDEN = "Forbidden"  # the operator's RBAC does not allow a call it needs
+    JOB_FIELDS_DROPPED = "JobFieldsDropped"  # an older API server pruned Job fields (suspend, podFailurePolicy, ...)
 
 
 class ExitCode:

@@ -104,16 +104,6 @@ def reference_mode(model: Any) -> Iterator[None]:
         yield
 
 
-def require_single_process(algorithm: str) -> None:
-    """Our own loops sample and update in one process; under torchrun every rank would train its own copy."""
-    import os
-
-    from .errors import ConfigError
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError(f"{algorithm} runs in a single process: set resources.nodes: 1 and gpusPerNode: 1 "
-                          "(grpo, rloo and online-dpo scale over several GPUs)")
-
-
 def prompts_per_step(hp: Any) -> int:
     return max(1, (hp.batch_size * hp.gradient_accumulation_steps) // hp.num_generations)
 

@@ -26,7 +26,8 @@ GPU = "nvidia.com/gpu"
 
 
 def uses_torchrun(job: AlignmentJob) -> bool:
-    return job.spec.resources.nodes > 1 or job.spec.resources.gpus_per_node > 1
+    """Several ranks in total (nodes, GPUs or CPU processes per pod) start through torchrun."""
+    return job.spec.resources.world_size > 1
 
 
 def pvc_claims(job: AlignmentJob, resolved_uris: Mapping[str, str] | None = None) -> list[str]:
@@ -61,7 +62,12 @@ def output_dir(job: AlignmentJob) -> str | None:
 
 
 def command(job: AlignmentJob) -> tuple[list[str], list[str]]:
-    """(command, args) of the trainer container: torchrun for several nodes or GPUs, python otherwise."""
+    """(command, args) of the trainer container: torchrun for several ranks, python otherwise.
+
+    torchrun runs through `python -m align_trainer.launch`, which is torchrun itself (same arguments) except
+    that the pod exits with the failing rank's own exit code: plain torchrun exits 1 for every worker failure,
+    which would turn a permanent error (bad data: 11) into a retry instead of the podFailurePolicy's FailJob.
+    """
     args = ["-m", "align_trainer", "--config", f"{CONFIG_MOUNT_PATH}/{CONFIG_FILE_NAME}"]
     out = output_dir(job)
     if out:
@@ -69,14 +75,14 @@ def command(job: AlignmentJob) -> tuple[list[str], list[str]]:
     res = job.spec.resources
     if not uses_torchrun(job):
         return ["python"], args
-    launcher = [f"--nproc-per-node={max(res.gpus_per_node, 1)}"]
+    launcher = [f"--nproc-per-node={res.ranks_per_node}", "--max-restarts=0"]  # retries are the Job's
     if res.nodes == 1:
         launcher += ["--standalone"]
     else:
         launcher += [f"--nnodes={res.nodes}", "--node-rank=$(NODE_RANK)",
                      f"--master-addr={job_name(job.name)}-0.{service_name(job.name)}",
                      f"--master-port={RENDEZVOUS_PORT}"]
-    return ["torchrun"], [*launcher, *args]  # torchrun's own -m: run align_trainer as a module per rank
+    return ["python"], ["-m", "align_trainer.launch", *launcher, *args]  # torchrun's own -m: a module per rank
 
 
 def _secret_env(name: str, ref: Any) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class Resources(SpecModel):
     @model_validator(mode="after")
     def _ranks_match_gpus(self) -> "Resources":
         if self.gpus_per_node and self.processes_per_node not in (None, self.gpus_per_node):
-            raise ValueError(f"[resources.processesPerNode] {self.processes_per_node} != gpusPerNode "
+            raise ValueError(f"[processesPerNode] {self.processes_per_node} != gpusPerNode "
                              f"{self.gpus_per_node}: on GPUs there is one rank per GPU (leave processesPerNode unset)")
         return self
 

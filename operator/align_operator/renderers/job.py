@@ -85,6 +85,17 @@ def command(job: AlignmentJob) -> tuple[list[str], list[str]]:
     return ["python"], ["-m", "align_trainer.launch", *launcher, *args]  # torchrun's own -m: a module per rank
 
 
+def cpu_threads_per_rank(job: AlignmentJob) -> int | None:
+    """OMP_NUM_THREADS for CPU ranks: the pod's CPU limit shared out over its ranks (torchrun would set 1;
+    one process alone is left to PyTorch's default). None when there is nothing to share."""
+    res = job.spec.resources
+    if res.gpus_per_node or res.ranks_per_node == 1 or not res.cpu:
+        return None
+    cpu = res.cpu
+    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(cores // res.ranks_per_node))
+
+
 def _secret_env(name: str, ref: Any) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
@@ -101,6 +112,9 @@ def env(job: AlignmentJob, resolved_uris: Mapping[str, str] | None) -> list[dict
         {"name": "HOME", "value": "/tmp"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    threads = cpu_threads_per_rank(job)
+    if threads is not None:
+        items.append({"name": "OMP_NUM_THREADS", "value": str(threads)})
     secrets = job.spec.secrets
     if secrets is not None:
         if secrets.hugging_face_token:

@@ -98,14 +98,16 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     paths = Paths.under(output, base_dir, manifest)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     device = choose_device(spec.model, spec.hyperparameters, gpus=spec.resources.gpus_per_node)
-    distributed.init(device.device, spec.resources.collective_timeout_seconds)  # before anything may hang on a peer
-    main_rank = distributed.is_main()
     started = time.monotonic()
     train, evals = load_for(data_kind, spec.data, base_dir=base_dir, cache_dir=paths.cache_dir,
                             seed=spec.hyperparameters.seed)
     log.info("data: %d train rows%s (%s) in %.1fs", len(train), f", {len(evals)} eval rows" if evals else "",
              data_kind.value, time.monotonic() - started)
     models = Models(spec.model, device, base_dir=base_dir, cache_dir=paths.cache_dir)
+    # after the base is on this pod's disk (transformers' save_pretrained writes nothing on ranks > 0 once a
+    # process group exists) and before anything waits for a peer
+    distributed.init(device.device, spec.resources.collective_timeout_seconds)
+    main_rank = distributed.is_main()
     tokenizer = models.tokenizer()
     # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
     metrics = Metrics(job.name, paths.metrics_file if main_rank else None, port=metrics_port if main_rank else None,

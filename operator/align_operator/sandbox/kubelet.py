@@ -73,6 +73,8 @@ class Kubelet:
     #: Pods that cannot start, with what was last reported for them (reported again only when it changes).
     blocked: dict[tuple[str, str], str] = field(default_factory=dict)
     on_exit: Callable[[], None] | None = None
+    #: (namespace, headless Service, its port) -> the local port the job's ranks rendezvous on (see rendezvous_argv)
+    rendezvous_ports: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
     async def sync(self, pods: list[dict[str, Any]]) -> None:
         present = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
@@ -120,6 +122,7 @@ class Kubelet:
         argv = list(self.command_override) if self.command_override else \
             [*(container.get("command") or []), *(container.get("args") or [])]
         argv = pod_argv(argv, env, mounts)
+        argv = rendezvous_argv(argv, meta["namespace"], self._headless_service, self.rendezvous_ports)
         log_path = poddir / "log.txt"
         self.emulator.pod_logs[(meta["namespace"], meta["name"])] = str(log_path)
         with open(log_path, "ab") as log:
@@ -145,6 +148,10 @@ class Kubelet:
                                    "ready": True, "started": True, "restartCount": 0,
                                    "state": {"running": {"startedAt": running.started_at}}}],
         })
+
+    def _headless_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        service = self.emulator.get_object("v1/services", namespace, name)
+        return service if service and (service.get("spec") or {}).get("clusterIP") == "None" else None
 
     def _blocker(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, Any] | None:
         """Why this pod cannot start here (unschedulable, image pull), as a pod status; None if it can."""
@@ -323,6 +330,38 @@ def _local_command(argv: list[str]) -> list[str]:
         if candidate.exists():
             return [str(candidate), *argv[1:]]
     return argv
+
+
+#: A pod's DNS name under a headless Service: <hostname>.<service>[.<namespace>.svc[.cluster.local]]
+_POD_DNS = re.compile(r"^(?P<host>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+                      r"(\.(?P<ns>[a-z0-9-]+)\.svc(\.cluster\.local)?)?$")
+
+
+def rendezvous_argv(argv: list[str], namespace: str, headless_service: Callable[[str, str], Mapping[str, Any] | None],
+                    ports: dict[tuple[str, str, int], int]) -> list[str]:
+    """torchrun's rendezvous in the sandbox: `--master-addr=<job>-0.<service>` (the rank-0 pod's name under the
+    job's headless Service, as cluster DNS resolves it) becomes the address every sandbox pod has, 127.0.0.1,
+    and `--master-port=<a port of that Service>` one free local port per (namespace, Service, port), shared
+    by all pods of the job (several jobs, and other programs on this host, must not collide on 29500).
+    Names that are not a pod under a headless Service are left alone, as DNS would fail them on a cluster."""
+    service: str | None = None
+    out: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        match = _POD_DNS.match(value) if key == "--master-addr" and sep else None
+        if match and match.group("ns") in (None, namespace) and headless_service(namespace, match.group("service")):
+            service = match.group("service")
+            arg = f"{key}=127.0.0.1"
+        out.append(arg)
+    if service is None:
+        return out
+    declared = {int(p["port"]) for p in (headless_service(namespace, service) or {}).get("spec", {}).get("ports") or []}
+    for index, arg in enumerate(out):
+        key, sep, value = arg.partition("=")
+        if key == "--master-port" and sep and value.isdigit() and int(value) in declared:
+            local = ports.setdefault((namespace, service, int(value)), free_port())
+            out[index] = f"{key}={local}"
+    return out
 
 
 def _expand(arg: str, env: Mapping[str, str]) -> str:

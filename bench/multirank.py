@@ -35,10 +35,10 @@ TRAIN = {"sft": ("sft.openai.jsonl", "openai-chat"), "dpo": ("preference.openai.
          "grpo": ("rft.openai.jsonl", "openai-rft"), "ppo": ("rft.openai.jsonl", "openai-rft")}
 
 
-def manifest(algorithm: str, steps: int, batch: int, processes: int) -> dict[str, Any]:
+def manifest(algorithm: str, steps: int, batch: int, processes: int, seed: int = 42) -> dict[str, Any]:
     uri, fmt = TRAIN[algorithm]
     hp: dict[str, Any] = {"batchSize": batch, "maxSteps": steps, "loggingSteps": 1, "learningRate": 0.005,
-                          "maxLength": 96}
+                          "maxLength": 96, "seed": seed}
     spec: dict[str, Any] = {}
     if algorithm in ("grpo", "ppo"):
         hp.update(numGenerations=2, maxCompletionLength=4, temperature=0.5, learningRate=0.05)
@@ -51,11 +51,11 @@ def manifest(algorithm: str, steps: int, batch: int, processes: int) -> dict[str
                      "checkpoints": {"everySteps": 1000}, "evaluation": {"enabled": False}, **spec}}
 
 
-def run(algorithm: str, steps: int, batch: int, processes: int, work: Path) -> list[dict[str, Any]]:
+def run(algorithm: str, steps: int, batch: int, processes: int, work: Path, seed: int = 42) -> list[dict[str, Any]]:
     """Train and return metrics.jsonl (the global batch is batch * processes)."""
-    config = work / f"{algorithm}-{processes}.yaml"
-    config.write_text(yaml.safe_dump(manifest(algorithm, steps, batch, processes), sort_keys=False))
-    out = work / f"{algorithm}-{processes}"
+    config = work / f"{algorithm}-{processes}-{seed}.yaml"
+    config.write_text(yaml.safe_dump(manifest(algorithm, steps, batch, processes, seed), sort_keys=False))
+    out = work / f"{algorithm}-{processes}-{seed}"
     trainer = ["-m", "align_trainer", "--config", str(config), "--output", str(out), "--metrics-port", "-1"]
     launcher = ["-m", "align_trainer.launch", f"--nproc-per-node={processes}", "--standalone"] if processes > 1 else []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ALIGN_TERMINATION_LOG": os.devnull}
@@ -115,11 +115,18 @@ def main() -> None:
             dloss = max(abs(x - y) for x, y in zip(a, b))
             print(f"{algorithm}: loss 1 rank  {[round(x, 4) for x in a]}")
             print(f"{algorithm}: loss 2 ranks {[round(x, 4) for x in b]}  max |diff| {dloss:.2e}")
-            for extra in ("reward", "objective/kl"):
-                if curve(one, extra):
-                    ra, rb = curve(one, extra), curve(two, extra)
-                    print(f"{algorithm}: {extra} 1 rank {[round(x, 3) for x in ra]} / 2 ranks {[round(x, 3) for x in rb]}"
-                          f"  final {ra[-1]:.4f} vs {rb[-1]:.4f}, mean {statistics.mean(ra):.4f} vs {statistics.mean(rb):.4f}")
+            if algorithm in ("grpo", "ppo"):
+                # sampling differs between 1 and 2 ranks (each rank draws with its own seed), so the curves can
+                # only agree up to sampling noise: measure that noise as 1 rank with the next seed
+                other = run(algorithm, args.steps, 2 * args.batch, 1, Path(tmp), seed=43)
+                for extra in ("reward", "objective/kl", "loss"):
+                    if curve(one, extra):
+                        ra, rb, rc = curve(one, extra), curve(two, extra), curve(other, extra)
+                        print(f"{algorithm}: {extra} mean over steps: 1 rank {statistics.mean(ra):.4f}, 2 ranks "
+                              f"{statistics.mean(rb):.4f} (|diff| {abs(statistics.mean(ra) - statistics.mean(rb)):.4f}); "
+                              f"1 rank seed 43 {statistics.mean(rc):.4f} (|diff| "
+                              f"{abs(statistics.mean(ra) - statistics.mean(rc)):.4f}); last 4 steps "
+                              f"{statistics.mean(ra[-4:]):.4f} / {statistics.mean(rb[-4:]):.4f} / {statistics.mean(rc[-4:]):.4f}")
             t1, t2 = step_seconds(one), step_seconds(two)
             print(f"{algorithm}: median step time 1 rank {t1:.3f} s, 2 ranks {t2:.3f} s, ratio {t2 / t1:.2f}")
             summary[algorithm] = f"{dloss:.2e}" if key == "loss" else \

@@ -71,6 +71,9 @@ class Resources(SpecModel):
         if self.gpus_per_node and self.processes_per_node not in (None, self.gpus_per_node):
             raise ValueError(f"[processesPerNode] {self.processes_per_node} != gpusPerNode "
                              f"{self.gpus_per_node}: on GPUs there is one rank per GPU (leave processesPerNode unset)")
+        if self.strategy == "fsdp" and not self.gpus_per_node:
+            # accelerate turns FSDP on only for accelerators; on CPU it would silently run DDP instead
+            raise ValueError("[strategy] fsdp needs GPUs (gpusPerNode >= 1); CPU ranks use ddp")
         return self
 
     @property

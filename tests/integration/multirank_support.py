@@ -87,4 +87,4 @@ def logged_steps(output: Path) -> int:
     return len(metrics.read_text().splitlines()) if metrics.exists() else 0
 
 
-__all__ = ["DATA", "LETTERS", "job", "launch", "logged_steps", "rank_pids", "wait_for"]
+__all__ = ["DATA", "LETTERS", "env", "free_port", "job", "launch", "logged_steps", "rank_pids", "wait_for"]

@@ -39,6 +39,9 @@ def test_two_cpu_nodes_render_gloo_ranks_through_the_launcher() -> None:
     assert main["args"][8:10] == ["-m", "align_trainer"]
     assert "resources" not in main and "tolerations" not in spec  # CPU: no nvidia.com/gpu
     assert {"name": "rendezvous", "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"} in main["ports"]
+    grace = SETTINGS.termination_grace_seconds  # torchrun's SIGTERM -> SIGKILL wait follows the pod's grace period
+    assert {"name": "TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "value": str(grace - 10)} in main["env"]
+    assert pod(gpusPerNode=0)[1]["args"][:2] == ["-m", "align_trainer"]
 
 
 def test_cpu_processes_per_node_is_torchrun_standalone_with_threads_shared() -> None:

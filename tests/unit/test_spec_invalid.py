@@ -102,6 +102,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("ranks-differ-from-gpus", {"spec.resources": {"gpusPerNode": 2, "processesPerNode": 4}},
      "spec.resources.processesPerNode", "one rank per GPU"),
     ("fsdp-own-loop", {**GRPO, "algorithm": "ppo", "spec.resources": {"strategy": "fsdp"}}, "spec.resources.strategy", "TRL-based"),
+    ("fsdp-on-cpu", {"spec.resources": {"strategy": "fsdp", "gpusPerNode": 0}}, "spec.resources.strategy", "needs GPUs"),
     ("bad-strategy", {"spec.resources": {"strategy": "zero3"}}, "spec.resources.strategy", "ddp"),
     ("collective-timeout-too-short", {"spec.resources": {"collectiveTimeoutSeconds": 1}},
      "spec.resources.collectiveTimeoutSeconds", "30"),

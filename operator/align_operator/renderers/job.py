@@ -23,6 +23,7 @@ ENV_PVC_ROOT = "ALIGN_PVC_ROOT"
 ENV_RESOLVED_URIS = "ALIGN_RESOLVED_URIS"
 ENV_CACHE_DIR = "ALIGN_CACHE_DIR"
 GPU = "nvidia.com/gpu"
+ENV_TORCH_SHUTDOWN_TIMEOUT = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"
 
 
 def uses_torchrun(job: AlignmentJob) -> bool:
@@ -238,6 +239,10 @@ def render_job(job: AlignmentJob, namespace: str, settings: Settings,
     }
     if uses_torchrun(job):
         container["ports"].append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"})
+        # torchrun gives its ranks 30 s after forwarding SIGTERM before it kills them; give them the pod's grace
+        # period (minus a margin for torchrun itself) to finish the step and write the checkpoint
+        container["env"].append({"name": ENV_TORCH_SHUTDOWN_TIMEOUT,
+                                 "value": str(max(5, settings.termination_grace_seconds - 10))})
     container_resources = resources(job)
     if container_resources:
         container["resources"] = container_resources

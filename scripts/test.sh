@@ -4,5 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# The real control plane (kube-apiserver 1.20 + apiextensions-apiserver 1.36) for the tests marked realk8s:
+# built once from Debian packages into ~/.cache/realk8s (cold: about 6-10 min on 2 cores; then a no-op).
+./scripts/realk8s.sh build
 . .venv/bin/activate
 exec python -m pytest -p no:cacheprovider -n 2 --dist loadfile "$@"

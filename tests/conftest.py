@@ -13,3 +13,6 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+from tests.realk8s import realk8s  # noqa: E402,F401  (the real control plane fixture, one per test worker)

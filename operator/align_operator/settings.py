@@ -44,6 +44,11 @@ class Settings:
         "help": "Kopf's limit of objects handled in parallel per resource kind (0 = no limit)."})
     api_retries: int = field(default=8, metadata={"help": "Retries of 429/5xx/connection errors per API call."})
     log_format: str = field(default="plain", metadata={"help": "plain or json."})
+    webhook_port: int = field(default=0, metadata={
+        "help": "HTTPS port of the validating admission webhook (0 = off; the chart uses 9443)."})
+    webhook_addr: str = field(default="0.0.0.0", metadata={"help": "Address the admission webhook listens on."})
+    webhook_cert_dir: str = field(default="/etc/align/webhook-tls", metadata={
+        "help": "Directory holding the webhook's tls.crt and tls.key (the chart mounts its TLS Secret here)."})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

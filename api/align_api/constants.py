@@ -31,14 +31,16 @@ class Algorithm(StrEnum):
     REFT = "reft"
     RLAIF = "rlaif"
     TPO = "tpo"
+    RPO = "rpo"
 
 
 #: Offline algorithms that learn from preference pairs (or unpaired labels for KTO).
-PREFERENCE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO})
+PREFERENCE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO,
+                                   Algorithm.RPO})
 #: Algorithms that need a frozen reference policy.
 REFERENCE_ALGORITHMS = frozenset(
     {Algorithm.DPO, Algorithm.KTO, Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO,
-     Algorithm.REFT, Algorithm.RLAIF, Algorithm.TPO}
+     Algorithm.REFT, Algorithm.RLAIF, Algorithm.TPO, Algorithm.RPO}
 )
 #: Online algorithms: the policy generates and something scores it.
 ONLINE_ALGORITHMS = frozenset(
@@ -50,8 +52,11 @@ OWN_LOOP_ALGORITHMS = frozenset({Algorithm.PPO, Algorithm.RLAIF, Algorithm.TPO})
 #: Algorithms whose beta is the DPO-family inverse temperature (must be > 0).
 BETA_ALGORITHMS = frozenset(
     {Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO, Algorithm.ONLINE_DPO,
-     Algorithm.TPO}
+     Algorithm.TPO, Algorithm.RPO}
 )
+#: Offline preference algorithms that can instead run iterative rounds (hyperparameters.rounds): sample from the
+#: policy, score with spec.grader, train on best-vs-worst pairs, repeat.
+ITERATIVE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.RPO})
 
 
 class Phase(StrEnum):

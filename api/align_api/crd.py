@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .constants import CATEGORY, CRD_NAME, GROUP, KIND, ONLINE_ALGORITHMS, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from .constants import CATEGORY, CRD_NAME, GROUP, ITERATIVE_ALGORITHMS, KIND, ONLINE_ALGORITHMS, PLURAL, SHORT_NAME, SINGULAR, VERSION
 from .spec import AlignmentJobSpec
 from .status import Status
 
@@ -38,6 +38,10 @@ SPEC_RULES: list[dict[str, str]] = [
     {"rule": "!(self.algorithm in [" + ", ".join(f"'{a.value}'" for a in sorted(ONLINE_ALGORITHMS)) + "]) || has(self.grader)",
      "message": "grader is required for online algorithms (ppo, grpo, rloo, online-dpo, reft, rlaif, tpo)",
      "fieldPath": ".grader", "reason": "FieldValueRequired"},
+    {"rule": "!(self.algorithm in [" + ", ".join(f"'{a.value}'" for a in sorted(ITERATIVE_ALGORITHMS)) + "]) "
+             "|| !has(self.hyperparameters) || !has(self.hyperparameters.rounds) || has(self.grader)",
+     "message": "grader is required for iterative dpo/rpo (hyperparameters.rounds)",
+     "fieldPath": ".hyperparameters.rounds", "reason": "FieldValueRequired"},
     {"rule": "!has(self.model.reference) || !has(self.model.reference.kind) || self.model.reference.kind != 'adapter' "
              "|| has(self.model.reference.adapter)",
      "message": "model.reference.kind 'adapter' needs model.reference.adapter",

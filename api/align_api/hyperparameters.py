@@ -15,6 +15,9 @@ from .constants import Algorithm as A
 
 ALL = tuple(A)
 OFFLINE_PREF = (A.DPO, A.KTO, A.CPO, A.SIMPO, A.ORPO)
+#: offline preference algorithms that may instead run iterative rounds (`rounds`): they sample, so they take
+#: the generation knobs too (only together with `rounds`; checked in spec.py)
+ITERATIVE = (A.DPO, A.RPO)
 GENERATIVE = (A.PPO, A.GRPO, A.RLOO, A.ONLINE_DPO, A.REFT, A.RLAIF, A.TPO)
 POLICY_GRADIENT = (A.PPO, A.GRPO, A.RLOO, A.REFT, A.RLAIF)
 
@@ -22,6 +25,8 @@ DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "
                   "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
 CPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo")
 KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")
+#: Reward-aware PO distances (Nemotron-4 340B; NeMo-Aligner calls them rpo_bwd_kl, rpo_fwd_kl, rpo_sq)
+RPO_LOSS_TYPES = ("bwd_kl", "fwd_kl", "sq")
 
 #: field name -> algorithms that use it (filled by `hp` below).
 APPLIES_TO: dict[str, tuple[A, ...]] = {}
@@ -61,23 +66,29 @@ class Hyperparameters(SpecModel):
 
     # --- DPO family ---
     beta: float = hp(0.1, "Inverse temperature of the implicit reward (DPO-family; ORPO's lambda). Must be > 0.",
-                     OFFLINE_PREF + (A.ONLINE_DPO, A.TPO), gt=0, le=100)
+                     OFFLINE_PREF + (A.ONLINE_DPO, A.TPO, A.RPO), gt=0, le=100)
     loss_type: str | None = hp(None, "Loss variant. dpo: " + ", ".join(DPO_LOSS_TYPES) + "; cpo: "
-                               + ", ".join(CPO_LOSS_TYPES) + "; kto: " + ", ".join(KTO_LOSS_TYPES) + ".",
-                               (A.DPO, A.CPO, A.KTO, A.ONLINE_DPO, A.TPO))
+                               + ", ".join(CPO_LOSS_TYPES) + "; kto: " + ", ".join(KTO_LOSS_TYPES) + "; rpo: "
+                               + ", ".join(RPO_LOSS_TYPES) + " (default bwd_kl).",
+                               (A.DPO, A.CPO, A.KTO, A.ONLINE_DPO, A.TPO, A.RPO))
     label_smoothing: float = hp(0.0, "Conservative DPO / robust loss label noise.", (A.DPO, A.CPO), ge=0, lt=0.5)
     desirable_weight: float = hp(1.0, "KTO weight of desirable examples.", (A.KTO,), gt=0, le=100)
     undesirable_weight: float = hp(1.0, "KTO weight of undesirable examples.", (A.KTO,), gt=0, le=100)
     simpo_gamma: float = hp(0.5, "SimPO target reward margin (gamma / beta ratio term).", (A.SIMPO,), ge=0, le=100)
     cpo_alpha: float = hp(1.0, "Weight of the NLL term in CPO (0 for pure SimPO).", (A.CPO, A.SIMPO), ge=0, le=100)
-    rpo_alpha: float | None = hp(None, "Add RPO's NLL term on chosen with this weight.", (A.DPO,), ge=0, le=100)
+    rpo_alpha: float | None = hp(None, "DPO + NLL: add an NLL term on the chosen answer with this weight (Pang et al. "
+                                 "2024, what TRL calls RPO). Not reward-aware preference optimization: for that "
+                                 "use algorithm: rpo.", (A.DPO,), ge=0, le=100)
+    eta: float = hp(1.0, "RPO: scale of the reward gap r(x,y_w) - r(x,y_l) that beta times the implicit reward gap "
+                    "is matched to.", (A.RPO,), gt=0, le=1000)
     center_rewards_coefficient: float | None = hp(None, "Reward model: penalise non-zero mean rewards.", (A.REWARD,), ge=0, le=10)
 
     # --- generation (online) ---
-    num_generations: int = hp(4, "Completions sampled per prompt (group size; TPO's K).", GENERATIVE, ge=2, le=64)
-    max_completion_length: int = hp(64, "Maximum generated tokens per completion.", GENERATIVE, ge=1, le=32768)
-    temperature: float = hp(1.0, "Sampling temperature for generation.", GENERATIVE, gt=0, le=5)
-    top_p: float = hp(1.0, "Nucleus sampling for generation.", GENERATIVE, gt=0, le=1)
+    num_generations: int = hp(4, "Completions sampled per prompt (group size; TPO's and iterative dpo/rpo's K).",
+                              GENERATIVE + ITERATIVE, ge=2, le=64)
+    max_completion_length: int = hp(64, "Maximum generated tokens per completion.", GENERATIVE + ITERATIVE, ge=1, le=32768)
+    temperature: float = hp(1.0, "Sampling temperature for generation.", GENERATIVE + ITERATIVE, gt=0, le=5)
+    top_p: float = hp(1.0, "Nucleus sampling for generation.", GENERATIVE + ITERATIVE, gt=0, le=1)
 
     # --- policy gradient ---
     kl_coef: float = hp(0.05, "Coefficient of the KL penalty to the reference (GRPO/RLOO beta, PPO init KL coef).",
@@ -95,7 +106,14 @@ class Hyperparameters(SpecModel):
 
     # --- recipe-specific ---
     warmup_epochs: int = hp(1, "ReFT: SFT warm-up epochs before RL.", (A.REFT,), ge=0, le=100)
-    rounds: int = hp(2, "TPO: iterations of sample -> judge -> DPO, each from the last policy.", (A.TPO,), ge=1, le=50)
+    rounds: int | None = hp(None, "Iterations of sample K answers -> score with spec.grader -> train on best vs worst, "
+                            "each from the last policy. tpo: 2 when unset. dpo/rpo: unset trains once on the "
+                            "dataset's pairs; set, the dataset only provides prompts.", (A.TPO,) + ITERATIVE,
+                            ge=1, le=50)
+    round_reference: Literal["fixed", "previous"] = hp(
+        "previous", "Iterative dpo/rpo: the reference of round n is the policy after round n-1 (previous; as in "
+                    "Nemotron-4's iterative RPO and self-rewarding DPO) or the starting reference in every round "
+                    "(fixed).", ITERATIVE)
     thought_prompt: str | None = hp(None, "TPO: instruction that asks for a hidden thought then the answer "
                                     "(a default generic prompt when unset).", (A.TPO,), max_length=8000)
     feedback: Literal["direct", "preference"] = hp(
@@ -113,5 +131,5 @@ def algorithms_for(field: str) -> tuple[A, ...]:
 
 LOSS_TYPES: dict[A, tuple[str, ...]] = {
     A.DPO: DPO_LOSS_TYPES, A.ONLINE_DPO: DPO_LOSS_TYPES, A.TPO: DPO_LOSS_TYPES,
-    A.CPO: CPO_LOSS_TYPES, A.KTO: KTO_LOSS_TYPES,
+    A.CPO: CPO_LOSS_TYPES, A.KTO: KTO_LOSS_TYPES, A.RPO: RPO_LOSS_TYPES,
 }

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import SpecModel, is_job_uri
-from .constants import BETA_ALGORITHMS, ONLINE_ALGORITHMS, OWN_LOOP_ALGORITHMS, REFERENCE_ALGORITHMS, Algorithm
+from .constants import (BETA_ALGORITHMS, ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS, OWN_LOOP_ALGORITHMS,
+                        REFERENCE_ALGORITHMS, Algorithm)
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
@@ -18,6 +19,8 @@ from .status import Status
 
 #: Algorithms whose data are preference pairs (or unpaired labels, KTO) and which algorithm needs what.
 NEEDS_GRADER = frozenset(ONLINE_ALGORITHMS)
+#: Hyperparameters iterative dpo/rpo use only in rounds (setting them without `rounds` would be silently ignored).
+ROUND_ONLY = ("num_generations", "max_completion_length", "temperature", "top_p", "round_reference")
 
 
 class AlignmentJobSpec(SpecModel):
@@ -26,7 +29,7 @@ class AlignmentJobSpec(SpecModel):
     algorithm: Algorithm = Field(description="Alignment algorithm: " + ", ".join(a.value for a in Algorithm) + ".")
     model: ModelSpec = Field(description="Base model, policy adapter and reference.")
     data: DataSpec = Field(description="Training and evaluation data.")
-    grader: Grader | None = Field(default=None, description="Reward for online algorithms: an OpenAI grader or a reward_model.")
+    grader: Grader | None = Field(default=None, description="Reward for online algorithms, iterative dpo/rpo (rounds) and rpo's reward gaps: an OpenAI grader or a reward_model.")
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
     evaluation: Evaluation | None = Field(default=None, description="Post-training evaluation and gates.")
     resources: Resources = Field(default_factory=Resources, description="Compute for the trainer pods.")
@@ -55,6 +58,15 @@ class AlignmentJobSpec(SpecModel):
                                  f"allowed: {', '.join(allowed)}")
         if algo in BETA_ALGORITHMS and not hp.beta > 0:
             raise ValueError("[hyperparameters.beta] must be > 0 for the DPO family")
+        iterative = algo in ITERATIVE_ALGORITHMS and hp.rounds is not None
+        if algo in ITERATIVE_ALGORITHMS and hp.rounds is None:
+            for name in sorted(set(ROUND_ONLY) & hp.model_fields_set):
+                alias = Hyperparameters.model_fields[name].alias or name
+                raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} unless "
+                                 "hyperparameters.rounds is set (iterative rounds sample with it)")
+        if iterative and self.grader is None:
+            raise ValueError(f"[grader] is required for iterative {algo.value} (hyperparameters.rounds): it scores "
+                             "the policy's samples of each round")
         if algo in NEEDS_GRADER and self.grader is None:
             raise ValueError(f"[grader] is required for algorithm {algo.value!r}: an online algorithm needs a "
                              "grader, a judge (score_model/label_model) or a reward_model")
@@ -62,16 +74,18 @@ class AlignmentJobSpec(SpecModel):
             if self.grader.type not in ("score_model", "label_model", "multi"):
                 raise ValueError("[grader.type] rlaif needs an AI judge (score_model or label_model), got "
                                  f"{self.grader.type!r}; use ppo or grpo for rule-based graders")
-        if algo not in ONLINE_ALGORITHMS and algo != Algorithm.REWARD and self.grader is not None and \
-                (self.evaluation is None):
+        if algo not in ONLINE_ALGORITHMS and algo not in (Algorithm.REWARD, Algorithm.RPO) and not iterative \
+                and self.grader is not None and self.evaluation is None:
             raise ValueError(f"[grader] is not used by algorithm {algo.value!r} (offline); move it to "
                              "evaluation.grader to score the policy after training")
         if algo == Algorithm.REWARD and self.grader is not None:
             raise ValueError("[grader] is not used by algorithm 'reward' (it trains a reward model from pairs)")
         if self.model.reference.kind != "base" and algo not in REFERENCE_ALGORITHMS:
             raise ValueError(f"[model.reference.kind] is not used by algorithm {algo.value!r} (reference-free)")
-        if self.model.reference.kind == "precomputed" and algo not in (Algorithm.DPO, Algorithm.KTO):
-            raise ValueError("[model.reference.kind] 'precomputed' works with offline data only (dpo, kto)")
+        if self.model.reference.kind == "precomputed" and (algo not in (Algorithm.DPO, Algorithm.KTO, Algorithm.RPO)
+                                                           or iterative):
+            raise ValueError("[model.reference.kind] 'precomputed' works with offline data only (dpo, kto, rpo; "
+                             "not with rounds)")
         if self.resources.gpus_per_node == 0 and self.model.quantization is not None:
             raise ValueError("[model.quantization] needs GPUs (bitsandbytes 4/8-bit runs on CUDA); set resources.gpusPerNode >= 1")
         if self.model.attention == "flash_attention_2" and self.resources.gpus_per_node == 0:
@@ -141,6 +155,8 @@ class AlignmentJob(BaseModel):
                 (field.alias or name): data["spec"]["hyperparameters"][field.alias or name]
                 for name, field in Hyperparameters.model_fields.items()
                 if algo in algorithms_for(name) and (field.alias or name) in data["spec"]["hyperparameters"]
+                and not (algo in ITERATIVE_ALGORITHMS and self.spec.hyperparameters.rounds is None
+                         and name in ROUND_ONLY)
             }
         return data
 

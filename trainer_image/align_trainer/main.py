@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import align_api
 from align_api.constants import ExitCode, Reason
@@ -82,6 +82,12 @@ def load_algorithm(algorithm: str):  # type: ignore[no-untyped-def]
     if not hasattr(module, "run") or not isinstance(getattr(module, "DATA", None), DataKind):
         raise ConfigError(f"algorithm module {module.__name__} must define DATA (a DataKind) and run(ctx)")
     return module
+
+
+def data_kind(module: Any, spec: Any) -> DataKind:
+    """The module's DATA, or what its optional `data_kind(spec)` says (iterative dpo/rpo train on prompts)."""
+    choose = getattr(module, "data_kind", None)
+    return choose(spec) if callable(choose) else module.DATA
 
 
 def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output: Path, data_kind: DataKind,
@@ -206,7 +212,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         job = load_job(args.config)
         module = load_algorithm(job.spec.algorithm.value)
         port = args.metrics_port if args.metrics_port is not None else job.spec.metrics.port
-        ctx = build_context(job, manifest=args.config, output=output_dir(job, args.output), data_kind=module.DATA,
+        ctx = build_context(job, manifest=args.config, output=output_dir(job, args.output),
+                            data_kind=data_kind(module, job.spec),
                             metrics_port=None if port < 0 else port)
         if args.output is not None:
             ctx.scratch["output_uri"] = None  # --output overrides spec.output.uri: keep everything local

@@ -104,6 +104,16 @@ def reference_mode(model: Any) -> Iterator[None]:
         yield
 
 
+def require_single_process(algorithm: str) -> None:
+    """For loops not yet data-parallel (iterative dpo/rpo rounds): under torchrun every rank would sample, write
+    and train its own copy. ppo, rlaif and tpo are data-parallel (see distributed.py)."""
+    from . import distributed
+    from .errors import ConfigError
+    if distributed.is_distributed():
+        raise ConfigError(f"{algorithm} runs in a single process: set resources.nodes: 1 and one rank per pod "
+                          "(gpusPerNode: 1 or processesPerNode: 1)")
+
+
 def prompts_per_step(hp: Any) -> int:
     return max(1, (hp.batch_size * hp.gradient_accumulation_steps) // hp.num_generations)
 

@@ -4,6 +4,7 @@ Every algorithm module under `algorithms/` exposes::
 
     DATA: DataKind                      # which TRL dataset type it trains on (the entry point loads it)
     def run(ctx: TrainContext) -> TrainResult
+    def data_kind(spec) -> DataKind     # optional: when the kind depends on the spec (iterative dpo/rpo: prompts)
 
 Everything that is not the algorithm itself (the validated manifest, paths, device and dtype, tokenizer,
 model loading, data, metrics, checkpoints, SIGTERM, final artifacts) is prepared by the entry point

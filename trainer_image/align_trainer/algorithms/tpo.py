@@ -31,6 +31,8 @@ from ..runtime import DataKind, TrainContext, TrainResult
 
 DATA = DataKind.PROMPT_ONLY
 SEPARATOR = "<R>"
+#: rounds when hyperparameters.rounds is unset (the field is shared with iterative dpo/rpo, where unset means offline)
+DEFAULT_ROUNDS = 2
 log = logging.getLogger(__name__)
 
 #: The paper's generic thought prompt (Fig. 2), with our separator.
@@ -126,6 +128,7 @@ def dpo_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], round_
 def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
     import torch
     hp = ctx.hp
+    rounds = hp.rounds or DEFAULT_ROUNDS
     template = hp.thought_prompt or DEFAULT_THOUGHT_PROMPT
     reward = grader_reward(ctx, judge=judge)
     model = ctx.models.policy()
@@ -142,7 +145,7 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
     metrics: dict[str, float] = {}
     history: list[dict[str, float]] = []
     try:
-        for round_no in range(start_round + 1, hp.rounds + 1):
+        for round_no in range(start_round + 1, rounds + 1):
             k = hp.num_generations
             expanded_rows = [r for r in rows for _ in range(k)]
             responses = generate_responses(ctx, model, [p for p in prompts for _ in range(k)])
@@ -166,7 +169,7 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
             metrics.update(dpo_round(ctx, model, pairs, round_no))
             history.append(dict(metrics))
             ctx.metrics.log(metrics, step=round_no)
-            ctx.metrics.progress(step=round_no, total_steps=hp.rounds)
+            ctx.metrics.progress(step=round_no, total_steps=rounds)
             ctx.save_checkpoint(model, round_no, {"round": round_no})
             if ctx.stop_requested():
                 raise ctx.interrupted(round_no)
@@ -175,8 +178,8 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
             final = [s for s in distributed.gather(judge_answers(
                 reward, [r for r in rows for _ in range(hp.num_generations)], responses)) if s != float("-inf")]
             metrics["tpo/final_reward"] = sum(final) / max(1, len(final))
-            ctx.metrics.log({"tpo/final_reward": metrics["tpo/final_reward"]}, step=hp.rounds)
-        result = ctx.finish(model, step=hp.rounds, total_steps=hp.rounds, metrics=metrics)
+            ctx.metrics.log({"tpo/final_reward": metrics["tpo/final_reward"]}, step=rounds)
+        result = ctx.finish(model, step=rounds, total_steps=rounds, metrics=metrics)
         result.extra["rounds"] = history
         return result
     finally:

@@ -47,6 +47,8 @@ ONLINE_ALGORITHMS = frozenset(
     {Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO, Algorithm.REFT, Algorithm.RLAIF,
      Algorithm.TPO}
 )
+#: Algorithms with our own training loop (no TRL trainer): ppo (TRL dropped it), rlaif (our PPO), tpo (rounds).
+OWN_LOOP_ALGORITHMS = frozenset({Algorithm.PPO, Algorithm.RLAIF, Algorithm.TPO})
 #: Algorithms whose beta is the DPO-family inverse temperature (must be > 0).
 BETA_ALGORITHMS = frozenset(
     {Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO, Algorithm.ONLINE_DPO,

@@ -50,6 +50,14 @@ SPEC_RULES: list[dict[str, str]] = [
              "|| self.resources.gpusPerNode > 0",
      "message": "model.quantization needs resources.gpusPerNode >= 1", "fieldPath": ".model.quantization",
      "reason": "FieldValueInvalid"},
+    {"rule": "!has(self.resources) || !has(self.resources.strategy) || self.resources.strategy != 'fsdp' "
+             "|| !has(self.resources.gpusPerNode) || self.resources.gpusPerNode > 0",
+     "message": "resources.strategy fsdp needs GPUs (gpusPerNode >= 1); CPU ranks use ddp",
+     "fieldPath": ".resources.strategy", "reason": "FieldValueInvalid"},
+    {"rule": "!has(self.resources) || !has(self.resources.processesPerNode) || !has(self.resources.gpusPerNode) "
+             "|| self.resources.gpusPerNode == 0 || self.resources.processesPerNode == self.resources.gpusPerNode",
+     "message": "resources.processesPerNode must equal gpusPerNode on GPUs (one rank per GPU); leave it unset",
+     "fieldPath": ".resources.processesPerNode", "reason": "FieldValueInvalid"},
 ]
 
 

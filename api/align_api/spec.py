@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import SpecModel, is_job_uri
-from .constants import BETA_ALGORITHMS, ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS, REFERENCE_ALGORITHMS, Algorithm
+from .constants import (BETA_ALGORITHMS, ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS, OWN_LOOP_ALGORITHMS,
+                        REFERENCE_ALGORITHMS, Algorithm)
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
@@ -97,8 +98,9 @@ class AlignmentJobSpec(SpecModel):
             raise ValueError("[model.quantization] needs GPUs (bitsandbytes 4/8-bit runs on CUDA); set resources.gpusPerNode >= 1")
         if self.model.attention == "flash_attention_2" and self.resources.gpus_per_node == 0:
             raise ValueError("[model.attention] flash_attention_2 needs GPUs; use sdpa or auto on CPU")
-        if self.resources.nodes > 1 and self.resources.gpus_per_node == 0:
-            raise ValueError("[resources.nodes] > 1 needs resources.gpusPerNode >= 1 (multi-node CPU training is not supported)")
+        if self.resources.strategy == "fsdp" and algo in OWN_LOOP_ALGORITHMS:
+            raise ValueError(f"[resources.strategy] fsdp is for the TRL-based algorithms; {algo.value} runs its own "
+                             "loop with ddp (a LoRA policy fits every rank)")
         if self.evaluation and self.evaluation.scorer in ("grader", "judge") and self.evaluation.grader is None \
                 and self.grader is None and self.evaluation.enabled is not False and algo != Algorithm.REWARD:
             raise ValueError("[evaluation.grader] evaluation needs a grader: set evaluation.grader or spec.grader "

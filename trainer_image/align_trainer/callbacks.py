@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from . import distributed
 from .metrics import Metrics, tokens_per_second
 
 log = logging.getLogger("align_trainer")
@@ -52,7 +53,8 @@ class SigtermCallback(TrainerCallback):
         self.stop_event = stop_event
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
-        if self.stop_event.is_set():
+        # a collective under torchrun: a SIGTERM to any one rank stops all of them at the same step
+        if distributed.any_rank(self.stop_event.is_set()):
             log.warning("SIGTERM: saving a checkpoint at step %d and stopping", state.global_step)
             control.should_save = True
             control.should_training_stop = True
@@ -113,8 +115,9 @@ class ProgressLogCallback(TrainerCallback):
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **_: Any) -> None:
-        print(progress_line(state.global_step, state.max_steps, logs or {}, self._start, self._start_step),
-              flush=True)
+        if distributed.is_main():  # one line per step in `kubectl logs`, not one per rank
+                print(progress_line(state.global_step, state.max_steps, logs or {}, self._start, self._start_step),
+                  flush=True)
 
 
 def progress_line(step: int, total: int | None, logs: dict[str, Any], start: float | None, start_step: int) -> str:

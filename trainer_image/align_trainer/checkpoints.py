@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import storage
+from . import distributed, storage
 from .errors import Interrupted
 from .modelcard import model_card
 
@@ -147,17 +147,23 @@ def install_atomic_saves(trainer: Any, directory: Path, keep: int) -> None:
     original_output_dir = trainer._get_output_dir
 
     def save(model: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
-        staging = staging_dir(directory)
-        staging.mkdir()
+        # Under torchrun every rank saves its part (rank 0 the weights and optimizer, each rank its RNG state)
+        # into one staging directory of a name they agree on; rank 0 commits it once all are done.
+        several = distributed.is_distributed()
+        staging = directory / f".staging-step-{trainer.state.global_step}" if several else staging_dir(directory)
+        staging.mkdir(parents=True, exist_ok=several)
         trainer._get_output_dir = lambda trial=None: str(staging)
         try:
             original_save(model, trial, *args, **kwargs)
         finally:
             trainer._get_output_dir = original_output_dir
-        written = staging / f"{PREFIX}{trainer.state.global_step}"
-        commit_dir(written, directory / written.name)
-        shutil.rmtree(staging, ignore_errors=True)
-        rotate(directory, keep)
+        distributed.barrier()
+        if distributed.is_main():
+            written = staging / f"{PREFIX}{trainer.state.global_step}"
+            commit_dir(written, directory / written.name)
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate(directory, keep)
+        distributed.barrier()
 
     trainer._save_checkpoint = save
 
@@ -193,6 +199,8 @@ def run_hf_trainer(ctx: "TrainContext", trainer: Any) -> "TrainResult":
     state = trainer.state
     if ctx.stop_requested():
         raise ctx.interrupted(state.global_step)
+    if ctx.spec.resources.strategy == "ddp":  # FSDP ranks hold different shards by design
+        distributed.check_in_sync(trainer.model)
     result = publish_final(ctx, trainer.model, step=state.global_step, total_steps=state.max_steps,
                            metrics=_last_metrics(state.log_history, evaluation=False),
                            eval_metrics=_last_metrics(state.log_history, evaluation=True))
@@ -232,6 +240,8 @@ def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: in
     """Final adapter (+ tokenizer, model card) -> final/; optional merged/; upload to spec.output.uri."""
     from .models import DEFAULT_ADAPTER, _unwrap_peft, portable_base_reference
     from .runtime import TrainResult
+    if not distributed.is_main():  # rank 0 writes, evaluates and uploads; the other ranks report the numbers
+        return TrainResult(steps=step, total_steps=total_steps, metrics=metrics, eval_metrics=eval_metrics)
     paths = ctx.paths
     peft_model = _unwrap_peft(model)
     staging = staging_dir(paths.output_dir)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import align_api
 from align_api.constants import ExitCode, Reason
 
+from . import distributed
 from .errors import ConfigError, Interrupted, TrainerError
 from .runtime import DataKind, Paths, TrainContext, TrainResult
 from .metrics import gauge_name
@@ -105,7 +106,8 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     paths = Paths.under(output, base_dir, manifest)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     from . import identity
-    own = identity.claim(paths.output_dir, job)  # before metrics.jsonl is opened: another run's files move aside
+    # before metrics.jsonl is opened: another run's files move aside (rank 0 only; the others follow its resume)
+    own = identity.claim(paths.output_dir, job) if distributed.is_main() else True
     device = choose_device(spec.model, spec.hyperparameters, gpus=spec.resources.gpus_per_node)
     started = time.monotonic()
     train, evals = load_for(data_kind, spec.data, base_dir=base_dir, cache_dir=paths.cache_dir,
@@ -113,12 +115,20 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     log.info("data: %d train rows%s (%s) in %.1fs", len(train), f", {len(evals)} eval rows" if evals else "",
              data_kind.value, time.monotonic() - started)
     models = Models(spec.model, device, base_dir=base_dir, cache_dir=paths.cache_dir)
+    # after the base is on this pod's disk (transformers' save_pretrained writes nothing on ranks > 0 once a
+    # process group exists) and before anything waits for a peer
+    distributed.init(device.device, spec.resources.collective_timeout_seconds)
+    main_rank = distributed.is_main()
     tokenizer = models.tokenizer()
-    metrics = Metrics(job.name, paths.metrics_file, port=metrics_port,
-                      status_file=paths.output_dir / "status.json")
+    # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
+    metrics = Metrics(job.name, paths.metrics_file if main_rank else None, port=metrics_port if main_rank else None,
+                      status_file=paths.output_dir / "status.json" if main_rank else None)
     stop = threading.Event()
     previous_handler = install_sigterm_handler(stop)
-    resume = checkpoints.find_resume(paths.checkpoint_dir) if own else None
+    resume = distributed.broadcast(checkpoints.find_resume(paths.checkpoint_dir) if main_rank and own else None)
+    if resume is not None and not resume.is_dir():
+        raise ConfigError(f"rank {distributed.rank()} cannot see {resume}, the checkpoint rank 0 resumes from: "
+                          "several nodes need a shared spec.checkpoints.volume (ReadWriteMany)")
     ctx = TrainContext(job=job, paths=paths, device=device, tokenizer=tokenizer, models=models, metrics=metrics,
                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
@@ -220,18 +230,21 @@ def run(argv: Sequence[str] | None = None) -> int:
             ctx.scratch["output_uri"] = None  # --output overrides spec.output.uri: keep everything local
         hook = evaluation_hook()
         if hook is not None:
-            ctx.before_publish.append(hook)
             # --- evaluation: check its grader and prompts before training, evaluate at checkpoints (evaluation/hook.py) ---
             from .evaluation.hook import prepare
-            ctx.callbacks.extend(prepare(ctx))
+            callbacks = prepare(ctx)  # every rank fails fast on a bad evaluation spec; rank 0 evaluates
+            if distributed.is_main():
+                ctx.before_publish.append(hook)
+                ctx.callbacks.extend(callbacks)
             # --- end evaluation ---
         log.info("%s: %s on %s (%s, %s), output %s%s", job.name, job.spec.algorithm.value, job.spec.model.base,
                  ctx.device.device, ctx.device.dtype, ctx.paths.output_dir,
                  f", resuming from {ctx.resume_from.name}" if ctx.resume_from else "")
         result = module.run(ctx)
-        ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
-        write_termination_log(success_message(result, ctx.paths.metrics_file))
-        print(summary(job, result, time.monotonic() - started), flush=True)
+        if distributed.is_main():  # rank 0 published; its message is the pod's
+            ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
+            write_termination_log(success_message(result, ctx.paths.metrics_file))
+            print(summary(job, result, time.monotonic() - started), flush=True)
         return ExitCode.OK
     except TrainerError as exc:
         log.error("%s: %s", exc.reason, exc)
@@ -244,6 +257,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         write_termination_message(Reason.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
         return ExitCode.TRANSIENT
     finally:
+        distributed.destroy()
         if ctx is not None:
             ctx.metrics.close()  # type: ignore[attr-defined]
             previous = ctx.scratch.get("previous_sigterm_handler")

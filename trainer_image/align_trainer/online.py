@@ -105,13 +105,13 @@ def reference_mode(model: Any) -> Iterator[None]:
 
 
 def require_single_process(algorithm: str) -> None:
-    """Our own loops sample and update in one process; under torchrun every rank would train its own copy."""
-    import os
-
+    """For loops not yet data-parallel (iterative dpo/rpo rounds): under torchrun every rank would sample, write
+    and train its own copy. ppo, rlaif and tpo are data-parallel (see distributed.py)."""
+    from . import distributed
     from .errors import ConfigError
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError(f"{algorithm} runs in a single process: set resources.nodes: 1 and gpusPerNode: 1 "
-                          "(grpo, rloo and online-dpo scale over several GPUs)")
+    if distributed.is_distributed():
+        raise ConfigError(f"{algorithm} runs in a single process: set resources.nodes: 1 and one rank per pod "
+                          "(gpusPerNode: 1 or processesPerNode: 1)")
 
 
 def prompts_per_step(hp: Any) -> int:

@@ -229,8 +229,10 @@ class TrainContext:
         return self.spec.model.reference.kind == "precomputed"
 
     def stop_requested(self) -> bool:
-        """True once SIGTERM arrived: save a checkpoint and return `self.interrupted(step)`."""
-        return bool(self.stop_event is not None and self.stop_event.is_set())
+        """True once SIGTERM arrived (on any rank: a collective, so every rank calls it at the same point of
+        its loop): save a checkpoint and return `self.interrupted(step)`."""
+        from . import distributed
+        return distributed.any_rank(bool(self.stop_event is not None and self.stop_event.is_set()))
 
     # --- TRL glue ----------------------------------------------------------------------------------
     def trainer_args(self, config_cls: type, **algorithm_args: Any) -> Any:
@@ -266,9 +268,15 @@ class TrainContext:
 
     # --- for algorithms with their own loop ------------------------------------------------------------
     def save_checkpoint(self, model: Any, step: int, state: Mapping[str, Any] | None = None) -> Path:
-        """Atomically save `checkpoint-<step>/` (adapter + `state` as JSON/torch) and rotate to spec.checkpoints.keep."""
+        """Atomically save `checkpoint-<step>/` (adapter + `state` as JSON/torch) and rotate to spec.checkpoints.keep.
+        Rank 0 writes; every rank calls it and returns once the checkpoint is complete."""
+        from . import distributed
         from .checkpoints import save_custom_checkpoint
-        return save_custom_checkpoint(self, model, step, state or {})
+        target = self.paths.checkpoint_dir / f"checkpoint-{step}"
+        if distributed.is_main():
+            target = save_custom_checkpoint(self, distributed.unwrap(model), step, state or {})
+        distributed.barrier()
+        return target
 
     def interrupted(self, step: int) -> Interrupted:
         """The exception to raise after a SIGTERM checkpoint at `step` (exit code TRANSIENT: the pod restarts)."""
@@ -276,8 +284,11 @@ class TrainContext:
 
     def finish(self, model: Any, *, step: int, total_steps: int | None, metrics: Mapping[str, float] | None = None,
                eval_metrics: Mapping[str, float] | None = None) -> TrainResult:
-        """Write the final adapter + model card atomically, merge/upload per spec.output, return the result."""
+        """Write the final adapter + model card atomically, merge/upload per spec.output, return the result.
+        Under torchrun every rank calls it: the ranks' policies are checked to be equal, rank 0 publishes."""
         from .checkpoints import publish_final
+        from .distributed import check_in_sync
+        check_in_sync(model)
         return publish_final(self, model, step=step, total_steps=total_steps, metrics=dict(metrics or {}),
                              eval_metrics=dict(eval_metrics or {}))
 
@@ -292,7 +303,9 @@ def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
     HF's own `save_total_limit` stays off."""
     hp, dev = ctx.hp, ctx.device
     has_eval = ctx.eval_dataset is not None
+    from .distributed import trainer_parallelism
     return dict(
+        **trainer_parallelism(ctx.spec.resources, dev.device),
         output_dir=str(ctx.paths.checkpoint_dir),
         num_train_epochs=hp.epochs,
         max_steps=hp.max_steps or -1,

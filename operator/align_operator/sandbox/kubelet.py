@@ -27,11 +27,11 @@ import yaml
 from align_api import yamlio
 from align_api.constants import CONFIG_FILE_NAME
 
-from ..kube import CONFIGMAPS, PODS, SECRETS, ApiError, Client, NotFound
+from ..kube import CONFIGMAPS, PODS, SECRETS, SERVICES, ApiError, Client, NotFound
 from .apiserver import now_rfc3339
-from .podenv import field_value, map_path, pod_argv, secret_data, write_items
+from .podenv import field_value, map_path, pod_argv, rendezvous_argv, rendezvous_services, secret_data, write_items
 
-__all__ = ["Kubelet", "free_port", "log_path", "pod_argv"]
+__all__ = ["Kubelet", "free_port", "log_path", "pod_argv", "rendezvous_argv"]
 
 TERMINATION_LOG_ENV = "ALIGN_TERMINATION_LOG"
 MAX_MESSAGE = 4096
@@ -83,6 +83,8 @@ class Kubelet:
     on_exit: Callable[[], None] | None = None
     #: uids of the pods this agent started (a Running pod bound here that is not among them is an orphan).
     started: set[str] = field(default_factory=set)
+    #: (namespace, headless Service, its port) -> the local port the job's ranks rendezvous on (see rendezvous_argv)
+    rendezvous_ports: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
     async def sync(self, pods: list[dict[str, Any]]) -> None:
         """Bring the processes in line with the pods bound to this node (all of them, every call)."""
@@ -188,6 +190,8 @@ class Kubelet:
         argv = list(self.command_override) if self.command_override else \
             [*(container.get("command") or []), *(container.get("args") or [])]
         argv = pod_argv(argv, env, mounts)
+        services = await self._headless_services(argv, meta["namespace"])
+        argv = rendezvous_argv(argv, meta["namespace"], lambda ns, name: services.get((ns, name)), self.rendezvous_ports)
         output = log_path(self.workdir, meta["namespace"], meta["name"])
         with open(output, "ab") as log:
             process = await asyncio.create_subprocess_exec(
@@ -215,6 +219,15 @@ class Kubelet:
                                    "imageID": "", "ready": True, "started": True, "restartCount": 0,
                                    "state": {"running": {"startedAt": running.started_at}}}],
         })
+
+    async def _headless_services(self, argv: Sequence[str], namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """The headless Services that torchrun's --master-addr names (read over the API, as DNS would resolve)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for name in rendezvous_services(argv, namespace):
+            service = await self.client.get_or_none(SERVICES, name, namespace)
+            if service and (service.get("spec") or {}).get("clusterIP") == "None":
+                found[(namespace, name)] = service
+        return found
 
     def _blocker(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, Any] | None:
         """Why this pod cannot start here (image pull), as a pod status; None if it can. (Whether it fits the

@@ -10,7 +10,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 _FIELD_ANNOTATION = re.compile(r"metadata\.annotations\['([^']+)'\]")
 
@@ -79,3 +79,53 @@ def field_value(pod: Mapping[str, Any], path: str, node_name: str) -> str:
               "metadata.uid": pod["metadata"].get("uid", ""), "status.podIP": "127.0.0.1",
               "spec.nodeName": node_name, "status.hostIP": "127.0.0.1"}
     return str(simple.get(path, ""))
+
+
+#: A pod's DNS name under a headless Service: <hostname>.<service>[.<namespace>.svc[.cluster.local]]
+_POD_DNS = re.compile(r"^(?P<host>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+                      r"(\.(?P<ns>[a-z0-9-]+)\.svc(\.cluster\.local)?)?$")
+
+
+def rendezvous_argv(argv: list[str], namespace: str, headless_service: Callable[[str, str], Mapping[str, Any] | None],
+                    ports: dict[tuple[str, str, int], int]) -> list[str]:
+    """torchrun's rendezvous in the sandbox: `--master-addr=<job>-0.<service>` (the rank-0 pod's name under the
+    job's headless Service, as cluster DNS resolves it) becomes the address every sandbox pod has, 127.0.0.1,
+    and `--master-port=<a port of that Service>` one free local port per (namespace, Service, port), shared
+    by all pods of the job (several jobs, and other programs on this host, must not collide on 29500).
+    Names that are not a pod under a headless Service are left alone, as DNS would fail them on a cluster."""
+    service: str | None = None
+    out: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        match = _POD_DNS.match(value) if key == "--master-addr" and sep else None
+        if match and match.group("ns") in (None, namespace) and headless_service(namespace, match.group("service")):
+            service = match.group("service")
+            arg = f"{key}=127.0.0.1"
+        out.append(arg)
+    if service is None:
+        return out
+    declared = {int(p["port"]) for p in (headless_service(namespace, service) or {}).get("spec", {}).get("ports") or []}
+    for index, arg in enumerate(out):
+        key, sep, value = arg.partition("=")
+        if key == "--master-port" and sep and value.isdigit() and int(value) in declared:
+            local = ports.setdefault((namespace, service, int(value)), _free_port())
+            out[index] = f"{key}={local}"
+    return out
+
+
+def rendezvous_services(argv: Sequence[str], namespace: str) -> list[str]:
+    """Services named by `--master-addr=<pod>.<service>[...]` in this namespace (to look up before rendezvous_argv)."""
+    names = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        match = _POD_DNS.match(value) if key == "--master-addr" and sep else None
+        if match and match.group("ns") in (None, namespace):
+            names.append(match.group("service"))
+    return names
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

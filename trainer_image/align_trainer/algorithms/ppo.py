@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .. import online
+from .. import distributed, online
 from ..graders.rewards import GraderReward, batch_metrics, grader_reward, log_failures, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
 
@@ -124,7 +124,7 @@ def ppo_step(ctx: TrainContext, model: Any, value_head: Any, optimizer: Any, kl_
     hp = ctx.hp
     prompts = [row["prompt"] for row in rows for _ in range(hp.num_generations)]
     texts = [online.prompt_text(ctx.tokenizer, p) for p in prompts]
-    rollout = online.generate(model, ctx.tokenizer, texts, max_new_tokens=hp.max_completion_length,
+    rollout = online.generate(distributed.unwrap(model), ctx.tokenizer, texts, max_new_tokens=hp.max_completion_length,
                               temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
     mask = rollout.completion_mask.float()
     scores_list, score_metrics = score([r for r in rows for _ in range(hp.num_generations)], prompts, rollout.texts)
@@ -198,7 +198,6 @@ def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: A
     """The PPO loop with checkpoints, SIGTERM and resume; shared by rlaif and reft (which passes its warmed-up
     policy as `model` and makes it the reference with `bind_reference`)."""
     import torch
-    online.require_single_process(ctx.spec.algorithm.value)
     hp = ctx.hp
     torch.manual_seed(hp.seed)
     model = model if model is not None else ctx.models.policy()
@@ -212,13 +211,18 @@ def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: A
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
     kl_ctl = KLController(hp.kl_coef, hp.adaptive_kl, hp.target_kl, hp.kl_horizon)
     rows = list(ctx.train_dataset)
-    per_step = online.prompts_per_step(hp)
+    # torchrun: batchSize is per rank (as in TRL); each step's prompts are dealt out over the ranks, gradients
+    # of the policy adapter and the value head are averaged by DDP, each rank samples with its own seed
+    per_step = online.prompts_per_step(hp) * distributed.world_size()
     total = online.total_steps(hp, len(rows), per_step)
     step, saved = online.resume_state(ctx, model)
     if "value_head" in saved:
         value_head.load_state_dict(saved["value_head"])
         optimizer.load_state_dict(saved["optimizer"])
         kl_ctl.beta = float(saved.get("kl_beta", kl_ctl.beta))
+    ddp_model, ddp_value_head = distributed.wrap_ddp(model), distributed.wrap_ddp(value_head)
+    if distributed.is_distributed():
+        torch.manual_seed(distributed.sampling_seed(hp.seed, step))
     metrics: dict[str, float] = {}
     for batch in online.prompt_batches(rows, per_step, hp.seed, start_step=step):
         if step >= total:
@@ -226,7 +230,10 @@ def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: A
         started = time.monotonic()
         for group in optimizer.param_groups:
             group["lr"] = online.learning_rate_at(hp, step, total)
-        metrics = ppo_step(ctx, model, value_head, optimizer, kl_ctl, batch, score)
+        metrics = ppo_step(ctx, ddp_model, ddp_value_head, optimizer, kl_ctl, distributed.shard(batch), score)
+        if distributed.is_distributed():  # every rank logs the same numbers and keeps the same KL coefficient
+            metrics = distributed.mean_metrics({**metrics, "objective/next_beta": kl_ctl.beta})
+            kl_ctl.beta = metrics.pop("objective/next_beta")
         step += 1
         metrics.update(learning_rate=optimizer.param_groups[0]["lr"], step_time=time.monotonic() - started,
                        epoch=step * per_step / max(1, len(rows)))
@@ -239,6 +246,7 @@ def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: A
             raise ctx.interrupted(step)
         if step % ctx.spec.checkpoints.every_steps == 0 and step < total:
             ctx.save_checkpoint(model, step, state)
+    distributed.check_in_sync(value_head, "value head")
     return ctx.finish(model, step=step, total_steps=total, metrics=metrics)
 
 

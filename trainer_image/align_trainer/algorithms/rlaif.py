@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from .. import online
+from .. import distributed, online
 from ..errors import ConfigError
 from ..graders.rewards import GraderReward, grader_reward, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
@@ -37,7 +37,7 @@ def judge_pairs(ctx: TrainContext, reward: GraderReward) -> tuple[list[dict[str,
     hp = ctx.hp
     k = hp.num_generations
     model = ctx.models.policy()
-    rows = list(ctx.train_dataset)
+    rows = distributed.shard(list(ctx.train_dataset))  # torchrun: each rank judges its share; pairs gathered below
     pairs: list[dict[str, Any]] = []
     ties = 0
     per_batch = max(1, hp.batch_size // k)
@@ -62,7 +62,7 @@ def judge_pairs(ctx: TrainContext, reward: GraderReward) -> tuple[list[dict[str,
                 chosen, rejected = [{"role": "assistant", "content": chosen}], [{"role": "assistant", "content": rejected}]
             pairs.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected})
     del model
-    return pairs, ties
+    return distributed.gather(pairs), sum(distributed.gather([ties]))
 
 
 def train_reward_model(ctx: TrainContext, pairs: list[dict[str, Any]]) -> tuple[Any, float]:

@@ -52,16 +52,30 @@ def test_reft_rl_stage_adds_a_margin_over_the_warm_up(tmp_path: Path, stage: str
 
 def test_ppo_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     from align_api.constants import ExitCode
+    from align_trainer.algorithms import ppo
     from align_trainer.main import run
 
     from .trainer_support import manifest, read_metrics
     output = tmp_path / "out"
-    for steps in (4, 6):  # the second run finds checkpoint-2 of the first and continues from it
-        config = manifest(tmp_path, "ppo-resume", "ppo", "rft.openai.jsonl", grader=LETTER_GRADER,
-                          hp={**FAST, "batchSize": 16, "maxSteps": steps}, checkpoints={"everySteps": 2, "keep": 1})
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("ALIGN_OUTPUT_DIR", str(output))
-            assert run(["--config", str(config), "--metrics-port", "-1"]) == ExitCode.OK
-    steps_logged = [r["step"] for r in read_metrics(output) if "objective/kl" in r]
-    assert steps_logged == [1, 2, 3, 4, 3, 4, 5, 6], steps_logged  # run 2 resumed after step 2
+    # The same job twice (a changed spec would be another run: align_trainer.identity): the first pod dies after
+    # step 4 (checkpoint-4 written), the restarted one continues from it instead of starting over.
+    config = manifest(tmp_path, "ppo-resume", "ppo", "rft.openai.jsonl", grader=LETTER_GRADER,
+                      hp={**FAST, "batchSize": 16, "maxSteps": 6}, checkpoints={"everySteps": 2, "keep": 1})
+    real_step, calls = ppo.ppo_step, []
+
+    def dies_after_four(*args: object, **kwargs: object) -> dict:
+        calls.append(1)
+        if len(calls) > 4:
+            raise RuntimeError("the node went away")
+        return real_step(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ALIGN_OUTPUT_DIR", str(output))
+        env.setattr(ppo, "ppo_step", dies_after_four)
+        assert run(["--config", str(config), "--metrics-port", "-1"]) == ExitCode.TRANSIENT
     assert (output / "checkpoints" / "checkpoint-4" / "state.pt").is_file()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ALIGN_OUTPUT_DIR", str(output))
+        assert run(["--config", str(config), "--metrics-port", "-1"]) == ExitCode.OK
+    steps_logged = [r["step"] for r in read_metrics(output) if "objective/kl" in r]
+    assert steps_logged == [1, 2, 3, 4, 5, 6], steps_logged  # run 2 resumed after step 4, not from step 1

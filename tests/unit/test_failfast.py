@@ -323,3 +323,19 @@ def test_evaluation_grades_the_same_item_fields_as_training() -> None:
     rows = [{"prompt": [{"role": "user", "content": "hi"}], "answer": "x"}]
     assert [s.reward for s in scorer.score(rows, ["hi"])] == [1.0]
     assert not any(math.isnan(s.reward) for s in scorer.score(rows, ["no"]))
+
+
+def test_relative_data_paths_fall_back_to_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In a pod the "manifest" is the mounted config: a relative data path is the pod's working directory's (the
+    # sandbox runs pods where `alignctl local up --cwd` says). The manifest's directory still wins when it has it.
+    from align_trainer import storage
+    manifest_dir, work = tmp_path / "config", tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    manifest_dir.mkdir()
+    (work / "data" / "x.jsonl").write_text("{}\n")
+    monkeypatch.chdir(work)
+    assert storage.file_path("data/x.jsonl", manifest_dir) == work / "data" / "x.jsonl"
+    (manifest_dir / "data").mkdir()
+    (manifest_dir / "data" / "x.jsonl").write_text("{}\n")
+    assert storage.file_path("data/x.jsonl", manifest_dir) == manifest_dir / "data" / "x.jsonl"
+    assert storage.file_path("data/missing.jsonl", manifest_dir) == manifest_dir / "data" / "missing.jsonl"

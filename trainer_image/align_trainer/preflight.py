@@ -149,7 +149,8 @@ def check_dataset(field: str, spec: DatasetSpec, base_dir: Path, kind: DataKind,
     if path is None:
         return [], [], []  # s3://, hub and job:// data are fetched by the trainer; nothing local to look at
     if not path.exists():
-        hint = (f"relative paths resolve against the manifest's directory ({base_dir}); fix the path"
+        hint = (f"relative paths resolve against the manifest's directory ({base_dir}) or the working directory "
+                f"({Path.cwd()}); fix the path"
                 if not Path(str(spec.uri).removeprefix("file://")).is_absolute() else "fix the path")
         return [Problem(f"{field}.uri", f"{path} does not exist", hint, "data")], [], []
     try:

@@ -70,10 +70,16 @@ def pvc_path(uri: str) -> Path:
 
 
 def file_path(uri: str, base_dir: Path) -> Path:
-    """file:///abs, file://rel or a plain path; relative ones resolve against the manifest's directory."""
+    """file:///abs, file://rel or a plain path; relative ones resolve against the manifest's directory, else the
+    working directory (in a pod the manifest is the mounted config, so a relative path is the pod's working
+    directory's, as for any process: the sandbox runs pods in the directory `alignctl local up --cwd` names)."""
     raw = uri[len("file://"):] if uri.startswith("file://") else uri
     path = Path(raw).expanduser()
-    return path if path.is_absolute() else (base_dir / path)
+    if path.is_absolute():
+        return path
+    if not (base_dir / path).exists() and (Path.cwd() / path).exists():
+        return Path.cwd() / path
+    return base_dir / path
 
 
 def resolve_job_uri(uri: str) -> str:
@@ -157,7 +163,7 @@ def resolve(uri: str, *, base_dir: Path, cache_dir: Path) -> str:
     if scheme == "pvc":
         path = pvc_path(uri)
     elif scheme == "file" or (not scheme and (uri.startswith(("/", "./", "../", "~")) or
-                                             (base_dir / uri).exists())):
+                                             (base_dir / uri).exists() or (Path.cwd() / uri).exists())):
         path = file_path(uri, base_dir)
     elif scheme == "hf":
         return uri[len("hf://"):]

@@ -64,7 +64,11 @@ def prepare(dataset: Any, tokenizer: Any, *, completion_only: bool, max_length: 
     return out.filter(lambda row: any(x != IGNORE for x in row["labels"]), desc="Dropping rows truncated to nothing")
 
 
-def run(ctx: TrainContext) -> TrainResult:
+def build_trainer(ctx: TrainContext) -> Any:
+    """The SFTTrainer for this job, not yet trained. With `packing`, TRL's best-fit-decreasing packing puts
+    several examples in one row of at most maxLength tokens and runs padding-free: the collator emits
+    position_ids restarting at 0 per example (no attention mask), from which transformers builds a
+    block-diagonal mask (flash attention: varlen kernels), so packed examples do not attend to each other."""
     from trl import SFTConfig, SFTTrainer
 
     hp = ctx.hp
@@ -74,7 +78,10 @@ def run(ctx: TrainContext) -> TrainResult:
     if len(train) == 0:
         raise DataError("no SFT rows left: every conversation was truncated before its first trained token "
                         "(raise hyperparameters.maxLength)")
-    trainer = SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
-                         eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
-                         processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
-    return ctx.train(trainer)
+    return SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
+                      eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
+                      processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
+
+
+def run(ctx: TrainContext) -> TrainResult:
+    return ctx.train(build_trainer(ctx))

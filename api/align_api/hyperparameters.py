@@ -17,6 +17,10 @@ ALL = tuple(A)
 OFFLINE_PREF = (A.DPO, A.KTO, A.CPO, A.SIMPO, A.ORPO)
 GENERATIVE = (A.PPO, A.GRPO, A.RLOO, A.ONLINE_DPO, A.REFT, A.RLAIF, A.TPO)
 POLICY_GRADIENT = (A.PPO, A.GRPO, A.RLOO, A.REFT, A.RLAIF)
+#: Algorithms whose generation TRL can hand to vLLM (`use_vllm`).
+VLLM = (A.GRPO, A.RLOO, A.ONLINE_DPO)
+#: Algorithms trained by a TRL/HF Trainer (its `use_liger_kernel`); ppo, reft, rlaif and tpo run their own loops.
+TRL_TRAINERS = (A.SFT, A.DPO, A.KTO, A.CPO, A.SIMPO, A.ORPO, A.REWARD, A.GRPO, A.RLOO, A.ONLINE_DPO)
 
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard",
                   "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
@@ -78,6 +82,18 @@ class Hyperparameters(SpecModel):
     max_completion_length: int = hp(64, "Maximum generated tokens per completion.", GENERATIVE, ge=1, le=32768)
     temperature: float = hp(1.0, "Sampling temperature for generation.", GENERATIVE, gt=0, le=5)
     top_p: float = hp(1.0, "Nucleus sampling for generation.", GENERATIVE, gt=0, le=1)
+
+    # --- GPU speed-ups (CUDA only; see docs/performance.md) ---
+    vllm: Literal["off", "colocate", "server"] = hp(
+        "off", "Generate with vLLM (TRL use_vllm): colocate = a vLLM engine in the trainer process sharing its "
+               "GPU; server = a separate `trl vllm-serve` at vllmServerUrl. Needs GPUs and the vllm package.", VLLM)
+    vllm_server_url: str | None = hp(None, "vllm: server: base URL of the `trl vllm-serve` server "
+                                     "(e.g. http://vllm:8000).", VLLM, pattern=r"^https?://[^\s]+$", max_length=2048)
+    vllm_gpu_memory_utilization: float = hp(0.3, "vllm: colocate: fraction of GPU memory vLLM may take.", VLLM,
+                                            gt=0, le=0.95)
+    liger_kernel: bool = hp(False, "Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear + "
+                            "cross-entropy) for less memory and faster steps. Needs GPUs and the liger-kernel "
+                            "package.", TRL_TRAINERS)
 
     # --- policy gradient ---
     kl_coef: float = hp(0.05, "Coefficient of the KL penalty to the reference (GRPO/RLOO beta, PPO init KL coef).",

@@ -278,9 +278,11 @@ class TrainContext:
 def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
     """TrainingArguments shared by every algorithm, from the spec. Checkpoint rotation is ours (atomic), so
     HF's own `save_total_limit` stays off."""
+    from .accel import speedup_args
     hp, dev = ctx.hp, ctx.device
     has_eval = ctx.eval_dataset is not None
     return dict(
+        **speedup_args(hp, dev.device),
         output_dir=str(ctx.paths.checkpoint_dir),
         num_train_epochs=hp.epochs,
         max_steps=hp.max_steps or -1,

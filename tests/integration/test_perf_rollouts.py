@@ -1,4 +1,5 @@
-"""The rollout path (`online.generate`, used by ppo, reft, rlaif, tpo) against an unbatched greedy reference.
+"""The generation paths against an unbatched greedy reference: `online.generate` (the rollouts of ppo, reft,
+rlaif and tpo) and `evaluation.generate.generate` (policy and reference answers of the evaluation).
 
 The reference is as naive as possible: one prompt at a time, no padding, no KV cache, the argmax of a full
 forward pass per new token, stopping at EOS. The batched path (left padding, one prefill, KV cache, per-row
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from align_api.evaluation import Generation
 from align_trainer import builtin, online
+from align_trainer.evaluation import generate as evaluate
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("single_torch_thread")]
 
@@ -56,6 +59,9 @@ def test_batched_greedy_rollouts_equal_the_unbatched_reference(model_and_tokeniz
         expected = [reference(model, ids, {stop}) for ids in encoded]
         assert any(len(e) < NEW for e in expected) and any(len(e) == NEW for e in expected)
         rollout = online.generate(model, tokenizer, texts, max_new_tokens=NEW, temperature=0.0)
+        # the evaluation's path (evaluation/generate.py: policy vs reference answers) batches the same way
+        answers = evaluate.generate(model, tokenizer, PROMPTS, Generation(max_new_tokens=NEW, temperature=0.0),
+                                    seed=0, batch_size=len(PROMPTS))
     finally:
         model.generation_config.eos_token_id = 260
     completion = rollout.input_ids[:, rollout.prompt_len:]
@@ -68,6 +74,10 @@ def test_batched_greedy_rollouts_equal_the_unbatched_reference(model_and_tokeniz
         pad = rollout.prompt_len - len(encoded[row])
         assert prompt[pad:].tolist() == encoded[row] and rollout.attention_mask[row, :pad].sum() == 0
     assert int(rollout.completion_mask.sum()) == sum(len(e) for e in expected)
+    # evaluation answers exclude the EOS itself
+    assert [a.text for a in answers] == [tokenizer.decode([t for t in e if t != stop], skip_special_tokens=True)
+                                         for e in expected]
+    assert [a.length for a in answers] == [len([t for t in e if t != stop]) for e in expected]
 
 
 def test_eos_ids_include_the_models_declared_end_of_turn(model_and_tokenizer: tuple[Any, Any]) -> None:

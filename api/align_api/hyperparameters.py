@@ -61,7 +61,8 @@ class Hyperparameters(SpecModel):
     logging_steps: int = hp(1, "Log metrics every N steps.", ge=1, le=100000)
     eval_steps: int | None = hp(None, "Evaluate on the eval split every N steps (default: end of each epoch).", ge=1)
     completion_only_loss: bool = hp(True, "SFT: compute the loss on assistant/completion tokens only.", (A.SFT, A.REFT))
-    packing: bool = hp(False, "SFT: pack several short examples into one sequence.", (A.SFT,))
+    packing: bool = hp(False, "SFT: pack several examples into rows of maxLength tokens, padding-free (examples do "
+                       "not attend to each other); about 2x real tokens/s on mixed lengths.", (A.SFT,))
 
     # --- DPO family ---
     beta: float = hp(0.1, "Inverse temperature of the implicit reward (DPO-family; ORPO's lambda). Must be > 0.",

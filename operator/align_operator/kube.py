@@ -167,8 +167,9 @@ class Client:
     """CRUD on Kubernetes objects over one aiohttp session, with retries on 429/5xx/connection errors."""
 
     def __init__(self, info: kopf.ConnectionInfo, *, retries: int = 8, backoff: float = 0.2,
-                 max_backoff: float = 10.0, timeout: float = 30.0):
+                 max_backoff: float = 10.0, timeout: float = 30.0, connections: int = 16):
         self.info = info
+        self.connections = connections
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -184,7 +185,7 @@ class Client:
                 auth = aiohttp.BasicAuth(self.info.username, self.info.password)
             self._session = aiohttp.ClientSession(
                 base_url=self.info.server.rstrip("/") + "/", headers=headers, auth=auth, timeout=self._timeout,
-                connector=aiohttp.TCPConnector(ssl=_ssl_context(self.info), limit=64))
+                connector=aiohttp.TCPConnector(ssl=_ssl_context(self.info), limit=self.connections))
         return self._session
 
     async def close(self) -> None:

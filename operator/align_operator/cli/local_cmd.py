@@ -1,4 +1,5 @@
-"""alignctl local run: a manifest end to end on this machine (emulated API, the real operator, pods as processes)."""
+"""alignctl local run / up / down / status: a manifest end to end on this machine (emulated API, the real operator,
+pods as processes), or a persistent local control plane that kubectl and alignctl use as a cluster."""
 
 from __future__ import annotations
 
@@ -141,4 +142,83 @@ def run(
     final: Any = jobs[0] if len(jobs) == 1 else {"apiVersion": "v1", "kind": "List", "items": jobs}
     sys.stdout.write(json.dumps(final, indent=2) + "\n" if output == "json" else yaml.safe_dump(final, sort_keys=False))
     if not all((j.get("status") or {}).get("phase") == "Succeeded" for j in jobs):
+        raise typer.Exit(1)
+
+
+# --- a persistent local control plane: up / down / status ------------------------------------------------------
+
+def _home_option() -> Any:
+    return typer.Option(None, "--home", envvar="ALIGN_LOCAL_HOME", show_default=False,
+                        help="State directory of the local plane (default ~/.align/local).")
+
+
+@local_app.command("up")
+def up(
+    home: Path = _home_option(),
+    real: bool = typer.Option(None, "--real/--emulator", show_default=False,
+                              help="The real control plane (kube-apiserver 1.20 + controller-manager, from "
+                                   "scripts/realk8s.sh build) or the emulated API server. Default: real when built "
+                                   "and able to run pods, else the emulator."),
+    cwd: Path = typer.Option(None, "--cwd", show_default=False,
+                             help="Directory pods run in: relative data paths of manifests resolve here "
+                                  "(default: the current directory)."),
+    port: int = typer.Option(0, "--port", help="Emulator: API server port (0 = any free port)."),
+    port_base: int = typer.Option(None, "--port-base", show_default=False,
+                                  help="Real: REALK8S_PORT_BASE (API server on BASE+443; default 61000)."),
+    timeout: float = typer.Option(120.0, help="Give up starting after this many seconds."),
+) -> None:
+    """Start a local control plane in the background (API server, operator, node agent) and write a kubeconfig,
+    so kubectl and alignctl work against it as against a cluster until `alignctl local down`."""
+    from align_operator.sandbox import localplane
+
+    mode = "auto" if real is None else ("real" if real else "emulator")
+    try:
+        state = localplane.up(home or localplane.default_home(), mode=mode, cwd=cwd, port=port,
+                                 port_base=port_base, timeout=timeout)
+    except localplane.PlaneError as exc:
+        _err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _err.print(f"local control plane up ({state.mode}): API {state.server}, pods run in {state.cwd}")
+    _err.print("use it with:")
+    sys.stdout.write(f"export KUBECONFIG={state.kubeconfig}\n")
+
+
+@local_app.command("down")
+def down(home: Path = _home_option()) -> None:
+    """Stop the local control plane (node agent, operator, API server). Pod outputs stay in its work directory."""
+    from align_operator.sandbox import localplane
+
+    try:
+        state = localplane.down(home or localplane.default_home())
+    except localplane.PlaneError as exc:
+        _err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _err.print("local control plane stopped" if state else "no local control plane was running")
+
+
+@local_app.command("status")
+def status(
+    home: Path = _home_option(),
+    output: str = typer.Option("text", "--output", "-o", help="text or json."),
+) -> None:
+    """What runs: mode, API server, each background process with its PID; exit 1 if not (fully) running."""
+    from align_operator.sandbox import localplane
+
+    report = localplane.status(home or localplane.default_home())
+    if output == "json":
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    elif not report.get("mode"):
+        sys.stdout.write(f"no local control plane (home {report['home']})\n")
+    else:
+        lines = [f"mode:       {report['mode']}",
+                 f"api:        {report['server']} ({'answering' if report['api'] else 'NOT answering'})",
+                 f"kubeconfig: {report['kubeconfig']}", f"pods run in {report['cwd']}; outputs in {report['workdir']}"]
+        for role, proc in report["processes"].items():
+            lines.append(f"{role + ':':<11} {'running' if proc['running'] else 'STOPPED'} (pid {proc['pid']})")
+        if report["mode"] == "emulator":
+            lines.append("node agent: in the plane process (emulator)")
+        if report.get("control plane"):
+            lines.append(report["control plane"])
+        sys.stdout.write("\n".join(lines) + "\n")
+    if not (report["running"] and report.get("api")):
         raise typer.Exit(1)

@@ -71,11 +71,12 @@ async def create_children(client: Client, body: Mapping[str, Any], job: Alignmen
 async def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str,
                     meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """on.create and on.resume: bring a new (or not yet started) AlignmentJob to the point where its Job runs."""
-    started = time.monotonic()
-    try:
-        await _reconcile(body, dict(status or {}), name, namespace, meta.get("generation"), patch, memo, logger)
-    finally:
-        metrics.RECONCILE_SECONDS.labels("create").observe(time.monotonic() - started)
+    async with memo.creations:
+        started = time.monotonic()
+        try:
+            await _reconcile(body, dict(status or {}), name, namespace, meta.get("generation"), patch, memo, logger)
+        finally:
+            metrics.RECONCILE_SECONDS.labels("create").observe(time.monotonic() - started)
 
 
 async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespace: str, generation: int | None,

@@ -32,6 +32,8 @@ WARNING_PHASES = {Phase.FAILED}
 
 
 # ---------------------------------------------------------------------------------------------- indexes
+# These run on every Job, pod and AlignmentJob event. They are coroutines because Kopf runs a plain function in
+# its thread pool: one thread hop per event and handler, and one malloc arena per pool thread.
 def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a Job or Pod the status logic reads (indexes stay small)."""
     meta = body.get("metadata") or {}
@@ -41,22 +43,22 @@ def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
             "status": dict(body.get("status") or {})}
 
 
-def index_jobs(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def index_jobs(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, labels[JOB_LABEL]): _summary(body)}
 
 
-def index_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def index_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, labels[JOB_LABEL]): _summary(body)}
 
 
-def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
     """A Job or pod of an AlignmentJob changed: let its daemon look now."""
     wakeups = memo.get("wakeups")
     if wakeups is not None:
         wakeups.wake((namespace, labels[JOB_LABEL]))
 
 
-def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
+async def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
     """Keep align_operator_jobs{phase} true for every AlignmentJob seen, finished ones included."""
     metrics.record_phase(namespace, name, None if type == "DELETED" else status.get("phase") or Phase.PENDING.value)
 

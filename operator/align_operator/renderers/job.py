@@ -11,6 +11,7 @@ from align_api.constants import (CONFIG_FILE_NAME, CONFIG_MOUNT_PATH, ENV_AWS_AC
                                  ExitCode)
 
 from ..settings import Settings
+from .hub import hub_env
 from .names import KUEUE_QUEUE_LABEL, child_labels, config_name, job_name, service_name
 from .service import RENDEZVOUS_PORT
 
@@ -208,7 +209,7 @@ def render_job(job: AlignmentJob, namespace: str, settings: Settings,
         "imagePullPolicy": settings.image_pull_policy,
         "command": cmd,
         "args": args,
-        "env": env(job, resolved_uris),
+        "env": env(job, resolved_uris) + hub_env(job, settings),
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "volumeMounts": mounts,
         "securityContext": container_security,

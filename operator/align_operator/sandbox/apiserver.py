@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import copy
 import itertools
+import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +37,7 @@ from kmock._internal import enums, rendering  # kmock exports no names for these
 
 from align_api import yamlio
 
+from . import openapi, tables
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
 
 #: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
@@ -43,6 +45,7 @@ MAX_REQUESTS_KEPT = 200
 
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
 _NS_PLACEHOLDER = "x-align-namespaces"
+_DISCOVERY_PATH = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/?$")
 
 
 def now_rfc3339() -> str:
@@ -150,13 +153,27 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             self._trim(request)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.path.startswith(openapi.INDEX_PATH):  # what kubectl apply asks before it sends
+            doc = openapi.answer(raw_request.path, self.resources)
+            return aiohttp.web.json_response(doc) if doc is not None else aiohttp.web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404},
+                status=404)
         # kmock's path parser reads /api/v1/namespaces[/<name>] as a namespace prefix and fails; hand it a
         # path it parses, and turn the result back into the cluster-scoped namespaces resource in _handle.
         match = _NAMESPACES_PATH.match(raw_request.path)
         if match:
             tail = "".join(f"/{part}" for part in match.groups() if part)
             raw_request = raw_request.clone(rel_url=raw_request.rel_url.with_path(f"/api/v1/{_NS_PLACEHOLDER}{tail}"))
-        return await super().__call__(raw_request)
+        response = await super().__call__(raw_request)
+        if _DISCOVERY_PATH.match(raw_request.path) and isinstance(response, aiohttp.web.Response) and response.body:
+            doc = json.loads(bytes(response.body))  # type: ignore[arg-type]
+            if doc.get("kind") == "APIResourceList":
+                return aiohttp.web.json_response(discovery_as_served(doc), status=response.status)
+        columns = _table_columns(raw_request)
+        if columns is not None and isinstance(response, aiohttp.web.Response) and response.status == 200 \
+                and response.body:
+            return aiohttp.web.json_response(tables.as_table(json.loads(bytes(response.body)), columns))  # type: ignore[arg-type]
+        return response
 
     def _namespace_paths(self, request: rendering.Request) -> rendering.Request:
         if request.resource is None or request.resource.plural != _NS_PLACEHOLDER:
@@ -396,6 +413,32 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         res = kmock.resource(resource)
         return [copy.deepcopy(obj.raw) for (r, ns, _), obj in list(self.objects.items())
                 if r == res and not obj.deleted and (namespace is None or ns == namespace)]
+
+
+_CUSTOM_PATH = re.compile(r"^/apis/([^/]+)/([^/]+)/(?:namespaces/[^/]+/)?([^/]+)(?:/[^/]+)?/?$")
+
+
+def _table_columns(raw_request: aiohttp.web.BaseRequest) -> list[dict[str, Any]] | None:
+    """The printer columns when kubectl asks for a Table of a custom resource we have a CRD for (not watches)."""
+    if raw_request.method != "GET" or not tables.wants_table(raw_request.headers.get("Accept", "")) \
+            or raw_request.query.get("watch") in ("true", "1"):
+        return None
+    match = _CUSTOM_PATH.match(raw_request.path)
+    if not match:
+        return None
+    from align_api.crd import build_crd
+    return tables.printer_columns(build_crd()).get((match.group(1), match.group(2), match.group(3)))
+
+
+def discovery_as_served(doc: dict[str, Any]) -> dict[str, Any]:
+    """A real server lists subresources without short names or categories (kmock copies them from the resource, and
+    kubectl then warns that `aj` could also mean alignmentjobs/status)."""
+    resources = []
+    for entry in doc.get("resources", []):
+        if "/" in entry.get("name", ""):
+            entry = {k: v for k, v in entry.items() if k not in ("shortNames", "categories")} | {"singularName": ""}
+        resources.append(entry)
+    return {**doc, "resources": resources}
 
 
 def _method(request: rendering.Request) -> str:

@@ -99,6 +99,46 @@ def _local_artifacts(sandbox: Any, name: str) -> list[str]:
     return sorted(str(p) for p in root.glob(f"{name}-trainer-*/volumes/work/output/final") if p.is_dir())
 
 
+#: Where `local run` keeps each final AlignmentJob (and its events) for `alignctl get/describe WORKDIR`.
+SAVED_JOBS = "jobs"
+
+
+def save_jobs(workdir: Path, jobs: list[dict[str, Any]], events: Mapping[str, list[dict[str, Any]]]) -> Path:
+    """The final objects as <workdir>/jobs/<name>.json: inspectable once the sandbox (and its API) is gone."""
+    folder = workdir / SAVED_JOBS
+    folder.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        name = job["metadata"]["name"]
+        (folder / f"{name}.json").write_text(json.dumps({"object": job, "events": events.get(name, [])}, indent=2))
+    return workdir
+
+
+def load_saved_jobs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(object, events) of each job a finished local run saved under `path` (a work directory, its jobs/ folder
+    or one saved file)."""
+    files = [path] if path.is_file() else sorted((path / SAVED_JOBS).glob("*.json")) or sorted(path.glob("*.json"))
+    out = []
+    for file in files:
+        try:
+            doc = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("object"), dict):
+            out.append((doc["object"], list(doc.get("events") or [])))
+    return out
+
+
+def _print_places(sandbox: Any, names: list[str]) -> None:
+    """Where each job's pods kept their working directory (checkpoints, metrics, final/) and log."""
+    root = Path(sandbox.workdir) / "pods" / sandbox.namespace
+    for name in names:
+        for pod in sorted(root.glob(f"{name}-trainer-*")):
+            _err.print(f"{name}: pod {pod.name}: output {pod / 'volumes' / 'work' / 'output'}, log {pod / 'log.txt'}",
+                       highlight=False, soft_wrap=True)
+    _err.print(f"inspect later: alignctl report/plot {root}/<pod>/volumes/work/output", highlight=False,
+               soft_wrap=True)
+
+
 @local_app.command("run")
 def run(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="AlignmentJob manifest (one or more documents)."),
@@ -107,8 +147,11 @@ def run(
     timeout: float = typer.Option(3600.0, help="Give up after this many seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, only the final object."),
     trainer_command: str = typer.Option(None, help="Replace the pods' command (testing), e.g. a fake trainer."),
+    preflight: bool = typer.Option(True, "--preflight/--no-preflight",
+                                   help="Check data, grader templates and outputs before starting (as validate --preflight)."),
 ) -> None:
-    """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded."""
+    """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded.
+    Everything the run writes (pod volumes: checkpoints, caches, outputs; logs) stays under --workdir."""
     from align_operator.sandbox import Sandbox
 
     if output not in ("yaml", "json"):
@@ -117,8 +160,16 @@ def run(
         docs = _documents(file)
     except ManifestError as exc:
         for error in exc.errors:
-            _err.print(f"[red]{error}[/red]")
+            _err.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
+    if preflight:
+        from .validate_cmd import preflight_paths
+        problems = preflight_paths([file])
+        for line in problems:
+            _err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        if problems:
+            _err.print("nothing was started (skip these checks with --no-preflight)")
+            raise typer.Exit(2)
     workdir = workdir.resolve()
     command = trainer_command.split() if trainer_command else None
     with Sandbox(workdir, trainer_command=command, cwd=file.resolve().parent) as sandbox:
@@ -128,7 +179,11 @@ def run(
             sandbox.apply(doc)
         names = [doc["metadata"]["name"] for doc in docs]
         jobs = _watch(sandbox, names, timeout, quiet)
+        saved = save_jobs(workdir, jobs, {n: sandbox.events(n) for n in names})
         if not quiet:
+            _print_places(sandbox, names)
+            _err.print(f"after the sandbox stops: alignctl get {saved}, alignctl describe {saved}",
+                       highlight=False, soft_wrap=True)
             for job in jobs:
                 status = job.get("status") or {}
                 if status.get("phase") == "Succeeded":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -22,12 +23,14 @@ CHILD_SELECTOR = ",".join([JOB_LABEL, *(f"{key}={value}" for key, value in MANAG
 
 
 class Wakeups:
-    """One asyncio.Event per AlignmentJob: Job and pod events wake that job's status daemon."""
+    """One asyncio.Event per AlignmentJob: Job and pod events wake that job's status daemon; deletion ends it."""
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], asyncio.Event] = {}
+        self._gone: set[tuple[str, str]] = set()
 
     def event(self, key: tuple[str, str]) -> asyncio.Event:
+        self._gone.discard(key)  # a new daemon: an object of that name exists again
         return self._events.setdefault(key, asyncio.Event())
 
     def wake(self, key: tuple[str, str]) -> None:
@@ -35,8 +38,29 @@ class Wakeups:
         if event is not None:
             event.set()
 
+    def gone(self, key: tuple[str, str]) -> None:
+        """The AlignmentJob was deleted: its daemon (if any) ends at once."""
+        if key in self._events:
+            self._gone.add(key)
+            self._events[key].set()
+
+    def is_gone(self, key: tuple[str, str]) -> bool:
+        return key in self._gone
+
     def discard(self, key: tuple[str, str]) -> None:
         self._events.pop(key, None)
+        self._gone.discard(key)
+
+
+def daemons_without_finalizer(registry: kopf.OperatorRegistry) -> None:
+    """Kopf gives every daemon a finalizer, so that it can stop the daemon before the object goes away. Ours needs
+    none: the status daemon holds nothing that must outlive the object and ends itself when the object is deleted
+    (`Wakeups.gone`). With a finalizer, an AlignmentJob could not be deleted while the operator is down, nor the
+    CRD after `helm uninstall`. Kopf also removes the finalizer from objects an older operator marked.
+    Kopf has no public switch for this (kopf/on.py hard-codes `requires_finalizer=True` for daemons and timers)."""
+    spawning = registry._spawning
+    spawning._handlers[:] = [dataclasses.replace(handler, requires_finalizer=False)
+                             for handler in spawning._handlers]
 
 
 class SlimDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):

@@ -11,7 +11,8 @@ kmock stores JSON objects and streams watch events; it leaves the "special" fiel
 - label and field selectors on list and watch; watches that cannot miss an event between the
   initial snapshot and the stream;
 - background cascading deletion through ownerReferences (the garbage collector);
-- bounded memory: object histories and request logs are trimmed.
+- bounded memory: object histories and request logs are trimmed;
+- `pods/{name}/binding` and `pods/{name}/log` as a real server serves them (`nodeproxy.py`).
 Error injection: `emulator.inject(503, times=3, method="POST", resource="jobs")` refuses requests before they act
 (kmock's own reactions, `emulator[...] << ...`, still work but act after the state change, as kmock does).
 """
@@ -37,7 +38,7 @@ from kmock._internal import enums, rendering  # kmock exports no names for these
 
 from align_api import yamlio
 
-from . import openapi, tables
+from . import nodeproxy, openapi, tables
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
 
 #: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
@@ -108,8 +109,6 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
     _builtin: frozenset[int] = attrs.field(factory=frozenset, init=False)
     _routes: dict[Any, Any] = attrs.field(factory=dict, init=False)
     _deletions_seen: int = attrs.field(default=0, init=False)
-    #: (namespace, pod name) -> file with the pod's log, served at pods/<name>/log.
-    pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -136,7 +135,9 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 return await self._render_error(kmock.KubernetesError(
                     status=fault.status, reason="Injected", message=f"injected {fault.status} for tests"))
         if request.subresource == "log" and request.name:
-            return self._serve_log(request)
+            return await nodeproxy.proxy_log(self, request)
+        if request.subresource == "binding" and request.name and _method(request) == "POST":
+            request = nodeproxy.binding_update(self, request)
         original, request = request, self._rewrite(request)
         if request is not original:  # kmock finds reactions by request identity
             for index in range(len(self._requests) - 1, -1, -1):
@@ -184,19 +185,6 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 self._requests[index] = fixed
                 break
         return fixed
-
-    def _serve_log(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        path = self.pod_logs.get((request.namespace or "default", request.name or ""))
-        if path is None:
-            raise kmock.KubernetesObjectNotFoundError()
-        try:
-            text = open(path, encoding="utf-8", errors="replace").read()
-        except OSError:
-            text = ""
-        tail = request.params.get("tailLines")
-        if tail and tail.isdigit():
-            text = "".join(text.splitlines(keepends=True)[-int(tail):])
-        return aiohttp.web.Response(text=text, content_type="text/plain")
 
     def _info(self, request: rendering.Request) -> kmock.ResourceInfo | None:
         return self.resources[request.resource] if request.resource in self.resources else None

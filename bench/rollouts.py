@@ -1,5 +1,6 @@
 """Rollout throughput: our generation path (`online.generate`, used by ppo, reft, rlaif and tpo) against TRL's
-GRPOTrainer generation (`_generate_single_turn`, its transformers path) on the same PEFT model object, the
+GRPOTrainer generation (`_generate`: chat template, tokenization, its transformers generation path and
+decoding) on the same PEFT model object, the
 same prompts (each repeated numGenerations times, as both do) and the same settings.
 
 Both sides sample with the same seed; tokens/s counts completion tokens up to and including the first EOS.
@@ -87,16 +88,16 @@ def main() -> None:
         trainer = GRPOTrainer(model=model, reward_funcs=[lambda completions, **_: [0.0] * len(completions)],
                               args=config, train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
                               processing_class=tokenizer)
-        texts = [online.prompt_text(tokenizer, p) for p in prompts for _ in range(args.generations)]
-        prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        repeated = [p for p in prompts for _ in range(args.generations)]  # both samplers repeat each prompt
 
-        def ours() -> int:
+        def ours() -> int:  # chat template -> tokens -> completions -> texts, as the loops call it
+            texts = [online.prompt_text(tokenizer, p) for p in repeated]
             rollout = online.generate(trainer.model, tokenizer, texts, max_new_tokens=args.new_tokens,
                                       temperature=args.temperature, top_p=1.0)
             return int(rollout.completion_mask.sum())
 
-        def trl() -> int:
-            completion_ids, _ = trainer._generate_single_turn(prompt_ids, None, {}, args.generations)
+        def trl() -> int:  # the same span in TRL: template, tokenize, generate, decode (+ its length stats)
+            _, completion_ids, *_ = trainer._generate(repeated)
             return sum(len(c) for c in completion_ids)
 
         ours(), trl()  # warm-up (first-call allocations) for both, untimed

@@ -20,6 +20,10 @@ OFFLINE_PREF = (A.DPO, A.KTO, A.CPO, A.SIMPO, A.ORPO)
 ITERATIVE = (A.DPO, A.RPO)
 GENERATIVE = (A.PPO, A.GRPO, A.RLOO, A.ONLINE_DPO, A.REFT, A.RLAIF, A.TPO)
 POLICY_GRADIENT = (A.PPO, A.GRPO, A.RLOO, A.REFT, A.RLAIF)
+#: Algorithms whose generation TRL can hand to vLLM (`use_vllm`).
+VLLM = (A.GRPO, A.RLOO, A.ONLINE_DPO)
+#: Algorithms trained by a TRL/HF Trainer (its `use_liger_kernel`); ppo, reft, rlaif and tpo run their own loops.
+TRL_TRAINERS = (A.SFT, A.DPO, A.RPO, A.KTO, A.CPO, A.SIMPO, A.ORPO, A.REWARD, A.GRPO, A.RLOO, A.ONLINE_DPO)
 PPO_LOOP = (A.PPO, A.RLAIF, A.REFT)  # reft with rlStage: ppo
 
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard",
@@ -66,7 +70,8 @@ class Hyperparameters(SpecModel):
     logging_steps: int = hp(1, "Log metrics every N steps.", ge=1, le=100000)
     eval_steps: int | None = hp(None, "Evaluate on the eval split every N steps (default: end of each epoch).", ge=1)
     completion_only_loss: bool = hp(True, "SFT: compute the loss on assistant/completion tokens only.", (A.SFT, A.REFT))
-    packing: bool = hp(False, "SFT: pack several short examples into one sequence.", (A.SFT,))
+    packing: bool = hp(False, "SFT: pack several examples into rows of maxLength tokens, padding-free (examples do "
+                       "not attend to each other); about 2x real tokens/s on mixed lengths.", (A.SFT,))
 
     # --- DPO family ---
     beta: float = hp(0.1, "Inverse temperature of the implicit reward (DPO-family; ORPO's lambda). Must be > 0.",
@@ -95,6 +100,18 @@ class Hyperparameters(SpecModel):
     max_completion_length: int = hp(64, "Maximum generated tokens per completion.", GENERATIVE + ITERATIVE, ge=1, le=32768)
     temperature: float = hp(1.0, "Sampling temperature for generation.", GENERATIVE + ITERATIVE, gt=0, le=5)
     top_p: float = hp(1.0, "Nucleus sampling for generation.", GENERATIVE + ITERATIVE, gt=0, le=1)
+
+    # --- GPU speed-ups (CUDA only; see docs/performance.md) ---
+    vllm: Literal["off", "colocate", "server"] = hp(
+        "off", "Generate with vLLM (TRL use_vllm): colocate = a vLLM engine in the trainer process sharing its "
+               "GPU; server = a separate `trl vllm-serve` at vllmServerUrl. Needs GPUs and the vllm package.", VLLM)
+    vllm_server_url: str | None = hp(None, "vllm: server: base URL of the `trl vllm-serve` server "
+                                     "(e.g. http://vllm:8000).", VLLM, pattern=r"^https?://[^\s]+$", max_length=2048)
+    vllm_gpu_memory_utilization: float = hp(0.3, "vllm: colocate: fraction of GPU memory vLLM may take.", VLLM,
+                                            gt=0, le=0.95)
+    liger_kernel: bool = hp(False, "Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear + "
+                            "cross-entropy) for less memory and faster steps. Needs GPUs and the liger-kernel "
+                            "package.", TRL_TRAINERS)
 
     # --- policy gradient ---
     kl_coef: float = hp(0.05, "Coefficient of the KL penalty to the reference (GRPO/RLOO beta, PPO init KL coef).",

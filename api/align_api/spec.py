@@ -98,6 +98,13 @@ class AlignmentJobSpec(SpecModel):
             raise ValueError("[model.quantization] needs GPUs (bitsandbytes 4/8-bit runs on CUDA); set resources.gpusPerNode >= 1")
         if self.model.attention == "flash_attention_2" and self.resources.gpus_per_node == 0:
             raise ValueError("[model.attention] flash_attention_2 needs GPUs; use sdpa or auto on CPU")
+        if hp.vllm != "off" and self.resources.gpus_per_node == 0:
+            raise ValueError("[hyperparameters.vllm] needs GPUs (vLLM runs on CUDA); set resources.gpusPerNode >= 1 "
+                             "or vllm: off")
+        if (hp.vllm == "server") != (hp.vllm_server_url is not None):
+            raise ValueError("[hyperparameters.vllmServerUrl] is required with vllm: server and only used with it")
+        if hp.liger_kernel and self.resources.gpus_per_node == 0:
+            raise ValueError("[hyperparameters.ligerKernel] needs GPUs (Triton kernels); set resources.gpusPerNode >= 1")
         if self.resources.strategy == "fsdp" and algo in OWN_LOOP_ALGORITHMS:
             raise ValueError(f"[resources.strategy] fsdp is for the TRL-based algorithms; {algo.value} runs its own "
                              "loop with ddp (a LoRA policy fits every rank)")

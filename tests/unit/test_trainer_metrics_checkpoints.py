@@ -156,3 +156,25 @@ spec:
     monkeypatch.setenv("ALIGN_OUTPUT_DIR", str(tmp_path / "env"))
     assert output_dir(job, None) == tmp_path / "env"
     assert output_dir(job, tmp_path / "cli") == tmp_path / "cli"
+
+
+def test_running_status_is_throttled_but_final_states_are_written_at_once(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """status.json is rewritten at most every STATUS_INTERVAL seconds while running (it was the trainer's
+    largest per-log cost); a terminal state always lands."""
+    from align_trainer import metrics as metrics_module
+    clock = [100.0]
+    monkeypatch.setattr(metrics_module.time, "monotonic", lambda: clock[0])
+    metrics = Metrics("job-a", None, status_file=tmp_path / "status.json")
+    read = lambda: json.loads((tmp_path / "status.json").read_text())  # noqa: E731
+    metrics.progress(step=1, total_steps=10)
+    metrics.write_status(state="Running")
+    metrics.progress(step=2, total_steps=10)
+    metrics.write_status(state="Running")
+    assert read()["step"] == 1  # within the interval: not rewritten
+    clock[0] += metrics_module.STATUS_INTERVAL
+    metrics.write_status(state="Running")
+    assert read()["step"] == 2
+    metrics.progress(step=3, total_steps=10)
+    metrics.write_status(state="Succeeded")
+    assert read()["step"] == 3 and read()["state"] == "Succeeded"

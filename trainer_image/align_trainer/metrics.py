@@ -23,6 +23,8 @@ from .storage import write_json_atomic
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two "Running" writes of status.json (terminal states are written at once).
+STATUS_INTERVAL = 2.0
 PREFIX = "align_trainer_"
 #: TRL log key -> gauge name (without prefix). Eval keys ("eval_" + key) map to the same gauge, split="eval".
 NAMED = {
@@ -61,6 +63,7 @@ class Metrics:
                  status_file: Path | None = None, registry: CollectorRegistry | None = None) -> None:
         self.job = job
         self.metrics_file, self.status_file = metrics_file, status_file
+        self._status_written = float("-inf")  # monotonic time of the last "Running" status.json
         self.registry = registry or CollectorRegistry()
         labels = ["job", "split"]
         self.gauges: dict[str, Gauge] = {
@@ -124,9 +127,17 @@ class Metrics:
         self.state.update(step=step, total_steps=total_steps, epoch=epoch)
 
     def write_status(self, **extra: Any) -> None:
-        """status.json in the output: progress and latest metrics for local runs (atomic replace)."""
+        """status.json in the output: progress and latest metrics for local runs (atomic replace). A "Running"
+        update is written at most every STATUS_INTERVAL seconds (an atomic replace per log was the largest
+        per-log cost of the trainer; a person or `alignctl` polling the file needs no more); every other
+        state (Succeeded, Failed, Diverged, ...) is written at once."""
         if self.status_file is None:
             return
+        if extra.get("state") == "Running":
+            now = time.monotonic()
+            if now - self._status_written < STATUS_INTERVAL:
+                return
+            self._status_written = now
         data = {**self.state, **extra, "metrics": self.latest, "updated": round(time.time(), 3)}
         write_json_atomic(self.status_file, data, indent=1)
 

@@ -34,28 +34,47 @@ class Rollout:
     texts: list[str]        #: decoded completions (special tokens skipped)
 
 
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a completion: the tokenizer's EOS and each one the model's generation_config
+    declares (chat models end turns with their own token, e.g. <|im_end|> next to <|endoftext|>; TRL's GRPO
+    stops on all of them too)."""
+    declared = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    declared = [declared] if isinstance(declared, int) else list(declared or [])
+    first = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return list(dict.fromkeys(first + [int(t) for t in declared]))
+
+
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, temperature: float,
              top_p: float = 1.0, max_prompt_length: int | None = None) -> Rollout:
+    """All prompts in one batch: left-padded (the new tokens of every row start at the same column, and
+    transformers derives positions from the attention mask), one prefill, then one decoding step per token
+    over the KV cache; a row stops at its first EOS (pads after it) and the batch when every row has.
+    temperature 0 decodes greedily (the reference the correctness test compares with)."""
     import torch
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
+    side, trunc_side = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side = tokenizer.truncation_side = "left"  # a truncated prompt keeps its end
     try:
         enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False,
                         truncation=max_prompt_length is not None, max_length=max_prompt_length)
     finally:
-        tokenizer.padding_side = side
+        tokenizer.padding_side, tokenizer.truncation_side = side, trunc_side
     device = next(model.parameters()).device
     enc = enc.to(device)
+    eos = eos_ids(model, tokenizer)
+    sampling = temperature > 0
+    kwargs: dict[str, Any] = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if sampling else
+                              dict(do_sample=False, temperature=None, top_p=None, top_k=None))
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
-                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            out = model.generate(**enc, **kwargs, max_new_tokens=max_new_tokens, use_cache=True,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=eos or None)
+    finally:
+        model.train(was_training)
     prompt_len = enc["input_ids"].shape[1]
     completion = out[:, prompt_len:]
-    is_eos = completion == tokenizer.eos_token_id
+    is_eos = torch.isin(completion, torch.tensor(eos, device=completion.device))
     # keep tokens up to and including the first EOS
     after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
     completion_mask = (~after_eos).long()

@@ -301,10 +301,12 @@ SCHEDULER_KWARGS: dict[str, dict[str, float]] = {"cosine_with_min_lr": {"min_lr_
 def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
     """TrainingArguments shared by every algorithm, from the spec. Checkpoint rotation is ours (atomic), so
     HF's own `save_total_limit` stays off."""
+    from .accel import speedup_args
     hp, dev = ctx.hp, ctx.device
     has_eval = ctx.eval_dataset is not None
     from .distributed import trainer_parallelism
     return dict(
+        **speedup_args(hp, dev.device),
         **trainer_parallelism(ctx.spec.resources, dev.device),
         output_dir=str(ctx.paths.checkpoint_dir),
         num_train_epochs=hp.epochs,

@@ -64,17 +64,37 @@ def prepare(dataset: Any, tokenizer: Any, *, completion_only: bool, max_length: 
     return out.filter(lambda row: any(x != IGNORE for x in row["labels"]), desc="Dropping rows truncated to nothing")
 
 
-def run(ctx: TrainContext) -> TrainResult:
+def packed_batching(hp: Any, attn_implementation: str | None) -> dict[str, int]:
+    """Micro-batching for packed rows. Padding-free packing flattens a batch into one sequence; only flash
+    attention's varlen kernels skip the work between examples. Elsewhere (sdpa, eager: CPU, GPUs without
+    flash-attn) attention over B flattened rows costs (B*L)^2 instead of B*L^2, which eats the gain of
+    packing. There each micro-batch is one packed row, and gradient accumulation keeps the optimizer batch
+    (TRL normalises the loss by the tokens of the whole accumulated batch, so the update is the same)."""
+    if not hp.packing or attn_implementation == "flash_attention_2":
+        return {}
+    return dict(per_device_train_batch_size=1, per_device_eval_batch_size=1,
+                gradient_accumulation_steps=hp.batch_size * hp.gradient_accumulation_steps)
+
+
+def build_trainer(ctx: TrainContext) -> Any:
+    """The SFTTrainer for this job, not yet trained. With `packing`, TRL's best-fit-decreasing packing puts
+    several examples in one row of at most maxLength tokens and runs padding-free: the collator emits
+    position_ids restarting at 0 per example (no attention mask), from which transformers builds a
+    block-diagonal mask (flash attention: varlen kernels), so packed examples do not attend to each other."""
     from trl import SFTConfig, SFTTrainer
 
     hp = ctx.hp
-    args = ctx.trainer_args(SFTConfig, completion_only_loss=hp.completion_only_loss, packing=hp.packing)
+    args = ctx.trainer_args(SFTConfig, completion_only_loss=hp.completion_only_loss, packing=hp.packing,
+                            **packed_batching(hp, ctx.device.attn_implementation))
     kwargs = dict(completion_only=hp.completion_only_loss, max_length=hp.max_length)
     train = prepare(ctx.train_dataset, ctx.tokenizer, **kwargs)
     if len(train) == 0:
         raise DataError("no SFT rows left: every conversation was truncated before its first trained token "
                         "(raise hyperparameters.maxLength)")
-    trainer = SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
-                         eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
-                         processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
-    return ctx.train(trainer)
+    return SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
+                      eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
+                      processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
+
+
+def run(ctx: TrainContext) -> TrainResult:
+    return ctx.train(build_trainer(ctx))

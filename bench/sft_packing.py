@@ -1,0 +1,190 @@
+"""SFT packing: the same SFT job padded vs packed (TRL's best-fit-decreasing packing, padding-free).
+
+Both sides run our trainer's SFT path (`algorithms/sft.build_trainer` on a context built from a manifest by
+`main.build_context`); the only difference is `hyperparameters.packing` and the batch size, chosen so both
+take about the same number of real tokens per optimizer step (padded: `--batch` examples; packed: rows of
+maxLength tokens, as many as hold that many tokens on average). The data is chat rows with a realistic
+spread of lengths: short chat turns to long documents (log-normal lengths, seeded), text from this repo's
+docs. Timed is `trainer.train()` for one epoch; tokens/s counts real (non-pad) tokens of the tokenized rows.
+After training, each model's loss per real token is measured the same way for both: unpacked, on held-out
+rows, sum of token NLL / number of trained tokens. Runs alternate padded/packed; medians are reported.
+
+    python bench/sft_packing.py [--rows 384] [--repeat 3] [--max-length 512] [--batch 8] [--hidden 256 --layers 4]
+
+Last line: `sft_packing: ratio=X tokens_per_s_padded=... tokens_per_s_packed=... loss_padded=... loss_packed=...`
+with X = real tokens/s (packed) / real tokens/s (padded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import yaml  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def corpus_words() -> list[str]:
+    words: list[str] = []
+    for path in sorted((REPO / "docs").glob("*.md")):
+        words += path.read_text().split()
+    return [w for w in words if w.isascii()]
+
+
+def write_rows(path: Path, n: int, seed: int, words: list[str]) -> None:
+    """Chat rows whose lengths spread like real SFT data: most are short turns, a tail is long documents
+    (log-normal characters; the builtin tokenizer is byte-level, so characters ~ tokens)."""
+    rng = random.Random(seed)
+    with path.open("w") as out:
+        for _ in range(n):
+            chars = int(min(1500, max(12, rng.lognormvariate(math.log(90), 1.0))))
+            start = rng.randrange(len(words))
+            text, i = [], start
+            while sum(len(w) + 1 for w in text) < chars:
+                text.append(words[i % len(words)])
+                i += 1
+            question = " ".join(words[(start + 7) % len(words):(start + 7) % len(words) + rng.randint(2, 8)])
+            out.write(json.dumps({"messages": [{"role": "user", "content": question},
+                                               {"role": "assistant", "content": " ".join(text)}]}) + "\n")
+
+
+def model_dir(root: Path, hidden: int, layers: int) -> str:
+    """builtin://tiny's architecture and tokenizer, wider and deeper (builtin.build_model overrides, same seed):
+    builtin://tiny itself is so small that per-step overhead, not tokens, sets its speed."""
+    from align_trainer import builtin
+    if hidden == 64 and layers == 2:
+        return "builtin://tiny"
+    target = root / f"model-{hidden}x{layers}"
+    heads = max(1, hidden // 64)
+    builtin.build_model("tiny", hidden_size=hidden, intermediate_size=-(-hidden * 8 // 3 // 16) * 16,
+                        num_hidden_layers=layers, num_attention_heads=heads,
+                        num_key_value_heads=heads).save_pretrained(target)
+    builtin.build_tokenizer().save_pretrained(target)
+    return f"file://{target}"
+
+
+def write_manifest(path: Path, train: Path, *, base: str, packing: bool, batch: int, max_length: int) -> Path:
+    doc = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "bench-packing"},
+           "spec": {"algorithm": "sft",
+                    "model": {"base": base, "adapter": {"r": 8, "alpha": 16, "dropout": 0.0}},
+                    "data": {"train": {"uri": str(train), "format": "openai-chat"}},
+                    "hyperparameters": {"batchSize": batch, "epochs": 1, "learningRate": 0.005,
+                                        "maxLength": max_length, "loggingSteps": 10, "seed": 42,
+                                        "packing": packing},
+                    "resources": {"gpusPerNode": 0}, "checkpoints": {"everySteps": 100000, "keep": 1},
+                    "evaluation": {"enabled": False}}}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def eval_loss(model: Any, rows: Any) -> float:
+    """Sum of token NLL over trained tokens / their number, one unpadded example at a time (no packing,
+    no padding: the same measurement for both variants)."""
+    import torch
+    model.eval()
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for row in rows:
+            ids = torch.tensor([row["input_ids"]], device=device)
+            labels = torch.tensor([row["labels"]], device=device)
+            logits = model(input_ids=ids).logits[:, :-1].float()
+            target = labels[:, 1:]
+            mask = target != -100
+            nll = torch.nn.functional.cross_entropy(logits[mask], target[mask], reduction="sum")
+            total, count = total + float(nll), count + int(mask.sum())
+    return total / count
+
+
+def one_run(tmp: Path, train: Path, held_out: Any, *, base: str, packing: bool, batch: int, max_length: int,
+            tag: str) -> tuple[float, float, int, int]:
+    """(seconds of trainer.train(), eval loss per real token, real tokens trained, optimizer steps)."""
+    import torch
+
+    from align_trainer.algorithms import sft
+    from align_trainer.main import build_context, load_job
+    config = write_manifest(tmp / f"{tag}.yaml", train, base=base, packing=packing, batch=batch, max_length=max_length)
+    ctx = build_context(load_job(config), manifest=config, output=tmp / tag, data_kind=sft.DATA, metrics_port=None)
+    trainer = sft.build_trainer(ctx)
+    real = sum(len(ids) for ids in sft.prepare(ctx.train_dataset, ctx.tokenizer, completion_only=ctx.hp.completion_only_loss,
+                                                max_length=max_length)["input_ids"])
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    out = trainer.train()
+    seconds = time.perf_counter() - started
+    loss = eval_loss(trainer.model, held_out)
+    ctx.metrics.close()  # type: ignore[attr-defined]
+    return seconds, loss, real, out.global_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=384)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=8, help="padded batch size (examples per step)")
+    parser.add_argument("--hidden", type=int, default=256, help="hidden size (64 with --layers 2 = builtin://tiny)")
+    parser.add_argument("--layers", type=int, default=4)
+    args = parser.parse_args()
+    import torch
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    from align_trainer import builtin
+    from align_trainer.algorithms import sft
+    from datasets import Dataset
+
+    words = corpus_words()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        train, held = tmp / "train.jsonl", tmp / "held.jsonl"
+        write_rows(train, args.rows, 1, words)
+        write_rows(held, 48, 2, words)
+        base = model_dir(tmp, args.hidden, args.layers)
+        tokenizer = builtin.build_tokenizer()
+        held_out = sft.prepare(Dataset.from_list([json.loads(x) for x in held.read_text().splitlines()]), tokenizer,
+                               completion_only=True, max_length=args.max_length)
+        lengths = sorted(len(r) for r in sft.prepare(
+            Dataset.from_list([json.loads(x) for x in train.read_text().splitlines()]), tokenizer,
+            completion_only=True, max_length=args.max_length)["input_ids"])
+        mean_len = sum(lengths) / len(lengths)
+        # packed rows hold ~max_length tokens: as many rows as carry the padded batch's real tokens
+        packed_batch = max(1, round(args.batch * mean_len / args.max_length))
+        results: dict[str, list[tuple[float, float, int, int]]] = {"padded": [], "packed": []}
+        for i in range(args.repeat):
+            order = ["padded", "packed"] if i % 2 == 0 else ["packed", "padded"]
+            for name in order:
+                packing = name == "packed"
+                r = one_run(tmp, train, held_out, base=base, packing=packing, batch=packed_batch if packing else args.batch,
+                            max_length=args.max_length, tag=f"{name}-{i}")
+                results[name].append(r)
+                print(f"run {i} {name}: {r[0]:.1f}s, {r[2] / r[0]:.0f} real tokens/s, loss {r[1]:.4f}, "
+                      f"{r[3]} steps", flush=True)
+    print(f"model: {base} (hidden {args.hidden}, {args.layers} layers), LoRA r=8, 1 epoch, "
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    print(f"rows: {args.rows}, tokens per row: min {lengths[0]} median {lengths[len(lengths) // 2]} mean "
+          f"{mean_len:.0f} max {lengths[-1]} (maxLength {args.max_length}); padded batch {args.batch} examples, "
+          f"packed batch {packed_batch} rows; load average {os.getloadavg()[0]:.1f}")
+    tps = {k: statistics.median(r[2] / r[0] for r in v) for k, v in results.items()}
+    best = {k: max(r[2] / r[0] for r in v) for k, v in results.items()}
+    loss = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
+    print(f"ratio of best runs: {best['packed'] / best['padded']:.2f}; loss packed/padded: "
+          f"{loss['packed'] / loss['padded']:.4f}")
+    print(f"sft_packing: ratio={tps['packed'] / tps['padded']:.2f} tokens_per_s_padded={tps['padded']:.0f} "
+          f"tokens_per_s_packed={tps['packed']:.0f} loss_padded={loss['padded']:.4f} loss_packed={loss['packed']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -74,7 +74,9 @@ build() {  # name dockerfile tag
     || { tail -30 "$C/build-$name.log" >&2; die "podman build $tag (log: $C/build-$name.log)"; }
   local size
   size=$(podman image inspect --format '{{.Size}}' "$tag")
-  echo "$name $tag $((size / 1000000)) MB" | tee -a "$C/sizes.txt" >&2
+  { grep -v "^$name " "$C/sizes.txt" 2>/dev/null || true; echo "$name $tag $((size / 1000000)) MB"; } > "$C/sizes.tmp"
+  mv "$C/sizes.tmp" "$C/sizes.txt"
+  echo "$name $tag $((size / 1000000)) MB" >&2
 }
 
 mkdir -p "$C"

@@ -50,14 +50,15 @@ base() {
 wheelhouse() {  # name extras...
   local name=$1; shift
   local W=$C/wheelhouse-$name stamp
-  stamp=$(cat "$REPO/deploy/images/constraints.txt" "$REPO/pyproject.toml" | sha256sum | cut -c1-16)-$*
+  local pins=$REPO/deploy/images/$name-constraints.txt
+  stamp=$(cat "$pins" "$REPO/pyproject.toml" | sha256sum | cut -c1-16)-$*
   [ "$(cat "$W/.stamp" 2>/dev/null)" = "$stamp" ] && return 0
-  step "wheelhouse for $name ($*): pip wheel on the host, pinned by deploy/images/constraints.txt"
+  step "wheelhouse for $name ($*): pip wheel on the host, pinned by deploy/images/$name-constraints.txt"
   rm -rf "$W" && mkdir -p "$W"
   local reqs=()
   [ "$name" = trainer ] && reqs+=("torch==2.13.0")
-  # setuptools + wheel: pip builds the project itself inside the image (build isolation, offline).
-  "$PY" -m pip wheel -q -w "$W" -c "$REPO/deploy/images/constraints.txt" "${reqs[@]}" "setuptools>=68" wheel \
+  # setuptools: pip builds the project itself inside the image (build isolation, offline).
+  "$PY" -m pip wheel -q -w "$W" -c "$pins" "${reqs[@]}" setuptools \
     "$REPO[$*]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
   ls "$W"/*.whl >/dev/null 2>&1 || die "pip wheel produced nothing in $W"
   rm -f "$W"/align_operator-*.whl  # the image installs the project from its own copy of the sources

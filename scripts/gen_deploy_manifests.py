@@ -6,6 +6,7 @@ Writes:
   base/crd.yaml                        copy of crds/align.dev_alignmentjobs.yaml
   base/align-operator.yaml             the chart's defaults (cluster scope) in namespace align-system
   components/monitoring/monitoring.yaml  ServiceMonitor, PodMonitor, PrometheusRule, dashboard ConfigMap
+  components/webhook/webhook*.yaml       the admission webhook with cert-manager TLS, and its Deployment patch
   overlays/namespaced/namespaced-*.yaml  patches + Role/RoleBinding for namespaced scope (namespace ml-team)
   examples/gitops/argocd-cm-health.yaml  deploy/argocd/health.lua as an argocd-cm entry
 Hand-written: every kustomization.yaml, base/namespace.yaml and the gpu/dev overlays' own files.
@@ -29,7 +30,10 @@ KUSTOMIZE = REPO / "deploy" / "kustomize"
 NAMESPACE = "align-system"
 TEAM_NAMESPACE = "ml-team"
 #: Stable names without a release prefix: kustomize users address objects by these.
-BASE_VALUES: dict[str, Any] = {"fullnameOverride": "align-operator"}
+#: The base has no admission webhook: its TLS would be a private key committed here. The webhook component
+#: adds it with a cert-manager certificate (the chart's default, a Helm-generated certificate, needs Helm).
+BASE_VALUES: dict[str, Any] = {"fullnameOverride": "align-operator", "webhook": {"enabled": False}}
+WEBHOOK_VALUES: dict[str, Any] = {**BASE_VALUES, "webhook": {"enabled": True, "certManager": {"enabled": True}}}
 MONITORING_VALUES: dict[str, Any] = {
     **BASE_VALUES,
     "serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True},
@@ -89,10 +93,26 @@ def argocd_cm() -> str:
             "data:\n  resource.customizations.health.align.dev_AlignmentJob: |\n" + body)
 
 
+def _webhook_patch(deployment: dict[str, Any]) -> dict[str, Any]:
+    """A strategic-merge patch adding the webhook's env, port and TLS volume to the base Deployment."""
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": deployment["metadata"]["name"], "namespace": NAMESPACE},
+            "spec": {"template": {"spec": {
+                "containers": [{
+                    "name": container["name"],
+                    "env": [e for e in container["env"] if e["name"].startswith("ALIGN_OPERATOR_WEBHOOK_")],
+                    "ports": [p for p in container["ports"] if p["name"] == "webhook"],
+                    "volumeMounts": [m for m in container["volumeMounts"] if m["name"] == "webhook-tls"]}],
+                "volumes": [v for v in pod["volumes"] if v["name"] == "webhook-tls"]}}}}
+
+
 def outputs() -> dict[Path, str]:
-    base, monitoring, namespaced = render([BASE_VALUES, MONITORING_VALUES, NAMESPACED_VALUES])
+    base, monitoring, namespaced, webhook = render([BASE_VALUES, MONITORING_VALUES, NAMESPACED_VALUES, WEBHOOK_VALUES])
     base_keys = {_key(d) for d in base}
     extra = [d for d in monitoring if _key(d) not in base_keys and d["kind"] in MONITORING_KINDS]
+    webhook_objects = [d for d in webhook if _key(d) not in base_keys]
     # Namespaced scope as patches on the base: the ClusterRole shrinks to Kopf's list/watch (rules lists are
     # replaced by a strategic merge), the Deployment gets --namespace args and env; Role/RoleBinding are added.
     patches = []
@@ -108,11 +128,14 @@ def outputs() -> dict[Path, str]:
                                 {"name": container["name"], "args": container["args"],
                                  "env": [e for e in container["env"] if e["name"] == "ALIGN_OPERATOR_NAMESPACES"]}]}}}})
     roles = [d for d in namespaced if d["kind"] in {"Role", "RoleBinding"}]
+    webhook_patch = [_webhook_patch(d) for d in webhook if d["kind"] == "Deployment"]
     crd = (REPO / "crds" / "align.dev_alignmentjobs.yaml").read_text()
     return {
         KUSTOMIZE / "base" / "crd.yaml": HEADER + crd,
         KUSTOMIZE / "base" / "align-operator.yaml": _dump(base),
         KUSTOMIZE / "components" / "monitoring" / "monitoring.yaml": _dump(extra),
+        KUSTOMIZE / "components" / "webhook" / "webhook.yaml": _dump(webhook_objects),
+        KUSTOMIZE / "components" / "webhook" / "webhook-patch.yaml": _dump(webhook_patch),
         KUSTOMIZE / "overlays" / "namespaced" / "namespaced-patches.yaml": _dump(patches),
         KUSTOMIZE / "overlays" / "namespaced" / "namespaced-rbac.yaml": _dump(roles),
         REPO / "examples" / "gitops" / "argocd-cm-health.yaml": argocd_cm(),

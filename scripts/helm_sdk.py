@@ -14,6 +14,8 @@ Usage:
     python scripts/helm_sdk.py lint charts/align-operator
     python scripts/helm_sdk.py template charts/align-operator [-f values.yaml ...] [-n NAMESPACE] [--name NAME]
     python scripts/helm_sdk.py batch < requests.json   # [{chart, values, namespace, name}] -> [{manifest, notes} | {error}]
+    python scripts/helm_sdk.py release --kubeconfig F < steps.json  # against a real cluster, Helm's Secret storage:
+        # [{action: install|upgrade|uninstall, chart, values, namespace, name}] -> [{status, manifest} | {error}]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import yaml
 KUBE_VERSION = ("1", "33")
 
 #: API resources the emulated cluster serves: "group/version/plural" -> (kind, namespaced).
-#: Includes the Prometheus Operator's CRDs, as on a cluster where kube-prometheus-stack is installed.
+#: Includes the Prometheus Operator's and cert-manager's CRDs, as on a cluster where they are installed.
 RESOURCES: dict[str, tuple[str, bool]] = {
     "v1/namespaces": ("Namespace", False),
     "v1/secrets": ("Secret", True),
@@ -50,6 +52,9 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
+    "admissionregistration.k8s.io/v1/validatingwebhookconfigurations": ("ValidatingWebhookConfiguration", False),
+    "cert-manager.io/v1/certificates": ("Certificate", True),
+    "cert-manager.io/v1/issuers": ("Issuer", True),
     "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", True),
     "monitoring.coreos.com/v1/podmonitors": ("PodMonitor", True),
     "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True),
@@ -150,6 +155,28 @@ async def _batch(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
+async def _release(kubeconfig: str, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Install, upgrade and uninstall releases on a real cluster (Helm's default Secret storage driver)."""
+    import helm_sdkpy
+
+    results = []
+    for step in steps:
+        config = helm_sdkpy.Configuration(namespace=step.get("namespace", "default"), kubeconfig=kubeconfig)
+        try:
+            if step["action"] == "install":
+                release = await helm_sdkpy.Install(config).run(step["name"], str(Path(step["chart"]).resolve()),
+                                                                 values=step.get("values") or {}, wait=False, timeout=120)
+            elif step["action"] == "upgrade":
+                release = await helm_sdkpy.Upgrade(config).run(step["name"], str(Path(step["chart"]).resolve()),
+                                                                 values=step.get("values") or {}, wait=False, timeout=120)
+            else:
+                release = (await helm_sdkpy.Uninstall(config).run(step["name"], wait=False, timeout=120)).get("release", {})
+            results.append({"status": (release.get("info") or {}).get("status"), "manifest": release.get("manifest", "")})
+        except Exception as exc:  # the caller asserts on the message, per step
+            results.append({"error": f"{type(exc).__name__}: {exc}"})
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,7 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     p_tpl.add_argument("-n", "--namespace", default="align-system")
     p_tpl.add_argument("--name", default="align")
     sub.add_parser("batch", help="render many value sets: JSON list on stdin, JSON list on stdout")
+    p_rel = sub.add_parser("release", help="install/upgrade/uninstall on a real cluster: JSON steps on stdin")
+    p_rel.add_argument("--kubeconfig", required=True)
     args = parser.parse_args(argv)
+    if args.command == "release":
+        if os.environ.get("HELM_DRIVER") == "memory":
+            raise SystemExit("release needs Helm's Secret storage: unset HELM_DRIVER")
+        kubeconfig = Path(args.kubeconfig).read_text()
+        print(json.dumps(asyncio.run(_release(kubeconfig, json.load(sys.stdin)))))
+        return 0
     _ensure_memory_driver()
 
     if args.command == "lint":

@@ -11,7 +11,8 @@
 #   realk8s.sh up      etcd + kube-apiserver (RBAC, token auth, service-account tokens) + kube-controller-manager
 #                      (job, garbage-collector, serviceaccount, namespace controllers) on 127.0.0.1:$((BASE+443)),
 #                      and the 1.36 CRD server on 127.0.0.1:$((BASE+543)) (authentication and authorization
-#                      delegated to the core). Writes $STATE/kubeconfig and $STATE/kubeconfig-crd.
+#                      delegated to the core; it calls the validating admission webhooks registered on the core,
+#                      whose informers it shares). Writes $STATE/kubeconfig and $STATE/kubeconfig-crd.
 #   realk8s.sh down    stops what `up` started, by PID, in reverse order.
 #   realk8s.sh status  prints what runs and where.
 #
@@ -205,7 +206,7 @@ up() {
       --bind-address=127.0.0.1 --secure-port="$CRD_PORT" \
       --tls-cert-file="$K/apiserver.crt" --tls-private-key-file="$K/apiserver.key" \
       --kubeconfig="$S/kubeconfig" --authentication-kubeconfig="$S/kubeconfig" --authorization-kubeconfig="$S/kubeconfig" \
-      --disable-admission-plugins=NamespaceLifecycle,MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook \
+      --disable-admission-plugins=NamespaceLifecycle,MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy \
       --enable-priority-and-fairness=false --profiling=false --v=1
     wait_ready "https://127.0.0.1:$CRD_PORT/readyz" "$L/apiext.log" "$S/apiext.pid"
   fi

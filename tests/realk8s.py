@@ -16,6 +16,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "realk8s.sh"
@@ -105,6 +107,24 @@ class RealCluster:
     def api(self, method: str, path: str, body: Any = None, crd: bool = False, **kw: Any) -> httpx.Response:
         with self.client(crd) as c:
             return c.request(method, path, json=body, **kw)
+
+    def install_crd(self, crd: bool = False, path: Path | None = None) -> None:
+        """Install the shipped CRD (or `path`) and wait until it is Established. Test files share one control plane
+        per worker: a CRD that an earlier file deleted may still be terminating, so wait for it to go first."""
+        body = yaml.safe_load((path or REPO / "crds" / "align.dev_alignmentjobs.yaml").read_text())
+        url = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{body['metadata']['name']}"
+        with self.client(crd) as c:
+            for _ in range(600):
+                got = c.get(url)
+                if got.status_code == 404:
+                    r = c.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=body)
+                    assert r.status_code in (201, 409), r.text
+                elif not got.json()["metadata"].get("deletionTimestamp"):
+                    conditions = (got.json().get("status") or {}).get("conditions") or []
+                    if any(c_["type"] == "Established" and c_["status"] == "True" for c_ in conditions):
+                        return
+                time.sleep(0.1)
+        raise AssertionError(f"CRD {body['metadata']['name']} never became Established")
 
     def namespace(self, prefix: str = "t", crd: bool = False) -> str:
         """A fresh namespace on the core server (the CRD server has no namespace objects to create)."""

@@ -5,10 +5,11 @@ from .constants import (API_VERSION, CATEGORY, CRD_NAME, GROUP, KIND, PLURAL, SH
 from .graders import Grader
 from .spec import AlignmentJob, AlignmentJobSpec
 from .status import Condition, Status
+from . import yamlio
 from .validate import ManifestError, SpecError, load_file, load_text, validate_document
 
 __all__ = [
     "API_VERSION", "CATEGORY", "CRD_NAME", "GROUP", "KIND", "PLURAL", "SHORT_NAME", "VERSION", "Algorithm",
     "AlignmentJob", "AlignmentJobSpec", "Condition", "ConditionType", "ExitCode", "Grader", "ManifestError",
-    "Phase", "Reason", "SpecError", "Status", "load_file", "load_text", "validate_document",
+    "Phase", "Reason", "SpecError", "Status", "load_file", "load_text", "validate_document", "yamlio",
 ]

@@ -8,9 +8,10 @@ import kopf
 
 from align_api.constants import GROUP, PLURAL, TERMINAL_PHASES, VERSION
 
-from .handlers import reconcile, setup, track
+from .handlers import admission, reconcile, setup, track
 from .renderers.names import JOB_LABEL, MANAGED_BY
 from .runner import quiet_routine_logs
+from .settings import Settings
 
 ALIGNMENT_JOBS = (GROUP, VERSION, PLURAL)
 #: Jobs and pods the operator made (selected client-side by Kopf).
@@ -32,6 +33,10 @@ kopf.on.cleanup()(setup.cleanup)
 kopf.on.create(*ALIGNMENT_JOBS, id="create")(reconcile.reconcile)
 kopf.on.resume(*ALIGNMENT_JOBS, id="resume", when=_live)(reconcile.reconcile)
 kopf.on.update(*ALIGNMENT_JOBS, id="update", field="spec")(reconcile.on_update)
+# Admission: the same validation at `kubectl apply` time. Registered only with a webhook port, because Kopf
+# refuses to start with admission handlers and no server (setup.startup configures it from the same setting).
+if Settings.from_env().webhook_port:
+    kopf.on.validate(*ALIGNMENT_JOBS, id=admission.WEBHOOK_ID, operations=["CREATE", "UPDATE"])(admission.validate)
 # Deletion needs no handler: the children are owned by the AlignmentJob and garbage-collected with it.
 
 # Status: one daemon per live AlignmentJob; Job/pod events wake it, indexes hold what it reads.

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from align_api.constants import DEFAULT_METRICS_PORT
 
 ENV_PREFIX = "ALIGN_OPERATOR_"
+HF_OFFLINE_MODES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class Settings:
         "help": "Kopf's limit of objects handled in parallel per resource kind (0 = no limit)."})
     api_retries: int = field(default=8, metadata={"help": "Retries of 429/5xx/connection errors per API call."})
     log_format: str = field(default="plain", metadata={"help": "plain or json."})
+    hf_disable_telemetry: bool = field(default=True, metadata={
+        "help": "Set HF_HUB_DISABLE_TELEMETRY=1 in trainer pods (TRL and huggingface_hub send no usage pings)."})
+    hf_offline: str = field(default="auto", metadata={
+        "help": "HF_HUB_OFFLINE=1 in trainer pods: auto (when no model or dataset of the job comes from the hub), "
+                "always or never."})
+    webhook_port: int = field(default=0, metadata={
+        "help": "HTTPS port of the validating admission webhook (0 = off; the chart uses 9443)."})
+    webhook_addr: str = field(default="0.0.0.0", metadata={"help": "Address the admission webhook listens on."})
+    webhook_cert_dir: str = field(default="/etc/align/webhook-tls", metadata={
+        "help": "Directory holding the webhook's tls.crt and tls.key (the chart mounts its TLS Secret here)."})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -53,7 +64,9 @@ class Settings:
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is None:
                 continue
-            if f.type in ("int", int):
+            if f.type in ("bool", bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif f.type in ("int", int):
                 values[f.name] = int(raw)
             elif f.type in ("float", float):
                 values[f.name] = float(raw)
@@ -61,7 +74,10 @@ class Settings:
                 values[f.name] = tuple(ns.strip() for ns in raw.split(",") if ns.strip())
             else:
                 values[f.name] = raw
-        return replace(cls(**values), **overrides)
+        settings = replace(cls(**values), **overrides)
+        if settings.hf_offline not in HF_OFFLINE_MODES:
+            raise ValueError(f"{ENV_PREFIX}HF_OFFLINE={settings.hf_offline!r}: use one of {', '.join(HF_OFFLINE_MODES)}")
+        return settings
 
     def to_env(self) -> dict[str, str]:
         """The environment that reproduces these settings (for a subprocess operator)."""

@@ -35,6 +35,11 @@ VALUE_SETS: dict[str, tuple[dict[str, Any], str, str]] = {
                 "operator": {"logLevel": "debug", "extraEnv": [{"name": "EXTRA", "value": "1"}]},
                 "rbac": {"aggregateToDefaultRoles": False}, "nodeSelector": {"kubernetes.io/os": "linux"}},
                "align-system", "align"),
+    "webhook-cert-manager": ({"webhook": {"certManager": {"enabled": True, "issuerRef": {"name": "corp-ca",
+                                                                                        "kind": "ClusterIssuer"}},
+                                          "failurePolicy": "Fail"},
+                              "networkPolicy": {"operator": {"enabled": True}}}, "align-system", "align"),
+    "no-webhook": ({"webhook": {"enabled": False}}, "align-system", "align"),
     # YAML 1.1 reads n/yes/on as booleans: every name and label must be quoted to survive.
     "yaml11-names": ({}, "yes", "n"),
 }
@@ -44,11 +49,13 @@ BAD_VALUES = {
     "typo-key": ({"imagee": {"tag": "x"}}, "imagee"),
     "root-trainer": ({"trainer": {"runAsUser": 0}}, "runAsUser"),
     "bad-digest": ({"image": {"digest": "latest"}}, "digest"),
+    "bad-failure-policy": ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
     "servicemonitor-without-service": ({"serviceMonitor": {"enabled": True}, "metricsService": {"enabled": False}},
                                        "metricsService"),
 }
 KUBE_VERSIONS = ("1.29.0", "1.33.0")
 PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+CERT_MANAGER_KINDS = {"Certificate", "Issuer"}
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +80,10 @@ def _operator(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return deployment["spec"]["template"]["spec"]["containers"][0]
 
 
+def _metrics_service(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(s for s in by_kind(objs, "Service") if s["metadata"]["name"].endswith("-metrics"))
+
+
 def _env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
@@ -84,6 +95,9 @@ def test_objects_match_kubernetes_schemas(docs: dict[str, list[dict[str, Any]]],
     for doc in docs[name]:
         if doc["kind"] in PROMETHEUS_OPERATOR_KINDS:
             assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"], doc["kind"]
+            continue
+        if doc["kind"] in CERT_MANAGER_KINDS:
+            assert doc["apiVersion"] == "cert-manager.io/v1" and doc["spec"], doc["kind"]
             continue
         for version in KUBE_VERSIONS:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -175,7 +189,7 @@ def test_operator_deployment_contract(docs: dict[str, list[dict[str, Any]]]) -> 
     assert {"--standalone", "--module=align_operator.main", "--all-namespaces",
             "--liveness=http://0.0.0.0:8080/healthz"} <= set(container["args"])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"health": 8080, "metrics": 9090}
+    assert ports == {"health": 8080, "metrics": 9090, "webhook": 9443}
     for probe in ("startupProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["image"] == "ghcr.io/align-operator/operator:0.1.0"
@@ -183,7 +197,7 @@ def test_operator_deployment_contract(docs: dict[str, list[dict[str, Any]]]) -> 
     env = _env(container)
     assert env["ALIGN_OPERATOR_TRAINER_IMAGE"] == "ghcr.io/align-operator/trainer:0.1.0"
     assert env["ALIGN_OPERATOR_METRICS_PORT"] == "9090" and env["ALIGN_OPERATOR_NAMESPACES"] == ""
-    service = one(docs["defaults"], "Service")
+    service = _metrics_service(docs["defaults"])
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
@@ -241,8 +255,13 @@ def test_monitoring_objects(docs: dict[str, list[dict[str, Any]]]) -> None:
 def test_service_monitor_selects_the_metrics_service(docs: dict[str, list[dict[str, Any]]]) -> None:
     objs = docs["monitoring"]
     selector = one(objs, "ServiceMonitor")["spec"]["selector"]["matchLabels"]
-    labels = one(objs, "Service")["metadata"]["labels"]
+    labels = _metrics_service(objs)["metadata"]["labels"]
     assert selector.items() <= labels.items()
+    # The webhook's Service matches the same labels but has no port named like the endpoint: never a target.
+    endpoint_ports = {e["port"] for e in one(objs, "ServiceMonitor")["spec"]["endpoints"]}
+    for service in by_kind(objs, "Service"):
+        if service is not _metrics_service(objs):
+            assert not endpoint_ports & {p["name"] for p in service["spec"]["ports"]}
 
 
 def test_yaml11_names_stay_strings(docs: dict[str, list[dict[str, Any]]]) -> None:

@@ -57,7 +57,7 @@ def test_overlay_renders_valid_restricted_least_privilege_objects(kustomized: di
     docs = kustomized[rel]
     assert one(docs, "CustomResourceDefinition")["metadata"]["name"] == "alignmentjobs.align.dev"
     for doc in docs:
-        if doc["apiVersion"].split("/")[0] in {"monitoring.coreos.com", "kueue.x-k8s.io"}:
+        if doc["apiVersion"].split("/")[0] in {"monitoring.coreos.com", "kueue.x-k8s.io", "cert-manager.io"}:
             continue
         kubernetes_validate.validate(doc, "1.33.0", strict=True)
     for workload, spec in pod_templates(docs):
@@ -100,6 +100,27 @@ def test_gpu_overlay_has_kueue_queue_and_monitoring(kustomized: dict[str, list[d
     job = yaml.safe_load((GITOPS / "jobs" / "dpo-qwen-gpu.yaml").read_text())
     assert job["spec"]["runPolicy"]["queueName"] == local_queue["metadata"]["name"]
     assert job["metadata"]["namespace"] == local_queue["metadata"]["namespace"]
+
+
+@needs_kubectl
+def test_webhook_component_wires_the_operator_to_a_cert_manager_certificate(
+        kustomized: dict[str, list[dict[str, Any]]]) -> None:
+    docs = kustomized["overlays/gpu"]
+    certificate, service = one(docs, "Certificate"), by_kind(docs, "Service")
+    hook = one(docs, "ValidatingWebhookConfiguration")
+    assert hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+        f"{certificate['metadata']['namespace']}/{certificate['metadata']['name']}"
+    client = hook["webhooks"][0]["clientConfig"]["service"]
+    assert client["name"] in {s["metadata"]["name"] for s in service} and client["path"] == "/validate-spec"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["ALIGN_OPERATOR_WEBHOOK_PORT"] == "9443"
+    volume = next(v for v in pod["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+    # Without the component the operator serves no webhook (Kopf would refuse admission handlers without TLS).
+    base_env = {e["name"]: e.get("value") for e in one(kustomized["base"], "Deployment")["spec"]["template"]["spec"]
+                ["containers"][0]["env"]}
+    assert base_env["ALIGN_OPERATOR_WEBHOOK_PORT"] == "0"
 
 
 @needs_kubectl

@@ -153,7 +153,8 @@ def test_isolation_layers_when_root(pool: SandboxPool) -> None:
     iso = pool.isolation
     assert iso["audit_hook"] and "RLIMIT_AS" in iso["rlimits"]
     if os.getuid() == 0 and iso.get("network_namespace"):
-        assert iso["dropped_root"] and iso["uid"] != 0 and iso["private_tmp"] and iso["nproc_enforced"]
+        assert iso["dropped_root"] and iso["uid"] != 0 and iso["nproc_enforced"]
+        assert iso["filesystem"] == "pivot_root" and iso["proc"] == "private" and iso["pid_namespace"]
 
 
 @pytest.fixture(scope="module")

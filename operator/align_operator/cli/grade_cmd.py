@@ -29,10 +29,11 @@ def load_grader(path: Path) -> Any:
     from pydantic import TypeAdapter, ValidationError
 
     from align_api.graders import Grader
+    from align_api import yamlio
     from align_api.validate import ManifestError, errors_from_validation, load_file
 
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamlio.load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise CaseError(f"{path}: cannot read grader: {exc}") from None
     if isinstance(doc, dict) and doc.get("kind") == "AlignmentJob":

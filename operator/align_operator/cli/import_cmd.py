@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from align_api import Algorithm, ManifestError, validate_document
+from align_api import Algorithm, ManifestError, load_text
 from align_operator.cli import app
 from align_operator.cli.cluster import EXIT_FAILED, err_console
 from align_operator.openai_import import RL_ALGORITHMS, Note, Options, RequestError, convert
@@ -76,13 +76,13 @@ def import_openai(
     if namespace:
         manifest["metadata"]["namespace"] = namespace
     print_notes(notes)
+    text = render(manifest, notes, Path(source).name)
     try:
-        validate_document(manifest, file=source)
+        load_text(text, file=source)  # the YAML as kubectl will read it, not just the dict we meant to write
     except ManifestError as exc:
         for error in exc.errors:
             err_console.print(f"[red]invalid:[/red] {error.path}: {error.message}")
         raise typer.Exit(EXIT_FAILED)
-    text = render(manifest, notes, Path(source).name)
     if output:
         output.write_text(text, encoding="utf-8")
         err_console.print(f"wrote {output}: alignctl validate {output} && alignctl submit {output}")

@@ -11,6 +11,7 @@ import aiohttp
 import kopf
 
 from .. import metrics
+from . import admission
 from ..kube import Client, connection_from_kubeconfig
 from ..settings import Settings
 
@@ -76,6 +77,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     memo.scrapes = asyncio.Semaphore(16)  # bounds concurrent scrapes across all jobs
     memo.wakeups = Wakeups()
     metrics.serve(ours.metrics_port)
+    if ours.webhook_port:
+        settings.admission.server = admission.server(ours)
     logger.info(f"align-operator starting: trainer image {ours.trainer_image}, "
                 f"namespaces {', '.join(ours.namespaces) or 'all'}")
 

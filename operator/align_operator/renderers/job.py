@@ -11,6 +11,7 @@ from align_api.constants import (CONFIG_FILE_NAME, CONFIG_MOUNT_PATH, ENV_AWS_AC
                                  ExitCode)
 
 from ..settings import Settings
+from .hub import hub_env
 from .names import KUEUE_QUEUE_LABEL, child_labels, config_name, job_name, service_name
 from .service import RENDEZVOUS_PORT
 
@@ -211,7 +212,7 @@ def render_job(job: AlignmentJob, namespace: str, settings: Settings,
         # The root filesystem is read-only: relative paths (./runs/<name>, the trainer's working directory when
         # spec.output.uri uploads the result) must land on the writable scratch volume, not in the image.
         "workingDir": WORK_DIR,
-        "env": env(job, resolved_uris),
+        "env": env(job, resolved_uris) + hub_env(job, settings),
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "volumeMounts": mounts,
         "securityContext": container_security,

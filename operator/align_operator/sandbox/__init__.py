@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 import httpx
 import yaml
 
+from align_api import yamlio
 from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES
 
 from ..kube import Resource
@@ -336,7 +337,7 @@ def _documents(manifest: Mapping[str, Any] | str | os.PathLike[str]) -> list[dic
     text = str(manifest)
     if isinstance(manifest, os.PathLike) or ("\n" not in text and Path(text).is_file()):
         text = Path(manifest).read_text()
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    return [doc for doc in yamlio.load_all(text) if doc]  # as kubectl reads it
 
 
 def dump(obj: Any, output: str = "yaml") -> str:

@@ -32,8 +32,9 @@ import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
-import yaml
 from kmock._internal import enums, rendering  # kmock exports no names for these two
+
+from align_api import yamlio
 
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
 
@@ -194,7 +195,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         content_type = request.headers.get("Content-Type", "")
         method = _method(request)
         if method == "PATCH" and "apply-patch" in content_type:
-            data = yaml.safe_load(request.text) or {}
+            data = yamlio.load(request.text) or {}  # as a real API server reads YAML
             current = self._current(request)
             if current is None:
                 data.setdefault("metadata", {})["name"] = request.name

@@ -22,7 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import yaml
+from align_api import yamlio
 
 MESSAGES = {
     10: ("ConfigError", "spec.model.quantization: 4-bit needs CUDA"),
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--output")
     args = parser.parse_args(argv)
-    doc = yaml.safe_load(Path(args.config).read_text())
+    doc = yamlio.load(Path(args.config).read_text())
     labels = (doc.get("metadata") or {}).get("labels") or {}
     name = (doc.get("metadata") or {}).get("name", "job")
     steps = int(labels.get("fake.align.dev/steps", 5))

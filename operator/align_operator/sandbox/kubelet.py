@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+from align_api import yamlio
 from align_api.constants import CONFIG_FILE_NAME
 
 from ..kube import PODS, Client, NotFound
@@ -232,7 +233,7 @@ class Kubelet:
         for _, local in mounts:
             config = local / CONFIG_FILE_NAME
             if config.is_file():
-                doc = yaml.safe_load(config.read_text()) or {}
+                doc = yamlio.load(config.read_text()) or {}
                 if isinstance(doc.get("spec"), dict):
                     doc["spec"].setdefault("metrics", {})["port"] = port
                     config.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -1,203 +1,159 @@
-"""A python-grader worker process: confines itself, then runs untrusted `grade(sample, item)` calls.
+"""A python-grader worker: confines itself once, then forks a fresh grader process for every call.
 
 Started by `sandbox.SandboxPool` as `python -I _sandbox_worker.py CONFIG_JSON` with an empty environment.
 Standard library only, and run by path (not `-m`) so nothing of align_trainer is imported into the process
 that executes untrusted code.
+
+The worker is a fork server. It confines itself (below), pre-imports the allowed libraries a grader's source
+names when the grader is loaded, and for every `grade` request forks a child that runs the grader's module
+code and `grade(sample, item)` from that snapshot, sends one result frame and exits. Nothing a call does
+(module globals, caches, monkey-patched libraries, files in the working directory, which the worker wipes after
+each call) reaches the next call, so rewards cannot depend on the order of samples. The worker also enforces
+the wall-clock limit: a child that overruns is SIGKILLed and the worker stays up.
 
 Confinement, strongest first; each layer is tried independently and what took effect is reported in the
 hello frame (`isolation`), because which ones the kernel allows depends on where the trainer runs:
 
 * kernel layers (the security boundary):
   - new network namespace (CLONE_NEWNET): no interface but a down loopback, so no connection anywhere;
-  - new mount namespace with fresh size-limited tmpfs on /tmp, /var/tmp, /dev/shm: the only writable
-    places are private and vanish with the worker;
+  - new PID namespace: the worker is its init, `/proc` lists the grader's processes only;
+  - new mount namespace with a new read-only root (`_sandbox_rootfs.py`): the standard library, the allowed
+    grader libraries, shared libraries, a few devices, a private size-limited tmpfs on /tmp; nothing else;
   - a dedicated unprivileged uid/gid per worker slot when started as root (RLIMIT_NPROC is ignored for
     root, and root could write anywhere), or a user namespace when not root;
-  - rlimits: RLIMIT_AS (memory), RLIMIT_NPROC = 0 (no fork, no threads), RLIMIT_FSIZE, RLIMIT_NOFILE,
-    RLIMIT_CORE = 0, RLIMIT_CPU (backstop; the wall-clock limit is enforced by the parent);
+  - rlimits: RLIMIT_AS (memory), RLIMIT_NPROC = 0 in the grader (no fork, no threads), RLIMIT_FSIZE,
+    RLIMIT_NOFILE, RLIMIT_CORE = 0, RLIMIT_CPU per call (backstop of the wall-clock limit);
   - PR_SET_NO_NEW_PRIVS, not dumpable (no ptrace by siblings), SIGKILL when the trainer dies.
-* an audit hook (PEP 578; defence in depth and the fallback where the kernel refuses namespaces): denies
-  sockets, process creation, signals to other processes, ctypes, gc introspection, rlimit changes, writes
-  outside the private directory and reads of other processes' /proc entries.
+* an audit hook (PEP 578, `_sandbox_hook.py`), installed in each grader child (defence in depth, and the
+  fallback where the kernel refuses namespaces): denies sockets, process creation, signals, ctypes, gc
+  introspection, rlimit changes, writes outside the working directory, and reads or listings outside the
+  paths the grader's root exposes (other processes' /proc entries among them).
 
 Protocol on two private pipes (fds moved away from 0/1/2, which point at /dev/null): frames of a 4-byte
-big-endian length and a JSON object. Every request carries a random `id` the response must echo, so a
-grader that writes forged frames desynchronises nothing: the parent kills a worker on an unexpected id.
+big-endian length and a JSON object. Every request carries a random `id` the response must echo. The grader
+child never holds those pipes: it writes its one frame to a private pipe, with a per-call token, and a
+forged or second frame is a protocol error of that call only.
 """
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import math
 import numbers
 import os
 import resource
+import secrets
+import select
+import signal
 import struct
 import sys
+import time
 import traceback
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_BIND = 0x1000
-MS_RDONLY = 0x1
-MS_REMOUNT = 0x20
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 MAX_FRAME = 64 * 1024 * 1024
 MAX_LOG = 2000
 THREAD_CAPS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 
 
 def _libc():  # type: ignore[no-untyped-def]
-    import ctypes  # only before the audit hook is installed; the hook denies ctypes afterwards
+    import ctypes  # only outside grader children: their audit hook denies ctypes
     return ctypes.CDLL(None, use_errno=True), ctypes
 
 
-def _expose_python(libc) -> list[str]:  # type: ignore[no-untyped-def]
-    """Make the interpreter's own files reachable for the unprivileged worker uid.
+def _sibling(name: str):  # type: ignore[no-untyped-def]
+    """`_sandbox_<name>.py` next to this file, loaded by path: `-I` keeps this directory off sys.path."""
+    import importlib.util
 
-    Python may live under a directory only root may enter (pyenv under /root, mode 0700). In our private
-    mount namespace such a directory is covered by an empty tmpfs holding bind mounts of just the entries
-    on the way to the interpreter's paths; everything else in it stays hidden from the grader.
-    """
-    import stat
-
-    needed = _interpreter_paths()
-    stage_root = "/tmp/.stage"
-    covered: dict[str, str] = {}
-    exposed: list[str] = []
-    for target in sorted(os.path.realpath(p) for p in needed):
-        cur = "/"
-        for comp in [c for c in target.split("/") if c]:
-            nxt = os.path.join(cur, comp)
-            if cur not in covered and not os.stat(cur).st_mode & stat.S_IXOTH:
-                stage = os.path.join(stage_root, str(len(covered)))
-                os.makedirs(stage, mode=0o700)
-                if libc.mount(cur.encode(), stage.encode(), None, MS_BIND | MS_REC, None) != 0 or \
-                        libc.mount(b"tmpfs", cur.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755") != 0:
-                    raise OSError(f"cannot expose {target}: mounting over {cur} failed")
-                covered[cur] = stage
-                exposed.append(cur)
-            if cur in covered and not os.path.lexists(nxt):
-                original = os.path.join(covered[cur], comp)
-                if os.path.isdir(original):
-                    os.mkdir(nxt, 0o755)
-                else:
-                    open(nxt, "w").close()
-                if libc.mount(original.encode(), nxt.encode(), None, MS_BIND | MS_REC, None) != 0:
-                    raise OSError(f"cannot expose {target}: bind mount of {nxt} failed")
-            cur = nxt
-    os.chmod(stage_root, 0o700) if os.path.isdir(stage_root) else None
-    return exposed
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"_sandbox_{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_sandbox_{name}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
-def _interpreter_paths() -> set[str]:
-    needed = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)}
-    needed.update(p for p in sys.path if p and os.path.exists(p))
-    return needed
-
-
-def _paths_under_tmp() -> list[str]:
-    """Interpreter paths (real paths) that a private tmpfs on /tmp would hide, outermost first, no nesting."""
-    paths = _interpreter_paths()
-    # both spellings: a venv under /tmp may link to an interpreter elsewhere, and the reverse
-    found = sorted(p for p in {os.path.realpath(p) for p in paths} | {os.path.abspath(p) for p in paths}
-                   if p.startswith("/tmp/"))
-    out: list[str] = []
-    for path in found:
-        if not any(path == kept or path.startswith(kept + "/") for kept in out):
-            out.append(path)
-    return out
-
-
-def _restore_under_tmp(libc, old_tmp: int, paths: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """Bind-mount `paths` from the old /tmp (held open as `old_tmp`) into the private tmpfs, read-only."""
-    for path in paths:
-        rel = os.path.relpath(path, "/tmp")
-        source = f"/proc/self/fd/{old_tmp}/{rel}"
-        if os.path.isdir(source):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            open(path, "w").close()
-        if libc.mount(source.encode(), path.encode(), None, MS_BIND | MS_REC, None) != 0:
-            raise OSError(f"cannot keep {path} visible: bind mount failed")
-        libc.mount(None, path.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, None)
-    for path in paths:  # the directories created on the way stay traversable, not writable
-        parent = os.path.dirname(path)
-        while parent not in ("/tmp", "/"):
-            os.chmod(parent, 0o755)
-            parent = os.path.dirname(parent)
-
-
-def _confine(cfg: dict) -> tuple[dict, str]:
-    """Apply every confinement layer this kernel allows; returns (what took effect, working directory)."""
-    import signal
-
-    libc, ctypes = _libc()
-    report: dict = {}
-    uid = os.getuid()
-    root = uid == 0
-
-    def err() -> str:
-        return os.strerror(ctypes.get_errno())
-
-    # Namespaces. As root: net + mount. Otherwise a user namespace makes both possible where allowed.
-    # (`kernel: false` skips them and the uid change: how the tests exercise what the audit hook holds alone.)
-    kernel = cfg.get("kernel", True)
-    flags = CLONE_NEWNET | CLONE_NEWNS
-    if not kernel:
-        ok = False
-    elif root:
-        ok = libc.unshare(flags) == 0
+def _unshare(libc, ctypes, root: bool, report: dict) -> tuple[bool, bool]:  # type: ignore[no-untyped-def]
+    """New net + mount (+ PID) namespaces; a user namespace too when not root. Returns (namespaces, pid ns)."""
+    base = CLONE_NEWNET | CLONE_NEWNS | (0 if root else CLONE_NEWUSER)
+    for flags in (base | CLONE_NEWPID, base):
+        if libc.unshare(flags) == 0:
+            break
+        report["namespace_error"] = os.strerror(ctypes.get_errno())
     else:
-        gid = os.getgid()
-        ok = libc.unshare(flags | CLONE_NEWUSER) == 0
-        if ok:
-            try:
-                for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"0 {uid} 1"),
-                                   ("/proc/self/gid_map", f"0 {gid} 1")):
-                    with open(path, "w") as fh:
-                        fh.write(text)
-            except OSError as exc:
-                report["userns_error"] = str(exc)
-        report["user_namespace"] = ok
-    report["network_namespace"] = ok
-    if not ok:
-        report["namespace_error"] = err() if kernel else "disabled"
+        return False, False
+    report.pop("namespace_error", None)
+    if not root:
+        uid, gid = os.geteuid(), os.getegid()
+        try:
+            for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"0 {uid} 1"),
+                               ("/proc/self/gid_map", f"0 {gid} 1")):
+                with open(path, "w") as fh:
+                    fh.write(text)
+        except OSError as exc:
+            report["userns_error"] = str(exc)
+    return True, bool(flags & CLONE_NEWPID)
 
+
+def _become_init(libc) -> None:  # type: ignore[no-untyped-def]
+    """Fork into the new PID namespace. The parent (outside it) only mirrors the child's end; the child, PID 1
+    there, returns. When PID 1 dies the kernel kills every grader process of the namespace."""
+    pid = os.fork()
+    if pid == 0:
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        return
+    for fd in range(3, 64):  # keep no end of the protocol pipes open: the trainer must see EOF when PID 1 dies
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def _confine(cfg: dict) -> tuple[dict, str, dict[str, list[str]]]:
+    """Apply every confinement layer this kernel allows; returns (what took effect, working dir, readable paths)."""
+    libc, ctypes = _libc()
+    rootfs = _sibling("rootfs")
+    report: dict = {}
+    root = os.getuid() == 0
+    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != cfg["parent_pid"]:  # the trainer died before PDEATHSIG was armed
+        os._exit(0)
+    # `kernel: false` skips namespaces and the uid change: how the tests exercise what the audit hook holds alone.
+    kernel = cfg.get("kernel", True)
+    ns, pidns = _unshare(libc, ctypes, root, report) if kernel else (False, False)
+    if not kernel:
+        report["namespace_error"] = "disabled"
+    report.update(network_namespace=ns, mount_namespace=ns, pid_namespace=pidns)
+    if not root:
+        report["user_namespace"] = ns
+    if pidns:
+        _become_init(libc)
+    # Computed before the root changes: host paths, bind-mounted at the same paths inside.
+    # The pool passes the view a previous worker computed (same interpreter, same libraries): saves its startup.
+    visible = cfg.get("visible") or rootfs.visible_paths(cfg.get("libraries") or rootfs.ALLOWED_LIBRARIES)
+    report["visible"] = visible
+    report.update(filesystem="host", proc="host", libraries=visible["libraries"], modules=visible["modules"])
     workdir = ""
-    mounted = False
-    if ok and libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:
-        opts = f"size={int(cfg['disk_mb'])}m,mode=1777".encode()
-        # The interpreter, its venv or the trainer's code may live under /tmp (a CI clone, say): keep a handle on
-        # the old /tmp so those paths can be bind-mounted back, read-only, into the private one.
-        under_tmp = _paths_under_tmp()
-        old_tmp = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY) if under_tmp else -1
-        mounted = libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts) == 0
-        if mounted and under_tmp:
-            _restore_under_tmp(libc, old_tmp, under_tmp)
-        if old_tmp >= 0:
-            os.close(old_tmp)
-        if mounted:
-            for extra in (b"/var/tmp", b"/dev/shm"):
-                if os.path.isdir(extra):
-                    libc.mount(b"tmpfs", extra, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=1777")
-            workdir = "/tmp/grader"
-            if root and cfg.get("uid") is not None:
-                report["exposed"] = _expose_python(libc)
-        else:
-            report["mount_error"] = err()
-    report["private_tmp"] = mounted
+    if ns:
+        try:
+            report.update(rootfs.build_and_enter(cfg["base_dir"], visible, int(cfg["disk_mb"]), pidns))
+            workdir = rootfs.WORKDIR
+        except OSError as exc:  # half-built mounts stay in our private namespace; the hook guards the host view
+            report["filesystem_error"] = str(exc)
     if not workdir:
-        # No private tmpfs: a fresh directory under the pool's base, which only this worker's uid can enter.
         workdir = os.path.join(cfg["base_dir"], f"slot-{cfg['slot']}-{os.getpid()}")
     os.makedirs(workdir, mode=0o700, exist_ok=True)
 
@@ -208,13 +164,16 @@ def _confine(cfg: dict) -> tuple[dict, str]:
         os.setgroups([])
         os.setresgid(target, target, target)
         os.setresuid(target, target, target)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # a uid change clears it
     report["uid"] = os.getuid()
     report["dropped_root"] = root and os.getuid() != 0
+    # RLIMIT_NPROC = 0 is set in each grader child; the kernel ignores it only for real root (uid 0 inside a user
+    # namespace of ours is still the unprivileged user outside it, whose limit binds)
+    report["nproc_enforced"] = not root or os.getuid() != 0
 
-    # rlimits after the uid change: RLIMIT_NPROC = 0 then forbids fork and threads for that uid.
     mem = int(cfg["memory_mb"]) * 1024 * 1024
     limits = {"RLIMIT_AS": mem, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": int(cfg["disk_mb"]) * 1024 * 1024,
-              "RLIMIT_NOFILE": 64, "RLIMIT_CPU": int(cfg["cpu_seconds"]), "RLIMIT_NPROC": 0}
+              "RLIMIT_NOFILE": 64}
     applied = []
     for name, value in limits.items():
         try:
@@ -222,70 +181,21 @@ def _confine(cfg: dict) -> tuple[dict, str]:
             applied.append(name)
         except (ValueError, OSError):
             pass
-    report["rlimits"] = applied
-    report["nproc_enforced"] = "RLIMIT_NPROC" in applied and os.getuid() != 0
-
+    report["rlimits"] = applied + ["RLIMIT_NPROC", "RLIMIT_CPU"]
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # after setuid: a uid change clears it
-    if os.getppid() != cfg["parent_pid"]:  # the trainer died before PDEATHSIG was armed
-        os._exit(0)
     os.chdir(workdir)
     # Nothing of the trainer's environment remains (clear() unsets in libc's environ too) except the thread
     # caps the pool set: BLAS libraries read them at load time and would fail to start threads otherwise.
     keep = {k: v for k, v in os.environ.items() if k in THREAD_CAPS}
     os.environ.clear()
     os.environ.update(keep)
-    return report, workdir
-
-
-def _install_audit_hook(workdir: str) -> None:
-    """Deny what the grader has no business doing. Closure over immutable values only, no global state."""
-    deny_prefix = ("socket.", "subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
-                   "os.system", "os.kill", "os.killpg", "pty.", "ctypes.", "gc.get_", "resource.setrlimit",
-                   "resource.prlimit", "sys.remote_exec", "_posixsubprocess.", "os.startfile", "winreg.",
-                   "webbrowser.", "ftplib.", "smtplib.", "telnetlib.", "urllib.", "http.", "imaplib.",
-                   "nntplib.", "poplib.")
-    path_events = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link",
-                             "os.chmod", "os.chown", "os.truncate", "os.utime", "os.setxattr", "os.removexattr",
-                             "os.chflags", "os.lchflags", "os.lchmod", "os.mkfifo", "os.mknod", "shutil.rmtree",
-                             "shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.move"})
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-    root = os.path.realpath(workdir) + os.sep
-    self_proc = (f"/proc/{os.getpid()}/", "/proc/self/", "/proc/thread-self/", "/proc/cpuinfo", "/proc/meminfo")
-    realpath = os.path.realpath
-    fspath = os.fspath
-
-    def inside(path: object) -> bool:
-        if isinstance(path, int):
-            return True  # an fd already opened (and checked) by us
-        try:
-            text = fspath(path)  # type: ignore[arg-type]
-            if isinstance(text, bytes):
-                text = text.decode("utf-8", "surrogateescape")
-            return (realpath(text) + os.sep).startswith(root) or text == "/dev/null"
-        except Exception:
-            return False
-
-    def hook(event: str, args: tuple) -> None:
-        if event.startswith(deny_prefix):
-            raise PermissionError(f"sandbox: {event} is not allowed in a python grader")
-        if event == "open":
-            path, mode, flags = args
-            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
-                      (isinstance(flags, int) and flags & write_flags)
-            if writing and not inside(path):
-                raise PermissionError(f"sandbox: writing {path!r} is not allowed (only the working directory)")
-            if isinstance(path, str) and path.startswith("/proc/") and not path.startswith(self_proc):
-                raise PermissionError(f"sandbox: reading {path} is not allowed")
-        elif event in path_events:
-            for arg in args[:2]:
-                if isinstance(arg, (str, bytes, os.PathLike)) and not inside(arg):
-                    raise PermissionError(f"sandbox: {event} outside the working directory is not allowed")
-        elif event == "object.__setattr__" and len(args) > 1 and args[1] in ("__code__", "cell_contents"):
-            raise PermissionError("sandbox: replacing code objects is not allowed")
-
-    sys.addaudithook(hook)
+    # What the grader may read, and the directories it may list besides those: the import system lists sys.path
+    # entries; /proc only where it is our own.
+    readable = {"read": [*visible["readonly"], *DEVICES],
+                "list": [os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)]
+                + (["/proc"] if report["proc"] == "private" else [])}
+    return report, workdir, readable
 
 
 def _as_number(value: object) -> float:
@@ -299,64 +209,196 @@ def _as_number(value: object) -> float:
     return out
 
 
-class _Channel:
-    def __init__(self, rfd: int, wfd: int):
-        self.rfd, self.wfd = rfd, wfd
+def _frame(obj: dict) -> bytes:
+    data = json.dumps(obj, allow_nan=True, default=str).encode()
+    return struct.pack(">I", len(data)) + data
 
-    def _read_exact(self, n: int) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            chunk = os.read(self.rfd, n - got)
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
 
-    def recv(self) -> dict:
-        (size,) = struct.unpack(">I", self._read_exact(4))
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes | None:
+    """n bytes, or None at EOF / past the deadline."""
+    chunks, got = [], 0
+    while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int, deadline: float | None) -> dict | str:
+    """One frame, or why not: 'eof', 'timeout' or 'malformed'."""
+    head = _read_exact(fd, 4, deadline)
+    if head is None:
+        return "timeout" if deadline is not None and time.monotonic() >= deadline else "eof"
+    (size,) = struct.unpack(">I", head)
+    body = _read_exact(fd, size, deadline) if size <= MAX_FRAME else None
+    if body is None:
         if size > MAX_FRAME:
-            raise EOFError
-        return json.loads(self._read_exact(size))
-
-    def send(self, obj: dict) -> None:
-        data = json.dumps(obj, allow_nan=True, default=str).encode()
-        data = struct.pack(">I", len(data)) + data
-        while data:
-            data = data[os.write(self.wfd, data):]
+            return "malformed"
+        return "timeout" if deadline is not None and time.monotonic() >= deadline else "eof"
+    try:
+        return json.loads(body)
+    except ValueError:
+        return "malformed"
 
 
-def _serve(chan: _Channel) -> None:
-    graders: dict[str, dict] = {}
-    while True:
-        req = chan.recv()
-        rid = req.get("id")
-        captured = io.StringIO()
-        out: dict = {"id": rid}
-        try:
-            if req["op"] == "load":
-                namespace: dict = {"__name__": "grader", "__builtins__": __builtins__}
-                sys.stdout = sys.stderr = captured
-                exec(compile(req["source"], "<grader>", "exec"), namespace)
-                if not callable(namespace.get("grade")):
-                    raise TypeError("source does not define grade(sample, item)")
-                graders[req["key"]] = namespace
-                out.update(ok=True)
+class _Zygote:
+    """The fork server: holds compiled graders and the pre-imported libraries, runs each call in a child."""
+
+    def __init__(self, rfd: int, wfd: int, cfg: dict, workdir: str, readable: dict[str, list[str]],
+                 modules: set[str], hook):  # type: ignore[no-untyped-def]
+        self.rfd, self.wfd, self.cfg = rfd, wfd, cfg
+        self.workdir, self.readable, self.modules = workdir, readable, modules
+        self.timeout = float(cfg["timeout"])
+        self.programs: dict[str, object] = {}
+        self.libc, _ = _libc()
+        self.hook = hook  # installed in each grader child
+
+    def serve(self) -> None:
+        while True:
+            req = _read_frame(self.rfd, None)
+            if not isinstance(req, dict):
+                return  # the trainer closed the pipe (or broke the protocol): nothing left to do
+            out: dict = {"id": req.get("id")}
+            if req.get("op") == "load":
+                out.update(self._load(req))
+            elif req.get("key") not in self.programs:
+                out.update(ok=False, error_type="SandboxError", error="grader not loaded in this worker")
             else:
-                grade = graders[req["key"]]["grade"]
-                sys.stdout = sys.stderr = captured
-                out.update(ok=True, value=_as_number(grade(req["sample"], req["item"])))
+                out.update(self._call(self.programs[req["key"]], req))
+            clean = self._wipe_workdir()
+            _write_all(self.wfd, _frame(out))
+            if not clean:
+                return  # a working directory we cannot empty would carry state: let the pool start a new worker
+
+    def _load(self, req: dict) -> dict:
+        """Compile (no grader code runs here) and pre-import the allowed libraries the source names."""
+        try:
+            tree = ast.parse(req["source"], "<grader>")
+            code = compile(tree, "<grader>", "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            return {"ok": False, "error_type": type(exc).__name__, "error": str(exc)[-MAX_LOG:]}
+        for name in _imported_names(tree) & self.modules:
+            if name not in sys.modules:
+                try:
+                    __import__(name)  # trusted library code, imported once into the snapshot children fork from
+                except Exception:
+                    pass  # the grader gets the same ImportError when it imports it
+        self.programs[req["key"]] = code
+        return {"ok": True}
+
+    def _call(self, code: object, req: dict) -> dict:
+        token = secrets.token_hex(16)
+        rfd, wfd = os.pipe()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(rfd)
+                os.close(self.rfd)
+                os.close(self.wfd)
+                self._child(code, req, wfd, token)
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        try:
+            reply = _read_frame(rfd, start + self.timeout)
+        finally:
+            os.close(rfd)
+        try:
+            os.kill(pid, signal.SIGKILL)  # done or overrun: nothing of this call outlives it
+        except ProcessLookupError:
+            pass
+        _, status = os.waitpid(pid, 0)
+        if reply == "timeout":
+            return {"ok": False, "error_type": "Timeout",
+                    "error": f"grade() exceeded the {self.timeout:g}s wall-clock limit"}
+        if reply == "eof":
+            return {"ok": False, "error_type": "WorkerDied", "error": _death(status)}
+        if not isinstance(reply, dict) or reply.pop("token", None) != token:
+            return {"ok": False, "error_type": "ProtocolError",
+                    "error": "the grader wrote a malformed or forged result frame"}
+        return {k: reply[k] for k in ("ok", "value", "error", "error_type", "logs") if k in reply}
+
+    def _child(self, code: object, req: dict, wfd: int, token: str) -> None:
+        """Runs in the forked child: last limits, the audit hook, then the grader's module and grade()."""
+        self.libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        cpu = int(math.ceil(self.timeout)) + 1
+        for name, value in (("RLIMIT_NPROC", (0, 0)), ("RLIMIT_CPU", (cpu, cpu + 1))):
+            try:
+                resource.setrlimit(getattr(resource, name), value)
+            except (ValueError, OSError):
+                pass
+        self.hook.install(self.workdir, self.readable)
+        captured = io.StringIO()
+        out: dict = {"token": token}
+        try:
+            sys.stdout = sys.stderr = captured
+            namespace: dict = {"__name__": "grader", "__builtins__": __builtins__}
+            exec(code, namespace)  # noqa: S102 - the point of a python grader; confined above
+            grade = namespace.get("grade")
+            if not callable(grade):
+                raise TypeError("source does not define grade(sample, item)")
+            out.update(ok=True, value=_as_number(grade(req["sample"], req["item"])))
         except MemoryError:
             out.update(ok=False, error_type="MemoryError", error="grader exceeded its memory limit")
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: one bad call never ends the worker
-            tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-            out.update(ok=False, error_type=type(exc).__name__, error=("".join(tb[-3:]))[-MAX_LOG:])
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: reported as this call's error
+            ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_")
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(ours)]
+            text = "".join(traceback.format_list(frames[-2:]) + traceback.format_exception_only(type(exc), exc))
+            out.update(ok=False, error_type=type(exc).__name__, error=text[-MAX_LOG:])
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         logs = captured.getvalue()
         if logs:
             out["logs"] = logs[-MAX_LOG:]
-        chan.send(out)
+        _write_all(wfd, _frame(out))
+
+    def _wipe_workdir(self) -> bool:
+        try:
+            _wipe(self.workdir)
+            return True
+        except OSError:
+            return False
+
+
+def _wipe(path: str) -> None:
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            os.chmod(entry.path, 0o700)  # a grader may have made it unreadable
+            _wipe(entry.path)
+            os.rmdir(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def _imported_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _death(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
+        return f"grader process was killed by {name} (e.g. CPU/memory limit or crash)"
+    return f"grader process exited with code {os.waitstatus_to_exitcode(status)} (os._exit?)"
 
 
 def main() -> None:
@@ -367,21 +409,18 @@ def main() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-    chan = _Channel(rfd, wfd)
     try:
-        report, workdir = _confine(cfg)
+        hook = _sibling("hook")  # loaded before the root changes: our own files are not in the grader's root
+        report, workdir, readable = _confine(cfg)
+        modules = set(report.pop("modules", ()))
+        visible = report.pop("visible")
     except Exception as exc:  # refuse to run untrusted code half-confined
-        chan.send({"id": "hello", "ok": False, "error": f"sandbox setup failed: {exc!r}"})
+        _write_all(wfd, _frame({"id": "hello", "ok": False, "error": f"sandbox setup failed: {exc!r}"}))
         return
-    # ctypes stays imported (numpy imports it): re-running its module would dlopen, which the hook denies;
-    # every foreign call, dlopen or raw memory access through it is an audited event the hook refuses.
-    _install_audit_hook(workdir)
     report["audit_hook"] = True
-    chan.send({"id": "hello", "ok": True, "isolation": report})
-    try:
-        _serve(chan)
-    except EOFError:
-        pass
+    report["fresh_state_per_call"] = True
+    _write_all(wfd, _frame({"id": "hello", "ok": True, "isolation": report, "visible": visible}))
+    _Zygote(rfd, wfd, cfg, workdir, readable, modules, hook).serve()
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ from .sandbox import CallResult, SandboxPool, get_pool
 
 
 def to_result(call: CallResult) -> GradeResult:
+    # Where a kernel layer is missing, every result says what the grader could still reach (metadata.details).
+    sandbox = {"sandbox_degraded": list(call.degraded)} if call.degraded else {}
     if call.error is None and call.value is not None:
-        return GradeResult(call.value, execution_time=call.duration)
-    details: dict[str, Any] = {"error": call.error, "error_type": call.error_type}
+        return GradeResult(call.value, execution_time=call.duration, details=sandbox)
+    details: dict[str, Any] = {"error": call.error, "error_type": call.error_type, **sandbox}
     if call.logs:
         details["logs"] = call.logs
     if call.server_error:

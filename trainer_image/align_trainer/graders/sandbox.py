@@ -1,9 +1,11 @@
 """A reusable pool of confined worker processes for untrusted python graders.
 
-Each call gets a wall-clock limit; a worker that hangs, dies (os._exit, segfault, SIGXCPU), breaks the
-protocol or cannot confine itself is killed and replaced on the next call, and the call returns an error
-instead of a value. The pool never raises for something the grader did: the training loop keeps going.
-See `_sandbox_worker.py` for the confinement layers.
+Each worker is a confined fork server (`_sandbox_worker.py`): every call runs in a fresh child forked from a
+snapshot that has the grader compiled and its allowed libraries imported, so no state passes between calls.
+The worker enforces each call's wall-clock limit; the pool keeps a backstop deadline a few seconds later, and
+a worker that hangs, dies, breaks the protocol or cannot confine itself is killed and replaced on the next
+call. A failed call returns an error instead of a value: the pool never raises for something the grader did.
+See `_sandbox_worker.py` and `_sandbox_rootfs.py` for the confinement layers.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ ENV_TIMEOUT = "ALIGN_PYTHON_GRADER_TIMEOUT"
 ENV_MEMORY_MB = "ALIGN_PYTHON_GRADER_MEMORY_MB"
 ENV_WORKERS = "ALIGN_PYTHON_GRADER_WORKERS"
 ENV_UID_BASE = "ALIGN_PYTHON_GRADER_UID_BASE"
+ENV_LIBRARIES = "ALIGN_PYTHON_GRADER_LIBRARIES"
+#: Seconds the pool waits beyond a call's limit before it treats the worker (not the grader) as stuck.
+BACKSTOP_SECONDS = 5.0
+#: Seconds a worker gets to start, or to load a grader (pre-importing its libraries).
+START_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,9 @@ class SandboxLimits:
     disk_mb: int = 256             #: private tmpfs size and RLIMIT_FSIZE
     workers: int = 2               #: processes in the pool
     uid_base: int = 61000          #: worker slot i runs as uid/gid uid_base + i when the trainer is root
-    max_calls: int = 5000          #: recycle a worker after this many calls (bounds leaks and CPU time)
+    max_calls: int = 5000          #: recycle a worker after this many calls (bounds leaks in the fork server)
     kernel_isolation: bool = True  #: namespaces + dedicated uid when allowed (False: tests of the hook alone)
+    libraries: tuple[str, ...] = ()  #: importable third-party distributions (empty: the worker's ALLOWED_LIBRARIES)
 
     @classmethod
     def from_env(cls) -> "SandboxLimits":
@@ -55,7 +63,8 @@ class SandboxLimits:
         return cls(timeout=float(env.get(ENV_TIMEOUT, cls.timeout)),
                    memory_mb=int(env.get(ENV_MEMORY_MB, cls.memory_mb)),
                    workers=int(env.get(ENV_WORKERS, min(cls.workers, os.cpu_count() or 1))),
-                   uid_base=int(env.get(ENV_UID_BASE, cls.uid_base)))
+                   uid_base=int(env.get(ENV_UID_BASE, cls.uid_base)),
+                   libraries=tuple(n.strip() for n in env.get(ENV_LIBRARIES, "").split(",") if n.strip()))
 
 
 @dataclass
@@ -68,6 +77,7 @@ class CallResult:
     server_error: bool = False         #: the sandbox failed (python_grader_server_error), not the grader code
     duration: float = 0.0
     logs: str | None = None
+    degraded: list[str] = field(default_factory=list)  #: confinement layers missing where this call ran
 
 
 @dataclass
@@ -77,6 +87,10 @@ class _Worker:
     loaded: set[str] = field(default_factory=set)
     calls: int = 0
     isolation: dict[str, Any] = field(default_factory=dict)
+
+
+#: (interpreter, libraries) -> the grader's view a worker computed (paths to expose), reused by later workers.
+_VIEWS: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
 
 
 class SandboxError(RuntimeError):
@@ -99,6 +113,7 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-spawn")
         self.stats = {"calls": 0, "errors": 0, "timeouts": 0, "restarts": 0}
+        self._view_key = (sys.executable, self.limits.libraries)
 
     # --- public ------------------------------------------------------------------------------------------
     def run(self, source: str, sample: Any, item: Any) -> CallResult:
@@ -138,30 +153,37 @@ class SandboxPool:
             if worker.proc is None or worker.proc.poll() is not None or worker.calls >= self.limits.max_calls:
                 self._start(worker)
             if key not in worker.loaded:
-                reply = self._request(worker, {"op": "load", "key": key, "source": source}, start)
+                reply = self._request(worker, {"op": "load", "key": key, "source": source},
+                                      time.monotonic() + START_SECONDS)
                 if not reply.get("ok"):
-                    return self._failed(reply, start)
+                    return self._failed(worker, reply, start)
                 worker.loaded.add(key)
             worker.calls += 1
-            reply = self._request(worker, {"op": "grade", "key": key, "sample": sample, "item": item}, start)
+            # the worker enforces the limit itself; this deadline only catches a stuck worker
+            reply = self._request(worker, {"op": "grade", "key": key, "sample": sample, "item": item},
+                                  time.monotonic() + self.limits.timeout + BACKSTOP_SECONDS)
         except _CallFailed as exc:
             self._kill(worker)
-            return CallResult(None, str(exc), exc.kind, exc.kind == "SandboxError", time.monotonic() - start)
+            return CallResult(None, str(exc), exc.kind, exc.kind == "SandboxError", time.monotonic() - start,
+                              degraded=degraded(worker.isolation))
         if not reply.get("ok"):
-            return self._failed(reply, start)
+            return self._failed(worker, reply, start)
         value = reply.get("value")
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or \
                 value in (float("inf"), float("-inf")):  # re-checked here: the worker is not trusted
             return CallResult(None, f"grade() returned {value!r}, not a finite number", "ValueError",
-                              duration=time.monotonic() - start, logs=reply.get("logs"))
-        return CallResult(float(value), duration=time.monotonic() - start, logs=reply.get("logs"))
+                              duration=time.monotonic() - start, logs=reply.get("logs"),
+                              degraded=degraded(worker.isolation))
+        return CallResult(float(value), duration=time.monotonic() - start, logs=reply.get("logs"),
+                          degraded=degraded(worker.isolation))
 
     @staticmethod
-    def _failed(reply: dict, start: float) -> CallResult:
+    def _failed(worker: _Worker, reply: dict, start: float) -> CallResult:
         return CallResult(None, str(reply.get("error") or "grader failed")[:2000], str(reply.get("error_type") or "Error"),
-                          duration=time.monotonic() - start, logs=reply.get("logs"))
+                          duration=time.monotonic() - start, logs=reply.get("logs"),
+                          degraded=degraded(worker.isolation))
 
-    def _request(self, worker: _Worker, body: dict, start: float) -> dict:
+    def _request(self, worker: _Worker, body: dict, deadline: float) -> dict:
         rid = secrets.token_hex(16)
         proc = worker.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
@@ -172,10 +194,9 @@ class SandboxPool:
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise _CallFailed("WorkerDied", self._death(worker)) from None
-        deadline = start + self.limits.timeout
         reply = self._read_frame(worker, deadline)
         if reply.get("id") != rid:
-            raise _CallFailed("ProtocolError", "grader worker sent an unexpected frame (wrote to the protocol pipe?)")
+            raise _CallFailed("ProtocolError", "grader worker sent an unexpected frame")
         return reply
 
     def _read_frame(self, worker: _Worker, deadline: float) -> dict:
@@ -214,8 +235,8 @@ class SandboxPool:
                 self.stats["restarts"] += 1
         cfg = {"slot": worker.slot, "base_dir": str(self._base), "memory_mb": self.limits.memory_mb,
                "disk_mb": self.limits.disk_mb, "uid": self.limits.uid_base + worker.slot, "parent_pid": os.getpid(),
-               "cpu_seconds": int(self.limits.timeout * self.limits.max_calls + 60),
-               "kernel": self.limits.kernel_isolation}
+               "timeout": self.limits.timeout, "libraries": list(self.limits.libraries),
+               "kernel": self.limits.kernel_isolation, "visible": _VIEWS.get(self._view_key)}
         # Thread caps are set so numpy/BLAS never try to start threads (RLIMIT_NPROC = 0 forbids them);
         # the worker clears even these before running grader code. Nothing else of our environment passes.
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -227,10 +248,12 @@ class SandboxPool:
             close_fds=True).result()
         worker.loaded = set()
         worker.calls = 0
-        hello = self._read_frame(worker, time.monotonic() + 30)
+        hello = self._read_frame(worker, time.monotonic() + START_SECONDS)
         if not hello.get("ok") or hello.get("id") != "hello":
             raise _CallFailed("SandboxError", str(hello.get("error") or "grader worker failed to start"))
         worker.isolation = hello.get("isolation") or {}
+        if isinstance(hello.get("visible"), dict):  # sent by the worker's own code, before any grader ran
+            _VIEWS[self._view_key] = hello["visible"]
         self.isolation = worker.isolation
 
     def _death(self, worker: _Worker) -> str:
@@ -262,6 +285,19 @@ class SandboxPool:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def degraded(isolation: dict[str, Any]) -> list[str]:
+    """What a grader can still see or do because a kernel layer could not be set up here (empty: none)."""
+    out = []
+    if isolation.get("filesystem") not in ("pivot_root", "chroot"):
+        out.append("no private root filesystem: reading host files and other processes' /proc is refused by the "
+                   "audit hook only, and file metadata (os.stat) stays visible")
+    if not isolation.get("network_namespace"):
+        out.append("no network namespace: connections are refused by the audit hook only")
+    if not isolation.get("nproc_enforced"):
+        out.append("running as root: RLIMIT_NPROC does not bind; forks and threads are refused by the audit hook only")
+    return out
 
 
 class _CallFailed(Exception):

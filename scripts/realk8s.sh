@@ -13,6 +13,9 @@
 #                      and the 1.36 CRD server on 127.0.0.1:$((BASE+543)) (authentication and authorization
 #                      delegated to the core; it calls the validating admission webhooks registered on the core,
 #                      whose informers it shares). Writes $STATE/kubeconfig and $STATE/kubeconfig-crd.
+#                      Every request to the core server is audited (metadata only: who, verb, resource, answer)
+#                      to $STATE/logs/audit.log, so tests can show that a client (the operator with the chart's
+#                      RBAC) was never denied anything.
 #   realk8s.sh down    stops what `up` started, by PID, in reverse order.
 #   realk8s.sh status  prints what runs and where.
 #
@@ -178,7 +181,8 @@ up() {
   for port in $ETCD $((ETCD + 1)) $((ETCD + 2)) $CORE_PORT $ETCD_CRD $((ETCD_CRD + 1)) $((ETCD_CRD + 2)) $CRD_PORT; do
     port_free "$port" || die "port $port is in use (another instance?): choose another REALK8S_PORT_BASE"
   done
-  pki; rm -rf "$S/etcd" "$S/etcd-crd"
+  pki; rm -rf "$S/etcd" "$S/etcd-crd" "$L/audit.log"
+  printf 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n' > "$S/audit-policy.yaml"
   start etcd "$L/etcd.log" /usr/bin/etcd --name core --data-dir "$S/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD" --advertise-client-urls "http://127.0.0.1:$ETCD" \
     --listen-peer-urls "http://127.0.0.1:$((ETCD + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD + 1))" \
@@ -190,7 +194,8 @@ up() {
     --service-account-key-file="$K/sa.pub" --service-account-signing-key-file="$K/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc --api-audiences=https://kubernetes.default.svc \
     --service-cluster-ip-range=10.0.0.0/24 --cert-dir="$K/certdir" --enable-priority-and-fairness=false \
-    --profiling=false --endpoint-reconciler-type=none --v=1
+    --profiling=false --endpoint-reconciler-type=none --v=1 \
+    --audit-policy-file="$S/audit-policy.yaml" --audit-log-path="$L/audit.log" --audit-log-maxsize=200
   wait_ready "https://127.0.0.1:$CORE_PORT/readyz" "$L/apiserver.log" "$S/apiserver.pid"
   start kcm "$L/kcm.log" "$B/kube-controller-manager" --kubeconfig="$S/kubeconfig" \
     --controllers=job,garbagecollector,serviceaccount,serviceaccount-token,namespace \

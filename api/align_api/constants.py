@@ -31,25 +31,32 @@ class Algorithm(StrEnum):
     REFT = "reft"
     RLAIF = "rlaif"
     TPO = "tpo"
+    RPO = "rpo"
 
 
 #: Offline algorithms that learn from preference pairs (or unpaired labels for KTO).
-PREFERENCE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO})
+PREFERENCE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO,
+                                   Algorithm.RPO})
 #: Algorithms that need a frozen reference policy.
 REFERENCE_ALGORITHMS = frozenset(
     {Algorithm.DPO, Algorithm.KTO, Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO,
-     Algorithm.REFT, Algorithm.RLAIF, Algorithm.TPO}
+     Algorithm.REFT, Algorithm.RLAIF, Algorithm.TPO, Algorithm.RPO}
 )
 #: Online algorithms: the policy generates and something scores it.
 ONLINE_ALGORITHMS = frozenset(
     {Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO, Algorithm.REFT, Algorithm.RLAIF,
      Algorithm.TPO}
 )
+#: Algorithms with our own training loop (no TRL trainer): ppo (TRL dropped it), rlaif (our PPO), tpo (rounds).
+OWN_LOOP_ALGORITHMS = frozenset({Algorithm.PPO, Algorithm.RLAIF, Algorithm.TPO})
 #: Algorithms whose beta is the DPO-family inverse temperature (must be > 0).
 BETA_ALGORITHMS = frozenset(
     {Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO, Algorithm.ONLINE_DPO,
-     Algorithm.TPO}
+     Algorithm.TPO, Algorithm.RPO}
 )
+#: Offline preference algorithms that can instead run iterative rounds (hyperparameters.rounds): sample from the
+#: policy, score with spec.grader, train on best-vs-worst pairs, repeat.
+ITERATIVE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.RPO})
 
 
 class Phase(StrEnum):
@@ -102,7 +109,15 @@ class Reason(StrEnum):
     TRAINER_ERROR = "TrainerError"
     EVALUATION_GATE_FAILED = "EvaluationGateFailed"
     EVALUATION_PASSED = "EvaluationPassed"
+    #: The evaluation ran but its scorer scored no sample: nothing was measured, so nothing passed.
+    EVALUATION_UNSCORED = "EvaluationUnscored"
+    #: Before any model was loaded, the trainer found a problem (data, grader templates, output, batch sizes).
+    PREFLIGHT_FAILED = "PreflightFailed"
+    #: The grader failed on more samples than spec.runPolicy.maxGraderErrorRate allows.
+    GRADER_FAILING = "GraderFailing"
     JOB_DELETED = "JobDeleted"
+    FORBIDDEN = "Forbidden"  # the operator's RBAC does not allow a call it needs
+    JOB_FIELDS_DROPPED = "JobFieldsDropped"  # an older API server pruned Job fields (suspend, podFailurePolicy, ...)
 
 
 class ExitCode:
@@ -115,14 +130,19 @@ class ExitCode:
     DIVERGED = 12
     EVALUATION_GATE_FAILED = 13
     UPSTREAM_ERROR = 14
+    PREFLIGHT_FAILED = 15
+    GRADER_FAILING = 16
 
-    PERMANENT = (CONFIG_ERROR, DATA_ERROR, DIVERGED, EVALUATION_GATE_FAILED, UPSTREAM_ERROR)
+    PERMANENT = (CONFIG_ERROR, DATA_ERROR, DIVERGED, EVALUATION_GATE_FAILED, UPSTREAM_ERROR, PREFLIGHT_FAILED,
+                 GRADER_FAILING)
     REASONS = {
         CONFIG_ERROR: Reason.CONFIG_ERROR,
         DATA_ERROR: Reason.DATA_ERROR,
         DIVERGED: Reason.DIVERGED,
         EVALUATION_GATE_FAILED: Reason.EVALUATION_GATE_FAILED,
         UPSTREAM_ERROR: Reason.UPSTREAM_FAILED,
+        PREFLIGHT_FAILED: Reason.PREFLIGHT_FAILED,
+        GRADER_FAILING: Reason.GRADER_FAILING,
     }
 
 

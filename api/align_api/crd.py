@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .constants import CATEGORY, CRD_NAME, GROUP, KIND, ONLINE_ALGORITHMS, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from .constants import CATEGORY, CRD_NAME, GROUP, ITERATIVE_ALGORITHMS, KIND, ONLINE_ALGORITHMS, PLURAL, SHORT_NAME, SINGULAR, VERSION
 from .spec import AlignmentJobSpec
 from .status import Status
 
@@ -38,6 +38,10 @@ SPEC_RULES: list[dict[str, str]] = [
     {"rule": "!(self.algorithm in [" + ", ".join(f"'{a.value}'" for a in sorted(ONLINE_ALGORITHMS)) + "]) || has(self.grader)",
      "message": "grader is required for online algorithms (ppo, grpo, rloo, online-dpo, reft, rlaif, tpo)",
      "fieldPath": ".grader", "reason": "FieldValueRequired"},
+    {"rule": "!(self.algorithm in [" + ", ".join(f"'{a.value}'" for a in sorted(ITERATIVE_ALGORITHMS)) + "]) "
+             "|| !has(self.hyperparameters) || !has(self.hyperparameters.rounds) || has(self.grader)",
+     "message": "grader is required for iterative dpo/rpo (hyperparameters.rounds)",
+     "fieldPath": ".hyperparameters.rounds", "reason": "FieldValueRequired"},
     {"rule": "!has(self.model.reference) || !has(self.model.reference.kind) || self.model.reference.kind != 'adapter' "
              "|| has(self.model.reference.adapter)",
      "message": "model.reference.kind 'adapter' needs model.reference.adapter",
@@ -46,6 +50,14 @@ SPEC_RULES: list[dict[str, str]] = [
              "|| self.resources.gpusPerNode > 0",
      "message": "model.quantization needs resources.gpusPerNode >= 1", "fieldPath": ".model.quantization",
      "reason": "FieldValueInvalid"},
+    {"rule": "!has(self.resources) || !has(self.resources.strategy) || self.resources.strategy != 'fsdp' "
+             "|| !has(self.resources.gpusPerNode) || self.resources.gpusPerNode > 0",
+     "message": "resources.strategy fsdp needs GPUs (gpusPerNode >= 1); CPU ranks use ddp",
+     "fieldPath": ".resources.strategy", "reason": "FieldValueInvalid"},
+    {"rule": "!has(self.resources) || !has(self.resources.processesPerNode) || !has(self.resources.gpusPerNode) "
+             "|| self.resources.gpusPerNode == 0 || self.resources.processesPerNode == self.resources.gpusPerNode",
+     "message": "resources.processesPerNode must equal gpusPerNode on GPUs (one rank per GPU); leave it unset",
+     "fieldPath": ".resources.processesPerNode", "reason": "FieldValueInvalid"},
 ]
 
 

@@ -15,13 +15,22 @@ from .constants import Algorithm as A
 
 ALL = tuple(A)
 OFFLINE_PREF = (A.DPO, A.KTO, A.CPO, A.SIMPO, A.ORPO)
+#: offline preference algorithms that may instead run iterative rounds (`rounds`): they sample, so they take
+#: the generation knobs too (only together with `rounds`; checked in spec.py)
+ITERATIVE = (A.DPO, A.RPO)
 GENERATIVE = (A.PPO, A.GRPO, A.RLOO, A.ONLINE_DPO, A.REFT, A.RLAIF, A.TPO)
 POLICY_GRADIENT = (A.PPO, A.GRPO, A.RLOO, A.REFT, A.RLAIF)
+PPO_LOOP = (A.PPO, A.RLAIF, A.REFT)  # reft with rlStage: ppo
 
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard",
                   "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
 CPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo")
 KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")
+#: Reward-aware PO distances (Nemotron-4 340B; NeMo-Aligner calls them rpo_bwd_kl, rpo_fwd_kl, rpo_sq)
+RPO_LOSS_TYPES = ("bwd_kl", "fwd_kl", "sq")
+ONLINE_DPO_LOSS_TYPES = ("sigmoid", "ipo")
+#: TRL GRPOConfig.loss_type values that work with token-level importance sampling (formulas: docs/algorithms.md)
+GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 
 #: field name -> algorithms that use it (filled by `hp` below).
 APPLIES_TO: dict[str, tuple[A, ...]] = {}
@@ -45,7 +54,7 @@ class Hyperparameters(SpecModel):
     gradient_accumulation_steps: int = hp(1, "Micro-batches per optimizer step.", ge=1, le=1024)
     learning_rate: float = hp(1e-4, "Peak learning rate of the adapter.", gt=0, le=1.0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"] = hp(
-        "linear", "Learning-rate schedule.")
+        "linear", "Learning-rate schedule (cosine_with_min_lr decays to 10% of the peak).")
     warmup_ratio: float = hp(0.0, "Fraction of steps used for linear warm-up.", ge=0, le=0.5)
     weight_decay: float = hp(0.0, "AdamW weight decay.", ge=0, le=1)
     max_grad_norm: float = hp(1.0, "Gradient clipping norm.", gt=0, le=1e4)
@@ -61,41 +70,62 @@ class Hyperparameters(SpecModel):
 
     # --- DPO family ---
     beta: float = hp(0.1, "Inverse temperature of the implicit reward (DPO-family; ORPO's lambda). Must be > 0.",
-                     OFFLINE_PREF + (A.ONLINE_DPO, A.TPO), gt=0, le=100)
-    loss_type: str | None = hp(None, "Loss variant. dpo: " + ", ".join(DPO_LOSS_TYPES) + "; cpo: "
-                               + ", ".join(CPO_LOSS_TYPES) + "; kto: " + ", ".join(KTO_LOSS_TYPES) + ".",
-                               (A.DPO, A.CPO, A.KTO, A.ONLINE_DPO, A.TPO))
+                     OFFLINE_PREF + (A.ONLINE_DPO, A.TPO, A.RPO), gt=0, le=100)
+    loss_type: str | None = hp(None, "Loss variant. dpo, tpo: " + ", ".join(DPO_LOSS_TYPES) + "; cpo: "
+                               + ", ".join(CPO_LOSS_TYPES) + "; kto: " + ", ".join(KTO_LOSS_TYPES) + "; online-dpo: "
+                               + ", ".join(ONLINE_DPO_LOSS_TYPES) + "; grpo, reft (GRPO stage): "
+                               + ", ".join(GRPO_LOSS_TYPES) + " (unset: TRL's dapo); rpo: "
+                               + ", ".join(RPO_LOSS_TYPES) + " (default bwd_kl).",
+                               (A.DPO, A.CPO, A.KTO, A.ONLINE_DPO, A.TPO, A.GRPO, A.REFT, A.RPO))
     label_smoothing: float = hp(0.0, "Conservative DPO / robust loss label noise.", (A.DPO, A.CPO), ge=0, lt=0.5)
     desirable_weight: float = hp(1.0, "KTO weight of desirable examples.", (A.KTO,), gt=0, le=100)
     undesirable_weight: float = hp(1.0, "KTO weight of undesirable examples.", (A.KTO,), gt=0, le=100)
     simpo_gamma: float = hp(0.5, "SimPO target reward margin (gamma / beta ratio term).", (A.SIMPO,), ge=0, le=100)
     cpo_alpha: float = hp(1.0, "Weight of the NLL term in CPO (0 for pure SimPO).", (A.CPO, A.SIMPO), ge=0, le=100)
-    rpo_alpha: float | None = hp(None, "Add RPO's NLL term on chosen with this weight.", (A.DPO,), ge=0, le=100)
+    rpo_alpha: float | None = hp(None, "DPO + NLL: add an NLL term on the chosen answer with this weight (Pang et al. "
+                                 "2024, what TRL calls RPO). Not reward-aware preference optimization: for that "
+                                 "use algorithm: rpo.", (A.DPO,), ge=0, le=100)
+    eta: float = hp(1.0, "RPO: scale of the reward gap r(x,y_w) - r(x,y_l) that beta times the implicit reward gap "
+                    "is matched to.", (A.RPO,), gt=0, le=1000)
     center_rewards_coefficient: float | None = hp(None, "Reward model: penalise non-zero mean rewards.", (A.REWARD,), ge=0, le=10)
 
     # --- generation (online) ---
-    num_generations: int = hp(4, "Completions sampled per prompt (group size; TPO's K).", GENERATIVE, ge=2, le=64)
-    max_completion_length: int = hp(64, "Maximum generated tokens per completion.", GENERATIVE, ge=1, le=32768)
-    temperature: float = hp(1.0, "Sampling temperature for generation.", GENERATIVE, gt=0, le=5)
-    top_p: float = hp(1.0, "Nucleus sampling for generation.", GENERATIVE, gt=0, le=1)
+    num_generations: int = hp(4, "Completions sampled per prompt (group size; TPO's and iterative dpo/rpo's K).",
+                              GENERATIVE + ITERATIVE, ge=2, le=64)
+    max_completion_length: int = hp(64, "Maximum generated tokens per completion.", GENERATIVE + ITERATIVE, ge=1, le=32768)
+    temperature: float = hp(1.0, "Sampling temperature for generation.", GENERATIVE + ITERATIVE, gt=0, le=5)
+    top_p: float = hp(1.0, "Nucleus sampling for generation.", GENERATIVE + ITERATIVE, gt=0, le=1)
 
     # --- policy gradient ---
     kl_coef: float = hp(0.05, "Coefficient of the KL penalty to the reference (GRPO/RLOO beta, PPO init KL coef).",
                         POLICY_GRADIENT, ge=0, le=10)
     clip_range: float = hp(0.2, "PPO/GRPO ratio clip epsilon.", (A.PPO, A.GRPO, A.RLOO, A.REFT, A.RLAIF), gt=0, le=1)
     num_iterations: int = hp(1, "Optimisation passes per batch of generations (PPO epochs / GRPO mu).", POLICY_GRADIENT, ge=1, le=64)
-    vf_coef: float = hp(0.1, "PPO value-loss coefficient.", (A.PPO, A.RLAIF), gt=0, le=10)
-    clip_range_value: float = hp(0.2, "PPO value clipping.", (A.PPO, A.RLAIF), gt=0, le=10)
-    gamma: float = hp(1.0, "PPO discount factor.", (A.PPO, A.RLAIF), ge=0, le=1)
-    lam: float = hp(0.95, "PPO GAE lambda.", (A.PPO, A.RLAIF), ge=0, le=1)
-    adaptive_kl: bool = hp(False, "PPO adaptive KL controller (Ziegler et al. 2019).", (A.PPO, A.RLAIF))
-    target_kl: float = hp(6.0, "Target KL for the adaptive controller.", (A.PPO, A.RLAIF), gt=0, le=1000)
-    whiten_rewards: bool = hp(False, "PPO: whiten rewards per batch.", (A.PPO, A.RLAIF))
-    scale_rewards: Literal["group", "batch", "none"] = hp("group", "GRPO reward scaling.", (A.GRPO, A.REFT))
+    vf_coef: float = hp(0.1, "PPO value-loss coefficient.", PPO_LOOP, gt=0, le=10)
+    clip_range_value: float = hp(0.2, "PPO value clipping.", PPO_LOOP, gt=0, le=10)
+    gamma: float = hp(1.0, "PPO discount factor.", PPO_LOOP, ge=0, le=1)
+    lam: float = hp(0.95, "PPO GAE lambda.", PPO_LOOP, ge=0, le=1)
+    adaptive_kl: bool = hp(False, "PPO adaptive KL controller (Ziegler et al. 2019).", PPO_LOOP)
+    target_kl: float = hp(6.0, "Target KL for the adaptive controller.", PPO_LOOP, gt=0, le=1000)
+    kl_horizon: int = hp(10_000, "Adaptive KL horizon: beta moves by at most 20% x completions per step / horizon "
+                         "each step (Ziegler et al. 2019).", PPO_LOOP, ge=1, le=10_000_000)
+    whiten_rewards: bool = hp(False, "PPO: whiten rewards per batch.", PPO_LOOP)
+    scale_rewards: Literal["group", "batch", "none"] = hp("group", "GRPO reward scaling: divide the group-centred "
+                                                          "reward by the group's std, the batch's, or not at all.",
+                                                          (A.GRPO, A.REFT))
 
     # --- recipe-specific ---
     warmup_epochs: int = hp(1, "ReFT: SFT warm-up epochs before RL.", (A.REFT,), ge=0, le=100)
-    rounds: int = hp(2, "TPO: iterations of sample -> judge -> DPO, each from the last policy.", (A.TPO,), ge=1, le=50)
+    rl_stage: Literal["grpo", "ppo"] = hp("grpo", "ReFT: the RL stage after the warm-up: ppo (as in Luong et al. "
+                                          "2024, with a value head) or grpo (group baseline).", (A.REFT,))
+    rounds: int | None = hp(None, "Iterations of sample K answers -> score with spec.grader -> train on best vs worst, "
+                            "each from the last policy. tpo: 2 when unset. dpo/rpo: unset trains once on the "
+                            "dataset's pairs; set, the dataset only provides prompts.", (A.TPO,) + ITERATIVE,
+                            ge=1, le=50)
+    round_reference: Literal["fixed", "previous"] = hp(
+        "previous", "Iterative dpo/rpo: the reference of round n is the policy after round n-1 (previous; as in "
+                    "Nemotron-4's iterative RPO and self-rewarding DPO) or the starting reference in every round "
+                    "(fixed).", ITERATIVE)
     thought_prompt: str | None = hp(None, "TPO: instruction that asks for a hidden thought then the answer "
                                     "(a default generic prompt when unset).", (A.TPO,), max_length=8000)
     feedback: Literal["direct", "preference"] = hp(
@@ -111,7 +141,20 @@ def algorithms_for(field: str) -> tuple[A, ...]:
     return tuple(A(a) for a in extra.get("x-align-algorithms", ()))  # type: ignore[union-attr]
 
 
+#: reft: hyperparameters of the RL stage it does not run (hyperparameters.rlStage)
+REFT_UNUSED: dict[str, tuple[str, ...]] = {
+    "ppo": ("scale_rewards", "loss_type"),
+    "grpo": ("vf_coef", "clip_range_value", "gamma", "lam", "adaptive_kl", "target_kl", "kl_horizon", "whiten_rewards"),
+}
+
+
+def used_by(name: str, algorithm: A, hp: Hyperparameters) -> bool:
+    """Whether `algorithm` (with these hyperparameters: reft's rlStage) reads the field `name`."""
+    return algorithm in algorithms_for(name) and not (algorithm == A.REFT and name in REFT_UNUSED[hp.rl_stage])
+
+
 LOSS_TYPES: dict[A, tuple[str, ...]] = {
-    A.DPO: DPO_LOSS_TYPES, A.ONLINE_DPO: DPO_LOSS_TYPES, A.TPO: DPO_LOSS_TYPES,
-    A.CPO: CPO_LOSS_TYPES, A.KTO: KTO_LOSS_TYPES,
+    A.DPO: DPO_LOSS_TYPES, A.ONLINE_DPO: ONLINE_DPO_LOSS_TYPES, A.TPO: DPO_LOSS_TYPES,
+    A.GRPO: GRPO_LOSS_TYPES, A.REFT: GRPO_LOSS_TYPES,
+    A.CPO: CPO_LOSS_TYPES, A.KTO: KTO_LOSS_TYPES, A.RPO: RPO_LOSS_TYPES,
 }

@@ -41,6 +41,19 @@ class Resources(SpecModel):
 
     nodes: int = Field(default=1, ge=1, le=512, description="Pods (nodes) in the job; >1 uses torchrun multi-node.")
     gpus_per_node: int = Field(default=1, ge=0, le=16, description="nvidia.com/gpu per pod; 0 runs on CPU.")
+    processes_per_node: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Trainer processes (ranks) per pod. Default: one per GPU, or 1 on CPU. With gpusPerNode: 0 and "
+                    "more than one rank in total (nodes or processesPerNode > 1) the ranks talk over gloo on CPU.")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="Data parallelism across ranks: ddp (each rank holds the whole model, gradients all-reduced) "
+                    "or fsdp (parameters, gradients and optimizer state sharded: bases that do not fit one GPU; "
+                    "TRL-based algorithms only).")
+    collective_timeout_seconds: int = Field(
+        default=600, ge=30, le=86_400,
+        description="Timeout of every collective (all-reduce, barrier) between ranks: a rank that died fails the "
+                    "others after this long instead of hanging them.")
     gpu_type: str | None = Field(default=None, max_length=128,
                                  description="Value of the nvidia.com/gpu.product node label to schedule on.")
     cpu: str | None = Field(default=None, description="CPU request/limit per pod (quantity).")
@@ -52,6 +65,25 @@ class Resources(SpecModel):
     image: str | None = Field(default=None, max_length=512, description="Trainer image override (default from the operator).")
 
     _quantities = field_validator("cpu", "memory", "shm_size")(lambda cls, v: _quantity(v))
+
+    @model_validator(mode="after")
+    def _ranks_match_gpus(self) -> "Resources":
+        if self.gpus_per_node and self.processes_per_node not in (None, self.gpus_per_node):
+            raise ValueError(f"[processesPerNode] {self.processes_per_node} != gpusPerNode "
+                             f"{self.gpus_per_node}: on GPUs there is one rank per GPU (leave processesPerNode unset)")
+        if self.strategy == "fsdp" and not self.gpus_per_node:
+            # accelerate turns FSDP on only for accelerators; on CPU it would silently run DDP instead
+            raise ValueError("[strategy] fsdp needs GPUs (gpusPerNode >= 1); CPU ranks use ddp")
+        return self
+
+    @property
+    def ranks_per_node(self) -> int:
+        """torchrun's --nproc-per-node: one rank per GPU, else processesPerNode (default 1) CPU ranks."""
+        return self.gpus_per_node or self.processes_per_node or 1
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.ranks_per_node
 
 
 class Checkpoints(SpecModel):
@@ -80,6 +112,12 @@ class RunPolicy(SpecModel):
     suspend: bool = Field(default=False, description="Suspend (stop pods, keep state) while true; resume by setting false.")
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, description="Delete the Job this long after it finishes.")
     queue_name: str | None = Field(default=None, max_length=63, description="Kueue LocalQueue (sets kueue.x-k8s.io/queue-name).")
+    max_grader_error_rate: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Stop training (reason GraderFailing) when the grader fails on more than this fraction of the "
+                    "gradings in the last graderErrorWindow steps; 1 never stops.")
+    grader_error_window: int = Field(default=3, ge=1, le=10_000,
+                                     description="Grading batches (training steps) the grader error rate is measured over.")
 
 
 class Secrets(SpecModel):

@@ -7,17 +7,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import SpecModel, is_job_uri
-from .constants import BETA_ALGORITHMS, ONLINE_ALGORITHMS, REFERENCE_ALGORITHMS, Algorithm
+from .constants import (BETA_ALGORITHMS, ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS, OWN_LOOP_ALGORITHMS,
+                        REFERENCE_ALGORITHMS, Algorithm)
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
-from .hyperparameters import LOSS_TYPES, Hyperparameters, algorithms_for
+from .hyperparameters import LOSS_TYPES, Hyperparameters, algorithms_for, used_by
 from .model import ModelSpec
 from .runtime import Checkpoints, Metrics, Output, Resources, RunPolicy, Secrets
 from .status import Status
 
 #: Algorithms whose data are preference pairs (or unpaired labels, KTO) and which algorithm needs what.
 NEEDS_GRADER = frozenset(ONLINE_ALGORITHMS)
+#: Hyperparameters iterative dpo/rpo use only in rounds (setting them without `rounds` would be silently ignored).
+ROUND_ONLY = ("num_generations", "max_completion_length", "temperature", "top_p", "round_reference")
 
 
 class AlignmentJobSpec(SpecModel):
@@ -26,7 +29,7 @@ class AlignmentJobSpec(SpecModel):
     algorithm: Algorithm = Field(description="Alignment algorithm: " + ", ".join(a.value for a in Algorithm) + ".")
     model: ModelSpec = Field(description="Base model, policy adapter and reference.")
     data: DataSpec = Field(description="Training and evaluation data.")
-    grader: Grader | None = Field(default=None, description="Reward for online algorithms: an OpenAI grader or a reward_model.")
+    grader: Grader | None = Field(default=None, description="Reward for online algorithms, iterative dpo/rpo (rounds) and rpo's reward gaps: an OpenAI grader or a reward_model.")
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
     evaluation: Evaluation | None = Field(default=None, description="Post-training evaluation and gates.")
     resources: Resources = Field(default_factory=Resources, description="Compute for the trainer pods.")
@@ -43,18 +46,35 @@ class AlignmentJobSpec(SpecModel):
         algo = self.algorithm
         hp = self.hyperparameters
         for name in hp.model_fields_set:
-            used_by = algorithms_for(name)
-            if algo not in used_by:
-                alias = Hyperparameters.model_fields[name].alias or name
+            users = algorithms_for(name)
+            alias = Hyperparameters.model_fields[name].alias or name
+            if algo not in users:
                 raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} "
-                                 f"(used by: {', '.join(a.value for a in used_by)})")
+                                 f"(used by: {', '.join(a.value for a in users)})")
+            if not used_by(name, algo, hp):
+                raise ValueError(f"[hyperparameters.{alias}] is not used by reft's {hp.rl_stage} stage "
+                                 f"(hyperparameters.rlStage: {hp.rl_stage})")
         if hp.loss_type is not None:
             allowed = LOSS_TYPES.get(algo, ())
             if hp.loss_type not in allowed:
                 raise ValueError(f"[hyperparameters.lossType] {hp.loss_type!r} is not valid for {algo.value}; "
                                  f"allowed: {', '.join(allowed)}")
+        if (algo in (Algorithm.GRPO, Algorithm.RLOO) or (algo == Algorithm.REFT and hp.rl_stage == "grpo")) and \
+                (hp.batch_size * hp.gradient_accumulation_steps) % hp.num_generations:
+            raise ValueError(f"[hyperparameters.batchSize] x gradientAccumulationSteps "
+                             f"({hp.batch_size * hp.gradient_accumulation_steps}) must be a multiple of numGenerations "
+                             f"({hp.num_generations}): each step trains on whole groups of completions")
         if algo in BETA_ALGORITHMS and not hp.beta > 0:
             raise ValueError("[hyperparameters.beta] must be > 0 for the DPO family")
+        iterative = algo in ITERATIVE_ALGORITHMS and hp.rounds is not None
+        if algo in ITERATIVE_ALGORITHMS and hp.rounds is None:
+            for name in sorted(set(ROUND_ONLY) & hp.model_fields_set):
+                alias = Hyperparameters.model_fields[name].alias or name
+                raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} unless "
+                                 "hyperparameters.rounds is set (iterative rounds sample with it)")
+        if iterative and self.grader is None:
+            raise ValueError(f"[grader] is required for iterative {algo.value} (hyperparameters.rounds): it scores "
+                             "the policy's samples of each round")
         if algo in NEEDS_GRADER and self.grader is None:
             raise ValueError(f"[grader] is required for algorithm {algo.value!r}: an online algorithm needs a "
                              "grader, a judge (score_model/label_model) or a reward_model")
@@ -62,22 +82,25 @@ class AlignmentJobSpec(SpecModel):
             if self.grader.type not in ("score_model", "label_model", "multi"):
                 raise ValueError("[grader.type] rlaif needs an AI judge (score_model or label_model), got "
                                  f"{self.grader.type!r}; use ppo or grpo for rule-based graders")
-        if algo not in ONLINE_ALGORITHMS and algo != Algorithm.REWARD and self.grader is not None and \
-                (self.evaluation is None):
+        if algo not in ONLINE_ALGORITHMS and algo not in (Algorithm.REWARD, Algorithm.RPO) and not iterative \
+                and self.grader is not None and self.evaluation is None:
             raise ValueError(f"[grader] is not used by algorithm {algo.value!r} (offline); move it to "
                              "evaluation.grader to score the policy after training")
         if algo == Algorithm.REWARD and self.grader is not None:
             raise ValueError("[grader] is not used by algorithm 'reward' (it trains a reward model from pairs)")
         if self.model.reference.kind != "base" and algo not in REFERENCE_ALGORITHMS:
             raise ValueError(f"[model.reference.kind] is not used by algorithm {algo.value!r} (reference-free)")
-        if self.model.reference.kind == "precomputed" and algo not in (Algorithm.DPO, Algorithm.KTO):
-            raise ValueError("[model.reference.kind] 'precomputed' works with offline data only (dpo, kto)")
+        if self.model.reference.kind == "precomputed" and (algo not in (Algorithm.DPO, Algorithm.KTO, Algorithm.RPO)
+                                                           or iterative):
+            raise ValueError("[model.reference.kind] 'precomputed' works with offline data only (dpo, kto, rpo; "
+                             "not with rounds)")
         if self.resources.gpus_per_node == 0 and self.model.quantization is not None:
             raise ValueError("[model.quantization] needs GPUs (bitsandbytes 4/8-bit runs on CUDA); set resources.gpusPerNode >= 1")
         if self.model.attention == "flash_attention_2" and self.resources.gpus_per_node == 0:
             raise ValueError("[model.attention] flash_attention_2 needs GPUs; use sdpa or auto on CPU")
-        if self.resources.nodes > 1 and self.resources.gpus_per_node == 0:
-            raise ValueError("[resources.nodes] > 1 needs resources.gpusPerNode >= 1 (multi-node CPU training is not supported)")
+        if self.resources.strategy == "fsdp" and algo in OWN_LOOP_ALGORITHMS:
+            raise ValueError(f"[resources.strategy] fsdp is for the TRL-based algorithms; {algo.value} runs its own "
+                             "loop with ddp (a LoRA policy fits every rank)")
         if self.evaluation and self.evaluation.scorer in ("grader", "judge") and self.evaluation.grader is None \
                 and self.grader is None and self.evaluation.enabled is not False and algo != Algorithm.REWARD:
             raise ValueError("[evaluation.grader] evaluation needs a grader: set evaluation.grader or spec.grader "
@@ -139,7 +162,10 @@ class AlignmentJob(BaseModel):
             data["spec"]["hyperparameters"] = {
                 (field.alias or name): data["spec"]["hyperparameters"][field.alias or name]
                 for name, field in Hyperparameters.model_fields.items()
-                if algo in algorithms_for(name) and (field.alias or name) in data["spec"]["hyperparameters"]
+                if used_by(name, algo, self.spec.hyperparameters)
+                and (field.alias or name) in data["spec"]["hyperparameters"]
+                and not (algo in ITERATIVE_ALGORITHMS and self.spec.hyperparameters.rounds is None
+                         and name in ROUND_ONLY)
             }
         return data
 

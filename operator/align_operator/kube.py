@@ -19,7 +19,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 import kopf
@@ -167,8 +167,9 @@ class Client:
     """CRUD on Kubernetes objects over one aiohttp session, with retries on 429/5xx/connection errors."""
 
     def __init__(self, info: kopf.ConnectionInfo, *, retries: int = 8, backoff: float = 0.2,
-                 max_backoff: float = 10.0, timeout: float = 30.0):
+                 max_backoff: float = 10.0, timeout: float = 30.0, connections: int = 16):
         self.info = info
+        self.connections = connections
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -184,7 +185,7 @@ class Client:
                 auth = aiohttp.BasicAuth(self.info.username, self.info.password)
             self._session = aiohttp.ClientSession(
                 base_url=self.info.server.rstrip("/") + "/", headers=headers, auth=auth, timeout=self._timeout,
-                connector=aiohttp.TCPConnector(ssl=_ssl_context(self.info), limit=64))
+                connector=aiohttp.TCPConnector(ssl=_ssl_context(self.info), limit=self.connections))
         return self._session
 
     async def close(self) -> None:
@@ -261,6 +262,30 @@ class Client:
 
     async def text(self, path: str, params: Mapping[str, str] | None = None) -> str:
         return await self.request("GET", path, params=params, raw=True)
+
+    async def list_with_version(self, resource: Resource, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """The items and the list's resourceVersion (where a watch continues from)."""
+        result = await self.request("GET", resource.url(namespace))
+        return list(result.get("items", [])), str((result.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch(self, resource: Resource, resource_version: str, namespace: str | None = None,
+                    timeout_seconds: int = 300) -> AsyncIterator[dict[str, Any]]:
+        """Watch events ({"type", "object"}) after `resource_version` until the server ends the stream.
+        An ERROR event (410 Gone: the version is too old) is raised as ApiError; the caller lists again."""
+        params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(timeout_seconds)}
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
+        async with self.session.get(resource.url(namespace).lstrip("/"), params=params, timeout=timeout) as response:
+            if response.status >= 400:
+                raise _error(response.status, await response.text())
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise _error(int(status.get("code") or 500), json.dumps(status))
+                yield event
 
 
 def _error(status: int, text: str) -> ApiError:

@@ -48,6 +48,15 @@ ANNOTATION_PREFIX = "openai.align.dev/"
 #: Our defaults, read from the spec (never re-declared here).
 BASE_LEARNING_RATE: float = Hyperparameters.model_fields["learning_rate"].default
 BASE_NUM_GENERATIONS: int = Hyperparameters.model_fields["num_generations"].default
+BASE_BATCH_SIZE: int = Hyperparameters.model_fields["batch_size"].default
+#: DPO on LoRA adapters wants a smaller step than SFT: learning_rate_multiplier scales this base for method
+#: dpo, and rates outside DPO_RANGE (what docs/migrate-from-openai.md recommends) are noted.
+DPO_BASE_LEARNING_RATE = 1e-5
+DPO_RANGE = (5e-6, 5e-5)
+#: Algorithms whose batchSize counts completions in whole groups of numGenerations (validate rejects others).
+GROUPED = frozenset({Algorithm.GRPO, Algorithm.RLOO})
+#: Where an OpenAI-hosted judge keeps running when imported: OpenAI's own API, key from a Secret.
+OPENAI_ENDPOINT = {"base_url": "https://api.openai.com/v1", "api_key": {"name": "openai", "key": "api-key"}}
 
 Kind = Literal["mapped", "default", "approx", "dropped"]
 
@@ -187,15 +196,29 @@ def _data_warnings(uri: str, field: str, notes: list[Note], limit: int = 20_000)
         notes.append(Note(field, "dropped", f"{images} row(s) contain images; only text content is supported"))
 
 
-def _judges(grader: Mapping[str, Any], path: str, notes: list[Note]) -> None:
-    """Model graders name an OpenAI model: say where that judge will run."""
+def _judges(grader: dict[str, Any], path: str, notes: list[Note]) -> dict[str, Any]:
+    """Model graders name a model: an OpenAI-hosted one keeps running on OpenAI's API (an endpoint with the key
+    from Secret openai/api-key is added: validate rejects a hosted judge without one); others load locally."""
+    try:
+        from align_trainer.graders.judges import is_api_model_name
+    except ImportError:  # alignctl without the trainer extra: assume the name is a model URI
+        def is_api_model_name(model: str) -> bool:  # noqa: ARG001 - signature of the real one
+            return False
+    grader = dict(grader)
     if grader.get("type") in ("score_model", "label_model") and not grader.get("endpoint"):
-        notes.append(Note(f"{path}.model", "approx", f"judge {grader.get('model')!r} is loaded locally as a model "
-                          "URI; to keep using an API judge add endpoint: {base_url: ..., api_key: {name, key}} "
-                          "(any OpenAI-compatible server, OpenAI's included) to this grader"))
-    for key, sub in (grader.get("graders") or {}).items() if grader.get("type") == "multi" else ():
-        if isinstance(sub, Mapping):
-            _judges(sub, f"{path}.graders.{key}", notes)
+        model = str(grader.get("model"))
+        if is_api_model_name(model):
+            grader["endpoint"] = dict(OPENAI_ENDPOINT)
+            notes.append(Note(f"{path}.model", "approx", f"judge {model!r} is OpenAI-hosted: added endpoint "
+                              f"{OPENAI_ENDPOINT['base_url']} with the key from Secret openai (key api-key): "
+                              "kubectl create secret generic openai --from-literal=api-key=$OPENAI_API_KEY; or point "
+                              "endpoint.base_url at your own OpenAI-compatible server (vLLM) serving an open judge"))
+        else:
+            notes.append(Note(f"{path}.model", "mapped", f"judge {model!r} is loaded locally as a model URI"))
+    if grader.get("type") == "multi" and isinstance(grader.get("graders"), Mapping):
+        grader["graders"] = {key: _judges(sub, f"{path}.graders.{key}", notes) if isinstance(sub, Mapping) else sub
+                             for key, sub in grader["graders"].items()}
+    return grader
 
 
 def _hyperparameters(method: str, values: Mapping[str, Any], where: str, algorithm: Algorithm,
@@ -215,9 +238,15 @@ def _hyperparameters(method: str, values: Mapping[str, Any], where: str, algorit
             hp["batchSize"] = int(_number(value, field))
             notes.append(Note(field, "mapped", f"-> hyperparameters.batchSize = {hp['batchSize']}"))
         elif key == "learning_rate_multiplier":
-            hp["learningRate"] = float(f"{BASE_LEARNING_RATE * _number(value, field):.6g}")
+            base = DPO_BASE_LEARNING_RATE if method == "dpo" else BASE_LEARNING_RATE
+            hp["learningRate"] = float(f"{base * _number(value, field):.6g}")
+            why = "our DPO base rate" if method == "dpo" else "our LoRA default"
             notes.append(Note(field, "approx", f"-> hyperparameters.learningRate = {hp['learningRate']} "
-                              f"({value} x our LoRA default {BASE_LEARNING_RATE}; OpenAI's base rate is unpublished)"))
+                              f"({value} x {why} {base}; OpenAI's base rate is unpublished)"))
+            if method == "dpo" and not DPO_RANGE[0] <= hp["learningRate"] <= DPO_RANGE[1]:
+                notes.append(Note(field, "approx", f"learningRate {hp['learningRate']} is outside "
+                                  f"{DPO_RANGE[0]:g}-{DPO_RANGE[1]:g}, the usual range for DPO with LoRA: kept "
+                                  "because the request asked for it; lower it if rewards/margins explode"))
         elif key == "beta" and method == "dpo":
             hp["beta"] = _number(value, field)
             notes.append(Note(field, "mapped", f"-> hyperparameters.beta = {hp['beta']}"))
@@ -295,9 +324,12 @@ def _data(request: Mapping[str, Any], kind: str, opts: Options, notes: list[Note
 def _reinforcement(config: Mapping[str, Any], where: str, spec: dict[str, Any], notes: list[Note]) -> None:
     if not config.get("grader"):
         raise RequestError(f"{where}.grader is required for reinforcement fine-tuning")
-    spec["grader"] = config["grader"]  # verbatim: spec.grader accepts OpenAI grader JSON as-is
+    # verbatim (spec.grader accepts OpenAI grader JSON as-is), plus an endpoint for OpenAI-hosted judges
+    spec["grader"] = _judges(dict(config["grader"]), f"{where}.grader", notes)
+    if '"base_url": "https://api.openai.com/v1"' in json.dumps(spec["grader"]):
+        spec["secrets"] = {"judgeApiKey": dict(OPENAI_ENDPOINT["api_key"])}  # the operator sets the key from it
+        notes.append(Note(f"{where}.grader", "approx", "-> spec.secrets.judgeApiKey = Secret openai, key api-key"))
     notes.append(Note(f"{where}.grader", "mapped", f"-> spec.grader (verbatim, type {config['grader'].get('type')})"))
-    _judges(config["grader"], f"{where}.grader", notes)
     if config.get("response_format"):
         notes.append(Note(f"{where}.response_format", "dropped", "no schema-constrained decoding; ask for "
                           "JSON in the prompt: graders reading {{sample.output_json}} need valid JSON answers"))
@@ -325,6 +357,16 @@ def _request_fields(request: Mapping[str, Any], spec: dict[str, Any], annotation
         notes.append(Note(key, "dropped", "not an OpenAI fine-tuning request field we know"))
 
 
+def _whole_groups(hp: dict[str, Any], where: str, notes: list[Note]) -> None:
+    """GRPO/RLOO count completions per step in whole groups of numGenerations: round batchSize up to one."""
+    groups = hp.get("numGenerations", BASE_NUM_GENERATIONS)
+    batch = hp.get("batchSize", BASE_BATCH_SIZE)
+    if batch % groups:
+        hp["batchSize"] = -(-batch // groups) * groups
+        notes.append(Note(f"{where}.batch_size", "approx", f"batchSize {batch} -> {hp['batchSize']}: a step trains "
+                          f"on whole groups of numGenerations = {groups} completions"))
+
+
 REQUEST_FIELDS = frozenset({"model", "training_file", "validation_file", "method", "hyperparameters", "suffix",
                             "seed", "metadata", "integrations"})
 
@@ -347,6 +389,9 @@ def convert(request: Mapping[str, Any], opts: Options = Options()) -> tuple[dict
         hp["seed"] = int(request["seed"])
         notes.append(Note("seed", "mapped", f"-> hyperparameters.seed = {hp['seed']}"))
     if hp:
+        spec["hyperparameters"] = hp
+    if algorithm in GROUPED:
+        _whole_groups(hp, f"{where}.hyperparameters", notes)
         spec["hyperparameters"] = hp
     if kind == "reinforcement":
         _reinforcement(config, where, spec, notes)

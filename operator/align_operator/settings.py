@@ -43,7 +43,12 @@ class Settings:
         "help": "Trainer metrics port for jobs whose spec.metrics.port is unset."})
     max_workers: int = field(default=0, metadata={
         "help": "Kopf's limit of objects handled in parallel per resource kind (0 = no limit)."})
+    api_connections: int = field(default=16, metadata={
+        "help": "Most concurrent API requests of each of the operator's two HTTP clients (Kopf's, plus its watch "
+                "streams; the children/status client). Bounds memory in bursts: each TLS connection costs ~0.4 MB."})
     api_retries: int = field(default=8, metadata={"help": "Retries of 429/5xx/connection errors per API call."})
+    forbidden_retry_seconds: float = field(default=30.0, metadata={
+        "help": "Seconds between attempts while RBAC denies a call the operator needs (reported as Forbidden)."})
     log_format: str = field(default="plain", metadata={"help": "plain or json."})
     hf_disable_telemetry: bool = field(default=True, metadata={
         "help": "Set HF_HUB_DISABLE_TELEMETRY=1 in trainer pods (TRL and huggingface_hub send no usage pings)."})

@@ -49,7 +49,7 @@ def write_job(tmp_path: Path, name: str) -> Path:
 
 @pytest.mark.e2e
 def test_submit_wait_logs_describe_on_the_sandbox(sandbox: Sandbox, tmp_path: Path) -> None:
-    submitted = cli(sandbox, "submit", str(write_job(tmp_path, "happy")), "--wait", "--timeout", "120")
+    submitted = cli(sandbox, "submit", str(write_job(tmp_path, "happy")), "--no-preflight", "--wait", "--timeout", "120")
     assert submitted.exit_code == 0, submitted.output
     assert "happy Succeeded" in submitted.output
     logs = cli(sandbox, "logs", "happy")
@@ -62,7 +62,7 @@ def test_submit_wait_logs_describe_on_the_sandbox(sandbox: Sandbox, tmp_path: Pa
 
 @pytest.mark.e2e
 def test_wait_mirrors_a_failed_trainer(sandbox: Sandbox, tmp_path: Path) -> None:
-    submitted = cli(sandbox, "submit", str(write_job(tmp_path, "broken-data")))
+    submitted = cli(sandbox, "submit", str(write_job(tmp_path, "broken-data")), "--no-preflight")
     assert submitted.exit_code == 0, submitted.output
     waited = cli(sandbox, "wait", "broken-data", "--timeout", "120")
     assert waited.exit_code == 1, waited.output

@@ -49,7 +49,7 @@ def test_submit_applies_server_side_then_reports_configured(cluster: EmulatedClu
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(manifest(build("submit-me", algorithm="sft", model="builtin://tiny",
                                                   train="examples/data/sft.jsonl"))))
-    first = run(kubeconfig, "submit", str(path))
+    first = run(kubeconfig, "submit", str(path), "--no-preflight")
     assert first.exit_code == 0, first.output
     assert "alignmentjob.align.dev/submit-me created" in first.output
     stored = cluster.get(AJ, NS, "submit-me")
@@ -69,7 +69,7 @@ def test_submit_rejects_an_invalid_manifest_before_calling_the_server(cluster: E
     doc["spec"]["hyperparameters"] = {"numGenerations": 4}  # a GRPO knob on a DPO job
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(doc))
-    result = run(kubeconfig, "submit", str(path))
+    result = run(kubeconfig, "submit", str(path), "--no-preflight")
     assert result.exit_code == 1
     assert "hyperparameters.numGenerations" in result.output
     assert cluster.get(AJ, NS, "bad-job") is None

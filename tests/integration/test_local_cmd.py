@@ -21,7 +21,7 @@ FAKE = f"{sys.executable} -m align_operator.sandbox.fake_trainer --config /etc/a
 
 def write(tmp_path: Path, name: str, exit_code: int = 0, beta: float = 0.1) -> Path:
     (tmp_path / "data").mkdir(exist_ok=True)
-    (tmp_path / "data" / "pairs.jsonl").write_text("{}\n")
+    (tmp_path / "data" / "pairs.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     doc = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
            "metadata": {"name": name, "labels": {"fake.align.dev/exit-code": str(exit_code),
                                                  "fake.align.dev/steps": "2", "fake.align.dev/step-ms": "20"}},

@@ -144,6 +144,16 @@ def test_cel_quantization_needs_gpus() -> None:
     assert _cel(rule, {**SPEC, "model": {"base": "x", "quantization": {"bits": 4}}, "resources": {"gpusPerNode": 1}})
 
 
+def test_cel_fsdp_needs_gpus_and_cpu_ranks_only_without_gpus() -> None:
+    fsdp, ranks = RULES[".resources.strategy"], RULES[".resources.processesPerNode"]
+    assert not _cel(fsdp, {**SPEC, "resources": {"strategy": "fsdp", "gpusPerNode": 0}})
+    assert _cel(fsdp, {**SPEC, "resources": {"strategy": "fsdp", "gpusPerNode": 8}})
+    assert _cel(fsdp, {**SPEC, "resources": {"strategy": "ddp", "gpusPerNode": 0}}) and _cel(fsdp, SPEC)
+    assert not _cel(ranks, {**SPEC, "resources": {"processesPerNode": 4, "gpusPerNode": 2}})
+    assert _cel(ranks, {**SPEC, "resources": {"processesPerNode": 4, "gpusPerNode": 0}})
+    assert _cel(ranks, {**SPEC, "resources": {"processesPerNode": 2, "gpusPerNode": 2}}) and _cel(ranks, SPEC)
+
+
 def test_root_metadata_is_only_an_object() -> None:
     # Real API servers reject anything more: "metadata: Forbidden: must not specify anything other than
     # name and generateName, but metadata is implicitly specified" (the emulator accepted a description).

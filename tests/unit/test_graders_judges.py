@@ -138,8 +138,11 @@ def test_alignctl_grade(tmp_path: Path) -> None:
         {"item": {"answer": "4"}, "model_sample": "five"},
         {"item": {"answer": "4"}, "model_sample": ""}]) + "\n")
     result = CliRunner().invoke(app, ["grade", "--grader", str(grader), "--input", str(cases)])
+    assert result.exit_code == 1 and "error: 1 of 3 case(s) errored" in result.stderr  # issue 16
+    result = CliRunner().invoke(app, ["grade", "--grader", str(grader), "--input", str(cases), "--allow-errors"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert rows[2]["metadata"]["errors"] == rows[2]["errors"]  # only the flags that are set
     assert [r["reward"] for r in rows[:2]] == [1.5, 0.125]
     assert rows[0]["sub_rewards"] == {"exact": 1.0, "py": 1.0} and rows[0]["errors"] == {}
     assert rows[2]["reward"] == 0.0 and rows[2]["errors"]["python_grader_runtime_error"]  # ZeroDivisionError

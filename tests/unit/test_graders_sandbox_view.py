@@ -97,7 +97,10 @@ def test_with_a_private_root_host_files_do_not_exist_at_all(full: SandboxPool, t
     if not namespaces(full):
         pytest.skip(f"namespaces refused here: {full.isolation.get('namespace_error')}")
     assert full.isolation["filesystem"] in ("pivot_root", "chroot"), full.isolation
-    paths = host_files(trainer_config) + ["/home", "/var", "/boot", str(REPO), f"/proc/{os.getpid()}"]
+    # The project's files, not its directory: a virtualenv inside the checkout (.venv, as scripts/setup.sh makes it)
+    # brings its allowed libraries into the view, and so the directories above them.
+    paths = host_files(trainer_config) + ["/home", "/var", "/boot", str(REPO / "pyproject.toml"), str(REPO / "api"),
+                                          str(REPO / "trainer_image"), f"/proc/{os.getpid()}"]
     src = ("import os\nfrom lxml import etree\ndef grade(s, i):\n"
            f"    seen = [p for p in {paths!r} if os.path.lexists(p)]\n"
            "    for p in ('/etc/passwd', " + repr(str(trainer_config)) + "):\n"

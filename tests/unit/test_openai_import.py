@@ -144,9 +144,10 @@ def test_cli_reports_an_unsupported_grader_and_strict_dropped_fields(tmp_path: P
     bad.write_text(json.dumps(request))
     result = CliRunner().invoke(app, ["import", "openai", str(bad)])
     assert result.exit_code == 1 and "unknown grader type" in result.stderr
-    strict = CliRunner().invoke(app, ["import", "openai", str(EXAMPLES / "reinforcement.json"), "--strict"])
-    assert strict.exit_code == 1 and "--strict" in strict.stderr
-    assert yaml.safe_load(strict.stdout)["spec"]["algorithm"] == "grpo"  # still printed for inspection
+    out = tmp_path / "strict.yaml"
+    strict = CliRunner().invoke(app, ["import", "openai", str(EXAMPLES / "reinforcement.json"), "--strict", "-o", str(out)])
+    assert strict.exit_code == 1 and "--strict" in strict.stderr and "nothing written" in strict.stderr
+    assert strict.stdout == "" and not out.exists()  # issue 16: --strict writes nothing when a field was dropped
 
 
 def test_warns_about_rows_the_trainer_refuses_and_api_judges(tmp_path: Path) -> None:
@@ -164,3 +165,36 @@ def test_warns_about_rows_the_trainer_refuses_and_api_judges(tmp_path: Path) -> 
     messages = " ".join(n.message for n in notes)
     assert "1 row(s) define tools" in messages and "1 row(s) contain images" in messages
     assert any(n.field == "method.reinforcement.grader.model" and "endpoint" in n.message for n in notes)
+
+
+def test_batch_rounded_to_whole_groups_hosted_judge_gets_an_endpoint_and_validate_accepts(tmp_path: Path) -> None:
+    """Issue 16: batch_size 4 with compute_multiplier 1.5 gave numGenerations 6 (not a divisor); a score_model
+    naming a hosted model had no endpoint. Both passed the import and failed later."""
+    judge = {"type": "score_model", "name": "judge", "model": "gpt-4o-2024-08-06",
+             "input": [{"role": "user", "content": "Score {{sample.output_text}}"}]}
+    request = {"model": "o4-mini", "training_file": str(EXAMPLES / "rft_train.jsonl"),
+               "method": {"type": "reinforcement", "reinforcement": {
+                   "grader": {"type": "multi", "graders": {"j": judge}, "calculate_output": "j"},
+                   "hyperparameters": {"batch_size": 4, "compute_multiplier": 1.5}}}}
+    path = tmp_path / "rft.json"
+    path.write_text(json.dumps(request))
+    out = tmp_path / "rft.yaml"
+    result = CliRunner().invoke(app, ["import", "openai", str(path), "--model", "builtin://tiny", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load(out.read_text())["spec"]
+    assert spec["hyperparameters"]["numGenerations"] == 6 and spec["hyperparameters"]["batchSize"] == 6
+    assert "batchSize 4 -> 6" in result.stderr
+    assert spec["grader"]["graders"]["j"]["endpoint"]["base_url"] == "https://api.openai.com/v1"
+    assert spec["secrets"] == {"judgeApiKey": {"name": "openai", "key": "api-key"}}
+    assert CliRunner().invoke(app, ["validate", str(out)]).exit_code == 0
+
+
+def test_dpo_learning_rate_multiplier_lands_in_the_dpo_range_or_is_noted() -> None:
+    def rate(multiplier: float) -> tuple[float, list[str]]:
+        request = {"model": "gpt-4o-mini", "training_file": "x.jsonl", "method": {"type": "dpo", "dpo": {
+            "hyperparameters": {"learning_rate_multiplier": multiplier}}}}
+        manifest, notes = convert(request)
+        return manifest["spec"]["hyperparameters"]["learningRate"], [n.message for n in notes]
+    assert rate(1)[0] == 1e-5
+    high, notes = rate(10)
+    assert high == 1e-4 and any("outside 5e-06-5e-05" in n for n in notes)

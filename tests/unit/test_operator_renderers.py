@@ -75,7 +75,7 @@ def test_multi_node_uses_torchrun_with_rendezvous_on_rank_zero() -> None:
     job = job_of(resources={"nodes": 4, "gpusPerNode": 8})
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == 4
     main = container(job)
-    assert main["command"] == ["torchrun"]
+    assert main["command"] == ["python"] and main["args"][:2] == ["-m", "align_trainer.launch"]  # torchrun + exit codes
     assert "--nnodes=4" in main["args"] and "--nproc-per-node=8" in main["args"]
     assert "--node-rank=$(NODE_RANK)" in main["args"]
     assert "--master-addr=demo-trainer-0.demo-trainer" in main["args"]
@@ -88,7 +88,8 @@ def test_multi_node_uses_torchrun_with_rendezvous_on_rank_zero() -> None:
 
 def test_single_node_several_gpus_is_torchrun_standalone() -> None:
     main = container(job_of(resources={"gpusPerNode": 2}))
-    assert main["command"] == ["torchrun"] and "--standalone" in main["args"] and "--nproc-per-node=2" in main["args"]
+    assert main["args"][:2] == ["-m", "align_trainer.launch"]
+    assert "--standalone" in main["args"] and "--nproc-per-node=2" in main["args"]
 
 
 def test_cpu_job_has_no_gpu_limits_or_tolerations() -> None:

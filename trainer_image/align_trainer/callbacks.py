@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from . import distributed
 from .metrics import Metrics, tokens_per_second
 
 log = logging.getLogger("align_trainer")
@@ -52,9 +53,35 @@ class SigtermCallback(TrainerCallback):
         self.stop_event = stop_event
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
-        if self.stop_event.is_set():
+        # a collective under torchrun: a SIGTERM to any one rank stops all of them at the same step
+        if distributed.any_rank(self.stop_event.is_set()):
             log.warning("SIGTERM: saving a checkpoint at step %d and stopping", state.global_step)
             control.should_save = True
+            control.should_training_stop = True
+
+
+class StageCallback(TrainerCallback):
+    """For a TRL trainer that runs inside an algorithm (ReFT's warm-up, TPO's DPO rounds, RLAIF's reward model):
+    the outer loop owns the step counter, progress and checkpoints, but a NaN/inf loss or grad norm still stops
+    the job as Diverged, and SIGTERM stops the stage at once (the caller then raises Interrupted)."""
+
+    def __init__(self, stage: str, metrics: Metrics, stop_event: threading.Event | None) -> None:
+        self.stage, self.metrics, self.stop_event = stage, metrics, stop_event
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **_: Any) -> None:
+        from .errors import Diverged
+        from .metrics import DIVERGENCE_KEYS, is_bad
+        values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        bad = [k for k in DIVERGENCE_KEYS if k in values and is_bad(values[k])]
+        if bad:
+            self.metrics.write_status(state="Diverged")
+            raise Diverged(f"{self.stage} diverged at its step {state.global_step}: "
+                           + ", ".join(f"{k}={values[k]}" for k in bad)
+                           + " (try a lower learningRate, a smaller maxGradNorm or fp32 precision)")
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
+        if self.stop_event is not None and self.stop_event.is_set():
             control.should_training_stop = True
 
 
@@ -88,8 +115,9 @@ class ProgressLogCallback(TrainerCallback):
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **_: Any) -> None:
-        print(progress_line(state.global_step, state.max_steps, logs or {}, self._start, self._start_step),
-              flush=True)
+        if distributed.is_main():  # one line per step in `kubectl logs`, not one per rank
+                print(progress_line(state.global_step, state.max_steps, logs or {}, self._start, self._start_step),
+                  flush=True)
 
 
 def progress_line(step: int, total: int | None, logs: dict[str, Any], start: float | None, start_step: int) -> str:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import storage
+from . import distributed, storage
 from .errors import Interrupted
 from .modelcard import model_card
 
@@ -124,6 +124,16 @@ def find_resume(directory: Path) -> Path | None:
     return None
 
 
+def finished_checkpoint(path: Path) -> bool:
+    """True when an HF checkpoint's trainer_state.json says it reached the run's planned max_steps."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    steps, planned = state.get("global_step"), state.get("max_steps")
+    return isinstance(steps, int) and isinstance(planned, int) and planned > 0 and steps >= planned
+
+
 def rotate(directory: Path, keep: int) -> None:
     for path in list_checkpoints(directory)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
@@ -137,17 +147,23 @@ def install_atomic_saves(trainer: Any, directory: Path, keep: int) -> None:
     original_output_dir = trainer._get_output_dir
 
     def save(model: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
-        staging = staging_dir(directory)
-        staging.mkdir()
+        # Under torchrun every rank saves its part (rank 0 the weights and optimizer, each rank its RNG state)
+        # into one staging directory of a name they agree on; rank 0 commits it once all are done.
+        several = distributed.is_distributed()
+        staging = directory / f".staging-step-{trainer.state.global_step}" if several else staging_dir(directory)
+        staging.mkdir(parents=True, exist_ok=several)
         trainer._get_output_dir = lambda trial=None: str(staging)
         try:
             original_save(model, trial, *args, **kwargs)
         finally:
             trainer._get_output_dir = original_output_dir
-        written = staging / f"{PREFIX}{trainer.state.global_step}"
-        commit_dir(written, directory / written.name)
-        shutil.rmtree(staging, ignore_errors=True)
-        rotate(directory, keep)
+        distributed.barrier()
+        if distributed.is_main():
+            written = staging / f"{PREFIX}{trainer.state.global_step}"
+            commit_dir(written, directory / written.name)
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate(directory, keep)
+        distributed.barrier()
 
     trainer._save_checkpoint = save
 
@@ -169,12 +185,22 @@ def run_hf_trainer(ctx: "TrainContext", trainer: Any) -> "TrainResult":
     trainer.remove_callback(PrinterCallback)  # our ProgressLogCallback prints one readable line per log
     install_atomic_saves(trainer, ctx.paths.checkpoint_dir, ctx.spec.checkpoints.keep)
     resume = ctx.resume_from
-    if resume is not None:
-        log.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if resume is not None and finished_checkpoint(resume):
+        # transformers would train one more step past max_steps on resume from the last checkpoint: a retry
+        # after a post-training failure (upload, evaluation) loads the trained weights and redoes only that stage
+        from transformers import TrainerState
+        log.info("%s holds every planned step: not training again, publishing it", resume)
+        trainer._load_from_checkpoint(str(resume))
+        trainer.state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+    else:
+        if resume is not None:
+            log.info("resuming from %s", resume)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     state = trainer.state
     if ctx.stop_requested():
         raise ctx.interrupted(state.global_step)
+    if ctx.spec.resources.strategy == "ddp":  # FSDP ranks hold different shards by design
+        distributed.check_in_sync(trainer.model)
     result = publish_final(ctx, trainer.model, step=state.global_step, total_steps=state.max_steps,
                            metrics=_last_metrics(state.log_history, evaluation=False),
                            eval_metrics=_last_metrics(state.log_history, evaluation=True))
@@ -214,6 +240,8 @@ def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: in
     """Final adapter (+ tokenizer, model card) -> final/; optional merged/; upload to spec.output.uri."""
     from .models import DEFAULT_ADAPTER, _unwrap_peft, portable_base_reference
     from .runtime import TrainResult
+    if not distributed.is_main():  # rank 0 writes, evaluates and uploads; the other ranks report the numbers
+        return TrainResult(steps=step, total_steps=total_steps, metrics=metrics, eval_metrics=eval_metrics)
     paths = ctx.paths
     peft_model = _unwrap_peft(model)
     staging = staging_dir(paths.output_dir)

@@ -53,3 +53,17 @@ class EvaluationGateFailed(TrainerError):
 
     exit_code = ExitCode.EVALUATION_GATE_FAILED
     reason = Reason.EVALUATION_GATE_FAILED
+
+
+class PreflightFailed(TrainerError):
+    """The preflight (before any model is loaded) found problems; the message names each spec field."""
+
+    exit_code = ExitCode.PREFLIGHT_FAILED
+    reason = Reason.PREFLIGHT_FAILED
+
+
+class GraderFailing(TrainerError):
+    """The grader failed on more gradings than spec.runPolicy.maxGraderErrorRate allows: training stops."""
+
+    exit_code = ExitCode.GRADER_FAILING
+    reason = Reason.GRADER_FAILING

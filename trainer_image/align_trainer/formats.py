@@ -16,6 +16,8 @@ from .runtime import DataKind
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TEXT_KEYS = ("prompt", "completion", "chosen", "rejected", "text")
 RECORD_TYPES = ("language_modeling", "prompt_only", "prompt_completion", "preference", "unpaired", "stepwise")
+#: Per-answer rewards a preference row may carry (rpo's reward gap = chosen_reward - rejected_reward).
+REWARD_KEYS = ("chosen_reward", "rejected_reward")
 _TRL_KEYS = {"text", "messages", "prompt", "completion", "chosen", "rejected", "label", "completions", "labels"}
 
 
@@ -118,6 +120,10 @@ def _openai_chat(row: dict[str, Any], where: str) -> Record:
     if row.get("tools"):
         raise _fail(where, "tools", "function-calling examples are not supported by the trainer yet")
     msgs = messages(row.get("messages"), where, "messages", weights=True)
+    for index, msg in enumerate(msgs):
+        if msg["role"] == "assistant" and msg["weight"] and not msg["content"].strip():
+            raise _fail(where, f"messages[{index}].content", "an assistant turn to learn from is empty: fill it, "
+                        "or set weight: 0 on it")
     if not any(m["role"] == "assistant" and m["weight"] for m in msgs):
         raise _fail(where, "messages", "needs at least one assistant message with weight 1 to learn from")
     return Record("language_modeling", {"messages": msgs}, where)
@@ -136,7 +142,9 @@ def _openai_preference(row: dict[str, Any], where: str) -> Record:
         if msgs[-1]["role"] != "assistant":
             raise _fail(where, f"{key}[{len(msgs) - 1}].role", "the output must end with an assistant message")
         out[name] = msgs
-    return Record("preference", out, where)
+    # rpo reads reward gaps from these two optional keys (align_trainer.reward_gaps); nothing else is kept
+    extra = {k: row[k] for k in REWARD_KEYS if k in row}
+    return Record("preference", out, where, extra)
 
 
 def _openai_rft(row: dict[str, Any], where: str) -> Record:
@@ -254,8 +262,9 @@ def _to_sft(r: Record) -> list[dict[str, Any]]:
 
 
 def _to_preference(r: Record) -> list[dict[str, Any]]:
-    if r.type == "preference":
-        return [{k: r.data[k] for k in ("prompt", "chosen", "rejected")}]
+    if r.type == "preference":  # with the pair's rewards when it has them (rpo's reward gap)
+        return [{**{k: r.data[k] for k in ("prompt", "chosen", "rejected")},
+                 **{k: r.extra[k] for k in REWARD_KEYS if k in r.extra}}]
     raise DataError(f"{r.where}: pairwise algorithms need preference pairs (prompt, chosen, rejected or "
                     f"openai-preference); this row is {r.type}" +
                     (" (unpaired labels: use algorithm kto)" if r.type == "unpaired" else ""))

@@ -1,7 +1,7 @@
 """Entry point: `python -m align_trainer --config FILE [--output DIR] [--metrics-port N]`.
 
-Order matters for fast failure: manifest -> algorithm module -> device -> data (every row validated) ->
-models -> training. Errors become an exit code (align_api ExitCode) and a termination message
+Order matters for fast failure: manifest -> algorithm module -> preflight (first rows of every dataset,
+grader templates, output writable, batch sizes) -> device -> data (every row validated) -> models -> training. Errors become an exit code (align_api ExitCode) and a termination message
 `<Reason>: <message>` in /dev/termination-log ($ALIGN_TERMINATION_LOG), which the operator turns into
 status.lastError.
 """
@@ -19,13 +19,15 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import align_api
 from align_api.constants import ExitCode, Reason
 
+from . import distributed
 from .errors import ConfigError, Interrupted, TrainerError
 from .runtime import DataKind, Paths, TrainContext, TrainResult
+from .metrics import gauge_name
 from .storage import json_safe
 
 log = logging.getLogger("align_trainer")
@@ -59,7 +61,8 @@ def load_job(path: Path) -> align_api.AlignmentJob:
 def output_dir(job: align_api.AlignmentJob, override: Path | None) -> Path:
     """The local working directory (checkpoints, metrics.jsonl, final/): --output, else $ALIGN_OUTPUT_DIR,
     else <checkpoint volume>/<job name> when spec.checkpoints.volume is set (mounted under $ALIGN_PVC_ROOT),
-    else ./runs/<name>. Resume is automatic because a restarted pod gets the same directory."""
+    else ./runs/<name>. Resume is automatic because a restarted pod gets the same directory (and only its own run
+    resumes: identity.py)."""
     from .storage import pvc_path
     if override is not None:
         return override.resolve()
@@ -83,6 +86,12 @@ def load_algorithm(algorithm: str):  # type: ignore[no-untyped-def]
     return module
 
 
+def data_kind(module: Any, spec: Any) -> DataKind:
+    """The module's DATA, or what its optional `data_kind(spec)` says (iterative dpo/rpo train on prompts)."""
+    choose = getattr(module, "data_kind", None)
+    return choose(spec) if callable(choose) else module.DATA
+
+
 def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output: Path, data_kind: DataKind,
                   metrics_port: int | None) -> TrainContext:
     """Everything but the algorithm: see runtime.TrainContext."""
@@ -96,6 +105,9 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     base_dir = manifest.resolve().parent if manifest else Path.cwd()
     paths = Paths.under(output, base_dir, manifest)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
+    from . import identity
+    # before metrics.jsonl is opened: another run's files move aside (rank 0 only; the others follow its resume)
+    own = identity.claim(paths.output_dir, job) if distributed.is_main() else True
     device = choose_device(spec.model, spec.hyperparameters, gpus=spec.resources.gpus_per_node)
     started = time.monotonic()
     train, evals = load_for(data_kind, spec.data, base_dir=base_dir, cache_dir=paths.cache_dir,
@@ -103,12 +115,20 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     log.info("data: %d train rows%s (%s) in %.1fs", len(train), f", {len(evals)} eval rows" if evals else "",
              data_kind.value, time.monotonic() - started)
     models = Models(spec.model, device, base_dir=base_dir, cache_dir=paths.cache_dir)
+    # after the base is on this pod's disk (transformers' save_pretrained writes nothing on ranks > 0 once a
+    # process group exists) and before anything waits for a peer
+    distributed.init(device.device, spec.resources.collective_timeout_seconds)
+    main_rank = distributed.is_main()
     tokenizer = models.tokenizer()
-    metrics = Metrics(job.name, paths.metrics_file, port=metrics_port,
-                      status_file=paths.output_dir / "status.json")
+    # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
+    metrics = Metrics(job.name, paths.metrics_file if main_rank else None, port=metrics_port if main_rank else None,
+                      status_file=paths.output_dir / "status.json" if main_rank else None)
     stop = threading.Event()
     previous_handler = install_sigterm_handler(stop)
-    resume = checkpoints.find_resume(paths.checkpoint_dir)
+    resume = distributed.broadcast(checkpoints.find_resume(paths.checkpoint_dir) if main_rank and own else None)
+    if resume is not None and not resume.is_dir():
+        raise ConfigError(f"rank {distributed.rank()} cannot see {resume}, the checkpoint rank 0 resumes from: "
+                          "several nodes need a shared spec.checkpoints.volume (ReadWriteMany)")
     ctx = TrainContext(job=job, paths=paths, device=device, tokenizer=tokenizer, models=models, metrics=metrics,
                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
@@ -162,9 +182,12 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
     doc: dict = json_safe({
         "artifacts": {k: v for k, v in artifacts.items() if v}, "steps": result.steps,
         "totalSteps": result.total_steps,
-        "finalMetrics": {k: float(v) for k, v in numbers.items() if isinstance(v, (int, float))},
+        # the gauge spelling ("rewards_accuracies"): status.metrics merges these with scraped gauges, one key each
+        "finalMetrics": {gauge_name(k): float(v) for k, v in numbers.items() if isinstance(v, (int, float))},
         "evaluation": {k: v if v is None else float(v) for k, v in evaluation.items()
                        if isinstance(v, (int, float)) or v is None}})
+    if result.extra.get("evaluation_problem"):
+        doc["evaluationProblem"] = result.extra["evaluation_problem"]  # -> Evaluated=False, never "passed"
     for drop in ("finalMetrics", "evaluation"):
         if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
             break
@@ -193,28 +216,35 @@ def run(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     ctx: TrainContext | None = None
     try:
-        quiet_libraries()
         job = load_job(args.config)
         module = load_algorithm(job.spec.algorithm.value)
+        output = output_dir(job, args.output)
+        from . import preflight  # data, grader templates, output, batch sizes: seconds, before any model
+        preflight.run(job, base_dir=args.config.resolve().parent, output_dir=output, kind=data_kind(module, job.spec),
+                      manifest=args.config, upload=args.output is None)
+        quiet_libraries()  # imports datasets and transformers: seconds a failing preflight need not wait for
         port = args.metrics_port if args.metrics_port is not None else job.spec.metrics.port
-        ctx = build_context(job, manifest=args.config, output=output_dir(job, args.output), data_kind=module.DATA,
+        ctx = build_context(job, manifest=args.config, output=output, data_kind=data_kind(module, job.spec),
                             metrics_port=None if port < 0 else port)
         if args.output is not None:
             ctx.scratch["output_uri"] = None  # --output overrides spec.output.uri: keep everything local
         hook = evaluation_hook()
         if hook is not None:
-            ctx.before_publish.append(hook)
             # --- evaluation: check its grader and prompts before training, evaluate at checkpoints (evaluation/hook.py) ---
             from .evaluation.hook import prepare
-            ctx.callbacks.extend(prepare(ctx))
+            callbacks = prepare(ctx)  # every rank fails fast on a bad evaluation spec; rank 0 evaluates
+            if distributed.is_main():
+                ctx.before_publish.append(hook)
+                ctx.callbacks.extend(callbacks)
             # --- end evaluation ---
         log.info("%s: %s on %s (%s, %s), output %s%s", job.name, job.spec.algorithm.value, job.spec.model.base,
                  ctx.device.device, ctx.device.dtype, ctx.paths.output_dir,
                  f", resuming from {ctx.resume_from.name}" if ctx.resume_from else "")
         result = module.run(ctx)
-        ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
-        write_termination_log(success_message(result, ctx.paths.metrics_file))
-        print(summary(job, result, time.monotonic() - started), flush=True)
+        if distributed.is_main():  # rank 0 published; its message is the pod's
+            ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
+            write_termination_log(success_message(result, ctx.paths.metrics_file))
+            print(summary(job, result, time.monotonic() - started), flush=True)
         return ExitCode.OK
     except TrainerError as exc:
         log.error("%s: %s", exc.reason, exc)
@@ -227,6 +257,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         write_termination_message(Reason.TRAINER_ERROR, f"{type(exc).__name__}: {exc}")
         return ExitCode.TRANSIENT
     finally:
+        distributed.destroy()
         if ctx is not None:
             ctx.metrics.close()  # type: ignore[attr-defined]
             previous = ctx.scratch.get("previous_sigterm_handler")

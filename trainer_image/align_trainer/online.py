@@ -105,13 +105,13 @@ def reference_mode(model: Any) -> Iterator[None]:
 
 
 def require_single_process(algorithm: str) -> None:
-    """Our own loops sample and update in one process; under torchrun every rank would train its own copy."""
-    import os
-
+    """For loops not yet data-parallel (iterative dpo/rpo rounds): under torchrun every rank would sample, write
+    and train its own copy. ppo, rlaif and tpo are data-parallel (see distributed.py)."""
+    from . import distributed
     from .errors import ConfigError
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError(f"{algorithm} runs in a single process: set resources.nodes: 1 and gpusPerNode: 1 "
-                          "(grpo, rloo and online-dpo scale over several GPUs)")
+    if distributed.is_distributed():
+        raise ConfigError(f"{algorithm} runs in a single process: set resources.nodes: 1 and one rank per pod "
+                          "(gpusPerNode: 1 or processesPerNode: 1)")
 
 
 def prompts_per_step(hp: Any) -> int:
@@ -157,6 +157,30 @@ def resume_state(ctx: TrainContext, model: Any) -> tuple[int, dict[str, Any]]:
     state = json.loads((path / "align_state.json").read_text())
     tensors = torch.load(path / "state.pt", weights_only=False) if (path / "state.pt").is_file() else {}
     return int(state["global_step"]), {**state, **tensors}
+
+
+def disable_dropout(model: Any) -> None:
+    """Dropout off in every module (LoRA's included): generation runs in eval mode, so with dropout on the
+    log-probs and values computed in train mode would come from a different random network than the one that
+    sampled (ratio != 1 on the first, on-policy epoch; a KL estimate that is dropout noise). TRL's trainers do
+    the same (`disable_dropout`)."""
+    from trl.trainer.utils import disable_dropout_in_model
+    disable_dropout_in_model(model)
+
+
+def learning_rate_at(hp: Any, step: int, total: int) -> float:
+    """The learning rate of optimizer step `step` (0-based) of `total` under hyperparameters.lrScheduler and
+    warmupRatio, with transformers' schedule functions (the ones HF's Trainer uses for the TRL algorithms)."""
+    import torch
+    from transformers import get_scheduler
+
+    from .runtime import SCHEDULER_KWARGS
+    warmup = math.ceil(hp.warmup_ratio * total)
+    extra = SCHEDULER_KWARGS.get(hp.lr_scheduler)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.learning_rate)
+    schedule = get_scheduler(hp.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total,
+                             scheduler_specific_kwargs=extra)
+    return hp.learning_rate * schedule.lr_lambdas[0](step)
 
 
 def whiten(values: Any, mask: Any, shift_mean: bool = True) -> Any:

@@ -4,6 +4,7 @@ Every algorithm module under `algorithms/` exposes::
 
     DATA: DataKind                      # which TRL dataset type it trains on (the entry point loads it)
     def run(ctx: TrainContext) -> TrainResult
+    def data_kind(spec) -> DataKind     # optional: when the kind depends on the spec (iterative dpo/rpo: prompts)
 
 Everything that is not the algorithm itself (the validated manifest, paths, device and dtype, tokenizer,
 model loading, data, metrics, checkpoints, SIGTERM, final artifacts) is prepared by the entry point
@@ -228,8 +229,10 @@ class TrainContext:
         return self.spec.model.reference.kind == "precomputed"
 
     def stop_requested(self) -> bool:
-        """True once SIGTERM arrived: save a checkpoint and return `self.interrupted(step)`."""
-        return bool(self.stop_event is not None and self.stop_event.is_set())
+        """True once SIGTERM arrived (on any rank: a collective, so every rank calls it at the same point of
+        its loop): save a checkpoint and return `self.interrupted(step)`."""
+        from . import distributed
+        return distributed.any_rank(bool(self.stop_event is not None and self.stop_event.is_set()))
 
     # --- TRL glue ----------------------------------------------------------------------------------
     def trainer_args(self, config_cls: type, **algorithm_args: Any) -> Any:
@@ -257,11 +260,23 @@ class TrainContext:
         from .checkpoints import run_hf_trainer
         return run_hf_trainer(self, trainer)
 
+    def stage_callbacks(self, stage: str) -> list["TrainerCallback"]:
+        """Callbacks for a TRL trainer run as one stage inside an algorithm (a warm-up, a DPO round, a reward
+        model): NaN/inf stops the job as Diverged, SIGTERM stops the stage (then check `stop_requested()`)."""
+        from .callbacks import StageCallback
+        return [StageCallback(stage, self.metrics, self.stop_event)]  # type: ignore[arg-type]
+
     # --- for algorithms with their own loop ------------------------------------------------------------
     def save_checkpoint(self, model: Any, step: int, state: Mapping[str, Any] | None = None) -> Path:
-        """Atomically save `checkpoint-<step>/` (adapter + `state` as JSON/torch) and rotate to spec.checkpoints.keep."""
+        """Atomically save `checkpoint-<step>/` (adapter + `state` as JSON/torch) and rotate to spec.checkpoints.keep.
+        Rank 0 writes; every rank calls it and returns once the checkpoint is complete."""
+        from . import distributed
         from .checkpoints import save_custom_checkpoint
-        return save_custom_checkpoint(self, model, step, state or {})
+        target = self.paths.checkpoint_dir / f"checkpoint-{step}"
+        if distributed.is_main():
+            target = save_custom_checkpoint(self, distributed.unwrap(model), step, state or {})
+        distributed.barrier()
+        return target
 
     def interrupted(self, step: int) -> Interrupted:
         """The exception to raise after a SIGTERM checkpoint at `step` (exit code TRANSIENT: the pod restarts)."""
@@ -269,10 +284,18 @@ class TrainContext:
 
     def finish(self, model: Any, *, step: int, total_steps: int | None, metrics: Mapping[str, float] | None = None,
                eval_metrics: Mapping[str, float] | None = None) -> TrainResult:
-        """Write the final adapter + model card atomically, merge/upload per spec.output, return the result."""
+        """Write the final adapter + model card atomically, merge/upload per spec.output, return the result.
+        Under torchrun every rank calls it: the ranks' policies are checked to be equal, rank 0 publishes."""
         from .checkpoints import publish_final
+        from .distributed import check_in_sync
+        check_in_sync(model)
         return publish_final(self, model, step=step, total_steps=total_steps, metrics=dict(metrics or {}),
                              eval_metrics=dict(eval_metrics or {}))
+
+
+#: Extra arguments of the learning-rate schedules that need them (transformers' cosine_with_min_lr refuses to
+#: run without a floor): shared by HF's Trainer (lr_scheduler_kwargs) and our own loops (online.learning_rate_at).
+SCHEDULER_KWARGS: dict[str, dict[str, float]] = {"cosine_with_min_lr": {"min_lr_rate": 0.1}}
 
 
 def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
@@ -280,7 +303,9 @@ def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
     HF's own `save_total_limit` stays off."""
     hp, dev = ctx.hp, ctx.device
     has_eval = ctx.eval_dataset is not None
+    from .distributed import trainer_parallelism
     return dict(
+        **trainer_parallelism(ctx.spec.resources, dev.device),
         output_dir=str(ctx.paths.checkpoint_dir),
         num_train_epochs=hp.epochs,
         max_steps=hp.max_steps or -1,
@@ -289,6 +314,7 @@ def common_trainer_args(ctx: TrainContext) -> dict[str, Any]:
         gradient_accumulation_steps=hp.gradient_accumulation_steps,
         learning_rate=hp.learning_rate,
         lr_scheduler_type=hp.lr_scheduler,
+        lr_scheduler_kwargs=SCHEDULER_KWARGS.get(hp.lr_scheduler, {}),
         warmup_steps=hp.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
         weight_decay=hp.weight_decay,
         max_grad_norm=hp.max_grad_norm,

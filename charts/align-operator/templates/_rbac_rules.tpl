@@ -5,7 +5,7 @@ secretKeyRef, which the kubelet resolves. Children are deleted by garbage collec
 delete verb.
 */}}
 {{- define "align-operator.rules.namespaced" -}}
-# Kopf lists/watches AlignmentJobs and patches them (finalizer, handler progress); get reads job:// upstreams.
+# Kopf lists/watches AlignmentJobs and patches them (handler progress; no finalizer); get reads job:// upstreams.
 - apiGroups: ["align.dev"]
   resources: ["alignmentjobs"]
   verbs: ["get", "list", "watch", "patch"]

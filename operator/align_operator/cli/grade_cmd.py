@@ -85,7 +85,8 @@ def grade_cases(spec: Any, cases: list[tuple[dict[str, Any], str]]) -> list[dict
     out = []
     for result in results:
         row = result.to_dict()
-        row["errors"] = {k: v for k, v in row["metadata"]["errors"].items() if v}
+        # only the flags that are set (OpenAI lists all of them, mostly false: noise when reading a failure)
+        row["metadata"]["errors"] = row["errors"] = {k: v for k, v in row["metadata"]["errors"].items() if v}
         out.append(row)
     return out
 
@@ -94,8 +95,10 @@ def grade_cases(spec: Any, cases: list[tuple[dict[str, Any], str]]) -> list[dict
 def grade(
     grader_file: Path = typer.Option(..., "--grader", "-g", help="Grader JSON/YAML (OpenAI format) or an AlignmentJob manifest."),
     input_file: Path = typer.Option(..., "--input", "-i", help='JSONL cases: {"item": {...}, "model_sample": "..."} per line.'),
+    allow_errors: bool = typer.Option(False, "--allow-errors", help="Exit 0 even when some cases errored."),
 ) -> None:
-    """Run a grader over test cases and print one JSON result per line (reward, sub_rewards, errors)."""
+    """Run a grader over test cases and print one JSON result per line (reward, sub_rewards, errors);
+    exit 1 when any case errored (a grader that errors scores 0 in training), unless --allow-errors."""
     try:
         spec = load_grader(grader_file)
         cases = load_cases(input_file)
@@ -117,3 +120,7 @@ def grade(
     failed = sum(1 for row in rows if row["errors"])
     mean = sum(row["reward"] for row in rows) / len(rows) if rows else 0.0
     typer.echo(f"{len(rows)} cases, mean reward {mean:.4g}, {failed} with errors", err=True)
+    if failed and not allow_errors:
+        typer.echo(f"error: {failed} of {len(rows)} case(s) errored (see their errors); --allow-errors to accept",
+                   err=True)
+        raise typer.Exit(1)

@@ -77,18 +77,27 @@ def import_openai(
         manifest["metadata"]["namespace"] = namespace
     print_notes(notes)
     text = render(manifest, notes, Path(source).name)
-    try:
-        load_text(text, file=source)  # the YAML as kubectl will read it, not just the dict we meant to write
-    except ManifestError as exc:
-        for error in exc.errors:
-            err_console.print(f"[red]invalid:[/red] {error.path}: {error.message}")
+    problems = import_problems(text, source)  # what `alignctl validate` would say: never write what it rejects
+    for problem in problems:
+        err_console.print(f"[red]error:[/red] {problem}", highlight=False)
+    dropped = [n for n in notes if n.kind == "dropped"]
+    if strict and dropped:
+        err_console.print(f"[red]error:[/red] --strict: {len(dropped)} field(s) dropped; nothing written")
+    if problems or (strict and dropped):
         raise typer.Exit(EXIT_FAILED)
     if output:
         output.write_text(text, encoding="utf-8")
-        err_console.print(f"wrote {output}: alignctl validate {output} && alignctl submit {output}")
+        err_console.print(f"wrote {output}: alignctl validate --preflight {output} && alignctl submit {output}")
     else:
         typer.echo(text, nl=False)
-    dropped = [n for n in notes if n.kind == "dropped"]
-    if strict and dropped:
-        err_console.print(f"[red]--strict:[/red] {len(dropped)} field(s) dropped")
-        raise typer.Exit(EXIT_FAILED)
+
+
+def import_problems(text: str, source: str) -> list[str]:
+    """The schema's verdict on the YAML as kubectl will read it (not just the dict we meant to write), and the
+    checks `alignctl validate` adds (e.g. graders this install cannot run)."""
+    from align_operator.cli.validate_cmd import _extra_checks
+    try:
+        jobs = load_text(text, file=source)
+    except ManifestError as exc:
+        return [f"{error.path}: {error.message}" for error in exc.errors]
+    return _extra_checks(Path(source), jobs)

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -55,6 +56,9 @@ def submit(
         "--force-conflicts", help="Take over fields another manager owns (server-side apply force).")] = False,
     wait_: Annotated[bool, typer.Option("--wait", help="Then wait until the job finishes; exit code mirrors it.")] = False,
     timeout: Annotated[float | None, typer.Option(help="With --wait: give up after this many seconds.")] = None,
+    preflight: Annotated[bool, typer.Option(
+        "--preflight/--no-preflight", help="For a file: first check here what the trainer checks before loading a "
+        "model (local data files, grader templates against their rows, file:// outputs), as validate --preflight.")] = True,
     kubeconfig: Kubeconfig = None, context: Context = None, namespace: Namespace = None, server: Server = None,
 ) -> None:
     """Validate FILE and server-side apply it (create or update), like `kubectl apply --server-side`."""
@@ -62,8 +66,16 @@ def submit(
         jobs = load_text(sys.stdin.read(), "<stdin>") if file == "-" else load_file(file)
     except ManifestError as exc:
         for error in exc.errors:
-            err_console.print(f"[red]invalid:[/red] {error}", markup=True)
+            err_console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
         raise typer.Exit(EXIT_FAILED)
+    if preflight and file != "-":
+        from align_operator.cli.validate_cmd import preflight_paths
+        problems = preflight_paths([Path(file)])
+        for line in problems:
+            err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        if problems:
+            err_console.print("nothing was submitted (paths that exist only in the trainer image: --no-preflight)")
+            raise typer.Exit(EXIT_FAILED)
     client = make_client(kubeconfig, context, namespace, server)
     for job in jobs:
         own_ns = job.metadata.namespace
@@ -107,7 +119,12 @@ def get(
     selector: Annotated[str | None, typer.Option("--selector", "-l", help="Label selector, e.g. team=nlp.")] = None,
     kubeconfig: Kubeconfig = None, context: Context = None, namespace: Namespace = None, server: Server = None,
 ) -> None:
-    """Show jobs as a table with the CRD's printer columns (phase, algorithm, model, progress, age)."""
+    """Show jobs as a table with the CRD's printer columns (phase, algorithm, model, progress, age). NAME may be
+    the --workdir of a finished `alignctl local run` (no cluster needed)."""
+    if name and _is_path(name):
+        objs = [obj for obj, _ in _saved(name)]
+        _print_objects(objs, output, False, single=len(objs) == 1)
+        return
     client = make_client(kubeconfig, context, namespace, server)
     with cluster_errors():
         objs = [client.get(name)] if name else client.list(all_namespaces=all_namespaces, label_selector=selector)
@@ -125,6 +142,20 @@ def list_(
     get(None, output, all_namespaces, selector, kubeconfig, context, namespace, server)
 
 
+def _is_path(name: str) -> bool:
+    """A local run's work directory (or a saved job file) rather than a job name (names have no '/')."""
+    from align_operator.cli.local_cmd import SAVED_JOBS
+    return (Path(name) / SAVED_JOBS).is_dir() or ("/" in name and Path(name).exists())
+
+
+def _saved(path: str) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    from align_operator.cli.local_cmd import load_saved_jobs
+    saved = load_saved_jobs(Path(path))
+    if not saved:
+        fail(f"{path}: no jobs saved by `alignctl local run` here (looked for {path}/jobs/*.json)")
+    return saved
+
+
 # --- describe -----------------------------------------------------------------------------------------
 
 @app.command(rich_help_panel="Jobs")
@@ -132,7 +163,15 @@ def describe(
     name: JobName,
     kubeconfig: Kubeconfig = None, context: Context = None, namespace: Namespace = None, server: Server = None,
 ) -> None:
-    """Spec summary, status, progress, latest metrics, conditions, last error, artifacts and events."""
+    """Spec summary, status, progress, latest metrics, conditions, last error, artifacts and events. NAME may be
+    the --workdir of a finished `alignctl local run` holding one job (or the jobs/<name>.json file in it)."""
+    if _is_path(name):
+        saved = _saved(name)
+        if len(saved) > 1:
+            fail(f"{name} holds {len(saved)} jobs ({', '.join(o['metadata']['name'] for o, _ in saved)}): "
+                 f"describe {name}/jobs/<name>.json")
+        views.print_describe(console, *saved[0])
+        return
     client = make_client(kubeconfig, context, namespace, server)
     with cluster_errors():
         obj = client.get(name)

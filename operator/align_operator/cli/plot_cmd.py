@@ -20,15 +20,19 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def _local_metrics(path: Path) -> Path:
-    """metrics.jsonl itself, or the one in (or below) a run directory."""
+    """metrics.jsonl itself, the one in a run directory, or the only one below a folder (several runs below it
+    are ambiguous: they are listed, none is picked). Runs moved to superseded/ do not count."""
     if path.is_file():
         return path
     direct = path / METRICS_FILE
     if direct.is_file():
         return direct
-    found = sorted(path.rglob(METRICS_FILE))
+    found = sorted(p for p in path.rglob(METRICS_FILE) if "superseded" not in p.relative_to(path).parts)
     if not found:
         fail(f"no {METRICS_FILE} in {path}")
+    if len(found) > 1:
+        listing = "\n  ".join(f"{p.parent}  ({_run_title(p.parent)})" for p in found)
+        fail(f"{path} holds {len(found)} runs; plot one of them:\n  {listing}")
     return found[0]
 
 
@@ -73,8 +77,8 @@ def plot(
     local = Path(target)
     if local.exists():
         metrics_path = _local_metrics(local)
-        title = _run_title(local if local.is_dir() else local.parent)
-        default_png = (local if local.is_dir() else local.parent) / "metrics.png"
+        title = _run_title(metrics_path.parent)
+        default_png = metrics_path.parent / "metrics.png"
     else:
         client = make_client(kubeconfig, context, namespace, server)
         with cluster_errors():
@@ -97,4 +101,4 @@ def plot(
             written = render_png(metrics.records, output or default_png, title=title)
         except ModuleNotFoundError as exc:
             fail(f"{exc.name} is not installed; the PNG needs: pip install 'align-operator[cli]' (or use --no-png)")
-        console.print(f"wrote {written}")
+        console.print(f"wrote {written} ({title})")

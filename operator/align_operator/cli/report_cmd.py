@@ -180,7 +180,7 @@ def report(
             job = load_job(target, namespace, kubeconfig, context, server)
             doc, where = report_for_job(job, output or Path(f"{target}-report"))
     except ReportError as exc:
-        _err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        _err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps({"status": doc.get("status"), "passed": doc.get("passed"), "gates": doc.get("gates", [])},

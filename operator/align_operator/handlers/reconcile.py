@@ -8,17 +8,19 @@ from typing import Any, Mapping
 import kopf
 
 from align_api import AlignmentJob, ManifestError, validate_document
-from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES, Phase, Reason
+from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES, ConditionType, Phase, Reason
 from align_api.status import now_rfc3339
 
 from .. import metrics
 from ..kube import CONFIGMAPS, JOBS, SERVICES, ApiError, Client, Resource
 from ..renderers import job_name, render_configmap, render_job, render_service
 from ..settings import Settings
-from ..status.conditions import phase_conditions
+from ..status.conditions import get_condition, phase_conditions, set_condition
 from ..upstream import resolve
 
 ALIGNMENT_JOBS = Resource(API_VERSION, PLURAL)
+#: Seconds between attempts while the operator's RBAC denies a call (an admin has to act; no busy loop).
+FORBIDDEN_RETRY_SECONDS = 30.0
 
 
 def parse(body: Mapping[str, Any]) -> AlignmentJob:
@@ -51,31 +53,50 @@ def with_operator_defaults(job: AlignmentJob, settings: Settings) -> AlignmentJo
     return job.model_copy(update={"spec": spec})
 
 
+#: Job fields the operator relies on that older API servers drop without a word (1.20 drops all four), with what
+#: is lost; a Warning event names the ones the server dropped.
+VERSIONED_JOB_FIELDS = {
+    "completionMode": "Indexed completion (multi-node ranks; Kubernetes >= 1.24)",
+    "podFailurePolicy": "failing fast on permanent trainer errors (Kubernetes >= 1.26); they are retried "
+                        "up to backoffLimit instead",
+    "suspend": "suspend and Kueue admission (Kubernetes >= 1.21); the Job runs at once",
+    "ttlSecondsAfterFinished": "clean-up of finished Jobs (Kubernetes >= 1.23)",
+}
+
+
+def dropped_fields(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """Job spec fields the API server did not keep (an older Kubernetes prunes fields it does not know)."""
+    kept = stored.get("spec") or {}
+    return [name for name in VERSIONED_JOB_FIELDS if name in (sent.get("spec") or {}) and name not in kept]
+
+
 async def create_children(client: Client, body: Mapping[str, Any], job: AlignmentJob, namespace: str,
-                          settings: Settings, resolved: Mapping[str, str]) -> bool:
-    """ConfigMap, Service and Job, owned by the AlignmentJob; 409 means a previous attempt made it. True if the
-    Job was created now."""
+                          settings: Settings, resolved: Mapping[str, str]) -> tuple[bool, list[str]]:
+    """ConfigMap, Service and Job, owned by the AlignmentJob; 409 means a previous attempt made it. Returns whether
+    the Job was created now, and the Job fields the server dropped."""
     job = with_operator_defaults(job, settings)
     children = [(CONFIGMAPS, render_configmap(job, namespace)), (SERVICES, render_service(job, namespace)),
                 (JOBS, render_job(job, namespace, settings, resolved))]
-    created = False
+    created, dropped = False, []
     for resource, child in children:
         kopf.adopt(child, owner=dict(body))
         # kopf.adopt copies the owner's labels; the user's labels are not ours to spread onto children.
         child["metadata"]["labels"] = {**(body.get("metadata", {}).get("labels") or {}), **child["metadata"]["labels"]}
-        _, made = await client.create_or_get(resource, child, namespace)
-        created = created or (made and resource is JOBS)
-    return created
+        stored, made = await client.create_or_get(resource, child, namespace)
+        if made and resource is JOBS:
+            created, dropped = True, dropped_fields(child, stored)
+    return created, dropped
 
 
 async def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str,
                     meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """on.create and on.resume: bring a new (or not yet started) AlignmentJob to the point where its Job runs."""
-    started = time.monotonic()
-    try:
-        await _reconcile(body, dict(status or {}), name, namespace, meta.get("generation"), patch, memo, logger)
-    finally:
-        metrics.RECONCILE_SECONDS.labels("create").observe(time.monotonic() - started)
+    async with memo.creations:
+        started = time.monotonic()
+        try:
+            await _reconcile(body, dict(status or {}), name, namespace, meta.get("generation"), patch, memo, logger)
+        finally:
+            metrics.RECONCILE_SECONDS.labels("create").observe(time.monotonic() - started)
 
 
 async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespace: str, generation: int | None,
@@ -117,15 +138,44 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
         resolved = resolution.resolved
 
     try:
-        created = await create_children(client, body, job, namespace, settings, resolved)
+        created, dropped = await create_children(client, body, job, namespace, settings, resolved)
     except ApiError as exc:
         metrics.ERRORS.labels(f"api_{exc.status}").inc()
+        if exc.status == 403:
+            report_forbidden(body, status, exc, generation, patch)
+            raise kopf.TemporaryError(f"creating children is forbidden: {exc.message}",
+                                      delay=settings.forbidden_retry_seconds) from exc
         raise kopf.TemporaryError(f"creating children failed: {exc}", delay=2) from exc
     patch.status.update({"jobName": job_name(name), "observedGeneration": generation,
                          **({"resolvedUris": resolved} if resolved else {})})
+    created_condition = get_condition(list(status.get("conditions") or []), ConditionType.CREATED)
+    if created_condition is not None and created_condition.get("status") != "True":  # recovered (RBAC fixed)
+        patch.status["conditions"] = set_condition(list(status.get("conditions") or []), ConditionType.CREATED, "True",
+                                                   Reason.JOB_CREATED, f"Job {job_name(name)} created", generation)
+        if (status.get("lastError") or {}).get("reason") == Reason.FORBIDDEN:
+            patch.status["lastError"] = None
     if created:
         kopf.event(body, type="Normal", reason=Reason.JOB_CREATED, message=f"Created Job {job_name(name)}")
         logger.info(f"Created Job {job_name(name)}")
+    if dropped:
+        message = (f"the API server dropped Job field(s) {', '.join(dropped)} (an older Kubernetes); lost: "
+                   + "; ".join(VERSIONED_JOB_FIELDS[name] for name in dropped))[:1024]
+        kopf.event(body, type="Warning", reason=Reason.JOB_FIELDS_DROPPED, message=message)
+        logger.warning(message)
+
+
+def report_forbidden(body: kopf.Body, status: Mapping[str, Any], exc: ApiError, generation: int | None,
+                     patch: kopf.Patch) -> None:
+    """The operator's ServiceAccount may not make a call it needs: say so where users look (a condition, lastError,
+    a Warning event naming the verb and resource, from the API server's own message), then retry slowly."""
+    message = f"the operator's RBAC denies a call it needs (an admin must grant it): {exc.message}"[:1024]
+    now = now_rfc3339()
+    patch.status.update({
+        "phase": status.get("phase") or Phase.PENDING.value, "observedGeneration": generation,
+        "conditions": set_condition(list(status.get("conditions") or []), ConditionType.CREATED, "False",
+                                    Reason.FORBIDDEN, message, generation, now),
+        "lastError": {"reason": Reason.FORBIDDEN.value, "message": message, "time": now}})
+    kopf.event(body, type="Warning", reason=Reason.FORBIDDEN, message=message)
 
 
 async def on_update(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -13,16 +14,23 @@ import kopf
 from .. import metrics
 from . import admission
 from ..kube import Client, connection_from_kubeconfig
+from ..renderers.names import JOB_LABEL, MANAGED_BY
 from ..settings import Settings
+
+#: The children the operator watches, as Kopf selects resources, and the server-side selector of ours.
+OWN_CHILDREN = (("batch", "jobs"), ("v1", "pods"))
+CHILD_SELECTOR = ",".join([JOB_LABEL, *(f"{key}={value}" for key, value in MANAGED_BY.items())])
 
 
 class Wakeups:
-    """One asyncio.Event per AlignmentJob: Job and pod events wake that job's status daemon."""
+    """One asyncio.Event per AlignmentJob: Job and pod events wake that job's status daemon; deletion ends it."""
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], asyncio.Event] = {}
+        self._gone: set[tuple[str, str]] = set()
 
     def event(self, key: tuple[str, str]) -> asyncio.Event:
+        self._gone.discard(key)  # a new daemon: an object of that name exists again
         return self._events.setdefault(key, asyncio.Event())
 
     def wake(self, key: tuple[str, str]) -> None:
@@ -30,8 +38,46 @@ class Wakeups:
         if event is not None:
             event.set()
 
+    def gone(self, key: tuple[str, str]) -> None:
+        """The AlignmentJob was deleted: its daemon (if any) ends at once."""
+        if key in self._events:
+            self._gone.add(key)
+            self._events[key].set()
+
+    def is_gone(self, key: tuple[str, str]) -> bool:
+        return key in self._gone
+
     def discard(self, key: tuple[str, str]) -> None:
         self._events.pop(key, None)
+        self._gone.discard(key)
+
+
+def daemons_without_finalizer(registry: kopf.OperatorRegistry) -> None:
+    """Kopf gives every daemon a finalizer, so that it can stop the daemon before the object goes away. Ours needs
+    none: the status daemon holds nothing that must outlive the object and ends itself when the object is deleted
+    (`Wakeups.gone`). With a finalizer, an AlignmentJob could not be deleted while the operator is down, nor the
+    CRD after `helm uninstall`. Kopf also removes the finalizer from objects an older operator marked.
+    Kopf has no public switch for this (kopf/on.py hard-codes `requires_finalizer=True` for daemons and timers)."""
+    spawning = registry._spawning
+    spawning._handlers[:] = [dataclasses.replace(handler, requires_finalizer=False)
+                             for handler in spawning._handlers]
+
+
+class SlimDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's last-handled-configuration, built without deep-copying what it throws away.
+
+    Kopf's `build()` deep-copies the whole object on every event (managedFields and status included: most of a
+    real server's object) and then deletes all of metadata but labels and annotations, and the status. That copy
+    was the operator's largest CPU cost per AlignmentJob event. The same essence comes from the kept parts alone.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        if extra_fields:  # fields Kopf restores from the removed parts: let it see everything
+            return super().build(body=body, extra_fields=extra_fields)
+        meta = body.get("metadata") or {}
+        kept = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+        kept["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+        return super().build(body=kopf.Body(kept))
 
 
 def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:
@@ -39,8 +85,7 @@ def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:
     # Handler progress and the last handled spec live in annotations: status belongs to us alone,
     # and a CRD with a structural schema would prune unknown status fields anyway.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="align.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="align.dev", key="last-handled-configuration")
+    settings.persistence.diffbase_storage = SlimDiffBaseStorage(prefix="align.dev", key="last-handled-configuration")
     settings.persistence.finalizer = "align.dev/finalizer"
     # Only warnings of Kopf's own logs become Kubernetes Events; ours are posted explicitly.
     settings.posting.level = logging.WARNING
@@ -50,6 +95,10 @@ def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:
     # Kopf's own API calls (watching, patching) retry transient errors with these pauses.
     settings.networking.error_backoffs = [0.5, 1, 2, 4, 8]
     settings.networking.request_timeout = 60.0
+    # Only our Jobs and pods reach the operator (the handlers also filter, client-side): on a shared cluster
+    # every other workload's pod events would otherwise be parsed, queued and dropped here.
+    for group_or_version, plural in OWN_CHILDREN:
+        settings.watching.label_selectors[group_or_version, plural] = CHILD_SELECTOR
     settings.watching.reconnect_backoff = 0.5
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
@@ -72,9 +121,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     ours: Settings = memo.get("settings") or Settings.from_env()
     memo.settings = ours
     configure(settings, ours)
-    memo.client = Client(connection(memo), retries=ours.api_retries)
+    memo.client = Client(connection(memo), retries=ours.api_retries, connections=ours.api_connections)
     memo.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ours.scrape_timeout_seconds))
     memo.scrapes = asyncio.Semaphore(16)  # bounds concurrent scrapes across all jobs
+    # Bounds creations in flight: in a burst, every new AlignmentJob's worker would otherwise hold its parsed
+    # spec, rendered children and API answers at the same time, and RSS keeps that high-water mark.
+    memo.creations = asyncio.Semaphore(ours.api_connections)
     memo.wakeups = Wakeups()
     metrics.serve(ours.metrics_port)
     if ours.webhook_port:
@@ -83,8 +135,32 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
                 f"namespaces {', '.join(ours.namespaces) or 'all'}")
 
 
-async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    return connection(memo)
+#: Kopf's long-lived watch streams per served namespace (AlignmentJobs, Jobs, pods) and cluster-wide (CRDs,
+#: namespaces): each holds one connection of the pool for as long as it runs.
+WATCHES_PER_NAMESPACE = 3
+CLUSTER_WATCHES = 2
+
+
+def watch_streams(namespaces: tuple[str, ...]) -> int:
+    return WATCHES_PER_NAMESPACE * max(1, len(namespaces)) + CLUSTER_WATCHES
+
+
+def kopf_session(info: kopf.ConnectionInfo, settings: Settings) -> kopf.AiohttpSession:
+    """Kopf's HTTP session with a bounded connection pool.
+
+    Kopf's own session has no limit: a burst of 500 AlignmentJobs opened hundreds of TLS connections at once
+    (each with a 256 KiB read buffer plus OpenSSL's), and the operator's RSS stayed at that high-water mark. With
+    a bound, requests wait for a free connection instead; the watch streams get connections of their own on top.
+    """
+    limit = settings.api_connections + watch_streams(settings.namespaces)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth())
+    return kopf.AiohttpSession(server=info.server, default_namespace=info.default_namespace, aiohttp_session=session)
+
+
+async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
+    return kopf_session(connection(memo), memo.get("settings") or Settings.from_env())
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:

@@ -19,7 +19,7 @@ from align_api.constants import TERMINAL_PHASES, ConditionType, Phase, Reason
 from align_api.status import now_rfc3339
 
 from .. import metrics
-from ..kube import ApiError, Client
+from ..kube import ApiError, Client, NotFound
 from ..renderers.names import JOB_LABEL
 from ..settings import Settings
 from ..status.compute import next_status
@@ -32,6 +32,8 @@ WARNING_PHASES = {Phase.FAILED}
 
 
 # ---------------------------------------------------------------------------------------------- indexes
+# These run on every Job, pod and AlignmentJob event. They are coroutines because Kopf runs a plain function in
+# its thread pool: one thread hop per event and handler, and one malloc arena per pool thread.
 def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a Job or Pod the status logic reads (indexes stay small)."""
     meta = body.get("metadata") or {}
@@ -41,22 +43,29 @@ def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
             "status": dict(body.get("status") or {})}
 
 
-def index_jobs(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def index_jobs(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, labels[JOB_LABEL]): _summary(body)}
 
 
-def index_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def index_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, labels[JOB_LABEL]): _summary(body)}
 
 
-def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
     """A Job or pod of an AlignmentJob changed: let its daemon look now."""
     wakeups = memo.get("wakeups")
     if wakeups is not None:
         wakeups.wake((namespace, labels[JOB_LABEL]))
 
 
-def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
+async def end_on_delete(type: str | None, name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """The AlignmentJob is gone (no finalizer holds it): its status daemon stops now."""
+    wakeups = memo.get("wakeups")
+    if type == "DELETED" and wakeups is not None:
+        wakeups.gone((namespace, name))
+
+
+async def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
     """Keep align_operator_jobs{phase} true for every AlignmentJob seen, finished ones included."""
     metrics.record_phase(namespace, name, None if type == "DELETED" else status.get("phase") or Phase.PENDING.value)
 
@@ -121,7 +130,7 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
     last_scrape = 0.0
     scraped: dict[str, float] | None = None
     try:
-        while not stopped:
+        while not stopped and not memo.wakeups.is_gone(key):
             live = dict(body.get("status") or {})
             current = live if _version(meta) >= state_version else {**live, **state}
             jobs = list(index_jobs.get(key, []))
@@ -150,7 +159,10 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
                 patch = {k: v for k, v in _diff(current, new).items()
                          if v is not None or k not in ("jobName", "resolvedUris", "observedGeneration")}
                 if patch:
-                    written = await _write(client, body, name, namespace, patch, current, new, logger)
+                    try:
+                        written = await _write(client, body, name, namespace, patch, current, new, logger)
+                    except NotFound:
+                        return  # deleted: nothing left to report on
                     if written is not None:
                         state, state_version = written
                         current = state
@@ -178,6 +190,8 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
     """Patch status; (stored status, its resourceVersion), or None if the write failed (retried next pass)."""
     try:
         stored = await client.patch(ALIGNMENT_JOBS, name, {"status": patch}, namespace, subresource="status")
+    except NotFound:
+        raise
     except ApiError as exc:
         metrics.ERRORS.labels(f"api_{exc.status}").inc()
         logger.warning(f"status update failed, will retry: {exc}")

@@ -23,11 +23,15 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 ENV_PVC_ROOT = "ALIGN_PVC_ROOT"
 ENV_RESOLVED_URIS = "ALIGN_RESOLVED_URIS"
 ENV_CACHE_DIR = "ALIGN_CACHE_DIR"
+ENV_OUTPUT_DIR = "ALIGN_OUTPUT_DIR"
+ENV_JOB_UID = "ALIGN_JOB_UID"
 GPU = "nvidia.com/gpu"
+ENV_TORCH_SHUTDOWN_TIMEOUT = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"
 
 
 def uses_torchrun(job: AlignmentJob) -> bool:
-    return job.spec.resources.nodes > 1 or job.spec.resources.gpus_per_node > 1
+    """Several ranks in total (nodes, GPUs or CPU processes per pod) start through torchrun."""
+    return job.spec.resources.world_size > 1
 
 
 def pvc_claims(job: AlignmentJob, resolved_uris: Mapping[str, str] | None = None) -> list[str]:
@@ -52,17 +56,26 @@ def pvc_claims(job: AlignmentJob, resolved_uris: Mapping[str, str] | None = None
     return list(claims)
 
 
-def output_dir(job: AlignmentJob) -> str | None:
-    """The `--output` directory inside the pod; None when spec.output.uri says where the trainer uploads."""
-    if job.spec.output.uri:
-        return None
+def work_dir(job: AlignmentJob) -> str:
+    """The trainer's local working directory in the pod (checkpoints, metrics, final/ before upload): on the
+    checkpoint volume when there is one, else on the `work` emptyDir; never the image's current directory."""
     if job.spec.checkpoints.volume:
         return f"{PVC_ROOT}/{job.spec.checkpoints.volume}/{job.name}"
     return f"{WORK_DIR}/output"
 
 
+def output_dir(job: AlignmentJob) -> str | None:
+    """The `--output` directory inside the pod; None when spec.output.uri says where the trainer uploads."""
+    return None if job.spec.output.uri else work_dir(job)
+
+
 def command(job: AlignmentJob) -> tuple[list[str], list[str]]:
-    """(command, args) of the trainer container: torchrun for several nodes or GPUs, python otherwise."""
+    """(command, args) of the trainer container: torchrun for several ranks, python otherwise.
+
+    torchrun runs through `python -m align_trainer.launch`, which is torchrun itself (same arguments) except
+    that the pod exits with the failing rank's own exit code: plain torchrun exits 1 for every worker failure,
+    which would turn a permanent error (bad data: 11) into a retry instead of the podFailurePolicy's FailJob.
+    """
     args = ["-m", "align_trainer", "--config", f"{CONFIG_MOUNT_PATH}/{CONFIG_FILE_NAME}"]
     out = output_dir(job)
     if out:
@@ -70,14 +83,25 @@ def command(job: AlignmentJob) -> tuple[list[str], list[str]]:
     res = job.spec.resources
     if not uses_torchrun(job):
         return ["python"], args
-    launcher = [f"--nproc-per-node={max(res.gpus_per_node, 1)}"]
+    launcher = [f"--nproc-per-node={res.ranks_per_node}", "--max-restarts=0"]  # retries are the Job's
     if res.nodes == 1:
         launcher += ["--standalone"]
     else:
         launcher += [f"--nnodes={res.nodes}", "--node-rank=$(NODE_RANK)",
                      f"--master-addr={job_name(job.name)}-0.{service_name(job.name)}",
                      f"--master-port={RENDEZVOUS_PORT}"]
-    return ["torchrun"], [*launcher, *args]  # torchrun's own -m: run align_trainer as a module per rank
+    return ["python"], ["-m", "align_trainer.launch", *launcher, *args]  # torchrun's own -m: a module per rank
+
+
+def cpu_threads_per_rank(job: AlignmentJob) -> int | None:
+    """OMP_NUM_THREADS for CPU ranks: the pod's CPU limit shared out over its ranks (torchrun would set 1;
+    one process alone is left to PyTorch's default). None when there is nothing to share."""
+    res = job.spec.resources
+    if res.gpus_per_node or res.ranks_per_node == 1 or not res.cpu:
+        return None
+    cpu = res.cpu
+    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(cores // res.ranks_per_node))
 
 
 def _secret_env(name: str, ref: Any) -> dict[str, Any]:
@@ -88,6 +112,8 @@ def env(job: AlignmentJob, resolved_uris: Mapping[str, str] | None) -> list[dict
     """Container env: plain settings, Secret references (never values), the resolved job:// table."""
     items: list[dict[str, Any]] = [
         {"name": "ALIGN_JOB_NAME", "value": job.name},
+        # With spec.output.uri there is no --output: the working directory still belongs on the job's volume.
+        {"name": ENV_OUTPUT_DIR, "value": work_dir(job)},
         {"name": "ALIGN_JOB_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}}},
         {"name": ENV_PVC_ROOT, "value": PVC_ROOT},
@@ -96,6 +122,12 @@ def env(job: AlignmentJob, resolved_uris: Mapping[str, str] | None) -> list[dict
         {"name": "HOME", "value": "/tmp"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    uid = (job.metadata.model_extra or {}).get("uid")
+    if uid:  # the trainer resumes only checkpoints of this very object (align_trainer.identity)
+        items.append({"name": ENV_JOB_UID, "value": str(uid)})
+    threads = cpu_threads_per_rank(job)
+    if threads is not None:
+        items.append({"name": "OMP_NUM_THREADS", "value": str(threads)})
     secrets = job.spec.secrets
     if secrets is not None:
         if secrets.hugging_face_token:
@@ -222,6 +254,10 @@ def render_job(job: AlignmentJob, namespace: str, settings: Settings,
     }
     if uses_torchrun(job):
         container["ports"].append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"})
+        # torchrun gives its ranks 30 s after forwarding SIGTERM before it kills them; give them the pod's grace
+        # period (minus a margin for torchrun itself) to finish the step and write the checkpoint
+        container["env"].append({"name": ENV_TORCH_SHUTDOWN_TIMEOUT,
+                                 "value": str(max(5, settings.termination_grace_seconds - 10))})
     container_resources = resources(job)
     if container_resources:
         container["resources"] = container_resources

@@ -75,7 +75,7 @@ _KINDS: dict[str, Resource] = {
     KIND: Resource(API_VERSION, PLURAL), "Job": Resource("batch/v1", "jobs"), "Pod": Resource("v1", "pods"),
     "ConfigMap": Resource("v1", "configmaps"), "Service": Resource("v1", "services"),
     "Secret": Resource("v1", "secrets"), "Event": Resource("v1", "events"),
-    "Namespace": Resource("v1", "namespaces", namespaced=False),
+    "Namespace": Resource("v1", "namespaces", namespaced=False), "Node": Resource("v1", "nodes", namespaced=False),
     "PersistentVolumeClaim": Resource("v1", "persistentvolumeclaims"),
 }
 
@@ -154,6 +154,15 @@ class Sandbox:
     @property
     def kubeconfig(self) -> Path:
         return self._cluster.kubeconfig
+
+    @property
+    def agent(self) -> Any:
+        """The node agent (`nodeagent.NodeAgent`, Node "sandbox") or None with node_agent=False."""
+        return self._cluster.agent
+
+    def call(self, coro: Any, timeout: float = 60.0) -> Any:
+        """Run a coroutine in the sandbox's event loop (e.g. `sb.call(sb.agent.stop())`)."""
+        return self._call(coro, timeout)
 
     @property
     def emulator(self) -> Any:

@@ -11,7 +11,8 @@ kmock stores JSON objects and streams watch events; it leaves the "special" fiel
 - label and field selectors on list and watch; watches that cannot miss an event between the
   initial snapshot and the stream;
 - background cascading deletion through ownerReferences (the garbage collector);
-- bounded memory: object histories and request logs are trimmed.
+- bounded memory: object histories and request logs are trimmed;
+- `pods/{name}/binding` and `pods/{name}/log` as a real server serves them (`nodeproxy.py`).
 Error injection: `emulator.inject(503, times=3, method="POST", resource="jobs")` refuses requests before they act
 (kmock's own reactions, `emulator[...] << ...`, still work but act after the state change, as kmock does).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import collections
 import copy
 import itertools
+import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +38,7 @@ from kmock._internal import enums, rendering  # kmock exports no names for these
 
 from align_api import yamlio
 
+from . import nodeproxy, openapi, tables
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
 
 #: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
@@ -43,6 +46,7 @@ MAX_REQUESTS_KEPT = 200
 
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
 _NS_PLACEHOLDER = "x-align-namespaces"
+_DISCOVERY_PATH = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/?$")
 
 
 def now_rfc3339() -> str:
@@ -105,8 +109,6 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
     _builtin: frozenset[int] = attrs.field(factory=frozenset, init=False)
     _routes: dict[Any, Any] = attrs.field(factory=dict, init=False)
     _deletions_seen: int = attrs.field(default=0, init=False)
-    #: (namespace, pod name) -> file with the pod's log, served at pods/<name>/log.
-    pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -133,7 +135,9 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 return await self._render_error(kmock.KubernetesError(
                     status=fault.status, reason="Injected", message=f"injected {fault.status} for tests"))
         if request.subresource == "log" and request.name:
-            return self._serve_log(request)
+            return await nodeproxy.proxy_log(self, request)
+        if request.subresource == "binding" and request.name and _method(request) == "POST":
+            request = nodeproxy.binding_update(self, request)
         original, request = request, self._rewrite(request)
         if request is not original:  # kmock finds reactions by request identity
             for index in range(len(self._requests) - 1, -1, -1):
@@ -150,13 +154,27 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             self._trim(request)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.path.startswith(openapi.INDEX_PATH):  # what kubectl apply asks before it sends
+            doc = openapi.answer(raw_request.path, self.resources)
+            return aiohttp.web.json_response(doc) if doc is not None else aiohttp.web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404},
+                status=404)
         # kmock's path parser reads /api/v1/namespaces[/<name>] as a namespace prefix and fails; hand it a
         # path it parses, and turn the result back into the cluster-scoped namespaces resource in _handle.
         match = _NAMESPACES_PATH.match(raw_request.path)
         if match:
             tail = "".join(f"/{part}" for part in match.groups() if part)
             raw_request = raw_request.clone(rel_url=raw_request.rel_url.with_path(f"/api/v1/{_NS_PLACEHOLDER}{tail}"))
-        return await super().__call__(raw_request)
+        response = await super().__call__(raw_request)
+        if _DISCOVERY_PATH.match(raw_request.path) and isinstance(response, aiohttp.web.Response) and response.body:
+            doc = json.loads(bytes(response.body))  # type: ignore[arg-type]
+            if doc.get("kind") == "APIResourceList":
+                return aiohttp.web.json_response(discovery_as_served(doc), status=response.status)
+        columns = _table_columns(raw_request)
+        if columns is not None and isinstance(response, aiohttp.web.Response) and response.status == 200 \
+                and response.body:
+            return aiohttp.web.json_response(tables.as_table(json.loads(bytes(response.body)), columns))  # type: ignore[arg-type]
+        return response
 
     def _namespace_paths(self, request: rendering.Request) -> rendering.Request:
         if request.resource is None or request.resource.plural != _NS_PLACEHOLDER:
@@ -167,19 +185,6 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 self._requests[index] = fixed
                 break
         return fixed
-
-    def _serve_log(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        path = self.pod_logs.get((request.namespace or "default", request.name or ""))
-        if path is None:
-            raise kmock.KubernetesObjectNotFoundError()
-        try:
-            text = open(path, encoding="utf-8", errors="replace").read()
-        except OSError:
-            text = ""
-        tail = request.params.get("tailLines")
-        if tail and tail.isdigit():
-            text = "".join(text.splitlines(keepends=True)[-int(tail):])
-        return aiohttp.web.Response(text=text, content_type="text/plain")
 
     def _info(self, request: rendering.Request) -> kmock.ResourceInfo | None:
         return self.resources[request.resource] if request.resource in self.resources else None
@@ -396,6 +401,32 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         res = kmock.resource(resource)
         return [copy.deepcopy(obj.raw) for (r, ns, _), obj in list(self.objects.items())
                 if r == res and not obj.deleted and (namespace is None or ns == namespace)]
+
+
+_CUSTOM_PATH = re.compile(r"^/apis/([^/]+)/([^/]+)/(?:namespaces/[^/]+/)?([^/]+)(?:/[^/]+)?/?$")
+
+
+def _table_columns(raw_request: aiohttp.web.BaseRequest) -> list[dict[str, Any]] | None:
+    """The printer columns when kubectl asks for a Table of a custom resource we have a CRD for (not watches)."""
+    if raw_request.method != "GET" or not tables.wants_table(raw_request.headers.get("Accept", "")) \
+            or raw_request.query.get("watch") in ("true", "1"):
+        return None
+    match = _CUSTOM_PATH.match(raw_request.path)
+    if not match:
+        return None
+    from align_api.crd import build_crd
+    return tables.printer_columns(build_crd()).get((match.group(1), match.group(2), match.group(3)))
+
+
+def discovery_as_served(doc: dict[str, Any]) -> dict[str, Any]:
+    """A real server lists subresources without short names or categories (kmock copies them from the resource, and
+    kubectl then warns that `aj` could also mean alignmentjobs/status)."""
+    resources = []
+    for entry in doc.get("resources", []):
+        if "/" in entry.get("name", ""):
+            entry = {k: v for k, v in entry.items() if k not in ("shortNames", "categories")} | {"singularName": ""}
+        resources.append(entry)
+    return {**doc, "resources": resources}
 
 
 def _method(request: rendering.Request) -> str:

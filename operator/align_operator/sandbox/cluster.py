@@ -1,4 +1,6 @@
-"""The sandbox's cluster: the emulated API server on a local port plus the node agent, in one event loop."""
+"""The sandbox's cluster: the emulated API server on a local port, its Job controller and the node agent, in one
+event loop. The Job controller stands in for kube-controller-manager and reads the emulator's store; the node
+agent is an ordinary API client (HTTP only), the same one that runs pods for a real API server."""
 
 from __future__ import annotations
 
@@ -14,14 +16,15 @@ from align_api.constants import CATEGORY, CRD_NAME, GROUP, KIND, PLURAL, SHORT_N
 from ..kube import NAMESPACES, Client, Resource, write_kubeconfig
 from .apiserver import ClusterEmulator
 from .jobcontroller import JobController
-from .kubelet import Kubelet
+from .nodeagent import NodeAgent
 
 log = logging.getLogger("align.sandbox")
 
 #: (resource, kind, namespaced, subresources, short names): what the sandbox API server serves.
 RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...], tuple[str, ...]], ...] = (
     ("v1/namespaces", "Namespace", False, ("status",), ("ns",)),
-    ("v1/pods", "Pod", True, ("status", "log"), ("po",)),
+    ("v1/pods", "Pod", True, ("status", "log", "binding"), ("po",)),
+    ("v1/nodes", "Node", False, ("status",), ("no",)),
     ("v1/configmaps", "ConfigMap", True, (), ("cm",)),
     ("v1/secrets", "Secret", True, (), ()),
     ("v1/services", "Service", True, ("status",), ("svc",)),
@@ -65,7 +68,7 @@ def make_emulator() -> ClusterEmulator:
 
 
 class Cluster:
-    """API server + Job controller + kubelet, all in the current event loop."""
+    """API server + Job controller + node agent, all in the current event loop."""
 
     def __init__(self, workdir: Path, *, namespace: str = "default", port: int = 0, node_agent: bool = True,
                  command_override: Sequence[str] | None = None, cwd: Path | None = None, gpus: int | None = None,
@@ -82,7 +85,8 @@ class Cluster:
         self._agent_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.client: Client | None = None
-        self.kubelet: Kubelet | None = None
+        self.agent: NodeAgent | None = None
+        self._jobs_task: asyncio.Task[None] | None = None
         self.url = ""
         self.kubeconfig = self.workdir / "kubeconfig"
 
@@ -100,16 +104,19 @@ class Cluster:
         await self.client.create_or_get(Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", False),
                                         alignmentjob_crd())
         if self.node_agent:
-            self.kubelet = Kubelet(self.emulator, self.client, self.workdir, on_exit=self._wake.set,
+            self.agent = NodeAgent(Client(kopf.ConnectionInfo(server=self.url), retries=20), self.workdir,
+                                   name="sandbox", on_exit=self._wake.set, resync_seconds=self.tick,
                                    **self._kubelet_args)  # type: ignore[arg-type]
-            self._agent_task = asyncio.create_task(self._agent_loop())
+            await self.agent.start()
+            self._agent_task = asyncio.create_task(self._jobs_loop())
 
     async def stop(self) -> None:
         if self._agent_task is not None:
             self._agent_task.cancel()
             await asyncio.gather(self._agent_task, return_exceptions=True)
-        if self.kubelet is not None:
-            await self.kubelet.stop_all()
+        if self.agent is not None:
+            await self.agent.stop()
+            await self.agent.client.close()
         if self.client is not None:
             await self.client.close()
         # End open watch streams (a client may keep one forever); the HTTP server then closes at once.
@@ -119,17 +126,16 @@ class Cluster:
             await self._server.__aexit__(None, None, None)
         await self.emulator.__aexit__(None, None, None)
 
-    async def _agent_loop(self) -> None:
-        assert self.client is not None and self.kubelet is not None
+    async def _jobs_loop(self) -> None:
+        assert self.client is not None
         jobs = JobController(self.client)
         while True:
             try:
                 await jobs.sync(self.emulator.list_objects("batch/v1/jobs"), self.emulator.list_objects("v1/pods"))
-                await self.kubelet.sync(self.emulator.list_objects("v1/pods"))
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the agent must outlive one bad object, as a kubelet does
-                log.exception("node agent pass failed")
+            except Exception:  # the controller must outlive one bad object, as kube-controller-manager does
+                log.exception("job controller pass failed")
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.tick)

@@ -1,5 +1,8 @@
-"""The sandbox's kubelet: runs each pod's container command as a local process and reports back.
+"""The node agent's kubelet half: runs each pod bound to its Node as a local process and reports back.
 
+Everything it knows about the cluster comes through the API server over HTTP (the pods it is handed by
+`nodeagent.NodeAgent`, ConfigMaps and Secrets read with `Client`); what it reports is pod status (phase,
+conditions, containerStatuses with exit code and termination message) through `pods/{name}/status`.
 A pod's volumes become local directories under the sandbox's work directory (configMap and secret
 volumes are written out, emptyDir is per pod, a persistentVolumeClaim is one directory per claim that
 outlives pods, so checkpoints survive restarts as on a cluster). Paths under mount points in the
@@ -12,13 +15,9 @@ from $ALIGN_TERMINATION_LOG, falling back to the log tail as `FallbackToLogsOnEr
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import re
-import shutil
 import signal
 import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -28,12 +27,19 @@ import yaml
 from align_api import yamlio
 from align_api.constants import CONFIG_FILE_NAME
 
-from ..kube import PODS, Client, NotFound
-from .apiserver import ClusterEmulator, now_rfc3339
+from ..kube import CONFIGMAPS, PODS, SECRETS, SERVICES, ApiError, Client, NotFound
+from .apiserver import now_rfc3339
+from .podenv import field_value, map_path, pod_argv, rendezvous_argv, rendezvous_services, secret_data, write_items
+
+__all__ = ["Kubelet", "free_port", "log_path", "pod_argv", "rendezvous_argv"]
 
 TERMINATION_LOG_ENV = "ALIGN_TERMINATION_LOG"
 MAX_MESSAGE = 4096
-_FIELD_ANNOTATION = re.compile(r"metadata\.annotations\['([^']+)'\]")
+
+
+def log_path(workdir: Path, namespace: str, pod: str) -> Path:
+    """Where the output of pod `namespace/pod` goes (and stays after it ends, for `kubectl logs`)."""
+    return workdir / "pods" / namespace / pod / "log.txt"
 
 
 def free_port() -> int:
@@ -53,6 +59,8 @@ class Container:
     termination_log: Path
     started_at: str
     grace: float
+    container: str = "main"
+    image: str = ""
     waiter: asyncio.Task[None] | None = None
     killed: bool = False
 
@@ -61,12 +69,11 @@ class Container:
 class Kubelet:
     """Starts, watches and stops pod processes; reports pod status through the API."""
 
-    emulator: ClusterEmulator
     client: Client
     workdir: Path
+    node_name: str = "sandbox"
     cwd: Path = field(default_factory=Path.cwd)
     command_override: Sequence[str] | None = None
-    gpus: int | None = None
     failing_images: tuple[str, ...] = ("invalid.example/",)
     max_grace_seconds: float = 10.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -74,9 +81,15 @@ class Kubelet:
     #: Pods that cannot start, with what was last reported for them (reported again only when it changes).
     blocked: dict[tuple[str, str], str] = field(default_factory=dict)
     on_exit: Callable[[], None] | None = None
+    #: uids of the pods this agent started (a Running pod bound here that is not among them is an orphan).
+    started: set[str] = field(default_factory=set)
+    #: (namespace, headless Service, its port) -> the local port the job's ranks rendezvous on (see rendezvous_argv)
+    rendezvous_ports: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
     async def sync(self, pods: list[dict[str, Any]]) -> None:
-        present = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
+        """Bring the processes in line with the pods bound to this node (all of them, every call)."""
+        present = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods
+                   if not p["metadata"].get("deletionTimestamp")}
         for key, container in list(self.containers.items()):
             if key not in present and not container.killed:
                 await self._kill(container)
@@ -84,14 +97,70 @@ class Kubelet:
             del self.blocked[key]
         for pod in pods:
             key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
-            phase = (pod.get("status") or {}).get("phase")
-            if key in self.containers or phase in ("Succeeded", "Failed", "Running"):
+            if pod["metadata"].get("deletionTimestamp"):
+                if key not in self.containers:  # stopped (above, or never started): let the server remove it
+                    await self._finish_deletion(pod)
                 continue
+            phase = (pod.get("status") or {}).get("phase")
+            if key in self.containers or phase in ("Succeeded", "Failed"):
+                continue
+            if phase == "Running":
+                if pod["metadata"].get("uid") not in self.started:  # an earlier agent's, which died meanwhile
+                    await self._orphaned(pod)
+                continue  # ours, finished: the watch has not brought the final status yet
             await self._start(pod)
 
-    async def stop_all(self) -> None:
-        await asyncio.gather(*(self._kill(c) for c in self.containers.values() if not c.killed),
-                             return_exceptions=True)
+    async def stop_all(self, *, report: bool = True) -> None:
+        """Stop every process; with `report`, each pod's final status says the node shut it down."""
+        running = [c for c in self.containers.values() if not c.killed]
+        await asyncio.gather(*(self._kill(c) for c in running), return_exceptions=True)
+        if report:
+            await asyncio.gather(*(self._report_shutdown(c) for c in running), return_exceptions=True)
+
+    async def _report_shutdown(self, container: Container) -> None:
+        code = container.process.returncode
+        code = 128 - code if code is not None and code < 0 else (code if code is not None else 137)
+        message = "Pod was terminated in response to the node agent stopping."
+        await self._report_named(container.namespace, container.pod, {
+            "phase": "Failed", "reason": "Terminated", "message": message,
+            "conditions": _conditions(scheduled=True, ready=False),
+            "containerStatuses": [{"name": container.container, "image": container.image, "imageID": "",
+                                   "ready": False, "started": False, "restartCount": 0,
+                                   "state": {"terminated": {"exitCode": code, "reason": "Error", "message": message,
+                                                            "startedAt": container.started_at,
+                                                            "finishedAt": now_rfc3339()}}}]})
+
+    async def _orphaned(self, pod: Mapping[str, Any]) -> None:
+        """A pod Running on this node that this agent did not start: an earlier agent died without stopping it.
+        Its process cannot be followed any more, so stop it (its pid was recorded) and report the pod Failed; the
+        Job controller makes a new pod, which resumes from the last checkpoint."""
+        meta = pod["metadata"]
+        pidfile = log_path(self.workdir, meta["namespace"], meta["name"]).parent / "pid"
+        if pidfile.is_file() and pidfile.read_text().strip().isdigit():
+            _signal_group(int(pidfile.read_text()), signal.SIGKILL)
+            pidfile.unlink()
+        message = "The node agent restarted while the container ran; it was stopped."
+        container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+        started = next((s.get("state", {}).get("running", {}).get("startedAt") for s in
+                        (pod.get("status") or {}).get("containerStatuses") or []), None) or now_rfc3339()
+        await self._report(pod, {
+            "phase": "Failed", "reason": "NodeAgentRestarted", "message": message,
+            "conditions": _conditions(scheduled=True, ready=False),
+            "containerStatuses": [{"name": container.get("name", "main"), "image": container.get("image", ""),
+                                   "imageID": "", "ready": False, "started": False, "restartCount": 0,
+                                   "state": {"terminated": {"exitCode": 137, "reason": "Error", "message": message,
+                                                            "startedAt": started, "finishedAt": now_rfc3339()}}}]})
+
+    async def _finish_deletion(self, pod: Mapping[str, Any]) -> None:
+        """The containers are gone: remove the pod object now (a real server waits for this from its node)."""
+        meta = pod["metadata"]
+        try:
+            await self.client.request("DELETE", PODS.url(meta["namespace"], meta["name"]), body={
+                "kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": meta.get("uid")}})
+        except (NotFound, ApiError) as exc:
+            if not isinstance(exc, NotFound) and exc.status != 409:  # 409: a newer pod of the same name
+                raise
 
     # ------------------------------------------------------------------ start
     async def _start(self, pod: dict[str, Any]) -> None:
@@ -101,18 +170,18 @@ class Kubelet:
         if blocker is not None:
             await self._report_blocked(pod, blocker)
             return
-        poddir = self.workdir / "pods" / meta["namespace"] / meta["name"]
+        poddir = log_path(self.workdir, meta["namespace"], meta["name"]).parent
         poddir.mkdir(parents=True, exist_ok=True)
         try:
-            mounts = self._mount_volumes(pod, container, poddir)
-            env = self._env(pod, container)
+            mounts = await self._mount_volumes(pod, container, poddir)
+            env = await self._env(pod, container)
         except LookupError as exc:  # a missing Secret/ConfigMap: the kubelet waits, as on a cluster
             await self._report_blocked(pod, {"phase": "Pending", "containerStatuses": [
                 _waiting(container, "CreateContainerConfigError", str(exc))]})
             return
         self.blocked.pop((meta["namespace"], meta["name"]), None)
         declared = {item["name"] for item in container.get("env") or []}  # the pod's own, not the host's
-        env = {k: _map_path(v, mounts) if k in declared else v for k, v in env.items()}
+        env = {k: map_path(v, mounts) if k in declared else v for k, v in env.items()}
         port = free_port()
         self._rewrite_config(mounts, port)
         termination_log = poddir / "termination-log"
@@ -121,14 +190,18 @@ class Kubelet:
         argv = list(self.command_override) if self.command_override else \
             [*(container.get("command") or []), *(container.get("args") or [])]
         argv = pod_argv(argv, env, mounts)
-        log_path = poddir / "log.txt"
-        self.emulator.pod_logs[(meta["namespace"], meta["name"])] = str(log_path)
-        with open(log_path, "ab") as log:
+        services = await self._headless_services(argv, meta["namespace"])
+        argv = rendezvous_argv(argv, meta["namespace"], lambda ns, name: services.get((ns, name)), self.rendezvous_ports)
+        output = log_path(self.workdir, meta["namespace"], meta["name"])
+        with open(output, "ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *argv, cwd=str(self.cwd), env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         grace = min(float(spec.get("terminationGracePeriodSeconds", 30)), self.max_grace_seconds)
-        running = Container(meta["name"], meta["namespace"], process, log_path, termination_log, now_rfc3339(), grace)
+        self.started.add(meta.get("uid", ""))
+        (poddir / "pid").write_text(str(process.pid))  # a restarted agent stops what it cannot follow (_orphaned)
+        running = Container(meta["name"], meta["namespace"], process, output, termination_log, now_rfc3339(), grace,
+                            container=container.get("name", "main"), image=container.get("image", ""))
         self.containers[(meta["namespace"], meta["name"])] = running
         running.waiter = asyncio.create_task(self._wait(pod, container, running))
         annotations = dict(meta.get("annotations") or {})
@@ -143,19 +216,22 @@ class Kubelet:
             "startTime": running.started_at,
             "conditions": _conditions(scheduled=True, ready=True),
             "containerStatuses": [{"name": container.get("name", "main"), "image": container.get("image", ""),
-                                   "ready": True, "started": True, "restartCount": 0,
+                                   "imageID": "", "ready": True, "started": True, "restartCount": 0,
                                    "state": {"running": {"startedAt": running.started_at}}}],
         })
 
+    async def _headless_services(self, argv: Sequence[str], namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """The headless Services that torchrun's --master-addr names (read over the API, as DNS would resolve)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for name in rendezvous_services(argv, namespace):
+            service = await self.client.get_or_none(SERVICES, name, namespace)
+            if service and (service.get("spec") or {}).get("clusterIP") == "None":
+                found[(namespace, name)] = service
+        return found
+
     def _blocker(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Why this pod cannot start here (unschedulable, image pull), as a pod status; None if it can."""
-        limits = (container.get("resources") or {}).get("limits") or {}
-        wanted = int(limits.get("nvidia.com/gpu", 0) or 0)
-        if self.gpus is not None and wanted > self.gpus:
-            return {"phase": "Pending", "conditions": [{
-                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                "message": f"0/1 nodes are available: 1 Insufficient nvidia.com/gpu (requested {wanted}, node has {self.gpus}).",
-                "lastTransitionTime": now_rfc3339()}]}
+        """Why this pod cannot start here (image pull), as a pod status; None if it can. (Whether it fits the
+        node is decided before binding: `nodeagent.unschedulable`.)"""
         image = container.get("image", "")
         if any(image.startswith(prefix) for prefix in self.failing_images):
             return {"phase": "Pending", "conditions": _conditions(scheduled=True, ready=False),
@@ -163,7 +239,8 @@ class Kubelet:
                                                    f'Back-off pulling image "{image}": not found')]}
         return None
 
-    def _mount_volumes(self, pod: Mapping[str, Any], container: Mapping[str, Any], poddir: Path) -> list[tuple[str, Path]]:
+    async def _mount_volumes(self, pod: Mapping[str, Any], container: Mapping[str, Any],
+                             poddir: Path) -> list[tuple[str, Path]]:
         ns = pod["metadata"]["namespace"]
         volumes: dict[str, Path] = {}
         for volume in (pod.get("spec") or {}).get("volumes") or []:
@@ -174,15 +251,15 @@ class Kubelet:
                 path = poddir / "volumes" / name
             path.mkdir(parents=True, exist_ok=True)
             if "configMap" in volume:
-                obj = self.emulator.get_object("v1/configmaps", ns, volume["configMap"]["name"])
+                obj = await self.client.get_or_none(CONFIGMAPS, volume["configMap"]["name"], ns)
                 if obj is None:
                     raise LookupError(f'configmap "{volume["configMap"]["name"]}" not found')
-                _write_items(path, obj.get("data") or {}, volume["configMap"].get("items"))
+                write_items(path, obj.get("data") or {}, volume["configMap"].get("items"))
             elif "secret" in volume:
-                obj = self.emulator.get_object("v1/secrets", ns, volume["secret"]["secretName"])
+                obj = await self.client.get_or_none(SECRETS, volume["secret"]["secretName"], ns)
                 if obj is None:
                     raise LookupError(f'secret "{volume["secret"]["secretName"]}" not found')
-                _write_items(path, _secret_data(obj) or {}, volume["secret"].get("items"))
+                write_items(path, secret_data(obj) or {}, volume["secret"].get("items"))
             volumes[name] = path
         mounts = []
         for mount in container.get("volumeMounts") or []:
@@ -199,7 +276,7 @@ class Kubelet:
                 mounts.append((str(Path(mount["mountPath"]).parent), local.parent))
         return sorted(dict(mounts).items(), key=lambda m: -len(m[0]))
 
-    def _env(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, str]:
+    async def _env(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, str]:
         ns = pod["metadata"]["namespace"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         env.update(self.extra_env)
@@ -210,8 +287,8 @@ class Kubelet:
             source = item.get("valueFrom") or {}
             if "secretKeyRef" in source:
                 ref = source["secretKeyRef"]
-                secret = self.emulator.get_object("v1/secrets", ns, ref["name"])
-                data = _secret_data(secret) if secret else None
+                secret = await self.client.get_or_none(SECRETS, ref["name"], ns)
+                data = secret_data(secret) if secret else None
                 if data is None or ref["key"] not in data:
                     if ref.get("optional"):
                         continue
@@ -220,11 +297,11 @@ class Kubelet:
                 env[item["name"]] = data[ref["key"]]
             elif "configMapKeyRef" in source:
                 ref = source["configMapKeyRef"]
-                obj = self.emulator.get_object("v1/configmaps", ns, ref["name"]) or {}
+                obj = await self.client.get_or_none(CONFIGMAPS, ref["name"], ns) or {}
                 if ref["key"] in (obj.get("data") or {}):
                     env[item["name"]] = obj["data"][ref["key"]]
             elif "fieldRef" in source:
-                env[item["name"]] = _field(pod, source["fieldRef"]["fieldPath"])
+                env[item["name"]] = field_value(pod, source["fieldRef"]["fieldPath"], self.node_name)
         return env
 
     @staticmethod
@@ -260,7 +337,7 @@ class Kubelet:
             "phase": "Succeeded" if code == 0 else "Failed",
             "conditions": _conditions(scheduled=True, ready=False),
             "containerStatuses": [{"name": container.get("name", "main"), "image": container.get("image", ""),
-                                   "ready": False, "started": False, "restartCount": 0,
+                                   "imageID": "", "ready": False, "started": False, "restartCount": 0,
                                    "state": {"terminated": terminated}}],
         })
         self.containers.pop((running.namespace, running.pod), None)
@@ -289,9 +366,11 @@ class Kubelet:
             await self._report(pod, status)
 
     async def _report(self, pod: Mapping[str, Any], status: dict[str, Any]) -> None:
+        await self._report_named(pod["metadata"]["namespace"], pod["metadata"]["name"], status)
+
+    async def _report_named(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
-            await self.client.patch(PODS, pod["metadata"]["name"], {"status": status}, pod["metadata"]["namespace"],
-                                    subresource="status")
+            await self.client.patch(PODS, name, {"status": status}, namespace, subresource="status")
         except NotFound:
             pass  # deleted meanwhile
 
@@ -303,74 +382,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def pod_argv(argv: list[str], env: Mapping[str, str], mounts: list[tuple[str, Path]]) -> list[str]:
-    """The local command for a pod's command + args: $(VAR) expanded and the pod's paths mapped to their local
-    volumes first, then this host's interpreter swapped in, so a host path (a venv under /tmp, where pods
-    also mount a /tmp volume) is never mistaken for a path inside the pod."""
-    return _local_command([_map_path(_expand(arg, env), mounts) for arg in argv])
-
-
-def _local_command(argv: list[str]) -> list[str]:
-    """Run the image's interpreters with this environment's (the local 'image' is this virtualenv)."""
-    if not argv:
-        return argv
-    head = os.path.basename(argv[0])
-    if head in ("python", "python3") or re.fullmatch(r"python3\.\d+", head):
-        return [sys.executable, *argv[1:]]
-    if head == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", *argv[1:]]
-    if not os.path.isabs(argv[0]) and shutil.which(argv[0]) is None:
-        candidate = Path(sys.executable).parent / argv[0]
-        if candidate.exists():
-            return [str(candidate), *argv[1:]]
-    return argv
-
-
-def _expand(arg: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion in command and args ($$ escapes)."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), arg)
-
-
-def _map_path(arg: str, mounts: list[tuple[str, Path]]) -> str:
-    for mount_path, local in mounts:
-        if arg == mount_path or arg.startswith(mount_path + "/"):
-            return str(local) + arg[len(mount_path):]
-        if "=" in arg:
-            key, _, value = arg.partition("=")
-            if value == mount_path or value.startswith(mount_path + "/"):
-                return f"{key}={local}{value[len(mount_path):]}"
-    return arg
-
-
-def _write_items(path: Path, data: Mapping[str, str], items: list[dict[str, str]] | None) -> None:
-    selected = {item["key"]: item.get("path", item["key"]) for item in items} if items else {k: k for k in data}
-    for key, target in selected.items():
-        if key in data:
-            (path / target).parent.mkdir(parents=True, exist_ok=True)
-            (path / target).write_text(data[key])
-
-
-def _secret_data(secret: Mapping[str, Any] | None) -> dict[str, str] | None:
-    if secret is None:
-        return None
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-    data.update(secret.get("stringData") or {})
-    return data
-
-
-def _field(pod: Mapping[str, Any], path: str) -> str:
-    match = _FIELD_ANNOTATION.fullmatch(path)
-    if match:
-        return str((pod["metadata"].get("annotations") or {}).get(match.group(1), ""))
-    simple = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"],
-              "metadata.uid": pod["metadata"].get("uid", ""), "status.podIP": "127.0.0.1",
-              "spec.nodeName": "sandbox", "status.hostIP": "127.0.0.1"}
-    return str(simple.get(path, ""))
-
-
 def _waiting(container: Mapping[str, Any], reason: str, message: str) -> dict[str, Any]:
-    return {"name": container.get("name", "main"), "image": container.get("image", ""), "ready": False,
+    return {"name": container.get("name", "main"), "image": container.get("image", ""), "imageID": "", "ready": False,
             "started": False, "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}}
 
 

@@ -52,6 +52,11 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
                 status["metrics"] = {**(status.get("metrics") or {}), **obs.success.final_metrics}
             if obs.success.evaluation:
                 status["evaluation"] = dict(obs.success.evaluation)
+            if obs.success.evaluation_problem is not None:  # it ran but measured nothing: never "passed"
+                reason, message = obs.success.evaluation_problem
+                status["conditions"] = set_condition(status["conditions"], ConditionType.EVALUATED, "False",
+                                                     reason, message, generation, now)
+            elif obs.success.evaluation:
                 status["conditions"] = set_condition(
                     status["conditions"], ConditionType.EVALUATED, "True", Reason.EVALUATION_PASSED,
                     "Evaluation finished and every gate passed", generation, now)

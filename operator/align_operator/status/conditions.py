@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from align_api.constants import ConditionType, Phase
+from align_api.constants import TERMINAL_PHASES, ConditionType, Phase
 from align_api.status import now_rfc3339
 
 #: For each phase, the condition type that is True while in it.
@@ -38,13 +38,16 @@ def set_condition(conditions: list[dict[str, Any]], kind: str, status: str, reas
 
 def phase_conditions(conditions: list[dict[str, Any]], phase: Phase, reason: str, message: str,
                      generation: int | None, now: str | None = None) -> list[dict[str, Any]]:
-    """Make the phase's condition True and every other phase condition already present False."""
+    """Make the phase's condition True and every other phase condition already present False. In a final
+    phase every present condition carries the final reason: a failed job's Running condition must not keep
+    saying "Waiting for trainer pods" from the moment between the pod's failure and the Job's."""
     active = PHASE_CONDITION.get(phase)
+    final = phase in TERMINAL_PHASES
     out = list(conditions)
     for kind in PHASE_CONDITION.values():
         if kind == active:
             out = set_condition(out, kind, "True", reason, message, generation, now)
-        elif any(c.get("type") == kind and c.get("status") == "True" for c in out):
+        elif any(c.get("type") == kind and (c.get("status") == "True" or final) for c in out):
             out = set_condition(out, kind, "False", reason, message, generation, now)
     return out
 

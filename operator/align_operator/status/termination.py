@@ -33,6 +33,8 @@ class Termination:
     steps: int | None = None
     total_steps: int | None = None
     evaluation: dict[str, float | None] = field(default_factory=dict)
+    #: (reason, message) when the evaluation ran but measured nothing (e.g. no sample could be scored).
+    evaluation_problem: tuple[str, str] | None = None
 
 
 def parse_message(text: str | None) -> dict[str, Any] | None:
@@ -80,6 +82,9 @@ def from_terminated(terminated: dict[str, Any]) -> Termination:
     final = doc.get("finalMetrics") or doc.get("final_metrics")
     if isinstance(final, dict):
         result.final_metrics = {str(k): _number(v) for k, v in final.items()}
+    problem = doc.get("evaluationProblem")
+    if isinstance(problem, dict) and problem.get("reason"):
+        result.evaluation_problem = (str(problem["reason"]), str(problem.get("message") or "")[:MAX_MESSAGE])
     evaluation = doc.get("evaluation")
     if isinstance(evaluation, dict):
         result.evaluation = {str(k): _number(v) for k, v in evaluation.items() if not isinstance(v, (dict, list))}

@@ -25,6 +25,7 @@ ALGORITHMS: dict[Algorithm, str] = {
     Algorithm.REFT: "align_trainer.algorithms.reft",
     Algorithm.RLAIF: "align_trainer.algorithms.rlaif",
     Algorithm.TPO: "align_trainer.algorithms.tpo",
+    Algorithm.RPO: "align_trainer.algorithms.rpo",
 }
 
 

@@ -2,17 +2,27 @@
 
     L_DPO = -E[ log sigma( beta * [ (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x)) ] ) ]
 
-`hyperparameters.lossType` selects TRL's variants (ipo, hinge, robust, ...); `rpoAlpha` adds RPO's NLL
-term on the chosen answer (Pang et al. 2024): L = L_DPO + alpha * NLL(y_w).
+`hyperparameters.lossType` selects TRL's variants (ipo, hinge, robust, ...); `rpoAlpha` adds an NLL term on
+the chosen answer (Pang et al. 2024; TRL calls this "RPO"): L = L_DPO + alpha * NLL(y_w). That is DPO + NLL, not
+Reward-aware Preference Optimization (Nemotron-4), which is `algorithm: rpo`.
+
+With `rounds`, the pairs are the policy's own best-vs-worst samples under spec.grader, round after round
+(align_trainer.preference_rounds); the dataset then only provides the prompts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .. import preference_rounds
 from ..runtime import DataKind, TrainContext, TrainResult
 
 DATA = DataKind.PREFERENCE
+
+
+def data_kind(spec: Any) -> DataKind:
+    """Offline: preference pairs. Iterative rounds: the prompts only (any dataset with prompts)."""
+    return DataKind.PROMPT_ONLY if spec.hyperparameters.rounds else DATA
 
 
 def loss_settings(hp: Any) -> dict[str, Any]:
@@ -25,7 +35,16 @@ def loss_settings(hp: Any) -> dict[str, Any]:
     return dict(beta=hp.beta, loss_type=loss_types, loss_weights=weights, label_smoothing=hp.label_smoothing)
 
 
+def round_trainer(ctx: TrainContext, model: Any, pairs: Any, round_no: int) -> Any:
+    """Iterative dpo: a DPO trainer on the round's best-vs-worst pairs (their reward_gap column is unused)."""
+    from trl import DPOConfig, DPOTrainer
+    args = ctx.trainer_args(DPOConfig, **loss_settings(ctx.hp), **preference_rounds.round_args(ctx, round_no))
+    return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=ctx.tokenizer)
+
+
 def run(ctx: TrainContext) -> TrainResult:
+    if ctx.hp.rounds:
+        return preference_rounds.run(ctx, "dpo", round_trainer)
     from trl import DPOConfig, DPOTrainer
 
     args = ctx.trainer_args(DPOConfig, **loss_settings(ctx.hp))

@@ -41,10 +41,7 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
     from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
 
     hp = ctx.hp
-    loss_type = hp.loss_type or "sigmoid"
-    if loss_type not in ("sigmoid", "ipo"):
-        from ..errors import ConfigError
-        raise ConfigError(f"hyperparameters.lossType {loss_type!r}: online-dpo supports sigmoid and ipo")
+    loss_type = hp.loss_type or "sigmoid"  # sigmoid or ipo: the spec rejects the rest (ONLINE_DPO_LOSS_TYPES)
     # TRL's experimental OnlineDPOTrainer cannot evaluate (its prediction step fails); the eval split is still
     # used by spec.evaluation after training.
     if ctx.eval_dataset is not None:

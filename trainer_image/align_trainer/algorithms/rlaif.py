@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from .. import online
+from .. import distributed, online
 from ..errors import ConfigError
 from ..graders.rewards import GraderReward, grader_reward, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
@@ -37,7 +37,7 @@ def judge_pairs(ctx: TrainContext, reward: GraderReward) -> tuple[list[dict[str,
     hp = ctx.hp
     k = hp.num_generations
     model = ctx.models.policy()
-    rows = list(ctx.train_dataset)
+    rows = distributed.shard(list(ctx.train_dataset))  # torchrun: each rank judges its share; pairs gathered below
     pairs: list[dict[str, Any]] = []
     ties = 0
     per_batch = max(1, hp.batch_size // k)
@@ -62,7 +62,7 @@ def judge_pairs(ctx: TrainContext, reward: GraderReward) -> tuple[list[dict[str,
                 chosen, rejected = [{"role": "assistant", "content": chosen}], [{"role": "assistant", "content": rejected}]
             pairs.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected})
     del model
-    return pairs, ties
+    return distributed.gather(pairs), sum(distributed.gather([ties]))
 
 
 def train_reward_model(ctx: TrainContext, pairs: list[dict[str, Any]]) -> tuple[Any, float]:
@@ -73,7 +73,8 @@ def train_reward_model(ctx: TrainContext, pairs: list[dict[str, Any]]) -> tuple[
     args = ctx.trainer_args(RewardConfig, num_train_epochs=1, max_steps=-1, save_strategy="no", eval_strategy="no",
                             output_dir=str(ctx.paths.checkpoint_dir / "reward-model"))
     model = ctx.models.sequence_classifier()
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer,
+                            callbacks=ctx.stage_callbacks("rlaif reward model"))
     trainer.train()
     accuracy = [h["accuracy"] for h in trainer.state.log_history if "accuracy" in h]
     return model.eval(), float(accuracy[-1]) if accuracy else float("nan")
@@ -105,6 +106,8 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
             raise ConfigError(f"rlaif (feedback: preference): the judge preferred one answer in only {len(pairs)} "
                               f"of {len(pairs) + ties} prompts; use feedback: direct or a judge with finer scores")
         model, accuracy = train_reward_model(ctx, pairs)
+        if ctx.stop_requested():
+            raise ctx.interrupted(0)
         log.info("rlaif: reward model trained on %d judge-labelled pairs (%d ties), train accuracy %.3f",
                  len(pairs), ties, accuracy)
         ctx.metrics.log({"rlaif/pairs": float(len(pairs)), "rlaif/ties": float(ties), "rlaif/rm_accuracy": accuracy}, step=0)

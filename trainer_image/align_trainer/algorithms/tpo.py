@@ -24,13 +24,15 @@ import json
 import logging
 from typing import Any, Sequence
 
-from .. import online
+from .. import distributed, online
 from ..errors import ConfigError
 from ..graders.rewards import GraderReward, grader_reward, log_failures, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
 
 DATA = DataKind.PROMPT_ONLY
 SEPARATOR = "<R>"
+#: rounds when hyperparameters.rounds is unset (the field is shared with iterative dpo/rpo, where unset means offline)
+DEFAULT_ROUNDS = 2
 log = logging.getLogger(__name__)
 
 #: The paper's generic thought prompt (Fig. 2), with our separator.
@@ -100,6 +102,15 @@ def make_pairs(rows: Sequence[dict[str, Any]], prompts: Sequence[Any], responses
     return pairs, best, worst
 
 
+def write_round(path: Any, samples: Sequence[tuple[dict[str, Any], str, float]]) -> None:
+    """The round's samples, their thoughts and judge scores, one JSON line each (for inspection)."""
+    with path.open("w", encoding="utf-8") as fh:
+        for row, response, score in samples:
+            thought, answer = split_thought(response)
+            fh.write(json.dumps({"prompt": row["prompt"], "thought": thought, "answer": answer,
+                                 "score": None if score == float("-inf") else score}, default=str) + "\n")
+
+
 def dpo_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], round_no: int) -> dict[str, float]:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -107,7 +118,8 @@ def dpo_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], round_
     hp = ctx.hp
     args = ctx.trainer_args(DPOConfig, beta=hp.beta, loss_type=[hp.loss_type or "sigmoid"], save_strategy="no",
                             eval_strategy="no", output_dir=str(ctx.paths.checkpoint_dir / f"round-{round_no}"))
-    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer,
+                         callbacks=ctx.stage_callbacks(f"tpo round {round_no}"))
     ctx.models.bind_reference(trainer.model)
     trainer.train()
     last = [h for h in trainer.state.log_history if "loss" in h]
@@ -115,32 +127,38 @@ def dpo_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], round_
 
 
 def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
-    online.require_single_process("tpo")
+    import torch
     hp = ctx.hp
+    rounds = hp.rounds or DEFAULT_ROUNDS
     template = hp.thought_prompt or DEFAULT_THOUGHT_PROMPT
     reward = grader_reward(ctx, judge=judge)
     model = ctx.models.policy()
     ctx.models.bind_reference(model)
     start_round, _ = online.resume_state(ctx, model)
-    rows = list(ctx.train_dataset)
+    # torchrun: each rank samples and judges its share of the prompts (own seed); the pairs are gathered so every
+    # rank trains the same DPO round (TRL's DPOTrainer deals them out again and averages gradients)
+    if distributed.is_distributed():
+        torch.manual_seed(distributed.sampling_seed(hp.seed, start_round))
+    rows = distributed.shard(list(ctx.train_dataset))
     prompts = [thought_prompt(r["prompt"], template) for r in rows]
     out_dir = ctx.paths.output_dir / "tpo"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
     history: list[dict[str, float]] = []
     try:
-        for round_no in range(start_round + 1, hp.rounds + 1):
+        for round_no in range(start_round + 1, rounds + 1):
             k = hp.num_generations
             expanded_rows = [r for r in rows for _ in range(k)]
             responses = generate_responses(ctx, model, [p for p in prompts for _ in range(k)])
             scores = judge_answers(reward, expanded_rows, responses)
             pairs, best, worst = make_pairs(rows, prompts, responses, scores, k)
+            pairs, best, worst = distributed.gather(pairs), distributed.gather(best), distributed.gather(worst)
+            samples = distributed.gather(list(zip(expanded_rows, responses, scores)))
+            scores = [score for _, _, score in samples]
+            responses = [response for _, response, _ in samples]
             finite = [s for s in scores if s != float("-inf")]
-            with (out_dir / f"round-{round_no}.jsonl").open("w", encoding="utf-8") as fh:
-                for row, response, score in zip(expanded_rows, responses, scores):
-                    thought, answer = split_thought(response)
-                    fh.write(json.dumps({"prompt": row["prompt"], "thought": thought, "answer": answer,
-                                         "score": None if score == float("-inf") else score}, default=str) + "\n")
+            if distributed.is_main():
+                write_round(out_dir / f"round-{round_no}.jsonl", samples)
             metrics = {"reward": sum(finite) / max(1, len(finite)), "tpo/pairs": float(len(pairs)),
                        "tpo/best_score": sum(best) / max(1, len(best)), "tpo/worst_score": sum(worst) / max(1, len(worst)),
                        "tpo/with_thought": sum(SEPARATOR in r for r in responses) / max(1, len(responses)),
@@ -150,19 +168,21 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
                 raise ConfigError(f"tpo round {round_no}: every prompt's {k} answers were judged equal; raise "
                                   "numGenerations or temperature, or use a judge with finer scores")
             metrics.update(dpo_round(ctx, model, pairs, round_no))
+            if ctx.stop_requested():  # SIGTERM cut the round short: the restart redoes it from the last checkpoint
+                raise ctx.interrupted(round_no - 1)
             history.append(dict(metrics))
             ctx.metrics.log(metrics, step=round_no)
-            ctx.metrics.progress(step=round_no, total_steps=hp.rounds)
+            ctx.metrics.progress(step=round_no, total_steps=rounds)
             ctx.save_checkpoint(model, round_no, {"round": round_no})
             if ctx.stop_requested():
                 raise ctx.interrupted(round_no)
         if history:  # the last round's samples predate its DPO: probe the final policy once more
             responses = generate_responses(ctx, model, [p for p in prompts for _ in range(hp.num_generations)])
-            final = [s for s in judge_answers(reward, [r for r in rows for _ in range(hp.num_generations)], responses)
-                     if s != float("-inf")]
+            final = [s for s in distributed.gather(judge_answers(
+                reward, [r for r in rows for _ in range(hp.num_generations)], responses)) if s != float("-inf")]
             metrics["tpo/final_reward"] = sum(final) / max(1, len(final))
-            ctx.metrics.log({"tpo/final_reward": metrics["tpo/final_reward"]}, step=hp.rounds)
-        result = ctx.finish(model, step=hp.rounds, total_steps=hp.rounds, metrics=metrics)
+            ctx.metrics.log({"tpo/final_reward": metrics["tpo/final_reward"]}, step=rounds)
+        result = ctx.finish(model, step=rounds, total_steps=rounds, metrics=metrics)
         result.extra["rounds"] = history
         return result
     finally:

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from align_api.constants import Reason
+
 from .gates import failure_message
 from ..errors import ConfigError, EvaluationGateFailed
 from .outputs import EVALUATION_FILE, REPORT_FILE, EvaluationOutcome
@@ -111,6 +113,13 @@ def after_training(ctx: Any, model: Any, result: Any) -> None:
         # for the end summary and a success termination message (status.evaluation, status.artifacts.report)
         result.extra["evaluation"] = dict(outcome.metrics)
         result.extra["evaluation_report"] = outcome.report_uri or str(outcome.report)
+        if outcome.scored_nothing:  # the operator sets Evaluated=False with this reason, never "passed"
+            log.error("evaluation scored none of its %d samples (grader errors); see %s", outcome.unscored,
+                      outcome.report)
+            result.extra["evaluation_problem"] = {
+                "reason": Reason.EVALUATION_UNSCORED,
+                "message": f"the grader scored none of the {outcome.unscored} evaluation samples (every grading "
+                           f"failed); see {outcome.report_uri or outcome.report}"}
 
 
 class CheckpointEvaluation:

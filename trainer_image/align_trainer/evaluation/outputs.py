@@ -36,6 +36,13 @@ class EvaluationOutcome:
     report: Path | None = None
     charts: list[Path] = field(default_factory=list)
     report_uri: str | None = None  #: where report.md was uploaded (<spec.output.uri>/evaluation/report.md)
+    unscored: int = 0              #: samples the scorer could not score (grader errors); left out of the numbers
+
+    @property
+    def scored_nothing(self) -> bool:
+        """Every sample failed to score: the numbers measure nothing, so the evaluation did not pass."""
+        samples = self.metrics.get("samples")
+        return bool(samples) and self.unscored >= int(samples or 0)
 
     @property
     def passed(self) -> bool:
@@ -62,7 +69,8 @@ def _write(out: Path, kind: str, name: str, rows: Sequence[Any], evaluation: Pol
            gates: Sequence[str], context: dict[str, Any], charts: Callable[..., list[Path]] | None,
            report: Callable[..., str]) -> EvaluationOutcome:
     out.mkdir(parents=True, exist_ok=True)
-    outcome = EvaluationOutcome(kind, evaluation.metrics, check_gates(gates, evaluation.metrics), out)
+    outcome = EvaluationOutcome(kind, evaluation.metrics, check_gates(gates, evaluation.metrics), out,
+                                unscored=int(evaluation.details.get("unscored") or 0))
     if charts is not None:
         outcome.charts = charts(rows, evaluation.details, evaluation.metrics, out)
     outcome.report = out / REPORT_FILE

@@ -84,9 +84,11 @@ class GraderScorer:
         self.grader = graders.build(grader_spec, context=context)
 
     def score(self, items: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[Score]:
-        # prompts reach only reward_model graders (they score prompt + answer)
-        results = self.grader.grade_batch([dict(item) for item in items], list(answers),
-                                          prompts=[item.get("prompt") for item in items])
+        # prompts reach only reward_model graders (they score prompt + answer); a conversational prompt is also
+        # {{item.messages}}, as in training (graders.rewards.with_messages): one grader, one item namespace
+        from align_trainer.graders.rewards import with_messages
+        results = self.grader.grade_batch([with_messages(dict(item), item.get("prompt")) for item in items],
+                                          list(answers), prompts=[item.get("prompt") for item in items])
         scores = []
         for result in results:
             # In training a failed grading is reward 0; here it is "unscored" (NaN), so that a crashing

@@ -60,6 +60,8 @@ class Grader:
         self.spec, self.scorer = spec, scorer
         self.name, self.type = scorer.name, scorer.type
         self.calls = self.errors = 0
+        #: Set for training (graders.rewards.grader_reward): a failing grader stops the run (health.py).
+        self.health: Any = None
 
     def grade_batch(self, items: Sequence[dict[str, Any]], answers: Sequence[str], *,
                     prompts: Sequence[Any] | None = None) -> list[GradeResult]:
@@ -71,6 +73,8 @@ class Grader:
         results = self.scorer.grade_batch(samples, [dict(i) for i in items])
         self.calls += len(results)
         self.errors += sum(r.failed for r in results)
+        if self.health is not None:
+            self.health.observe(self.name, results)  # GraderFailing when too many gradings failed
         return results
 
     def grade(self, item: dict[str, Any], answer: str) -> GradeResult:

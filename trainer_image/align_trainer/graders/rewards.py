@@ -2,7 +2,8 @@
 
 Metrics, as TRL names them: `rewards/<grader>/mean` (TRL's own, from the function's name), plus what TRL
 cannot know: `rewards/<sub-grader>/mean` for each multi sub-grader, `graders/errors` (failed gradings in the
-batch) and `graders/error_rate`. A failed grading scores 0 and is counted; the run goes on.
+batch) and `graders/error_rate`. A failed grading scores 0 and is counted; the run goes on unless the grader
+fails too often (spec.runPolicy.maxGraderErrorRate, see health.py).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def grader_reward(ctx: Any, *, judge: Any = None, reward_model: Any = None) -> G
         grader = build(ctx.spec.grader, context=ctx, judge=judge, reward_model=reward_model)
     except GraderUnavailable as exc:
         raise ConfigError(f"spec.grader: {exc}") from None
+    from .health import GraderHealth
+    grader.health = GraderHealth.from_spec(ctx.spec.run_policy)
     return GraderReward(grader)
 
 

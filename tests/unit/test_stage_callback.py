@@ -1,0 +1,31 @@
+"""The callback of inner TRL stages (ReFT's warm-up, TPO's DPO rounds, RLAIF's reward model): a NaN/inf loss
+stops the job as Diverged, SIGTERM stops the stage."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from align_trainer.callbacks import StageCallback
+from align_trainer.errors import Diverged
+from align_trainer.metrics import Metrics
+
+
+def test_stage_callback_diverges_on_nan_and_stops_on_sigterm(tmp_path: Path) -> None:
+    metrics = Metrics("job", tmp_path / "metrics.jsonl", port=None, status_file=tmp_path / "status.json")
+    stop = threading.Event()
+    callback = StageCallback("reft warm-up", metrics, stop)
+    args, state, control = TrainingArguments(output_dir=str(tmp_path), use_cpu=True), TrainerState(), TrainerControl()
+    callback.on_log(args, state, control, logs={"loss": 0.5, "grad_norm": 1.0})
+    callback.on_step_end(args, state, control)
+    assert not control.should_training_stop
+    stop.set()
+    callback.on_step_end(args, state, control)
+    assert control.should_training_stop
+    with pytest.raises(Diverged, match="reft warm-up diverged"):
+        callback.on_log(args, state, control, logs={"loss": float("nan")})
+    assert '"Diverged"' in (tmp_path / "status.json").read_text()
+    metrics.close()

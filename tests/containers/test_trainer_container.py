@@ -122,7 +122,7 @@ def test_rendered_pod_trains_dpo_in_the_trainer_image(trainer_image: str, tmp_pa
 
 
 def test_sigterm_inside_the_container_saves_a_checkpoint(trainer_image: str, tmp_path: Path) -> None:
-    # spec.output.uri set: the trainer works in ./runs/<name> under the pod's workingDir (the root is read-only).
+    # spec.output.uri set: the trainer still works on the work volume ($ALIGN_OUTPUT_DIR; the root is read-only).
     proc, dirs, port, _ = _start(tmp_path, REPO / "examples" / "dpo.yaml",
                                  {"hyperparameters": {"maxSteps": 400, "epochs": 50},
                                   "output": {"uri": "file:///tmp/published"}})
@@ -140,5 +140,5 @@ def test_sigterm_inside_the_container_saves_a_checkpoint(trainer_image: str, tmp
     proc.send_signal(signal.SIGTERM)  # podman run proxies it to the container's PID 1, as the kubelet's stop does
     code = proc.wait(timeout=120)
     assert code == 1, f"SIGTERM exits with the retryable code 1, got {code}\n{_log(tmp_path)}"
-    checkpoints = list((dirs["work"] / "runs").rglob("checkpoint-*"))
+    checkpoints = list(dirs["work"].rglob("checkpoint-*"))
     assert checkpoints, f"no checkpoint after SIGTERM\n{_log(tmp_path)}"

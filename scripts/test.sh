@@ -7,5 +7,8 @@ cd "$(dirname "$0")/.."
 # The real control plane (kube-apiserver 1.20 + apiextensions-apiserver 1.36) for the tests marked realk8s:
 # built once from Debian packages into ~/.cache/realk8s (cold: about 6-10 min on 2 cores; then a no-op).
 ./scripts/realk8s.sh build
+# The operator and trainer images, built here from their Dockerfiles (podman + a local Debian base, offline from a
+# wheelhouse), for the tests marked containers (cold: about 10 min; then only what changed is rebuilt).
+./scripts/build_images.sh
 . .venv/bin/activate
 exec python -m pytest -p no:cacheprovider -n 2 --dist loadfile "$@"

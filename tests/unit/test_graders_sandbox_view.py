@@ -184,9 +184,11 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 
 @pytest.mark.skipif(os.getuid() != 0 or not SYSTEM_PYTHON.exists(), reason="needs root to start a worker as nobody")
-def test_an_unprivileged_trainer_gets_the_same_view_through_a_user_namespace() -> None:
-    """A non-root trainer (uid 65534 here, with the system interpreter it can reach) confines its worker
-    through a user namespace: same new root, private /proc, RLIMIT_NPROC binding."""
+@pytest.mark.parametrize("uid", [1000, 65534], ids=["chart-trainer-uid", "nobody"])
+def test_an_unprivileged_trainer_gets_the_same_view_through_a_user_namespace(uid: int) -> None:
+    """A non-root trainer (the chart's trainer UID, and nobody, with the system interpreter it can reach) confines
+    its worker through a user namespace: same new root, private /proc, RLIMIT_NPROC binding. (65534 alone hid a
+    bug: it is also the overflow uid that geteuid() returns inside a fresh user namespace.)"""
     import json
     import shutil
     import struct
@@ -199,7 +201,7 @@ def test_an_unprivileged_trainer_gets_the_same_view_through_a_user_namespace() -
     cfg = {"slot": 0, "base_dir": base, "memory_mb": 512, "disk_mb": 16, "uid": 61000,
            "parent_pid": os.getpid(), "timeout": 5, "libraries": [], "kernel": True}
     proc = subprocess.Popen([str(SYSTEM_PYTHON), "-I", "-B", str(worker), json.dumps(cfg)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, user=65534, group=65534, extra_groups=[], env={}, cwd="/")
+                            stdout=subprocess.PIPE, user=uid, group=uid, extra_groups=[], env={}, cwd="/")
 
     def ask(body: dict | None) -> dict:
         assert proc.stdin is not None and proc.stdout is not None

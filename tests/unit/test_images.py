@@ -28,8 +28,10 @@ class Instruction:
 
 
 def parse(path: Path) -> list[Instruction]:
-    """Dockerfile instructions with line continuations joined and comments dropped."""
+    """Dockerfile instructions with line continuations joined and comments dropped; FROM lines with their build
+    arguments replaced by the defaults (`ARG BASE_IMAGE=...` before `FROM ${BASE_IMAGE}`), as a plain build sees them."""
     out: list[Instruction] = []
+    defaults: dict[str, str] = {}
     buffer = ""
     for line in path.read_text().splitlines():
         if line.lstrip().startswith("#"):
@@ -40,7 +42,13 @@ def parse(path: Path) -> list[Instruction]:
             continue
         if buffer.strip():
             op, _, args = buffer.strip().partition(" ")
-            out.append(Instruction(op.upper(), args.strip()))
+            args = args.strip()
+            if op.upper() == "ARG" and "=" in args:
+                name, _, value = args.partition("=")
+                defaults.setdefault(name, value.strip('"'))
+            if op.upper() == "FROM":
+                args = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m.group(1) or m.group(2), m.group(0)), args)
+            out.append(Instruction(op.upper(), args))
         buffer = ""
     return out
 
@@ -102,6 +110,17 @@ def test_copy_sources_exist_in_the_build_context(path: Path) -> None:
 def test_dependencies_are_installed_with_the_pinned_constraints(path: Path) -> None:
     installs = [r for r in ops(path, "RUN") if "pip install" in r and "torch==" not in r]
     assert installs and all("-c /tmp/constraints.txt" in r for r in installs)
+
+
+@pytest.mark.parametrize("path", [OPERATOR, TRAINER], ids=["operator", "trainer"])
+def test_base_and_pip_flags_are_build_arguments(path: Path) -> None:
+    # scripts/build_images.sh builds offline on a local base: both must stay overridable, and every pip install
+    # must take the offline flags (one that does not would reach for an index the build has no network for).
+    froms = [line for line in path.read_text().splitlines() if line.startswith("FROM ")]
+    assert froms and all("${BASE_IMAGE}" in line for line in froms), froms
+    assert any(a.startswith("BASE_IMAGE=") for a in ops(path, "ARG")) and "PIP_INSTALL_FLAGS=\"\"" in ops(path, "ARG")
+    installs = [r for r in ops(path, "RUN") if "pip install" in r]
+    assert installs and all("${PIP_INSTALL_FLAGS}" in r for r in installs), installs
 
 
 def test_trainer_entrypoint_runs_the_trainer_module() -> None:

@@ -146,6 +146,8 @@ def test_restricted_security_context() -> None:
     assert ctx["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"] for m in container(job)["volumeMounts"]}
     assert {"/tmp", "/dev/shm", "/workspace", CONFIG_MOUNT_PATH} <= mounts  # writable places exist
+    # Relative paths (./runs/<name> when spec.output.uri uploads) land on the scratch volume, not the image.
+    assert container(job)["workingDir"] == "/workspace" and "/workspace" in mounts
 
 
 def test_volumes_shm_checkpoint_emptydir_and_metrics_annotations() -> None:

@@ -241,6 +241,9 @@ def render_job(job: AlignmentJob, namespace: str, settings: Settings,
         "imagePullPolicy": settings.image_pull_policy,
         "command": cmd,
         "args": args,
+        # The root filesystem is read-only: relative paths (./runs/<name>, the trainer's working directory when
+        # spec.output.uri uploads the result) must land on the writable scratch volume, not in the image.
+        "workingDir": WORK_DIR,
         "env": env(job, resolved_uris) + hub_env(job, settings),
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "volumeMounts": mounts,

@@ -28,6 +28,9 @@ Constructor options (all keyword, all optional):
     node_agent        False: no pods are ever started (API and operator only, e.g. for benchmarks)
     port              API server port (default: any free port)
     env               extra environment for pod processes
+    container_image   run every pod as a container of this image with podman (runc), e.g. the trainer image
+                      scripts/build_images.sh builds: the pod's command, env, volumes, security context and
+                      limits as rendered (see sandbox/containers.py); default: pods are local processes
 
 Fault injection for tests: `sb.emulator.inject(503, times=3, method="POST", resource="jobs")` refuses the next
 matching requests without acting on them (see `apiserver.ClusterEmulator`).
@@ -95,7 +98,8 @@ class Sandbox:
                  operator: str = "thread", settings: Mapping[str, Any] | None = None,
                  trainer_command: Sequence[str] | None = None, cwd: str | os.PathLike[str] | None = None,
                  gpus: int | None = None, node_agent: bool = True, port: int = 0,
-                 env: Mapping[str, str] | None = None, operator_log: str | os.PathLike[str] | None = None):
+                 env: Mapping[str, str] | None = None, operator_log: str | os.PathLike[str] | None = None,
+                 container_image: str | None = None):
         if operator not in ("thread", "process", "none"):
             raise ValueError("operator must be 'thread', 'process' or 'none'")
         self._own_workdir = workdir is None
@@ -106,7 +110,7 @@ class Sandbox:
         self.operator_log = Path(operator_log) if operator_log else self.workdir / "operator.log"
         self._cluster = Cluster(self.workdir, namespace=namespace, port=port, node_agent=node_agent,
                                 command_override=trainer_command, cwd=Path(cwd).resolve() if cwd else None,
-                                gpus=gpus, extra_env=dict(env or {}))
+                                gpus=gpus, extra_env=dict(env or {}), container_image=container_image)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._http: httpx.Client | None = None

@@ -72,7 +72,7 @@ class Cluster:
 
     def __init__(self, workdir: Path, *, namespace: str = "default", port: int = 0, node_agent: bool = True,
                  command_override: Sequence[str] | None = None, cwd: Path | None = None, gpus: int | None = None,
-                 extra_env: dict[str, str] | None = None, tick: float = 0.2):
+                 extra_env: dict[str, str] | None = None, tick: float = 0.2, container_image: str | None = None):
         self.workdir = Path(workdir)
         self.namespace = namespace
         self.port = port
@@ -80,7 +80,7 @@ class Cluster:
         self.tick = tick
         self.emulator = make_emulator()
         self._kubelet_args = dict(command_override=command_override, cwd=cwd or Path.cwd(), gpus=gpus,
-                                  extra_env=extra_env or {})
+                                  extra_env=extra_env or {}, container_image=container_image)
         self._server: kmock.Server | None = None
         self._agent_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()

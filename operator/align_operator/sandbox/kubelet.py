@@ -29,6 +29,7 @@ from align_api.constants import CONFIG_FILE_NAME
 
 from ..kube import CONFIGMAPS, PODS, SECRETS, SERVICES, ApiError, Client, NotFound
 from .apiserver import now_rfc3339
+from .containers import TERMINATION_LOG_PATH, Mount, podman_env, podman_run_argv
 from .podenv import field_value, map_path, pod_argv, rendezvous_argv, rendezvous_services, secret_data, write_items
 
 __all__ = ["Kubelet", "free_port", "log_path", "pod_argv", "rendezvous_argv"]
@@ -74,6 +75,9 @@ class Kubelet:
     node_name: str = "sandbox"
     cwd: Path = field(default_factory=Path.cwd)
     command_override: Sequence[str] | None = None
+    #: Run pods as containers of this image with podman (runc) instead of local processes: the image the chart
+    #: deploys, with the pod's command, env, volumes, security context and limits (sandbox/containers.py).
+    container_image: str | None = None
     failing_images: tuple[str, ...] = ("invalid.example/",)
     max_grace_seconds: float = 10.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -181,22 +185,28 @@ class Kubelet:
             return
         self.blocked.pop((meta["namespace"], meta["name"]), None)
         declared = {item["name"] for item in container.get("env") or []}  # the pod's own, not the host's
+        pod_env = {k: v for k, v in env.items() if k in declared}
         env = {k: map_path(v, mounts) if k in declared else v for k, v in env.items()}
         port = free_port()
         self._rewrite_config(mounts, port)
         termination_log = poddir / "termination-log"
         termination_log.write_text("")
-        env.update({TERMINATION_LOG_ENV: str(termination_log), "POD_IP": "127.0.0.1", "HOSTNAME": spec.get("hostname", meta["name"])})
-        argv = list(self.command_override) if self.command_override else \
-            [*(container.get("command") or []), *(container.get("args") or [])]
-        argv = pod_argv(argv, env, mounts)
-        services = await self._headless_services(argv, meta["namespace"])
-        argv = rendezvous_argv(argv, meta["namespace"], lambda ns, name: services.get((ns, name)), self.rendezvous_ports)
+        extra = {"POD_IP": "127.0.0.1", "HOSTNAME": spec.get("hostname", meta["name"])}
+        env.update({TERMINATION_LOG_ENV: str(termination_log), **extra})
+        if self.container_image:
+            argv = self._container_argv(pod, container, mounts, {**pod_env, **extra}, termination_log)
+        else:
+            argv = list(self.command_override) if self.command_override else \
+                [*(container.get("command") or []), *(container.get("args") or [])]
+            argv = pod_argv(argv, env, mounts)
+            services = await self._headless_services(argv, meta["namespace"])
+            argv = rendezvous_argv(argv, meta["namespace"], lambda ns, name: services.get((ns, name)),
+                                   self.rendezvous_ports)
         output = log_path(self.workdir, meta["namespace"], meta["name"])
         with open(output, "ab") as log:
             process = await asyncio.create_subprocess_exec(
-                *argv, cwd=str(self.cwd), env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+                *argv, cwd=str(self.cwd), env=podman_env() if self.container_image else env, stdout=log,
+                stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         grace = min(float(spec.get("terminationGracePeriodSeconds", 30)), self.max_grace_seconds)
         self.started.add(meta.get("uid", ""))
         (poddir / "pid").write_text(str(process.pid))  # a restarted agent stops what it cannot follow (_orphaned)
@@ -219,6 +229,32 @@ class Kubelet:
                                    "imageID": "", "ready": True, "started": True, "restartCount": 0,
                                    "state": {"running": {"startedAt": running.started_at}}}],
         })
+
+    def _container_argv(self, pod: Mapping[str, Any], container: Mapping[str, Any], mounts: list[tuple[str, Path]],
+                        env: dict[str, str], termination_log: Path) -> list[str]:
+        """`podman run` for the pod: its volumes as bind mounts (owned as fsGroup makes them on a node), the
+        manifest's local files read-only at their own paths (alignctl local run makes data paths absolute: on a
+        cluster they would be on a volume), the pod's env only (not this host's)."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        security = spec.get("securityContext") or {}
+        owner = security.get("runAsUser")
+        group = security.get("fsGroup", security.get("runAsGroup", owner))
+        declared = {m["mountPath"].rstrip("/"): bool(m.get("readOnly")) for m in container.get("volumeMounts") or []}
+        binds = []
+        for mount_path, local in mounts:
+            if mount_path not in declared:
+                continue
+            if not declared[mount_path] and owner is not None and os.geteuid() == 0:
+                for path in (local, *local.rglob("*")):
+                    os.chown(path, owner, group)
+            binds.append(Mount(mount_path, local, declared[mount_path]))
+        for path in _host_paths(mounts):
+            binds.append(Mount(str(path), path, True))
+        termination_log.chmod(0o666)
+        name = f"align-{meta['namespace']}-{meta['name']}"[:63]
+        return podman_run_argv(name=name, image=self.container_image or "", container=container, pod_spec=spec,
+                               env={**env, TERMINATION_LOG_ENV: TERMINATION_LOG_PATH}, mounts=binds,
+                               termination_log=termination_log)
 
     async def _headless_services(self, argv: Sequence[str], namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
         """The headless Services that torchrun's --master-addr names (read over the API, as DNS would resolve)."""
@@ -355,6 +391,11 @@ class Kubelet:
         except asyncio.TimeoutError:
             _signal_group(container.process.pid, signal.SIGKILL)
             await container.process.wait()
+            if self.container_image:  # the podman client is gone; its container (under conmon) is not
+                remover = await asyncio.create_subprocess_exec(
+                    "podman", "rm", "-f", "-t", "0", f"align-{container.namespace}-{container.pod}"[:63],
+                    env=podman_env(), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                await remover.wait()
         self.containers.pop((container.namespace, container.pod), None)
 
     async def _report_blocked(self, pod: Mapping[str, Any], status: dict[str, Any]) -> None:
@@ -394,3 +435,26 @@ def _conditions(*, scheduled: bool, ready: bool) -> list[dict[str, Any]]:
             {"type": "Initialized", "status": "True", "lastTransitionTime": now},
             {"type": "ContainersReady", "status": flag(ready), "lastTransitionTime": now},
             {"type": "Ready", "status": flag(ready), "lastTransitionTime": now}]
+
+
+def _host_paths(mounts: list[tuple[str, Path]]) -> list[Path]:
+    """Directories of absolute local files the trainer config names (data, graders' files), to bind read-only."""
+    found: set[Path] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str):
+            path = value[len("file://"):] if value.startswith("file:///") else value
+            if path.startswith("/") and "\n" not in path and os.path.isfile(path):
+                found.add(Path(path).parent)
+
+    for _, local in mounts:
+        config = local / CONFIG_FILE_NAME
+        if config.is_file():
+            walk(yaml.safe_load(config.read_text()) or {})
+    return sorted(found)

@@ -127,6 +127,7 @@ class NodeAgent:
     resync_seconds: float = 1.0           # retry pods that could not start (a Secret still missing, ...)
     cwd: Path = field(default_factory=Path.cwd)
     command_override: Sequence[str] | None = None
+    container_image: str | None = None    # run pods as containers of this image (podman) instead of processes
     extra_env: Mapping[str, str] = field(default_factory=dict)
     max_grace_seconds: float = 10.0
     on_exit: Callable[[], None] | None = None   # called when a pod's process ends (the emulator's Job controller)
@@ -143,6 +144,7 @@ class NodeAgent:
         self.workdir = Path(self.workdir)
         self.kubelet = Kubelet(self.client, self.workdir, node_name=self.name, cwd=self.cwd,
                                command_override=self.command_override, extra_env=dict(self.extra_env),
+                               container_image=self.container_image,
                                max_grace_seconds=self.max_grace_seconds, on_exit=self._exited)
 
     @property
@@ -298,6 +300,7 @@ async def _serve(args: argparse.Namespace) -> None:
     client = Client(connection_from_kubeconfig(args.kubeconfig), retries=20)
     labels = dict(item.split("=", 1) for item in args.label)
     agent = NodeAgent(client, Path(args.workdir), name=args.name, gpus=args.gpus, bind=not args.no_bind,
+                      container_image=args.container_image,
                       log_port=args.port, labels=labels)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -323,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-bind", action="store_true", help="only run pods a scheduler bound to this node")
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra Node label (pods select it with nodeSelector); repeatable")
+    parser.add_argument("--container-image", default=None, metavar="IMAGE",
+                        help="run pods as containers of IMAGE with podman (e.g. localhost/align-trainer:dev from "
+                             "scripts/build_images.sh) instead of local processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_serve(args))

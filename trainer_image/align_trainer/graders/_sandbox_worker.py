@@ -84,7 +84,12 @@ def _sibling(name: str):  # type: ignore[no-untyped-def]
 def _unshare(libc, ctypes, root: bool, report: dict) -> tuple[bool, bool]:  # type: ignore[no-untyped-def]
     """New net + mount (+ PID) namespaces; a user namespace too when not root. Returns (namespaces, pid ns)."""
     base = CLONE_NEWNET | CLONE_NEWNS | (0 if root else CLONE_NEWUSER)
+    # Our ids from before the user namespace: inside it, unmapped, geteuid() is the overflow uid (65534).
+    uid, gid = os.geteuid(), os.getegid()
     for flags in (base | CLONE_NEWPID, base):
+        if not root and not _userns_maps(libc, flags, uid, gid):
+            report["namespace_error"] = report.get("namespace_error") or "user namespace cannot map this uid"
+            continue
         if libc.unshare(flags) == 0:
             break
         report["namespace_error"] = os.strerror(ctypes.get_errno())
@@ -92,15 +97,31 @@ def _unshare(libc, ctypes, root: bool, report: dict) -> tuple[bool, bool]:  # ty
         return False, False
     report.pop("namespace_error", None)
     if not root:
-        uid, gid = os.geteuid(), os.getegid()
-        try:
-            for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"0 {uid} 1"),
-                               ("/proc/self/gid_map", f"0 {gid} 1")):
-                with open(path, "w") as fh:
-                    fh.write(text)
-        except OSError as exc:
-            report["userns_error"] = str(exc)
+        _map_user(uid, gid)  # the probe showed it works; a failure now is a bug, not a missing layer
     return True, bool(flags & CLONE_NEWPID)
+
+
+def _map_user(uid: int, gid: int) -> None:
+    for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"0 {uid} 1"),
+                       ("/proc/self/gid_map", f"0 {gid} 1")):
+        with open(path, "w") as fh:
+            fh.write(text)
+
+
+def _userns_maps(libc, flags: int, uid: int, gid: int) -> bool:  # type: ignore[no-untyped-def]
+    """Whether unshare + the uid/gid map work here, tried in a throwaway child: a process left in a user namespace
+    without a map runs as the overflow uid, and every file it creates fails with EOVERFLOW."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = libc.unshare(flags) == 0
+            if ok:
+                _map_user(uid, gid)
+        except OSError:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def _become_init(libc) -> None:  # type: ignore[no-untyped-def]

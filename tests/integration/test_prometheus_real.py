@@ -100,7 +100,9 @@ def dpo_job(name: str) -> dict[str, Any]:
     return {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": name},
             "spec": {"algorithm": "dpo", "model": {"base": "builtin://tiny", "adapter": {"r": 4, "alpha": 8}},
                      "data": {"train": {"uri": "data/preference.openai.jsonl", "format": "openai-preference"}},
-                     "hyperparameters": {"maxSteps": 12, "batchSize": 4, "maxLength": 64, "learningRate": 0.005,
+                     # long enough (about 15 s on an idle core) for Prometheus to discover the pod: its discovery
+                     # manager hands new targets to the scrapers at most every 5 s
+                     "hyperparameters": {"maxSteps": 36, "batchSize": 4, "maxLength": 64, "learningRate": 0.005,
                                          "loggingSteps": 1},
                      "evaluation": {"enabled": False}, "resources": {"gpusPerNode": 0}}}
 
@@ -132,7 +134,7 @@ def test_prometheus_scrapes_trainer_and_operator_and_evaluates_the_chart_alerts(
                 sd_file.write_text(json.dumps(file_sd_targets(sb.list("Pod"))))
                 return bool(api.query('align_trainer_loss{job="prom-dpo", split="train"}'))
             until(trainer_sampled, 120, "Prometheus never scraped a loss from the running trainer")
-            job = sb.wait("prom-dpo", timeout=180)
+            job = sb.wait("prom-dpo", timeout=600)
             assert job["status"]["phase"] == "Succeeded", job["status"]
 
             # The loss read back through Prometheus is one the trainer itself recorded, with the label contract

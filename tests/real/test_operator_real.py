@@ -107,7 +107,7 @@ def test_dpo_on_tiny_succeeds_with_the_charts_rbac_and_logs_come_through_the_api
     status = job["status"]
     assert status["phase"] == "Succeeded", status
     assert status["progress"]["step"] == status["progress"]["totalSteps"] == 2 and status["progress"]["percent"] == 100
-    assert "loss" in status["metrics"] and "rewards/margins" in status["metrics"]
+    assert "loss" in status["metrics"] and "rewards_margins" in status["metrics"]  # one spelling: the gauge name
     adapter = status["artifacts"]["adapter"].removeprefix("file://")   # the pod's volume, on this machine
     assert Path(adapter, "adapter_config.json").is_file(), status
     assert not status.get("lastError"), status

@@ -100,9 +100,9 @@ def dpo_job(name: str) -> dict[str, Any]:
     return {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": name},
             "spec": {"algorithm": "dpo", "model": {"base": "builtin://tiny", "adapter": {"r": 4, "alpha": 8}},
                      "data": {"train": {"uri": "data/preference.openai.jsonl", "format": "openai-preference"}},
-                     # long enough (about 15 s on an idle core) for Prometheus to discover the pod: its discovery
+                     # long enough (about 10 s on an idle core) for Prometheus to discover the pod: its discovery
                      # manager hands new targets to the scrapers at most every 5 s
-                     "hyperparameters": {"maxSteps": 36, "batchSize": 4, "maxLength": 64, "learningRate": 0.005,
+                     "hyperparameters": {"maxSteps": 96, "batchSize": 4, "maxLength": 64, "learningRate": 0.005,
                                          "loggingSteps": 1},
                      "evaluation": {"enabled": False}, "resources": {"gpusPerNode": 0}}}
 
@@ -145,7 +145,7 @@ def test_prometheus_scrapes_trainer_and_operator_and_evaluates_the_chart_alerts(
                       .splitlines()]
             assert any(abs(float(sample["value"][1]) - r["loss"]) < 1e-6 for r in logged if "loss" in r), \
                 (sample, logged)
-            assert api.query('last_over_time(align_trainer_total_steps{job="prom-dpo"}[10m]) == 12')
+            assert api.query('last_over_time(align_trainer_total_steps{job="prom-dpo"}[10m]) == 96')
 
             # Every rule evaluates cleanly on real series; the operator is up, so AlignOperatorDown stays quiet,
             # and the invalid job's Failed phase makes AlignmentJobFailed pending (its `for` is 1m).

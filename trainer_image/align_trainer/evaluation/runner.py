@@ -9,15 +9,14 @@ from __future__ import annotations
 import logging
 import random
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from align_api.constants import ONLINE_ALGORITHMS, PREFERENCE_ALGORITHMS, Algorithm
 from align_api.evaluation import Evaluation
 
 from ..errors import ConfigError
 from .generate import generate_pair
+from .plan import DEFAULT_ON, Plan, plan  # noqa: F401  (re-exported: the runner's public names)
 from .outputs import EvaluationOutcome, write_policy_evaluation, write_reward_model_evaluation
 from .policy_stats import Sample, evaluate_policy
 from .reward_stats import Pair, evaluate_reward_model
@@ -26,38 +25,7 @@ from .scoring import (GraderScorer, Scorer, completion_text, prompt_for_display,
 
 log = logging.getLogger("align_trainer.evaluation")
 
-#: Evaluated by default (spec.evaluation.enabled unset): the RL and preference algorithms, and reward models.
-DEFAULT_ON = frozenset(PREFERENCE_ALGORITHMS | ONLINE_ALGORITHMS | {Algorithm.REWARD})
 CHECKPOINT_DIR = "evaluations"
-
-
-@dataclass(frozen=True)
-class Plan:
-    kind: str                 #: "policy" or "reward_model"
-    spec: Evaluation
-    grader: Any = None        #: grader spec for policy evaluation
-
-
-def plan(ctx: Any) -> Plan | None:
-    """What to evaluate for this job, or None (with the reason logged)."""
-    spec, algo = ctx.spec, Algorithm(ctx.spec.algorithm)
-    evaluation = spec.evaluation or Evaluation()
-    enabled = evaluation.enabled if evaluation.enabled is not None else algo in DEFAULT_ON
-    if not enabled or not (evaluation.after_training or evaluation.at_checkpoints or evaluation.gates):
-        return None
-    if algo == Algorithm.REWARD:
-        return Plan("reward_model", evaluation)
-    grader = evaluation.grader or spec.grader
-    if grader is None:
-        if evaluation.enabled or evaluation.gates:
-            raise ConfigError("spec.evaluation needs a grader to score answers: set evaluation.grader or spec.grader")
-        log.info("evaluation skipped: no grader to score answers (set spec.evaluation.grader)")
-        return None
-    if evaluation.scorer == "reward_model" and grader.type != "reward_model":
-        raise ConfigError(f"evaluation.scorer is reward_model but the grader is {grader.type!r}")
-    if evaluation.scorer == "judge" and grader.type not in ("score_model", "label_model", "multi"):
-        raise ConfigError(f"evaluation.scorer is judge but the grader is {grader.type!r} (not a model judge)")
-    return Plan("policy", evaluation, grader)
 
 
 # --------------------------------------------------------------------------- data

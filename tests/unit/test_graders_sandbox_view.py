@@ -245,3 +245,29 @@ def test_only_the_allowed_libraries_are_importable(monkeypatch: pytest.MonkeyPat
             assert rewards == [1.0]
     finally:
         pool.close()
+
+
+def test_an_interpreter_under_tmp_stays_visible_behind_the_private_tmp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI clones (and their .venv) live under /tmp: a read-only bind under /tmp must sit on top of the grader's
+    private /tmp, not collide with it (the new root was refused with EEXIST and graders fell back to the hook)."""
+    import tempfile
+
+    from align_trainer.graders import _sandbox_rootfs as rootfs
+    probe = Path(tempfile.mkdtemp(prefix="align-venv-under-tmp-", dir="/tmp"))
+    probe.chmod(0o755)  # as a virtualenv is
+    (probe / "lib").mkdir()
+    limits = SandboxLimits(timeout=5, memory_mb=768, workers=1, libraries=("json",))
+    view = rootfs.visible_paths(limits.libraries)
+    view["readonly"] = sorted(view["readonly"] + [str(probe)])
+    monkeypatch.setitem(sandbox_mod._VIEWS, (__import__("sys").executable, limits.libraries), view)
+    pool = SandboxPool(limits)
+    try:
+        [result] = grade(pool, f"import os\ndef grade(s, i):\n    return float(os.path.isdir({str(probe / 'lib')!r}))\n")
+        if not namespaces(pool):
+            pytest.skip(f"namespaces refused here: {pool.isolation.get('namespace_error')}")
+        assert pool.isolation["filesystem"] in ("pivot_root", "chroot"), pool.isolation
+        assert result.reward == 1.0, result
+    finally:
+        pool.close()
+        import shutil
+        shutil.rmtree(probe, ignore_errors=True)

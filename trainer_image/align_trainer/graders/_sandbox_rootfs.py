@@ -163,6 +163,10 @@ def build_and_enter(root: str, visible: dict[str, list[str]], disk_mb: int, priv
     report: dict = {}
     m.mount("none", "/", None, MS_REC | MS_PRIVATE)
     m.mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    # The private writable /tmp first, the read-only binds after: an interpreter or virtualenv that lives under
+    # /tmp (a CI clone in /tmp/...) is then bound on top of it instead of being hidden by it.
+    os.makedirs(root + "/tmp", mode=0o755)
+    m.mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(disk_mb)}m,mode=1777")
     for path in visible["readonly"]:
         m.bind_readonly(path, _make_target(root, path, os.path.isdir(path)))
     for path in visible["masked"]:
@@ -173,8 +177,6 @@ def build_and_enter(root: str, visible: dict[str, list[str]], disk_mb: int, priv
     for link, target in (("/lib", "usr/lib"), ("/lib64", "usr/lib64"), ("/bin", "usr/bin")):
         if os.path.islink(link) and not os.path.lexists(root + link):
             os.symlink(os.readlink(link) or target, root + link)  # merged-/usr layouts name libraries via /lib
-    os.makedirs(root + "/tmp", mode=0o755)
-    m.mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(disk_mb)}m,mode=1777")
     os.makedirs(root + "/proc", mode=0o555)
     report["proc"] = "none"
     if private_proc:

@@ -14,7 +14,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from align_operator.sandbox import poll_until
 from tests.unit.test_alerts import RULES
 
 PROMETHEUS = shutil.which("prometheus")
@@ -86,14 +86,7 @@ class Prometheus:
 
 
 def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout:.0f}s")
-        time.sleep(0.5)
+    return poll_until(check, timeout, what, poll=0.5)
 
 
 def dpo_job(name: str) -> dict[str, Any]:

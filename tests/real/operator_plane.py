@@ -16,14 +16,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import yaml
 
 from align_operator.kube import Client, connection_from_kubeconfig
-from align_operator.sandbox import SANDBOX_SETTINGS
+from align_operator.sandbox import SANDBOX_SETTINGS, poll_until
 from align_operator.sandbox.nodeagent import NodeAgent
 from align_operator.settings import Settings
 from tests.realk8s import RealCluster
@@ -39,14 +38,7 @@ T = TypeVar("T")
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 60, message: str = "condition", poll: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not met within {timeout:.0f}s")
-        time.sleep(poll)
+    return poll_until(check, timeout, f"{message} not met", poll)
 
 
 def rbac_documents(rules: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:

@@ -44,6 +44,20 @@ def eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return list(dict.fromkeys(first + [int(t) for t in declared]))
 
 
+def sample_texts(ctx: Any, model: Any, prompts: Sequence[Any]) -> list[str]:
+    """One completion per prompt (dataset prompts: text or messages) with the job's generation settings, in
+    batches of hyperparameters.batchSize. Used by every loop that samples its own answers (tpo, iterative rounds)."""
+    hp = ctx.hp
+    texts = [prompt_text(ctx.tokenizer, p) for p in prompts]
+    out: list[str] = []
+    for start in range(0, len(texts), hp.batch_size):
+        rollout = generate(model, ctx.tokenizer, texts[start:start + hp.batch_size],
+                           max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
+                           top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
+        out.extend(rollout.texts)
+    return out
+
+
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, temperature: float,
              top_p: float = 1.0, max_prompt_length: int | None = None) -> Rollout:
     """All prompts in one batch: left-padded (the new tokens of every row start at the same column, and

@@ -45,15 +45,7 @@ EVAL_SEED_OFFSET = 7919
 
 def sample(ctx: TrainContext, model: Any, prompts: Sequence[Any], k: int) -> list[str]:
     """K answers per prompt, prompt-major ([p0 a0, p0 a1, ..., p1 a0, ...])."""
-    hp = ctx.hp
-    texts = [online.prompt_text(ctx.tokenizer, p) for p in prompts for _ in range(k)]
-    out: list[str] = []
-    for start in range(0, len(texts), hp.batch_size):
-        rollout = online.generate(model, ctx.tokenizer, texts[start:start + hp.batch_size],
-                                  max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
-                                  top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
-        out.extend(rollout.texts)
-    return out
+    return online.sample_texts(ctx, model, [p for p in prompts for _ in range(k)])
 
 
 def score(reward: GraderReward, rows: Sequence[dict[str, Any]], answers: Sequence[str], k: int) -> list[float]:

@@ -63,7 +63,7 @@ from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES
 from ..kube import Resource
 from .cluster import Cluster
 
-__all__ = ["Sandbox", "SANDBOX_SETTINGS", "resource_of"]
+__all__ = ["Sandbox", "SANDBOX_SETTINGS", "poll_until", "resource_of"]
 
 T = TypeVar("T")
 
@@ -89,6 +89,19 @@ def resource_of(kind: str) -> Resource:
         return _KINDS[kind]
     except KeyError:
         raise ValueError(f"the sandbox does not serve kind {kind!r}; known: {', '.join(_KINDS)}") from None
+
+
+def poll_until(check: Callable[[], T | None], timeout: float = 60.0, message: str = "condition not met",
+               poll: float = 0.2) -> T:
+    """Call `check()` until it returns something truthy and return that; TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{message} within {timeout:.0f}s")
+        time.sleep(poll)
 
 
 class Sandbox:
@@ -312,14 +325,7 @@ class Sandbox:
     def wait_for(self, check: Callable[[], T | None], *, timeout: float = 60.0, poll: float = 0.2,
                  message: str = "condition not met") -> T:
         """Poll `check()` until it returns something truthy; TimeoutError after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{message} within {timeout:.0f}s")
-            time.sleep(poll)
+        return poll_until(check, timeout, message, poll)
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, coro: Any, timeout: float = 60.0) -> Any:

@@ -73,15 +73,7 @@ def judge_answers(reward: GraderReward, rows: Sequence[dict[str, Any]], response
 
 
 def generate_responses(ctx: TrainContext, model: Any, prompts: Sequence[Any]) -> list[str]:
-    hp = ctx.hp
-    texts = [online.prompt_text(ctx.tokenizer, p) for p in prompts]
-    out: list[str] = []
-    for start in range(0, len(texts), hp.batch_size):
-        rollout = online.generate(model, ctx.tokenizer, texts[start:start + hp.batch_size],
-                                  max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
-                                  top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
-        out.extend(rollout.texts)
-    return out
+    return online.sample_texts(ctx, model, prompts)
 
 
 def make_pairs(rows: Sequence[dict[str, Any]], prompts: Sequence[Any], responses: Sequence[str], scores: Sequence[float],

@@ -156,3 +156,12 @@ ENV_AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
 ENV_AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 ENV_S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
 ENV_JUDGE_API_KEY = "ALIGN_JUDGE_API_KEY"
+
+#: TPO: the line between the hidden thought and the answer, and the paper's generic thought prompt (Wu et al.
+#: 2024, Fig. 2) with it. Here (not in the trainer) so that spec validation can bound the prompt's length.
+TPO_SEPARATOR = "<R>"
+TPO_DEFAULT_THOUGHT_PROMPT = (
+    "Respond to the following user query in a comprehensive and detailed way. But first write down your internal "
+    "thoughts. This must include your draft response and its evaluation. After this, write your final response "
+    f"after \"{TPO_SEPARATOR}\".\nUser query: {{query}}"
+)

@@ -89,7 +89,8 @@ class Hyperparameters(SpecModel):
     cpo_alpha: float = hp(1.0, "Weight of the NLL term in CPO (0 for pure SimPO).", (A.CPO, A.SIMPO), ge=0, le=100)
     rpo_alpha: float | None = hp(None, "DPO + NLL: add an NLL term on the chosen answer with this weight (Pang et al. "
                                  "2024, what TRL calls RPO). Not reward-aware preference optimization: for that "
-                                 "use algorithm: rpo.", (A.DPO,), ge=0, le=100)
+                                 "use algorithm: rpo. TPO: keeps the warmed-up thought format in the DPO rounds.", (A.DPO, A.TPO),
+                                 ge=0, le=100)
     eta: float = hp(1.0, "RPO: scale of the reward gap r(x,y_w) - r(x,y_l) that beta times the implicit reward gap "
                     "is matched to.", (A.RPO,), gt=0, le=1000)
     center_rewards_coefficient: float | None = hp(None, "Reward model: penalise non-zero mean rewards.", (A.REWARD,), ge=0, le=10)
@@ -132,7 +133,9 @@ class Hyperparameters(SpecModel):
                                                           (A.GRPO, A.REFT))
 
     # --- recipe-specific ---
-    warmup_epochs: int = hp(1, "ReFT: SFT warm-up epochs before RL.", (A.REFT,), ge=0, le=100)
+    warmup_epochs: int = hp(1, "ReFT: SFT warm-up epochs before RL. TPO: SFT epochs on the rows' written thoughts "
+                            "(`thought` + `answer`, or an `answer` containing <R>) before the first round; "
+                            "rows without one are skipped.", (A.REFT, A.TPO), ge=0, le=100)
     rl_stage: Literal["grpo", "ppo"] = hp("grpo", "ReFT: the RL stage after the warm-up: ppo (as in Luong et al. "
                                           "2024, with a value head) or grpo (group baseline).", (A.REFT,))
     rounds: int | None = hp(None, "Iterations of sample K answers -> score with spec.grader -> train on best vs worst, "

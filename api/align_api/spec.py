@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import SpecModel, is_job_uri
 from .constants import (BETA_ALGORITHMS, ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS, OWN_LOOP_ALGORITHMS,
-                        REFERENCE_ALGORITHMS, Algorithm)
+                        REFERENCE_ALGORITHMS, TPO_DEFAULT_THOUGHT_PROMPT, Algorithm)
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
@@ -64,6 +64,14 @@ class AlignmentJobSpec(SpecModel):
             raise ValueError(f"[hyperparameters.batchSize] x gradientAccumulationSteps "
                              f"({hp.batch_size * hp.gradient_accumulation_steps}) must be a multiple of numGenerations "
                              f"({hp.num_generations}): each step trains on whole groups of completions")
+        if algo == Algorithm.TPO:
+            # a lower bound on the wrapped prompt's tokens (tokenizers spend at least one per word; the query
+            # adds one or more); the trainer checks the exact count with the tokenizer before any training
+            words = len((hp.thought_prompt or TPO_DEFAULT_THOUGHT_PROMPT).replace("{query}", " ").split()) + 1
+            if hp.max_length <= words:
+                raise ValueError(f"[hyperparameters.maxLength] ({hp.max_length}) cannot hold tpo's thought prompt "
+                                 f"(hyperparameters.thoughtPrompt: at least {words} tokens with the query) and an "
+                                 "answer; raise maxLength or shorten thoughtPrompt")
         if algo in BETA_ALGORITHMS and not hp.beta > 0:
             raise ValueError("[hyperparameters.beta] must be > 0 for the DPO family")
         iterative = algo in ITERATIVE_ALGORITHMS and hp.rounds is not None

@@ -148,6 +148,10 @@ class Hyperparameters(SpecModel):
                     "(fixed).", ITERATIVE)
     thought_prompt: str | None = hp(None, "TPO: instruction that asks for a hidden thought then the answer "
                                     "(a default generic prompt when unset).", (A.TPO,), max_length=8000)
+    reward_model_epochs: int = hp(3, "RLAIF preference: epochs of reward-model training on the judge's pairs.",
+                                  (A.RLAIF,), ge=1, le=100)
+    reward_model_learning_rate: float | None = hp(None, "RLAIF preference: learning rate of the reward model "
+                                                  "(learningRate when unset).", (A.RLAIF,), gt=0, le=1)
     feedback: Literal["direct", "preference"] = hp(
         "direct", "RLAIF: direct = the AI judge's score is the PPO reward; preference = the judge labels "
                   "sampled pairs, a reward model is trained on them, then PPO uses it.", (A.RLAIF,))

@@ -5,6 +5,9 @@ Rows carry a written `thought` and an `answer` (OpenAI RFT style: extra fields n
 are 4 characters, each a lowercase letter with probability 0.3, else an uppercase letter or a digit: after the warm-up the
 policy writes mixed answers, and a judge that prefers lowercase letters has room to raise its score over the
 rounds. Held-out prompts (tpo.thoughts.eval.jsonl) use words that never appear in the train file.
+
+Also writes prompts.eval.jsonl: 42 held-out prompts (the same unseen words, each asked three ways), the
+held-out split of RLAIF's preference test and benchmark (its train split is rft.openai.jsonl).
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ THOUGHTS = ("ok", "hm")
 LOWER, OTHER = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQSTUVWXYZ0123456789"  # no R (the separator's)
 
 
+QUESTIONS = ("Tell me about {w}.", "What is {w}?", "Describe {w}.")
+
+
 def row(word: str, rng: random.Random) -> dict:
-    question = rng.choice(["Tell me about {w}.", "What is {w}?", "Describe {w}."]).format(w=word)
+    question = rng.choice(QUESTIONS).format(w=word)
     answer = "".join(rng.choice(LOWER if rng.random() < 0.3 else OTHER) for _ in range(4))
     return {"messages": [{"role": "user", "content": question}], "thought": rng.choice(THOUGHTS), "answer": answer}
 
@@ -34,6 +40,10 @@ def main() -> None:
         with (HERE / name).open("w", encoding="utf-8") as fh:
             for word in words * repeat:
                 fh.write(json.dumps(row(word, rng)) + "\n")
+    with (HERE / "prompts.eval.jsonl").open("w", encoding="utf-8") as fh:
+        for word in EVAL_WORDS:
+            for question in QUESTIONS:
+                fh.write(json.dumps({"messages": [{"role": "user", "content": question.format(w=word)}], "word": word}) + "\n")
 
 
 if __name__ == "__main__":

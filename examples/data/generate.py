@@ -83,7 +83,9 @@ GOLD_KEYS = "abcd"
 
 
 def gold_answer(key: str) -> str:
-    return chr(ord(key) + 1)
+    # the next letter, upper case: answer tokens never occur in prompts, so the position after an answer
+    # (-> EOS) and the position after a key (-> answer) differ in their own token, not only in context
+    return chr(ord(key) + 1).upper()
 
 
 def gold_rows(words: list[str]) -> list[dict]:

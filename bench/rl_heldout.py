@@ -16,6 +16,7 @@ warm-up). Prints a markdown table (mean over seeds, min..max in brackets) and a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import statistics
@@ -59,7 +60,8 @@ def main() -> None:
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
     results: dict[str, dict[str, list[float]]] = {n: {"base": [], "warmup": [], "rl": [], "kl": []} for n in args.rows}
-    with tempfile.TemporaryDirectory() as tmp_name:
+    # the trainer's progress lines go to stderr: stdout is the table and the last line
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.redirect_stdout(sys.stderr):
         tmp = Path(tmp_name)
         for seed in args.seeds:
             base = gold.heldout(None, seed=seed)["reward"]
@@ -74,7 +76,7 @@ def main() -> None:
                                    ("rl", scored["reward"]), ("kl", scored["kl"])):
                     results[name][key].append(value)
                 print(f"seed {seed} {name}: base {base:.3f} warm-up {warm_reward:.3f} rl {scored['reward']:.3f} "
-                      f"kl {scored['kl']:.3f}", file=sys.stderr, flush=True)
+                      f"kl {scored['kl']:.3f}", flush=True)
     print(f"held-out reward on the gold-answer task (chance {gold.CHANCE:.2f}); mean over seeds "
           f"{' '.join(map(str, args.seeds))} [min..max]")
     print("| algorithm | initial policy | after warm-up | after RL | KL to reference (per token) | after RL per seed |")

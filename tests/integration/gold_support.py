@@ -127,7 +127,7 @@ def heldout(adapter: Path | None, reference: Path | None = None, *, samples: int
     from align_api.graders import StringCheckGrader
     rows = [json.loads(line) for line in HELD_OUT.read_text().splitlines()]
     model, tokenizer = _load(adapter)
-    grader = graders.build(StringCheckGrader.model_validate({k: v for k, v in GOLD_GRADER.items()}))
+    grader = graders.build(StringCheckGrader.model_validate(GOLD_GRADER))
     prompts = [r["prompt"] for r in rows for _ in range(samples)]
     items = [r for r in rows for _ in range(samples)]
     torch.manual_seed(seed)

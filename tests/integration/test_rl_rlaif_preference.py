@@ -45,8 +45,42 @@ def test_rlaif_reward_model_generalises_and_ppo_raises_the_judges_score(tmp_path
     assert len(judge_server.seen) == (TRAIN_PROMPTS + 2 * HELDOUT_PROMPTS) * k  # none during PPO
 
 
-def test_reward_model_rewards_are_centred_per_prompt() -> None:
-    from align_trainer.algorithms.rlaif import centre_per_prompt
-    # prompt a's answers all score ~10 higher than b's: only the order within a prompt is the reward model's
-    scores = centre_per_prompt([10.0, 12.0, 0.0, 2.0], ["a", "a", "b", "b"])
-    assert scores == [-1.0, 1.0, -1.0, 1.0]
+def test_reward_model_rewards_are_centred_per_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from align_trainer.algorithms import rlaif
+    from align_trainer.evaluation import scoring
+    # prompt a's answers all score ~10 higher than b's: PPO gets only the order within each prompt
+    monkeypatch.setattr(scoring, "reward_model_scores", lambda model, tokenizer, texts: [10.0, 12.0, 0.0, 2.0])
+    score = rlaif.reward_model_score_fn(SimpleNamespace(tokenizer=SimpleNamespace(eos_token="")), None)  # type: ignore[arg-type]
+    scores, metrics = score([{}] * 4, ["a", "a", "b", "b"], ["w", "x", "y", "z"])
+    assert scores == [-1.0, 1.0, -1.0, 1.0] and metrics["rewards/reward_model/mean"] == 6.0
+
+
+def test_reward_model_stage_takes_its_epochs_and_learning_rate(tmp_path: Path, judge_server: JudgeServer,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from align_trainer.algorithms import rlaif
+    from align_trainer.main import build_context, load_job
+
+    class Captured(Exception):
+        pass
+
+    def capture(**kwargs: object) -> None:
+        raise Captured(kwargs)
+
+    config = manifest(tmp_path, "rlaif-rm", "rlaif", "rft.openai.jsonl", grader=judge_server.grader(),
+                      hp={"feedback": "preference", "rewardModelEpochs": 7, "rewardModelLearningRate": 0.003})
+    previous = signal.getsignal(signal.SIGTERM)
+    ctx = build_context(load_job(config), manifest=config, output=tmp_path / "out", metrics_port=None,
+                        data_kind=rlaif.DATA)
+    monkeypatch.setattr("trl.RewardTrainer", capture)
+    try:
+        with pytest.raises(Captured) as caught:
+            rlaif.train_reward_model(ctx, [{"prompt": "p", "chosen": "a", "rejected": "b"}])
+    finally:
+        ctx.metrics.close()
+        signal.signal(signal.SIGTERM, previous)
+    args = caught.value.args[0]["args"]
+    assert (args.num_train_epochs, args.learning_rate, args.max_steps) == (7, 0.003, -1)

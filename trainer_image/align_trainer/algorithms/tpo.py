@@ -7,6 +7,8 @@ Each round, from the latest policy:
   2. the judge (spec.grader) scores ONLY answer_k; the thought never reaches it, so the thought is optimised
      indirectly, by how good the answer it leads to is;
   3. the best and the worst scored responses (whole: thought + answer) form a pair (z_w, z_l), ties dropped;
+     a response that follows the format ranks above one that does not, whatever their scores (ours: keeps
+     the policy writing thoughts; the paper's instruct models follow the format anyway);
   4. DPO on the pairs against the reference (spec.model.reference):
         L = -log sigma( beta * [ log pi(z_w|x')/pi_ref(z_w|x') - log pi(z_l|x')/pi_ref(z_l|x') ] ),  x' = thought prompt(x)
      (+ rpoAlpha * the NLL of z_w when set, TRL's "sft" term: it keeps a warmed-up policy writing the format);
@@ -174,13 +176,16 @@ def generate_responses(ctx: TrainContext, model: Any, prompts: Sequence[Any]) ->
 
 def make_pairs(rows: Sequence[dict[str, Any]], prompts: Sequence[Any], responses: Sequence[str], scores: Sequence[float],
                k: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
-    """Best vs worst of each prompt's K responses (ties and all-failed groups dropped)."""
+    """Best vs worst of each prompt's K responses, ranked by (follows the format, judge score): a response with
+    a thought beats one without (otherwise DPO, which lowers every token of the rejected response, unlearns the
+    separator whenever unformatted answers happen to score well); ties and all-failed groups are dropped."""
     pairs, best, worst = [], [], []
     for i in range(len(rows)):
         group = list(range(i * k, (i + 1) * k))
-        hi = max(group, key=lambda j: scores[j])
-        lo = min(group, key=lambda j: scores[j])
-        if scores[hi] == scores[lo] or scores[hi] == float("-inf"):
+        rank = {j: (SEPARATOR in responses[j], scores[j]) for j in group}
+        hi = max(group, key=lambda j: rank[j])
+        lo = min(group, key=lambda j: rank[j])
+        if rank[hi] == rank[lo] or scores[hi] == float("-inf"):
             continue
         conversational = isinstance(prompts[i], list)
         wrap = (lambda t: [{"role": "assistant", "content": t}]) if conversational else (lambda t: t)

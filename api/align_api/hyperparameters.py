@@ -172,9 +172,14 @@ REFT_UNUSED: dict[str, tuple[str, ...]] = {
 }
 
 
+#: rlaif fields read only with feedback: preference (the reward-model stage)
+RLAIF_PREFERENCE_ONLY = frozenset({"reward_model_epochs", "reward_model_learning_rate"})
+
+
 def used_by(name: str, algorithm: A, hp: Hyperparameters) -> bool:
-    """Whether `algorithm` (with these hyperparameters: reft's rlStage) reads the field `name`."""
-    return algorithm in algorithms_for(name) and not (algorithm == A.REFT and name in REFT_UNUSED[hp.rl_stage])
+    """Whether `algorithm` (with these hyperparameters: reft's rlStage, rlaif's feedback) reads the field `name`."""
+    return algorithm in algorithms_for(name) and not (algorithm == A.REFT and name in REFT_UNUSED[hp.rl_stage]) \
+        and not (algorithm == A.RLAIF and hp.feedback == "direct" and name in RLAIF_PREFERENCE_ONLY)
 
 
 LOSS_TYPES: dict[A, tuple[str, ...]] = {

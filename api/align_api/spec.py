@@ -52,8 +52,9 @@ class AlignmentJobSpec(SpecModel):
                 raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} "
                                  f"(used by: {', '.join(a.value for a in users)})")
             if not used_by(name, algo, hp):
-                raise ValueError(f"[hyperparameters.{alias}] is not used by reft's {hp.rl_stage} stage "
-                                 f"(hyperparameters.rlStage: {hp.rl_stage})")
+                where = f"reft's {hp.rl_stage} stage (hyperparameters.rlStage: {hp.rl_stage})" \
+                    if algo == Algorithm.REFT else "rlaif with feedback: direct (only with feedback: preference)"
+                raise ValueError(f"[hyperparameters.{alias}] is not used by {where}")
         if hp.loss_type is not None:
             allowed = LOSS_TYPES.get(algo, ())
             if hp.loss_type not in allowed:
@@ -86,10 +87,6 @@ class AlignmentJobSpec(SpecModel):
         if algo in NEEDS_GRADER and self.grader is None:
             raise ValueError(f"[grader] is required for algorithm {algo.value!r}: an online algorithm needs a "
                              "grader, a judge (score_model/label_model) or a reward_model")
-        if algo == Algorithm.RLAIF and hp.feedback == "direct":
-            for name in sorted({"reward_model_epochs", "reward_model_learning_rate"} & hp.model_fields_set):
-                alias = Hyperparameters.model_fields[name].alias or name
-                raise ValueError(f"[hyperparameters.{alias}] is only used by rlaif with feedback: preference")
         if algo == Algorithm.RLAIF and self.grader is not None:
             if self.grader.type not in ("score_model", "label_model", "multi"):
                 raise ValueError("[grader.type] rlaif needs an AI judge (score_model or label_model), got "

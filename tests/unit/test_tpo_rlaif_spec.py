@@ -1,5 +1,6 @@
-"""TPO's spec checks: maxLength must hold the thought prompt (alignctl validate), warmupEpochs and rpoAlpha
-apply to tpo; the warm-up rows are built from the data's written thoughts."""
+"""TPO's and RLAIF's spec checks: maxLength must hold the thought prompt (alignctl validate), warmupEpochs and
+rpoAlpha apply to tpo, the reward-model fields of rlaif only with feedback: preference; tpo's warm-up rows are
+built from the data's written thoughts."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from align_api.validate import ManifestError, validate_document
 JUDGE = {"type": "score_model", "name": "judge", "model": "m", "input": [{"role": "user", "content": "x"}]}
 
 
-def job(hp: dict[str, Any]) -> dict[str, Any]:
+def job(hp: dict[str, Any], algorithm: str = "tpo") -> dict[str, Any]:
     return {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "j"},
-            "spec": {"algorithm": "tpo", "model": {"base": "builtin://tiny"}, "grader": JUDGE,
+            "spec": {"algorithm": algorithm, "model": {"base": "builtin://tiny"}, "grader": JUDGE,
                      "data": {"train": {"uri": "file:///d.jsonl"}}, "hyperparameters": hp}}
 
 
@@ -39,3 +40,10 @@ def test_warmup_rows_from_written_thoughts() -> None:
         {"prompt": "T P", "completion": "draft <R> final"}]
     with pytest.raises(DataError, match="row 1: field thought"):
         tpo.warmup_rows([{"prompt": "P", "thought": "", "answer": "a"}], "{query}")
+
+
+def test_rlaif_reward_model_fields_only_with_preference_feedback() -> None:
+    for field in ("rewardModelEpochs", "rewardModelLearningRate"):
+        with pytest.raises(ManifestError, match=f"hyperparameters.{field}.*only with feedback: preference"):
+            validate_document(job({field: 1}, "rlaif"))
+    validate_document(job({"feedback": "preference", "rewardModelEpochs": 2, "rewardModelLearningRate": 0.01}, "rlaif"))

@@ -137,22 +137,29 @@ def reward_model_score_fn(ctx: TrainContext, model: Any) -> ppo.ScoreFn:
 def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
     reward = grader_reward(ctx, judge=judge)
     try:
-        policy = ctx.models.policy()
         # held-out prompts (spec.data.eval / evalFraction): the judge scores the policy's answers there before and
         # after PPO; in preference mode the initial policy's pairs there also measure the reward model
         heldout = list(ctx.eval_dataset) if ctx.eval_dataset is not None else []
         stage: dict[str, float] = {}
-        if ctx.hp.feedback == "direct":
-            score = ppo.grader_score_fn(reward)
-            if heldout:
-                stage["rlaif/initial_heldout_score"] = judge_score(ctx, policy, reward, heldout)
-        else:
-            score, stage = preference_reward(ctx, policy, reward, heldout)
+        score = ppo.grader_score_fn(reward)
+        if ctx.hp.feedback == "preference" or heldout:
+            # the initial policy (LoRA starts as the identity: the base), released before PPO builds its own
+            initial = ctx.models.policy()
+            if ctx.hp.feedback == "preference":
+                score, stage = preference_reward(ctx, initial, reward, heldout)
+            else:
+                stage["rlaif/initial_heldout_score"] = judge_score(ctx, initial, reward, heldout)
+            del initial
         if stage:
             ctx.metrics.log(stage, step=0)
-        result = ppo.train_loop(ctx, score, name="rlaif", model=policy)
+        trained: list[Any] = []
+
+        def bind_reference(model: Any) -> None:  # ppo.train_loop's hook: also keeps the policy for the last probe
+            trained.append(model)
+            ctx.models.bind_reference(model)
+        result = ppo.train_loop(ctx, score, name="rlaif", bind_reference=bind_reference)
         if heldout:  # the judge once more, on the trained policy's held-out answers
-            final = judge_score(ctx, policy, reward, heldout)
+            final = judge_score(ctx, trained[0], reward, heldout)
             ctx.metrics.log({"rlaif/final_heldout_score": final}, step=result.steps)
             result.metrics["rlaif/final_heldout_score"] = final
         result.metrics.update(stage)

@@ -234,7 +234,9 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
         torch.manual_seed(distributed.sampling_seed(hp.seed, start_round))
     rows = distributed.shard(list(ctx.train_dataset))
     prompts = [thought_prompt(r["prompt"], template) for r in rows]
-    check_prompt_fits(ctx, prompts)
+    # every prompt, not the rank's share: all ranks must stop together (one raising while another samples hangs)
+    check_prompt_fits(ctx, [thought_prompt(r["prompt"], template) for split in (ctx.train_dataset, ctx.eval_dataset)
+                            if split is not None for r in split])
     # held-out prompts (spec.data.eval / evalFraction): each rank probes its share, the means are averaged
     heldout = distributed.shard(list(ctx.eval_dataset)) if ctx.eval_dataset is not None else []
     out_dir = ctx.paths.output_dir / "tpo"
@@ -242,8 +244,6 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
     metrics: dict[str, float] = {}
     history: list[dict[str, float]] = []
     try:
-        if heldout:
-            check_prompt_fits(ctx, [thought_prompt(r["prompt"], template) for r in heldout])
         if ctx.resume_from is None and hp.warmup_epochs > 0:
             sft_rows = warmup_rows(ctx.train_dataset, template)
             if sft_rows:

@@ -74,6 +74,32 @@ def ranked_rows(words: list[str], rng: random.Random, repeat: int) -> list[dict]
     return rows
 
 
+#: ReFT task: a plain-string prompt "xyz k", three distractor letters (never a key) and a key letter last; the
+#: completion for the SFT warm-up and the golden answer (item field `answer`) are the key's index. Every key
+#: occurs equally often, so a policy that ignores the prompt scores at most 1 / len(REFT_KEYS) (chance). The
+#: held-out split holds (distractors, key) combinations that never occur in the train split. The answer comes
+#: right after the key: builtin://tiny did not learn a reasoning before it ("k+1=l", "+1=l", "=l", "=2": the
+#: warm-up learned the constant tokens and a prompt-independent answer; see docs/algorithms.md, reft).
+REFT_KEYS = "abcd"
+REFT_NOISE = "efghijklmnopqrstuvwxyz"
+
+
+def reft_answer(key: str) -> str:
+    return str(REFT_KEYS.index(key))
+
+
+def reft_rows(rng: random.Random, per_key: int, seen: set[str]) -> list[dict]:
+    rows = []
+    for _ in range(per_key):
+        for key in REFT_KEYS:
+            while (prompt := "".join(rng.choice(REFT_NOISE) for _ in range(3)) + " " + key) in seen:
+                pass
+            seen.add(prompt)
+            rows.append({"prompt": prompt, "completion": reft_answer(key), "answer": reft_answer(key)})
+    rng.shuffle(rows)
+    return rows
+
+
 def main() -> None:
     rng = random.Random(7)
     write("sft.openai.jsonl", sft_rows(TRAIN_WORDS, rng, 2))
@@ -89,6 +115,9 @@ def main() -> None:
                                    for r in preference_rows(TRAIN_WORDS, rng, 1)])
     write("unpaired.trl.jsonl", [{"prompt": question(w, rng), "completion": good(w) if i % 2 else bad(w, rng),
                                   "label": bool(i % 2)} for i, w in enumerate(TRAIN_WORDS * 2)])
+    seen: set[str] = set()
+    write("reft.trl.jsonl", reft_rows(random.Random(11), 48, seen))
+    write("reft.trl.eval.jsonl", reft_rows(random.Random(12), 16, seen))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reft.yaml"
 #: four balanced answers: a policy that ignores the prompt scores at most this on the held-out split
 CHANCE = 0.25
 #: held-out reward the RL stage must add over the warm-up (3-seed measurements in docs/algorithms.md, with room)
-MARGIN = {"grpo": 0.04, "ppo": 0.04}
+MARGIN = {"grpo": 0.05, "ppo": 0.1}  # seed 1 measured: grpo +0.098, ppo +0.293
 
 
 def reft_job(tmp_path: Path, stage: str, **hp: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -10,10 +10,14 @@ klCoef. As in the paper, the KL is to the warmed-up policy pi_SFT (not the base)
 user's reference wins). The warm-up runs with the job's divergence check and SIGTERM handling (a SIGTERM during the warm-up
 exits as Interrupted; the restart warms up again).
 
-Data: prompts with a reference answer: OpenAI chat rows (the last assistant message is the answer) or RFT
-rows with an `answer` field. A restart after the warm-up resumes the RL stage from its checkpoint.
-Metrics: the warm-up's `reft/warmup_loss`, the policy's reward before training (`reft/initial_reward`) and
-after the warm-up (`reft/warmup_reward`), then GRPO's metrics.
+Data: prompts with a reference: TRL prompt/completion rows (the completion, e.g. reasoning + answer, is the
+warm-up's target; an `answer` field the golden answer for the grader), OpenAI chat rows (the last assistant
+message) or RFT rows with an `answer` field. The warm-up has its own learning rate (`warmupLearningRate`). A
+restart after the warm-up resumes the RL stage from its checkpoint.
+Metrics: the warm-up's `reft/warmup_loss`; the reward of the policy before the warm-up (`reft/initial_reward`),
+after it (`reft/warmup_reward`) and after RL (`reft/final_reward`) on the held-out split (data.eval; else the
+training prompts, `reft/probe_heldout` 0), all from one seeded probe with the job's sampling settings, and
+`reft/final_kl`, the final policy's KL to the reference on those samples; then the RL stage's metrics.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ letter and the answer is the letter after it, graded by string_check against {{i
 balanced over GOLD_KEYS, so a policy that ignores the prompt scores at most 1 / len(GOLD_KEYS) (chance). The
 warm-up file teaches only the format (one letter, then EOS) with answers drawn independently of the key.
 
-The ReFT task (`reft.trl*.jsonl`): prompt "xyz k" (key in a-d last), warm-up completion and golden `answer` the
-key's index; see REFT_KEYS below and docs/algorithms.md (reft).
+The ReFT task (`reft.trl*.jsonl`): prompt "xyz k" (key in a-d last), golden `answer` the key's index, warm-up
+completion "k=<index>"; see REFT_KEYS below and docs/algorithms.md (reft).
 """
 
 from __future__ import annotations
@@ -106,11 +106,10 @@ def gold_warmup_rows(words: list[str], rng: random.Random) -> list[dict]:
 
 
 #: ReFT task: a plain-string prompt "xyz k", three distractor letters (never a key) and a key letter last; the
-#: completion for the SFT warm-up and the golden answer (item field `answer`) are the key's index. Every key
-#: occurs equally often, so a policy that ignores the prompt scores at most 1 / len(REFT_KEYS) (chance). The
-#: held-out split holds (distractors, key) combinations that never occur in the train split. The answer comes
-#: right after the key: builtin://tiny did not learn a reasoning before it ("k+1=l", "+1=l", "=l", "=2": the
-#: warm-up learned the constant tokens and a prompt-independent answer; see docs/algorithms.md, reft).
+#: golden answer (item field `answer`) is the key's index, and the warm-up completion reasons before it: it
+#: restates the key, then gives the answer after "=" ("xyz c" -> "c=2"; the grader reads what follows the last
+#: "="). Every key occurs equally often, so a policy that ignores the prompt scores at most 1 / len(REFT_KEYS)
+#: (chance). The held-out split holds (distractors, key) combinations that never occur in the train split.
 REFT_KEYS = "abcd"
 REFT_NOISE = "efghijklmnopqrstuvwxyz"
 
@@ -126,7 +125,7 @@ def reft_rows(rng: random.Random, per_key: int, seen: set[str]) -> list[dict]:
             while (prompt := "".join(rng.choice(REFT_NOISE) for _ in range(3)) + " " + key) in seen:
                 pass
             seen.add(prompt)
-            rows.append({"prompt": prompt, "completion": reft_answer(key), "answer": reft_answer(key)})
+            rows.append({"prompt": prompt, "completion": f"{key}={reft_answer(key)}", "answer": reft_answer(key)})
     rng.shuffle(rows)
     return rows
 

@@ -1,5 +1,5 @@
-"""ReFT on its task (examples/reft.yaml, data from examples/data/generate.py): the RL stage, ppo or grpo, adds
-a margin over the warmed-up policy on HELD-OUT prompts, measured by the trainer's own probes (numGenerations
+"""ReFT on its task (examples/reft.yaml, data from examples/data/generate.py: "xyz c" -> reasoning "c=" then the
+golden answer "2"): the RL stage, ppo or grpo, adds a margin over the warmed-up policy on HELD-OUT prompts, measured by the trainer's own probes (numGenerations
 samples per held-out prompt at the job's temperature, the same seed for every probe of a run).
 
 Measured over 3 seeds with bench/reft_heldout.py (docs/algorithms.md, reft). The probes are seeded alike, so
@@ -27,7 +27,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reft.yaml"
 #: four balanced answers: a policy that ignores the prompt scores at most this on the held-out split
 CHANCE = 0.25
 #: held-out reward the RL stage must add over the warm-up (3-seed measurements in docs/algorithms.md, with room)
-MARGIN = {"grpo": 0.05, "ppo": 0.1}  # seed 1 measured: grpo +0.098, ppo +0.293
+MARGIN = {"grpo": 0.06, "ppo": 0.2}  # seed 1 measured: grpo +0.117, ppo +0.402
 
 
 def reft_job(tmp_path: Path, stage: str, **hp: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -64,8 +64,7 @@ def test_warm_up_learning_rate_is_its_own(context: Any, monkeypatch: pytest.Monk
         assert (args.learning_rate, args.num_train_epochs) == (expected, 3)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stage", ["grpo", "ppo"])
+@pytest.mark.parametrize("stage", ["grpo", "ppo"])  # ~30-40 s each on 2 loaded cores
 def test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up(tmp_path: Path, stage: str) -> None:
     records, message = reft_job(tmp_path, stage)
     found = probes(records)
@@ -77,6 +76,11 @@ def test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up(tmp_path: Path, s
     assert found["reft/final_reward"] > CHANCE, found  # above what ignoring the prompt can reach
     # the policy moved away from its reference (the warmed-up policy), by a finite amount
     assert 0 < found["reft/final_kl"] < 50, found
+    # Luong et al.: the KL is to the warmed-up policy, so the first RL step starts near KL 0 (measured: ppo 0.0,
+    # grpo 0.025 after its first update), not at KL(warm-up || base), several nats per token
+    key = "objective/kl" if stage == "ppo" else "kl"
+    kl = [r[key] for r in records if key in r]
+    assert kl[0] < 0.2, kl[:5]
     # the same numbers reach status.metrics through the termination message (gauge spelling)
     final = message["finalMetrics"]
     for key in ("initial_reward", "warmup_reward", "final_reward", "final_kl"):

@@ -64,3 +64,28 @@ def test_ppo_at_an_absurd_learning_rate_diverges(tmp_path: Path, monkeypatch: py
     rms = [r[RESIDUAL] for r in records]
     assert rms[-1] == math.inf and rms[0] < 1 and records[-1]["step"] < 12
     assert all(math.isfinite(r["loss"]) for r in records)  # PPO's own loss stays finite: the watch stopped it
+
+
+@pytest.mark.slow
+def test_operator_reports_a_real_divergence_as_failed_diverged(tmp_path: Path) -> None:
+    """The same sft run as a pod of the operator on the emulated cluster (the real trainer, not the fake one):
+    exit code 12 -> podFailurePolicy FailJob -> phase Failed, reason Diverged, no retry."""
+    from align_operator.sandbox import Sandbox
+    from .trainer_support import DATA
+    job = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "absurd-lr"},
+           "spec": {"algorithm": "sft", "model": {"base": "builtin://tiny", "adapter": {"r": 8, "alpha": 16}},
+                    "data": {"train": {"uri": f"file://{DATA / 'sft.openai.jsonl'}"}},
+                    "hyperparameters": {"learningRate": 100.0, "lrScheduler": "constant", "maxSteps": 12,
+                                        "batchSize": 8, "maxLength": 96},
+                    "resources": {"gpusPerNode": 0}, "evaluation": {"enabled": False}}}
+    settings = {"scrape_interval_seconds": 0.5, "status_interval_seconds": 1.0}
+    with Sandbox(tmp_path, gpus=0, env={"OMP_NUM_THREADS": "1"}, settings=settings) as sb:
+        sb.apply(job)
+        done = sb.wait("absurd-lr", timeout=300)
+        logs = "".join(sb.logs(p["metadata"]["name"]) for p in sb.list(kind="Pod"))
+        pods = sb.list("Pod", labels="align.dev/job=absurd-lr")
+    status = done["status"]
+    assert status["phase"] == "Failed" and status["lastError"]["reason"] == "Diverged", (status, logs[-3000:])
+    assert f"{RESIDUAL}=inf" in status["lastError"]["message"]
+    assert {c["type"]: c for c in status["conditions"]}["Failed"]["reason"] == "Diverged"
+    assert len(pods) == 1  # permanent: not retried

@@ -223,7 +223,9 @@ def test_no_worker_survives_close_and_a_closed_pool_refuses_calls() -> None:
         assert [r.value for r in results] == [1.0, 1.0]
         started = set(grader_workers()) - before
         assert len(started) >= 2, started  # both workers run
-    assert not set(grader_workers()) & started  # killed and reaped by close (the context manager's exit)
+        children = [w.proc.pid for w in pool._workers if w.proc is not None]
+    assert not set(grader_workers()) & started  # killed by close (the context manager's exit) ...
+    assert len(children) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in children)  # ... and reaped
     pool.close()  # idempotent
     assert pool.run(GOOD, {"output_text": "a"}, {"answer": "a"}).error_type == "SandboxError"
     # close() while a call is starting its worker: the new worker must not outlive the pool either

@@ -31,13 +31,14 @@ LETTERS = {"type": "python", "name": "letters", "source": (
 def diverge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algorithm: str, data: str, **spec: object) -> list[dict]:
     term = tmp_path / "termination-log"
     monkeypatch.setenv("ALIGN_TERMINATION_LOG", str(term))
-    hp = {"learningRate": 100.0, "lrScheduler": "constant", "maxSteps": 12, **spec.pop("hp", {})}  # type: ignore[dict-item]
+    extra: dict = spec.pop("hp", {})  # type: ignore[assignment]
+    hp = {"learningRate": 100.0, "lrScheduler": "constant", "maxSteps": 12, **extra}
     config = manifest(tmp_path, f"{algorithm}-lr100", algorithm, data, hp=hp,
                       checkpoints={"everySteps": 100, "keep": 1}, **spec)
     output = tmp_path / "out"
     assert run(["--config", str(config), "--output", str(output), "--metrics-port", "-1"]) == ExitCode.DIVERGED
     message = term.read_text()
-    assert message.startswith(f"Diverged: training diverged at step ") and f"{RESIDUAL}=inf" in message, message
+    assert message.startswith("Diverged: training diverged at step ") and f"{RESIDUAL}=inf" in message, message
     assert "overflowed float32" in message
     status = json.loads((output / "status.json").read_text())
     assert status["state"] == "Failed" and status["reason"] == "Diverged"

@@ -43,7 +43,8 @@ def test_final_norm_is_found_through_peft_for_lm_and_classifier() -> None:
 def test_watch_reports_the_peak_rms_of_the_final_norm_input_and_resets() -> None:
     import torch
     model, watch = tiny(), ResidualWatch()
-    assert watch.attach(model) and watch.attach(model)  # a second attach adds no second hook
+    assert watch.attach(model) and watch.attach(model)
+    assert len(final_norm(model)._forward_hooks) == 1  # a second attach adds no second hook
     assert watch.read() is None  # no forward pass yet
     captured: list[Any] = []
     handle = final_norm(model).register_forward_hook(lambda m, args, out: captured.append(args[0].detach()))

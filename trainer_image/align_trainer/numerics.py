@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class ResidualWatch:
 
     def __init__(self) -> None:
         self._peak: Any = None  # a 0-d tensor on the model's device: no host sync in the forward pass
-        self._attached: set[int] = set()
+        self._attached: weakref.WeakSet[Any] = weakref.WeakSet()  # not ids: a freed module's id is reused
 
     def attach(self, model: Any) -> bool:
         norm = final_norm(model)
@@ -56,9 +57,9 @@ class ResidualWatch:
             log.warning("%s has no final norm that align_trainer knows: activation overflow is not watched",
                         type(model).__name__)
             return False
-        if id(norm) not in self._attached:
+        if norm not in self._attached:
             norm.register_forward_hook(self._hook, with_kwargs=True)
-            self._attached.add(id(norm))
+            self._attached.add(norm)
         return True
 
     def _hook(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:

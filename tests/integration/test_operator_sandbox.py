@@ -217,6 +217,7 @@ def test_operator_killed_and_restarted_with_50_jobs_in_flight(tmp_path: Path) ->
         assert len(box.list("ConfigMap")) == 50 and len(box.list("Service")) == 50
 
 
+@pytest.mark.slow  # ~40 s, most of it the sandbox's own start and stop
 def test_a_transient_unschedulable_leaves_last_error_when_the_job_then_succeeds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pod waits for a GPU (lastError Unschedulable), a GPU node frees up, the job succeeds: lastError is gone

@@ -56,7 +56,10 @@ class Hyperparameters(SpecModel):
     max_steps: int | None = hp(None, "Stop after this many optimizer steps (overrides epochs).", ge=1, le=10_000_000)
     batch_size: int = hp(8, "Per-device micro-batch size (sequences or prompts).", ge=1, le=4096)
     gradient_accumulation_steps: int = hp(1, "Micro-batches per optimizer step.", ge=1, le=1024)
-    learning_rate: float = hp(1e-4, "Peak learning rate of the adapter.", gt=0, le=1.0)
+    learning_rate: float = hp(1e-4, "Peak learning rate of the adapter. Useful values for AdamW on LoRA lie around "
+                              "1e-6..1e-3; up to 100 is accepted, so that a run that diverges is stopped by the "
+                              "trainer as Diverged instead of refused (the bound catches typos such as 1e4).",
+                              gt=0, le=100)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"] = hp(
         "linear", "Learning-rate schedule (cosine_with_min_lr decays to 10% of the peak).")
     warmup_ratio: float = hp(0.0, "Fraction of steps used for linear warm-up.", ge=0, le=0.5)
@@ -136,6 +139,9 @@ class Hyperparameters(SpecModel):
     warmup_epochs: int = hp(1, "ReFT: SFT warm-up epochs before RL. TPO: SFT epochs on the rows' written thoughts "
                             "(`thought` + `answer`, or an `answer` containing <R>) before the first round; "
                             "rows without one are skipped.", (A.REFT, A.TPO), ge=0, le=100)
+    warmup_learning_rate: float | None = hp(None, "ReFT: learning rate of the SFT warm-up (unset: learningRate). "
+                                            "Luong et al. warm up with a larger rate than the RL stage's.",
+                                            (A.REFT,), gt=0, le=10)
     rl_stage: Literal["grpo", "ppo"] = hp("grpo", "ReFT: the RL stage after the warm-up: ppo (as in Luong et al. "
                                           "2024, with a value head) or grpo (group baseline).", (A.REFT,))
     rounds: int | None = hp(None, "Iterations of sample K answers -> score with spec.grader -> train on best vs worst, "

@@ -19,12 +19,18 @@ KTO = "trainer_image/align_trainer/algorithms/kto.py"
 CPO = "trainer_image/align_trainer/algorithms/cpo.py"
 SIMPO = "trainer_image/align_trainer/algorithms/simpo.py"
 REFT = "trainer_image/align_trainer/algorithms/reft.py"
+TPO = "trainer_image/align_trainer/algorithms/tpo.py"
+RLAIF = "trainer_image/align_trainer/algorithms/rlaif.py"
+SPEC = "api/align_api/spec.py"
 
 PIECES = "tests/unit/test_rl_ppo_pieces.py::"
 WIRING = "tests/integration/test_rl_config_wiring.py::"
 PPO_MATH = "tests/integration/test_rl_ppo_math.py::"
 REFT_PIECES = "tests/unit/test_reft_pieces.py::"
 REFT_TESTS = "tests/integration/test_rl_reft.py::"
+THOUGHTS = "tests/integration/test_rl_thoughts.py::"
+RLAIF_PREF = "tests/integration/test_rl_rlaif_preference.py::"
+TPO_RLAIF_SPEC = "tests/unit/test_tpo_rlaif_spec.py::"
 
 
 @dataclass(frozen=True)
@@ -139,4 +145,33 @@ MUTATIONS: tuple[Mutation, ...] = (
              "if True:", (REFT_TESTS + "test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up",)),
     Mutation("reft: warmupLearningRate ignored", REFT, "learning_rate=hp.warmup_learning_rate or hp.learning_rate,",
              "learning_rate=hp.learning_rate,", (REFT_TESTS + "test_warm_up_learning_rate_is_its_own",)),
+    # TPO (thought warm-up, the judge sees answers only, format kept over the rounds)
+    Mutation("tpo: thought warm-up skipped", TPO, "if ctx.resume_from is None and hp.warmup_epochs > 0:", "if False:",
+             (THOUGHTS + "test_tpo_policy_writes_its_own_thoughts_and_the_judged_answers_improve",)),
+    Mutation("tpo: the judge sees the thought", TPO, "answers = [split_thought(r)[1] for r in responses]",
+             "answers = list(responses)",
+             (THOUGHTS + "test_tpo_policy_writes_its_own_thoughts_and_the_judged_answers_improve",)),
+    Mutation("tpo: rpoAlpha ignored in the rounds", TPO, "**loss_settings(hp), save_strategy",
+             "**{**loss_settings(hp), 'loss_type': [hp.loss_type or 'sigmoid'], 'loss_weights': None}, save_strategy",
+             (THOUGHTS + "test_tpo_policy_writes_its_own_thoughts_and_the_judged_answers_improve",)),
+    Mutation("tpo: formatted responses no longer rank first", TPO,
+             "rank = {j: (SEPARATOR in responses[j], scores[j]) for j in group}", "rank = {j: (True, scores[j]) for j in group}",
+             (THOUGHTS + "test_tpo_policy_writes_its_own_thoughts_and_the_judged_answers_improve",)),
+    Mutation("tpo: prompt length not checked in the trainer", TPO, "    longest = max(", "    return\n    longest = max(",
+             (THOUGHTS + "test_tpo_prompt_longer_than_max_length_is_a_config_error",)),
+    Mutation("tpo: maxLength vs thought prompt not validated", SPEC, "            if hp.max_length <= words:",
+             "            if False:", (TPO_RLAIF_SPEC + "test_max_length_shorter_than_the_thought_prompt_is_rejected_naming_the_field",)),
+    # RLAIF preference (judge pairs -> reward model -> PPO)
+    Mutation("rlaif: reward-model score sign flipped", RLAIF, "return centre_per_prompt(raw, prompts), {",
+             "return [-x for x in centre_per_prompt(raw, prompts)], {",
+             (RLAIF_PREF + "test_rlaif_reward_model_generalises_and_ppo_raises_the_judges_score",)),
+    Mutation("rlaif: reward-model scores whitened over the batch, not centred per prompt", RLAIF,
+             "return centre_per_prompt(raw, prompts), {", "return centre_per_prompt(raw, ['same'] * len(raw)), {",
+             (RLAIF_PREF + "test_reward_model_rewards_are_centred_per_prompt",)),
+    Mutation("rlaif: one best-vs-worst pair per prompt", RLAIF,
+             "kept = [(hi, lo) for hi, lo in zip(ranked[:len(ranked) // 2], reversed(ranked[len(ranked) // 2:]))",
+             "kept = [(hi, lo) for hi, lo in zip(ranked[:1], ranked[-1:])",
+             (RLAIF_PREF + "test_rlaif_reward_model_generalises_and_ppo_raises_the_judges_score",)),
+    Mutation("rlaif: rewardModelEpochs ignored", RLAIF, "num_train_epochs=hp.reward_model_epochs,", "num_train_epochs=1,",
+             (RLAIF_PREF + "test_reward_model_stage_takes_its_epochs_and_learning_rate",)),
 )

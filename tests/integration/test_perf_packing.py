@@ -20,9 +20,9 @@ from .trainer_support import manifest
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("single_torch_thread")]
 
 
-def packed_trainer(tmp_path: Path, packing: bool) -> Any:
+def packed_trainer(tmp_path: Path, packing: bool, **hp: Any) -> Any:
     config = manifest(tmp_path, "packing", "sft", "sft.openai.jsonl",
-                      hp={"packing": packing, "batchSize": 2, "maxLength": 256, "maxSteps": 1})
+                      hp={"packing": packing, "batchSize": 2, "maxLength": 256, "maxSteps": 1, **hp})
     ctx = build_context(load_job(config), manifest=config, output=tmp_path / "out", data_kind=sft.DATA,
                         metrics_port=None)
     return sft.build_trainer(ctx)
@@ -71,3 +71,29 @@ def test_without_packing_rows_are_single_padded_examples(tmp_path: Path) -> None
     trainer = packed_trainer(tmp_path, packing=False)
     batch = next(iter(trainer.get_train_dataloader()))
     assert "attention_mask" in batch and "position_ids" not in batch
+
+
+def test_padding_free_examples_do_not_attend_to_their_batch_neighbour(tmp_path: Path) -> None:
+    """paddingFree without packing: a micro-batch's examples become one row (no pad token, no attention mask),
+    each with its own position ids; rewriting one example leaves its neighbour's logits unchanged."""
+    import torch
+    trainer = packed_trainer(tmp_path, packing=False, paddingFree=True, batchSize=3, maxLength=96)
+    assert trainer.args.max_length == 96 and not trainer.args.packing
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1, "one flattened row, no padding"
+    positions = batch["position_ids"][0]
+    starts = (positions == 0).nonzero().flatten().tolist() + [positions.numel()]
+    assert len(starts) == 4, f"the row should hold the micro-batch's 3 examples, got starts {starts[:-1]}"
+    lengths = [b - a for a, b in zip(starts, starts[1:])]
+    assert max(lengths) <= 96, f"examples are still truncated to maxLength: {lengths}"
+    model = trainer.model.eval()
+    before = logits(model, batch)
+    first, second, end = starts[0], starts[1], starts[2]
+    for edit, other in (((first, second), (second, None)), ((second, end), (first, second))):
+        changed = {k: v.clone() if hasattr(v, "clone") else v for k, v in batch.items()}
+        ids = changed["input_ids"][0, edit[0]:edit[1]]
+        changed["input_ids"][0, edit[0]:edit[1]] = torch.where(ids == 65, 66, 65)
+        after = logits(model, changed)
+        assert not torch.allclose(before[0, edit[0]:edit[1]], after[0, edit[0]:edit[1]]), "the edit must reach the model"
+        # its neighbour (after it, and before it) sees none of it
+        torch.testing.assert_close(after[0, other[0]:other[1]], before[0, other[0]:other[1]], rtol=0, atol=1e-5)

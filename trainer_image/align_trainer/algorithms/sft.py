@@ -8,6 +8,7 @@ prompt/completion and text rows go to TRL unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import DataError
@@ -91,9 +92,26 @@ def build_trainer(ctx: TrainContext) -> Any:
     if len(train) == 0:
         raise DataError("no SFT rows left: every conversation was truncated before its first trained token "
                         "(raise hyperparameters.maxLength)")
-    return SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
-                      eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
-                      processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
+    trainer = SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
+                         eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
+                         processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
+    if hp.padding_free and not hp.packing:  # packing is padding-free already
+        make_padding_free(trainer)
+    return trainer
+
+
+def make_padding_free(trainer: Any) -> None:
+    """hyperparameters.paddingFree without packing: TRL's own padding-free collator on a trainer built padded.
+
+    The collator concatenates a micro-batch's examples into one row, with position ids restarting at 0 per
+    example and no attention mask (transformers then builds a block-diagonal mask, or flash attention's
+    varlen kernels run), and masks the label of each example's first token. TRL refuses `padding_free=True`
+    without packing while `max_length` is set, yet its dataset preparation truncates to `max_length` only when
+    it is set. So the trainer is built padded, with maxLength (TRL tokenizes, truncates every row and drops
+    rows left without a trained token, as for any SFT job), and only the collator changes: the same dataclass
+    with `padding_free=True` (pad token and pad_to_multiple_of kept)."""
+    trainer.data_collator = dataclasses.replace(trainer.data_collator, padding_free=True)
+    trainer.padding_free = True
 
 
 def run(ctx: TrainContext) -> TrainResult:

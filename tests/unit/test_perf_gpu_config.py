@@ -18,7 +18,7 @@ import yaml
 from align_api import ManifestError, validate_document
 from align_api.constants import ExitCode
 from align_operator.renderers import render_configmap
-from align_trainer.accel import PACKAGES, speedup_args
+from align_trainer.accel import PACKAGES, REMEDY, speedup_args
 from align_trainer.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,4 +117,4 @@ def test_a_speedup_the_image_lacks_fails_the_preflight_naming_the_field(
     for field in fields:
         line = next(i for i, t in enumerate(lines, 1) if t.strip().startswith(f"{field}:"))
         assert f"{config}:{line}: spec.hyperparameters.{field}: needs the {PACKAGES[field]!r} package" in text, text
-        assert f"turn {field} off" in text
+        assert REMEDY[field] in text

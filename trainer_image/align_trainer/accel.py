@@ -17,6 +17,11 @@ from .errors import ConfigError
 
 #: spec field -> the Python package it needs in the trainer image.
 PACKAGES = {"vllm": "vllm", "ligerKernel": "liger_kernel"}
+#: spec field -> where an image with its package comes from (docs/install.md).
+REMEDY = {"vllm": "use a trainer image built on vLLM's own stack with the accel extra (vLLM pins torch and "
+                  "transformers versions the default image does not have; docs/install.md) or set vllm: off",
+          "ligerKernel": "use the default CUDA build of trainer_image/Dockerfile (TRAINER_EXTRAS with liger) or "
+                         "turn ligerKernel off"}
 
 
 def wanted(hp: Any) -> list[str]:
@@ -39,8 +44,7 @@ def speedup_args(hp: Any, device: str, *, find_spec: Callable[[str], Any] = impo
             raise ConfigError(f"hyperparameters.{field} needs CUDA; the trainer sees no GPU")
     for field, package in missing_packages(hp, find_spec=find_spec):  # the preflight said so already in a pod
         raise ConfigError(f"hyperparameters.{field} needs the {package!r} package, which this trainer image lacks: "
-                          f"use an image built with the accel extra (trainer_image/Dockerfile's default CUDA "
-                          f"build) or turn {field} off")
+                          f"{REMEDY[field]}")
     args: dict[str, Any] = {"use_liger_kernel": bool(hp.liger_kernel), "use_vllm": hp.vllm != "off"}
     if hp.vllm == "colocate":
         args.update(vllm_mode="colocate", vllm_gpu_memory_utilization=hp.vllm_gpu_memory_utilization)

@@ -224,8 +224,8 @@ def settle_startup_heap() -> None:
     Startup (torch, transformers, TRL, datasets, the spec models, the data, the model) allocates some 450k
     container objects that live as long as the process. With the collector on, every full collection walks
     all of them: in the DPO run of bench/trainer_overhead.py, 8 full collections during startup and one when
-    training ends (accelerate's free_memory calls gc.collect) took 1.3-2.7 s of a 13-30 s run, more than in
-    a plain TRL script, because ours holds a few more objects (docs/performance.md). So `main` keeps the
+    training ends (accelerate's free_memory calls gc.collect) took about 3 s of CPU under load, against 1.6 s
+    in a plain TRL script, which holds fewer objects (docs/performance.md). So `main` keeps the
     collector off during startup, and here, just before training, moves every object alive into the
     permanent generation (gc.freeze): later collections, automatic or explicit, walk only what training
     allocates. The price: reference cycles that became garbage during startup are never freed (about 12k

@@ -330,10 +330,9 @@ def check(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: D
 
 def check_packages(job: AlignmentJob) -> list[Problem]:
     """The speed-ups the job asks for whose package this image lacks (an ImportError mid-run otherwise)."""
-    from .accel import missing_packages
+    from .accel import REMEDY, missing_packages
     return [Problem(f"spec.hyperparameters.{field}", f"needs the {package!r} package, which this trainer image lacks",
-                    "use a trainer image built with the accel extra (the default CUDA build of "
-                    f"trainer_image/Dockerfile) or turn {field} off")
+                    REMEDY[field])
             for field, package in missing_packages(job.spec.hyperparameters)]
 
 

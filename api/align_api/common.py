@@ -32,7 +32,7 @@ class OpenAIModel(BaseModel):
         return self.model_dump(exclude_none=True, mode="json")
 
 
-BUILTIN_MODELS = ("tiny", "small")
+BUILTIN_MODELS = ("tiny", "tiny-rl", "small")
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?(@[A-Za-z0-9._/-]+)?$")
 _S3 = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")

@@ -56,7 +56,10 @@ class Hyperparameters(SpecModel):
     max_steps: int | None = hp(None, "Stop after this many optimizer steps (overrides epochs).", ge=1, le=10_000_000)
     batch_size: int = hp(8, "Per-device micro-batch size (sequences or prompts).", ge=1, le=4096)
     gradient_accumulation_steps: int = hp(1, "Micro-batches per optimizer step.", ge=1, le=1024)
-    learning_rate: float = hp(1e-4, "Peak learning rate of the adapter.", gt=0, le=1.0)
+    learning_rate: float = hp(1e-4, "Peak learning rate of the adapter. Useful values for AdamW on LoRA lie around "
+                              "1e-6..1e-3; up to 100 is accepted, so that a run that diverges is stopped by the "
+                              "trainer as Diverged instead of refused (the bound catches typos such as 1e4).",
+                              gt=0, le=100)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"] = hp(
         "linear", "Learning-rate schedule (cosine_with_min_lr decays to 10% of the peak).")
     warmup_ratio: float = hp(0.0, "Fraction of steps used for linear warm-up.", ge=0, le=0.5)

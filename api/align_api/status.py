@@ -61,5 +61,8 @@ class Status(SpecModel):
     completion_time: str | None = Field(default=None, description="When the job finished.")
     restarts: int = Field(default=0, ge=0, description="Trainer pod restarts.")
     artifacts: Artifacts | None = Field(default=None, description="Outputs of the job.")
-    last_error: LastError | None = Field(default=None, description="The most recent error.")
+    last_error: LastError | None = Field(default=None, description=(
+        "The error that explains the job's current state: why it is blocked (Pending), the failure behind a "
+        "running retry, or why it failed. Removed once that is over (the pod was scheduled, the job succeeded); "
+        "each error stays in the job's events."))
     resolved_uris: dict[str, str] | None = Field(default=None, description="job:// references resolved to artifact URIs.")

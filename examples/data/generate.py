@@ -4,6 +4,11 @@ The task is learnable by builtin://tiny in a few dozen steps: the preferred answ
 "Sure!" and praises the thing asked about; the rejected one starts with "Nope!". The SFT task teaches the
 same answer style. Prompts of the eval files use words that never appear in the train files, so eval
 metrics measure the rule, not memorised pairs.
+
+The gold-answer task (`gold.*.trl.jsonl`) is for online RL: a plain-string prompt "<word> <key>" ends with a key
+letter and the answer is the letter after it, graded by string_check against {{item.answer}}. The answers are
+balanced over GOLD_KEYS, so a policy that ignores the prompt scores at most 1 / len(GOLD_KEYS) (chance). The
+warm-up file teaches only the format (one letter, then EOS) with answers drawn independently of the key.
 """
 
 from __future__ import annotations
@@ -74,6 +79,29 @@ def ranked_rows(words: list[str], rng: random.Random, repeat: int) -> list[dict]
     return rows
 
 
+GOLD_KEYS = "abcd"
+
+
+def gold_answer(key: str) -> str:
+    # the next letter, upper case: answer tokens never occur in prompts, so the position after an answer
+    # (-> EOS) and the position after a key (-> answer) differ in their own token, not only in context
+    return chr(ord(key) + 1).upper()
+
+
+def gold_rows(words: list[str]) -> list[dict]:
+    """Every (word, key) once: each answer occurs equally often, so chance is exactly 1 / len(GOLD_KEYS)."""
+    return [{"prompt": f"{w} {k}", "answer": gold_answer(k)} for w in words for k in GOLD_KEYS]
+
+
+def gold_warmup_rows(words: list[str], rng: random.Random) -> list[dict]:
+    """The gold prompts with an answer drawn independently of the key: every key gets every answer equally
+    often, so SFT on these teaches "one answer letter, then EOS" and nothing about which one."""
+    answers = {k: [gold_answer(a) for a in GOLD_KEYS] * (len(words) // len(GOLD_KEYS)) for k in GOLD_KEYS}
+    for column in answers.values():
+        rng.shuffle(column)
+    return [{"prompt": f"{w} {k}", "completion": answers[k][i]} for i, w in enumerate(words) for k in GOLD_KEYS]
+
+
 def main() -> None:
     rng = random.Random(7)
     write("sft.openai.jsonl", sft_rows(TRAIN_WORDS, rng, 2))
@@ -89,6 +117,11 @@ def main() -> None:
                                    for r in preference_rows(TRAIN_WORDS, rng, 1)])
     write("unpaired.trl.jsonl", [{"prompt": question(w, rng), "completion": good(w) if i % 2 else bad(w, rng),
                                   "label": bool(i % 2)} for i, w in enumerate(TRAIN_WORDS * 2)])
+    # gold-answer task: its own RNG, so the files above do not change when it does
+    gold_rng = random.Random(11)
+    write("gold.trl.jsonl", gold_rows(TRAIN_WORDS))
+    write("gold.trl.eval.jsonl", gold_rows(EVAL_WORDS))
+    write("gold.warmup.trl.jsonl", gold_warmup_rows(TRAIN_WORDS, gold_rng))
 
 
 if __name__ == "__main__":

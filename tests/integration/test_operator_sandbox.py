@@ -215,3 +215,23 @@ def test_operator_killed_and_restarted_with_50_jobs_in_flight(tmp_path: Path) ->
         for index in range(50):
             assert len(box.list("Job", labels=f"align.dev/job=flight-{index:02d}")) == 1
         assert len(box.list("ConfigMap")) == 50 and len(box.list("Service")) == 50
+
+
+@pytest.mark.slow  # ~40 s, most of it the sandbox's own start and stop
+def test_a_transient_unschedulable_leaves_last_error_when_the_job_then_succeeds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod waits for a GPU (lastError Unschedulable), a GPU node frees up, the job succeeds: lastError is gone
+    from the status and the Unschedulable warning stays in the job's events."""
+    from align_operator.sandbox import nodeagent
+    monkeypatch.setattr(nodeagent, "RECHECK_SECONDS", 0.3)  # the agent re-tries an unschedulable pod this often
+    with Sandbox(tmp_path, trainer_command=FAKE_TRAINER, gpus=0, settings=FAST) as box:
+        box.apply(aj("waits-for-gpu", resources={"gpusPerNode": 1}))
+        blocked = box.wait_for(lambda: (j := box.get("waits-for-gpu")) and (
+            (j.get("status") or {}).get("lastError") or {}).get("reason") == "Unschedulable" and j, timeout=20)
+        assert blocked["status"]["phase"] == "Pending"
+        box._cluster.agent.gpus = 1  # a GPU becomes available
+        status = box.wait("waits-for-gpu", timeout=30)["status"]
+        events = box.events("waits-for-gpu")
+    assert status["phase"] == "Succeeded" and "lastError" not in status, status
+    assert conditions({"status": status})["Running"]["reason"] != "Unschedulable"
+    assert any(e["type"] == "Warning" and e["reason"] == "Unschedulable" for e in events), events

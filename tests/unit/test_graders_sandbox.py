@@ -211,3 +211,42 @@ def test_pool_works_when_the_interpreter_lives_under_tmp(tmp_path: Path, monkeyp
             local.close()
     finally:
         subprocess.run(["rm", "-rf", str(venv)], check=False)
+
+
+def test_no_worker_survives_close_and_a_closed_pool_refuses_calls() -> None:
+    import threading
+
+    from tests.conftest import grader_workers
+    before = set(grader_workers())  # a module-scoped pool of this file may be running
+    with SandboxPool(SandboxLimits(timeout=5, memory_mb=512, workers=2)) as pool:
+        results = pool.map(GOOD, [({"output_text": "a"}, {"answer": "a"})] * 2)
+        assert [r.value for r in results] == [1.0, 1.0]
+        started = set(grader_workers()) - before
+        assert len(started) >= 2, started  # both workers run
+        children = [w.proc.pid for w in pool._workers if w.proc is not None]
+    assert not set(grader_workers()) & started  # killed by close (the context manager's exit) ...
+    assert len(children) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in children)  # ... and reaped
+    pool.close()  # idempotent
+    assert pool.run(GOOD, {"output_text": "a"}, {"answer": "a"}).error_type == "SandboxError"
+    # close() while a call is starting its worker: the new worker must not outlive the pool either
+    racing = SandboxPool(SandboxLimits(timeout=5, memory_mb=512, workers=1))
+    call = threading.Thread(target=racing.run, args=(GOOD, {"output_text": "a"}, {"answer": "a"}))
+    call.start()
+    racing.close()
+    call.join(timeout=60)
+    assert not set(grader_workers()) - before
+
+
+def test_the_process_wide_pool_closes_on_demand_and_restarts() -> None:
+    from align_trainer.graders import sandbox
+
+    from tests.conftest import grader_workers
+    before = set(grader_workers())
+    shared = sandbox.get_pool()
+    assert shared.run(GOOD, {"output_text": "a"}, {"answer": "a"}).value == 1.0
+    assert set(grader_workers()) - before
+    sandbox.close_pool()
+    assert not set(grader_workers()) - before
+    fresh = sandbox.get_pool()
+    assert fresh is not shared and fresh.run(GOOD, {"output_text": "b"}, {"answer": "a"}).value == 0.0
+    sandbox.close_pool()

@@ -238,3 +238,41 @@ def test_sandbox_pod_command_maps_pod_paths_but_not_the_host_interpreter(tmp_pat
                     {"JOB": "dpo"}, mounts)
     assert argv == ["/tmp/ci-clone/.venv/bin/python", "-m", "align_trainer", "--config",
                     str(tmp_path / "config" / "job.yaml"), f"--out={Path(tmp_path / 'tmp' / 'dpo')}"]
+
+
+UNSCHEDULABLE = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                  "message": "0/3 nodes: Insufficient nvidia.com/gpu"}]
+
+
+def test_a_blocked_reason_leaves_last_error_once_the_pod_moves_on() -> None:
+    """lastError explains the current state: Unschedulable/ImagePullFailed stay while they block, and go once the pod
+    is scheduled (still Pending), runs, or the job succeeds; the Running condition follows."""
+    blocked = next_status({}, observe(job(), [pod("Pending", conditions=UNSCHEDULABLE)], queued=False),
+                          generation=1, now=NOW)
+    assert blocked["lastError"]["reason"] == "Unschedulable"
+    creating = pod("Pending", waiting={"reason": "ContainerCreating"})  # scheduled, not running yet
+    scheduled = next_status(blocked, observe(job(), [creating], queued=False), generation=1, now=LATER)
+    assert "lastError" not in scheduled and scheduled["phase"] == "Pending"
+    running = next_status(blocked, observe(job(), [pod("Running")], queued=False), generation=1, now=LATER)
+    assert "lastError" not in running
+    assert [c for c in running["conditions"] if c["type"] == "Running"][0]["reason"] == "PodsRunning"
+    pulled = next_status({}, observe(job(), [pod("Pending", waiting={"reason": "ImagePullBackOff"})], queued=False),
+                         generation=1, now=NOW)
+    assert "lastError" not in next_status(pulled, observe(job(), [pod("Running")], queued=False), generation=1, now=LATER)
+
+
+def test_success_after_a_retry_clears_last_error_and_keeps_the_restart_count() -> None:
+    failed = pod("Failed", terminated={"exitCode": 1, "message": "CUDA error", "finishedAt": NOW})
+    retrying = next_status({}, observe(job(failed=1), [failed, pod("Running")], queued=False), generation=1, now=NOW)
+    assert retrying["lastError"]["message"] == "CUDA error"
+    done = observe(job(("Complete", "CompletionsReached", ""), failed=1),
+                   [failed, pod("Succeeded", terminated={"exitCode": 0, "message": "{}"})], queued=False)
+    status = next_status(retrying, done, generation=1, now=LATER)
+    assert status["phase"] == "Succeeded" and "lastError" not in status and status["restarts"] == 1
+
+
+def test_errors_the_status_logic_does_not_own_stay_until_their_owner_clears_them() -> None:
+    """Forbidden (set and cleared by the reconcile handler) is not a pod state: a running pod does not clear it."""
+    forbidden = {"lastError": {"reason": "Forbidden", "message": "cannot list pods", "time": NOW}}
+    status = next_status(forbidden, observe(job(), [pod("Running")], queued=False), generation=1, now=LATER)
+    assert status["lastError"]["reason"] == "Forbidden"

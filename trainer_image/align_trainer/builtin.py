@@ -33,10 +33,17 @@ CHAT_TEMPLATE = (
 )
 
 #: name -> LlamaConfig overrides. tiny: ~0.2M params, trains dozens of steps per second on 2 CPU cores;
+#: tiny-rl: tiny with weights initialised at std 0.2 instead of 0.02. The tied embeddings bound every logit by
+#: |h| * |e|; at std 0.02 that is ~1.3 nats, which LoRA cannot widen (the head is the frozen embedding matrix), so
+#: tiny never puts more than ~1% on a token at temperature 1 and SFT on a prompt-dependent answer collapses to one
+#: output for every prompt. At std 0.2 (~13 nats) a LoRA policy can become confident, per prompt, at temperature
+#: 1: the gold-answer RL task (examples/data/gold.*) uses it;
 #: small: ~57M params, for memory benchmarks (the reference copy must be visible next to the activations).
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=1024),
+    "tiny-rl": dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=1024, initializer_range=0.2),
     "small": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12,
                   num_key_value_heads=12, max_position_embeddings=2048),
 }

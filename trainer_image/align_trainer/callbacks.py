@@ -62,8 +62,9 @@ class SigtermCallback(TrainerCallback):
 
 class StageCallback(TrainerCallback):
     """For a TRL trainer that runs inside an algorithm (ReFT's warm-up, TPO's DPO rounds, RLAIF's reward model):
-    the outer loop owns the step counter, progress and checkpoints, but a NaN/inf loss or grad norm still stops
-    the job as Diverged, and SIGTERM stops the stage at once (the caller then raises Interrupted)."""
+    the outer loop owns the step counter, progress and checkpoints, but a NaN/inf loss or grad norm (or an
+    overflowed residual stream, numerics.py) still stops the job as Diverged, and SIGTERM stops the stage at once
+    (the caller then raises Interrupted)."""
 
     def __init__(self, stage: str, metrics: Metrics, stop_event: threading.Event | None) -> None:
         self.stage, self.metrics, self.stop_event = stage, metrics, stop_event
@@ -72,7 +73,11 @@ class StageCallback(TrainerCallback):
                logs: dict[str, Any] | None = None, **_: Any) -> None:
         from .errors import Diverged
         from .metrics import DIVERGENCE_KEYS, is_bad
+        from .numerics import RESIDUAL_KEY
         values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        peak = self.metrics.residual.read()  # the stage's own forward passes (an overflow gives no NaN loss)
+        if peak is not None:
+            values[RESIDUAL_KEY] = peak
         bad = [k for k in DIVERGENCE_KEYS if k in values and is_bad(values[k])]
         if bad:
             self.metrics.write_status(state="Diverged")

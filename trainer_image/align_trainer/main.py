@@ -124,6 +124,7 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
     metrics = Metrics(job.name, paths.metrics_file if main_rank else None, port=metrics_port if main_rank else None,
                       status_file=paths.output_dir / "status.json" if main_rank else None)
+    models.on_trainable.append(metrics.watch)
     stop = threading.Event()
     previous_handler = install_sigterm_handler(stop)
     resume = distributed.broadcast(checkpoints.find_resume(paths.checkpoint_dir) if main_rank and own else None)

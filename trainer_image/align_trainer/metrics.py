@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from .errors import Diverged
+from .numerics import RESIDUAL_KEY, ResidualWatch
 from .storage import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ NAMED = {
     "accuracy": "accuracy", "tokens_per_second": "tokens_per_second",
 }
 PROGRESS = ("step", "total_steps", "epoch")
-#: A non-finite value of these stops the run (a retry from the same checkpoint would diverge again).
-DIVERGENCE_KEYS = ("loss", "grad_norm", "eval_loss")
+#: A non-finite value of these stops the run (a retry from the same checkpoint would diverge again). The
+#: residual-stream RMS catches an overflow that the model's norms turn into zeros instead of NaN (numerics.py).
+DIVERGENCE_KEYS = ("loss", "grad_norm", "eval_loss", RESIDUAL_KEY, "eval_" + RESIDUAL_KEY)
 _SKIP = {"total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss",
          "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "step", "epoch"}
 
@@ -80,6 +82,7 @@ class Metrics:
         self.state: dict[str, Any] = {"job": job, "step": 0, "total_steps": None, "epoch": None}
         self.server: Any = None
         self.port: int | None = None
+        self.residual = ResidualWatch()
         if port is not None:
             self.server, _ = start_http_server(port, registry=self.registry)
             self.port = self.server.server_port
@@ -93,6 +96,11 @@ class Metrics:
             server, self.server = self.server, None
             threading.Thread(target=lambda: (server.shutdown(), server.server_close()), daemon=True).start()
 
+    def watch(self, model: Any) -> None:
+        """Watch a trainable model's forward passes for activation overflow (numerics.ResidualWatch); the
+        peak is logged with the next set of metrics."""
+        self.residual.attach(model)
+
     def _set(self, key: str, value: float) -> None:
         split, base = split_key(key)
         name = NAMED.get(base)
@@ -104,6 +112,9 @@ class Metrics:
     def log(self, values: Mapping[str, Any], *, step: int, epoch: float | None = None) -> None:
         scalars = {k: float(v) for k, v in values.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _SKIP}
+        peak = self.residual.read() if scalars else None
+        if peak is not None:  # from the forward passes since the last log (eval ones for an eval log)
+            scalars[("eval_" if any(k.startswith("eval_") for k in scalars) else "") + RESIDUAL_KEY] = peak
         for key, value in scalars.items():
             self._set(key, value)
         self.latest.update(scalars)
@@ -114,8 +125,10 @@ class Metrics:
         bad = [k for k in DIVERGENCE_KEYS if k in scalars and is_bad(scalars[k])]
         if bad:
             self.write_status(state="Diverged")
+            why = (" (the residual stream overflowed float32: the model's norms now output zeros)"
+                   if any(k.endswith(RESIDUAL_KEY) for k in bad) else "")
             raise Diverged(f"training diverged at step {step}: " +
-                           ", ".join(f"{k}={scalars[k]}" for k in bad) +
+                           ", ".join(f"{k}={scalars[k]}" for k in bad) + why +
                            " (try a lower learningRate, a smaller maxGradNorm or fp32 precision)")
 
     def progress(self, *, step: int, total_steps: int | None, epoch: float | None = None) -> None:

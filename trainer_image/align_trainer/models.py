@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from align_api.constants import ENV_HF_TOKEN
 from align_api.hyperparameters import Hyperparameters
@@ -101,6 +101,8 @@ class Models:
         self.base_dir, self.cache_dir = Path(base_dir), Path(cache_dir)
         self.base_name = self.resolve(spec.base)
         self._ref_dir: str | None = None
+        #: called with every trainable model built here (the metrics sink watches its activations)
+        self.on_trainable: list[Callable[[Any], None]] = []
 
     # --- locations ---------------------------------------------------------------------------------
     def resolve(self, uri: str) -> str:
@@ -167,8 +169,11 @@ class Models:
             except (OSError, ValueError) as exc:
                 raise UpstreamError(f"cannot load spec.model.adapter.init {self.spec.adapter.init}: {exc}") from None
             log.info("policy adapter initialised from %s", self.spec.adapter.init)
-            return model
-        return get_peft_model(base, self.lora_config(task_type), adapter_name=DEFAULT_ADAPTER)
+        else:
+            model = get_peft_model(base, self.lora_config(task_type), adapter_name=DEFAULT_ADAPTER)
+        for hook in self.on_trainable:
+            hook(model)
+        return model
 
     def policy(self) -> "PeftModel":
         return self._wrap(self.base(), "CAUSAL_LM")

@@ -203,6 +203,11 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
         kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
                    message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
         logger.info(f"phase {previous} -> {phase} ({reason})")
+    error = new.get("lastError")
+    if error and error != current.get("lastError") and phase not in WARNING_PHASES and \
+            not (phase != previous and _phase_reason(new)[0] == error.get("reason")):
+        # the record that outlives lastError (cleared once the job moves on): one Warning per new error
+        kopf.event(body, type="Warning", reason=error.get("reason", "Error"), message=str(error.get("message"))[:1024])
     return dict(stored.get("status") or new), _version(stored.get("metadata") or {})
 
 

@@ -36,10 +36,14 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
         _set_error(status, str(obs.reason), obs.message, obs.failed_at or now)
     elif obs.phase == Phase.PENDING and obs.reason in BLOCKED_REASONS:
         _set_error(status, str(obs.reason), obs.message, now)
-    elif obs.last_failure is not None:  # a retry is running: keep the failure that caused it visible
+    elif obs.last_failure is not None and obs.phase != Phase.SUCCEEDED:  # a retry runs: keep its cause visible
         failure = obs.last_failure
         _set_error(status, str(failure.reason or Reason.TRAINER_ERROR),
                    failure.message or f"exit code {failure.exit_code}", obs.failed_at or now)
+    elif obs.phase == Phase.SUCCEEDED or (status.get("lastError") or {}).get("reason") in BLOCKED_REASONS:
+        # lastError explains the current state; what it explained is over (the job succeeded, or the pod it waited
+        # for got scheduled, pulled or created). Its history stays in the job's events (handlers/track.py).
+        status.pop("lastError", None)
     if obs.phase == Phase.SUCCEEDED:
         status["completionTime"] = obs.completion_time or now
         final = obs.success

@@ -139,11 +139,20 @@ class SandboxPool:
             return list(pool.map(lambda case: self.run(source, *case), cases))
 
     def close(self) -> None:
-        self._closed = True
+        """Kill and reap every worker (and what it forked: each worker is its own process group). Idempotent;
+        a worker that a concurrent call is starting is killed by that call (see `_start`)."""
+        with self._lock:
+            self._closed = True
         for worker in self._workers:
             self._kill(worker)
-        self._spawner.shutdown(wait=False)
+        self._spawner.shutdown(wait=True)
         shutil.rmtree(self._base, ignore_errors=True)
+
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
 
     # --- one call ----------------------------------------------------------------------------------------
     def _call(self, worker: _Worker, source: str, sample: Any, item: Any) -> CallResult:
@@ -242,10 +251,19 @@ class SandboxPool:
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
         # Spawned from one long-lived thread: the worker's PR_SET_PDEATHSIG fires when the *thread* that
         # forked it exits, and calls may come from short-lived executor threads.
-        worker.proc = self._spawner.submit(
-            subprocess.Popen, [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True,
-            close_fds=True).result()
+        try:
+            proc = self._spawner.submit(
+                subprocess.Popen, [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True,
+                close_fds=True).result()
+        except RuntimeError:  # the spawner was shut down: close() ran meanwhile
+            raise _CallFailed("SandboxError", "the grader sandbox is closed") from None
+        with self._lock:  # close() may have run while this worker started: it must not outlive the pool
+            closed = self._closed
+            worker.proc = proc
+        if closed:
+            self._kill(worker)
+            raise _CallFailed("SandboxError", "the grader sandbox is closed")
         worker.loaded = set()
         worker.calls = 0
         hello = self._read_frame(worker, time.monotonic() + START_SECONDS)
@@ -311,10 +329,20 @@ _POOL_LOCK = threading.Lock()
 
 
 def get_pool() -> SandboxPool:
-    """The process-wide pool (created on first use, closed at exit)."""
+    """The process-wide pool (created on first use, closed by `close_pool()` or at exit)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = SandboxPool()
-            atexit.register(_POOL.close)
         return _POOL
+
+
+@atexit.register
+def close_pool() -> None:
+    """Close the process-wide pool now (its workers are killed and reaped); the next `get_pool()` starts a new
+    one. Tests call it so that no idle worker outlives the tests that used it."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.close()

@@ -1,0 +1,126 @@
+"""Catalogue of hand-made breakages of the online-RL and preference pieces, each with the tests that must fail.
+
+Every named piece of an algorithm must be load-bearing: if it is deleted, its sign flipped or its setting
+ignored, some test fails. Each entry below is one such breakage (a one-place source edit) and the tests that
+catch it. `scripts/mutation_check.py` applies each edit to a scratch copy of the tree, runs the named tests and
+reports any breakage that leaves them green; `tests/unit/test_mutation_catalogue.py` keeps the catalogue in step
+with the source (every `old` text still occurs exactly once, every named test exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PPO = "trainer_image/align_trainer/algorithms/ppo.py"
+GRPO = "trainer_image/align_trainer/algorithms/grpo.py"
+ONLINE_DPO = "trainer_image/align_trainer/algorithms/online_dpo.py"
+DPO = "trainer_image/align_trainer/algorithms/dpo.py"
+KTO = "trainer_image/align_trainer/algorithms/kto.py"
+CPO = "trainer_image/align_trainer/algorithms/cpo.py"
+SIMPO = "trainer_image/align_trainer/algorithms/simpo.py"
+
+PIECES = "tests/unit/test_rl_ppo_pieces.py::"
+WIRING = "tests/integration/test_rl_config_wiring.py::"
+PPO_MATH = "tests/integration/test_rl_ppo_math.py::"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    piece: str       #: what is broken, in the issue's words
+    path: str        #: file, relative to the repository root
+    old: str         #: text that occurs exactly once in `path`
+    new: str         #: its broken replacement (still valid Python)
+    tests: tuple[str, ...]  #: pytest node ids; at least one must fail
+
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # PPO (our loop)
+    Mutation("ppo: policy clipping removed", PPO,
+             "-advantages * ratio.clamp(1 - clip_range, 1 + clip_range))", "-advantages * ratio)",
+             (PIECES + "test_policy_clipping_bounds_the_surrogate_and_stops_its_gradient",)),
+    Mutation("ppo: value clipping removed", PPO,
+             "old_values + (values - old_values).clamp(-clip_range_value, clip_range_value)", "values",
+             (PIECES + "test_value_clipping_sign_and_coefficient",)),
+    Mutation("ppo: value-loss sign flipped", PPO,
+             "return pg_loss, vf_loss, pg_loss + vf_coef * vf_loss", "return pg_loss, vf_loss, pg_loss - vf_coef * vf_loss",
+             (PIECES + "test_value_clipping_sign_and_coefficient", PIECES + "test_value_loss_pulls_values_towards_returns")),
+    Mutation("ppo: value-loss coefficient ignored", PPO,
+             "return pg_loss, vf_loss, pg_loss + vf_coef * vf_loss", "return pg_loss, vf_loss, pg_loss + vf_loss",
+             (PIECES + "test_value_clipping_sign_and_coefficient",)),
+    Mutation("ppo: raw returns instead of GAE (no value baseline, lambda 1)", PPO,
+             "advantages, returns = gae(rewards, values, mask, gamma, lam)",
+             "advantages, returns = gae(rewards, values * 0, mask, gamma, 1.0)",
+             (PIECES + "test_gae_not_raw_returns_and_whitened_advantages",)),
+    Mutation("ppo: GAE lambda ignored", PPO,
+             "last = delta + gamma * lam * last", "last = delta + gamma * last",
+             (PIECES + "test_gae_not_raw_returns_and_whitened_advantages", PPO_MATH + "test_gae_matches_the_recursion")),
+    Mutation("ppo: advantage whitening removed", PPO,
+             "return online.whiten(advantages, mask), returns", "return advantages, returns",
+             (PIECES + "test_gae_not_raw_returns_and_whitened_advantages",)),
+    Mutation("ppo: reward whitening ignored", PPO,
+             "    if whiten:\n", "    if False:\n",
+             (PIECES + "test_reward_whitening_scales_without_shifting",)),
+    Mutation("ppo: reward whitening shifts the mean", PPO,
+             "rewards = online.whiten(rewards, mask, shift_mean=False)", "rewards = online.whiten(rewards, mask)",
+             (PIECES + "test_reward_whitening_scales_without_shifting",)),
+    Mutation("ppo: KL penalty sign flipped", PPO,
+             "non_score = -beta * kl", "non_score = beta * kl",
+             (PIECES + "test_kl_penalty_sign_coefficient_and_score_on_last_token",)),
+    Mutation("ppo: KL coefficient ignored", PPO,
+             "non_score = -beta * kl", "non_score = -kl",
+             (PIECES + "test_kl_penalty_sign_coefficient_and_score_on_last_token",)),
+    Mutation("ppo: score not on the last completion token", PPO,
+             "rewards[torch.arange(len(last)), last] += scores", "rewards[:, 0] += scores",
+             (PIECES + "test_kl_penalty_sign_coefficient_and_score_on_last_token",)),
+    Mutation("ppo: adaptive KL moves beta away from the target", PPO,
+             "error = max(-0.2, min(0.2, (kl - self.target) / self.target))",
+             "error = max(-0.2, min(0.2, (self.target - kl) / self.target))",
+             (PIECES + "test_adaptive_kl_moves_beta_towards_the_target_at_the_horizon_rate",
+              PPO_MATH + "test_adaptive_kl_controller")),
+    Mutation("ppo: adaptive KL horizon ignored", PPO,
+             "self.beta *= 1 + error * n_samples / self.horizon", "self.beta *= 1 + error * n_samples / 10_000",
+             (PIECES + "test_adaptive_kl_moves_beta_towards_the_target_at_the_horizon_rate",)),
+    Mutation("ppo: rollout statistics from a dropout-on network", PPO,
+             "    online.disable_dropout(model)\n", "    pass\n",
+             (PPO_MATH + "test_ppo_default_dropout_is_on_policy_and_schedules_follow_the_spec",)),
+    # GRPO / RLOO (TRL): spec -> config wiring
+    Mutation("grpo/rloo: klCoef ignored", GRPO, "beta=hp.kl_coef, ", "",
+             (WIRING + "test_grpo_default_loss_is_dapo_and_rloo_wiring",)),
+    Mutation("grpo/rloo: clipRange ignored", GRPO, "epsilon=hp.clip_range,", "",
+             (WIRING + "test_grpo_default_loss_is_dapo_and_rloo_wiring",)),
+    Mutation("grpo/rloo: numIterations ignored", GRPO, "num_iterations=hp.num_iterations, ", "",
+             (WIRING + "test_grpo_default_loss_is_dapo_and_rloo_wiring",)),
+    Mutation("grpo/rloo: numGenerations ignored", GRPO, "dict(num_generations=hp.num_generations, ", "dict(",
+             (WIRING + "test_grpo_default_loss_is_dapo_and_rloo_wiring",)),
+    Mutation("grpo/rloo: temperature ignored", GRPO, "temperature=hp.temperature, top_p", "top_p",
+             (WIRING + "test_grpo_default_loss_is_dapo_and_rloo_wiring",)),
+    Mutation("grpo/rloo: dropout left on", GRPO, "disable_dropout=True", "disable_dropout=False",
+             (WIRING + "test_grpo_default_loss_is_dapo_and_rloo_wiring",)),
+    Mutation("grpo: scaleRewards ignored", GRPO, "scale_rewards=hp.scale_rewards, ", "",
+             (WIRING + "test_grpo_wiring",)),
+    Mutation("grpo: lossType ignored", GRPO, 'loss_type=hp.loss_type or "dapo"', 'loss_type="dapo"',
+             (WIRING + "test_grpo_wiring",)),
+    # online DPO
+    Mutation("online-dpo: beta ignored", ONLINE_DPO, "OnlineDPOConfig, beta=hp.beta, ", "OnlineDPOConfig, ",
+             (WIRING + "test_online_dpo_wiring",)),
+    Mutation("online-dpo: lossType ignored", ONLINE_DPO, 'loss_type = hp.loss_type or "sigmoid"', 'loss_type = "sigmoid"',
+             (WIRING + "test_online_dpo_wiring",)),
+    Mutation("online-dpo: temperature ignored", ONLINE_DPO, "temperature=hp.temperature, top_p=hp.top_p, eval_strategy",
+             "top_p=hp.top_p, eval_strategy", (WIRING + "test_online_dpo_wiring",)),
+    # the DPO family
+    Mutation("dpo: beta ignored", DPO, "return dict(beta=hp.beta, ", "return dict(",
+             (WIRING + "test_dpo_family_wiring",)),
+    Mutation("dpo: lossType ignored", DPO, 'loss_types = [hp.loss_type or "sigmoid"]', 'loss_types = ["sigmoid"]',
+             (WIRING + "test_dpo_family_wiring",)),
+    Mutation("dpo: labelSmoothing ignored", DPO, ", label_smoothing=hp.label_smoothing)", ")",
+             (WIRING + "test_dpo_family_wiring",)),
+    Mutation("dpo: rpoAlpha weight ignored", DPO, "weights = [1.0, float(hp.rpo_alpha)]", "weights = [1.0, 1.0]",
+             (WIRING + "test_dpo_family_wiring",)),
+    Mutation("kto: desirable/undesirable weights ignored", KTO,
+             "desirable_weight=hp.desirable_weight, undesirable_weight=hp.undesirable_weight", "",
+             (WIRING + "test_dpo_family_wiring",)),
+    Mutation("cpo: cpoAlpha ignored", CPO, "cpo_alpha=hp.cpo_alpha,\n", "\n",
+             (WIRING + "test_dpo_family_wiring",)),
+    Mutation("simpo: gamma ignored", SIMPO, "simpo_gamma=hp.simpo_gamma, ", "",
+             (WIRING + "test_dpo_family_wiring",)),
+)

@@ -18,10 +18,13 @@ DPO = "trainer_image/align_trainer/algorithms/dpo.py"
 KTO = "trainer_image/align_trainer/algorithms/kto.py"
 CPO = "trainer_image/align_trainer/algorithms/cpo.py"
 SIMPO = "trainer_image/align_trainer/algorithms/simpo.py"
+REFT = "trainer_image/align_trainer/algorithms/reft.py"
 
 PIECES = "tests/unit/test_rl_ppo_pieces.py::"
 WIRING = "tests/integration/test_rl_config_wiring.py::"
 PPO_MATH = "tests/integration/test_rl_ppo_math.py::"
+REFT_PIECES = "tests/unit/test_reft_pieces.py::"
+REFT_TESTS = "tests/integration/test_rl_reft.py::"
 
 
 @dataclass(frozen=True)
@@ -123,4 +126,17 @@ MUTATIONS: tuple[Mutation, ...] = (
              (WIRING + "test_dpo_family_wiring",)),
     Mutation("simpo: gamma ignored", SIMPO, "simpo_gamma=hp.simpo_gamma, ", "",
              (WIRING + "test_dpo_family_wiring",)),
+    # ReFT (its RL stage at learning rate ~0, or with the reward ignored, fails
+    # test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up: see docs/algorithms.md, reft)
+    Mutation("reft: warm-up trains on the golden answer, not the reasoning completion", REFT,
+             'answer = row.get("completion") or row.get("answer")', 'answer = row.get("answer")',
+             (REFT_PIECES + "test_warm_up_trains_on_the_reference_completion_not_the_golden_answer",)),
+    Mutation("reft: probes on training prompts although there is a held-out split", REFT,
+             "held_out = ctx.eval_dataset is not None and len(ctx.eval_dataset) > 0", "held_out = False",
+             (REFT_PIECES + "test_probes_use_the_held_out_split_when_there_is_one",)),
+    Mutation("reft: KL reference is the base, not the warmed-up policy", REFT,
+             'if ctx.spec.model.reference.kind != "base" or not (path / "adapter_config.json").is_file():',
+             "if True:", (REFT_TESTS + "test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up",)),
+    Mutation("reft: warmupLearningRate ignored", REFT, "learning_rate=hp.warmup_learning_rate or hp.learning_rate,",
+             "learning_rate=hp.learning_rate,", (REFT_TESTS + "test_warm_up_learning_rate_is_its_own",)),
 )

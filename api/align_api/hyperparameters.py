@@ -140,6 +140,9 @@ class Hyperparameters(SpecModel):
 
     # --- recipe-specific ---
     warmup_epochs: int = hp(1, "ReFT: SFT warm-up epochs before RL.", (A.REFT,), ge=0, le=100)
+    warmup_learning_rate: float | None = hp(None, "ReFT: learning rate of the SFT warm-up (unset: learningRate). "
+                                            "Luong et al. warm up with a larger rate than the RL stage's.",
+                                            (A.REFT,), gt=0, le=10)
     rl_stage: Literal["grpo", "ppo"] = hp("grpo", "ReFT: the RL stage after the warm-up: ppo (as in Luong et al. "
                                           "2024, with a value head) or grpo (group baseline).", (A.REFT,))
     rounds: int | None = hp(None, "Iterations of sample K answers -> score with spec.grader -> train on best vs worst, "

@@ -9,6 +9,9 @@ The gold-answer task (`gold.*.trl.jsonl`) is for online RL: a plain-string promp
 letter and the answer is the letter after it, graded by string_check against {{item.answer}}. The answers are
 balanced over GOLD_KEYS, so a policy that ignores the prompt scores at most 1 / len(GOLD_KEYS) (chance). The
 warm-up file teaches only the format (one letter, then EOS) with answers drawn independently of the key.
+
+The ReFT task (`reft.trl*.jsonl`): prompt "xyz k" (key in a-d last), golden `answer` the key's index, warm-up
+completion "k=<index>"; see REFT_KEYS below and docs/algorithms.md (reft).
 """
 
 from __future__ import annotations
@@ -102,6 +105,31 @@ def gold_warmup_rows(words: list[str], rng: random.Random) -> list[dict]:
     return [{"prompt": f"{w} {k}", "completion": answers[k][i]} for i, w in enumerate(words) for k in GOLD_KEYS]
 
 
+#: ReFT task: a plain-string prompt "xyz k", three distractor letters (never a key) and a key letter last; the
+#: golden answer (item field `answer`) is the key's index, and the warm-up completion reasons before it: it
+#: restates the key, then gives the answer after "=" ("xyz c" -> "c=2"; the grader reads what follows the last
+#: "="). Every key occurs equally often, so a policy that ignores the prompt scores at most 1 / len(REFT_KEYS)
+#: (chance). The held-out split holds (distractors, key) combinations that never occur in the train split.
+REFT_KEYS = "abcd"
+REFT_NOISE = "efghijklmnopqrstuvwxyz"
+
+
+def reft_answer(key: str) -> str:
+    return str(REFT_KEYS.index(key))
+
+
+def reft_rows(rng: random.Random, per_key: int, seen: set[str]) -> list[dict]:
+    rows = []
+    for _ in range(per_key):
+        for key in REFT_KEYS:
+            while (prompt := "".join(rng.choice(REFT_NOISE) for _ in range(3)) + " " + key) in seen:
+                pass
+            seen.add(prompt)
+            rows.append({"prompt": prompt, "completion": f"{key}={reft_answer(key)}", "answer": reft_answer(key)})
+    rng.shuffle(rows)
+    return rows
+
+
 def main() -> None:
     rng = random.Random(7)
     write("sft.openai.jsonl", sft_rows(TRAIN_WORDS, rng, 2))
@@ -122,6 +150,9 @@ def main() -> None:
     write("gold.trl.jsonl", gold_rows(TRAIN_WORDS))
     write("gold.trl.eval.jsonl", gold_rows(EVAL_WORDS))
     write("gold.warmup.trl.jsonl", gold_warmup_rows(TRAIN_WORDS, gold_rng))
+    seen: set[str] = set()
+    write("reft.trl.jsonl", reft_rows(random.Random(11), 48, seen))
+    write("reft.trl.eval.jsonl", reft_rows(random.Random(12), 16, seen))
 
 
 if __name__ == "__main__":

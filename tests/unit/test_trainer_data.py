@@ -143,7 +143,7 @@ def test_fields_mapping_and_missing_column(tmp_path: Path) -> None:
      {"prompt": "q", "completion": "s1s2", "label": False}),
     ({"chosen": "Q: x A: yes", "rejected": "Q: x A: no"}, DataKind.PREFERENCE,
      {"prompt": "Q: x A:", "chosen": " yes", "rejected": " no"}),  # implicit prompt extracted
-    ({"prompt": "q", "completion": "4", "level": 1}, DataKind.PROMPT_ONLY, {"prompt": "q", "level": 1, "answer": "4"}),
+    ({"prompt": "q", "completion": "4", "level": 1}, DataKind.PROMPT_ONLY, {"prompt": "q", "level": 1, "answer": "4", "completion": "4"}),
 ])
 def test_trl_types(row: dict, kind: DataKind, expected: dict) -> None:
     record = parse_row("trl", row, "f:1")

@@ -298,6 +298,8 @@ def _to_prompt_only(r: Record) -> list[dict[str, Any]]:
         completion = r.data["completion"]
         if r.type == "prompt_completion":  # a reference answer graders may compare with
             extra.setdefault("answer", completion if isinstance(completion, str) else completion[-1]["content"])
+            # kept whole: reft warms up on it (reasoning + answer) while `answer` may hold the golden answer alone
+            extra.setdefault("completion", completion)
     return [{"prompt": r.data["prompt"], **extra}]
 
 

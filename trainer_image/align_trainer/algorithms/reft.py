@@ -10,10 +10,14 @@ klCoef. As in the paper, the KL is to the warmed-up policy pi_SFT (not the base)
 user's reference wins). The warm-up runs with the job's divergence check and SIGTERM handling (a SIGTERM during the warm-up
 exits as Interrupted; the restart warms up again).
 
-Data: prompts with a reference answer: OpenAI chat rows (the last assistant message is the answer) or RFT
-rows with an `answer` field. A restart after the warm-up resumes the RL stage from its checkpoint.
-Metrics: the warm-up's `reft/warmup_loss`, the policy's reward before training (`reft/initial_reward`) and
-after the warm-up (`reft/warmup_reward`), then GRPO's metrics.
+Data: prompts with a reference: TRL prompt/completion rows (the completion, e.g. reasoning + answer, is the
+warm-up's target; an `answer` field the golden answer for the grader), OpenAI chat rows (the last assistant
+message) or RFT rows with an `answer` field. The warm-up has its own learning rate (`warmupLearningRate`). A
+restart after the warm-up resumes the RL stage from its checkpoint.
+Metrics: the warm-up's `reft/warmup_loss`; the reward of the policy before the warm-up (`reft/initial_reward`),
+after it (`reft/warmup_reward`) and after RL (`reft/final_reward`) on the held-out split (data.eval; else the
+training prompts, `reft/probe_heldout` 0), all from one seeded probe with the job's sampling settings, and
+`reft/final_kl`, the final policy's KL to the reference on those samples; then the RL stage's metrics.
 """
 
 from __future__ import annotations
@@ -30,33 +34,68 @@ from .grpo import check_batch, grpo_settings
 
 DATA = DataKind.PROMPT_ONLY
 WARMUP_DIR = "reft-warmup"
+#: prompts of the before/after probes (x numGenerations samples each)
+PROBE_PROMPTS = 64
 log = logging.getLogger(__name__)
 
 
 def warmup_rows(dataset: Any) -> list[dict[str, Any]]:
-    """Prompt/completion rows for the warm-up (conversational when the prompt is)."""
+    """Prompt/completion rows for the warm-up (conversational when the prompt is): the row's reference completion
+    (reasoning + answer, TRL prompt/completion rows), else its `answer`."""
     rows = []
     for index, row in enumerate(dataset):
-        answer = row.get("answer")
+        answer = row.get("completion") or row.get("answer")
+        if isinstance(answer, list):  # a conversational completion: its last message
+            answer = answer[-1].get("content") if answer and isinstance(answer[-1], dict) else None
         if not isinstance(answer, str) or not answer:
-            raise DataError(f"row {index + 1}: field answer: reft's warm-up needs a reference answer (an assistant "
-                            "message at the end of `messages`, or an `answer` field)")
+            raise DataError(f"row {index + 1}: field answer: reft's warm-up needs a reference answer (a `completion`, "
+                            "an assistant message at the end of `messages`, or an `answer` field)")
         prompt = row["prompt"]
         completion: Any = [{"role": "assistant", "content": answer}] if isinstance(prompt, list) else answer
         rows.append({"prompt": prompt, "completion": completion})
     return rows
 
 
-def sample_reward(ctx: TrainContext, model: Any, reward: GraderReward, n_prompts: int = 8) -> float:
-    """Mean grader reward of the current policy on the first prompts (a cheap before/after probe)."""
+def probe_rows(ctx: TrainContext, limit: int = PROBE_PROMPTS) -> tuple[list[dict[str, Any]], bool]:
+    """The prompts the before/after rewards are measured on: the held-out split (data.eval) when there is one,
+    else the first training prompts (then the numbers include memorisation). Returns (rows, held_out)."""
+    held_out = ctx.eval_dataset is not None and len(ctx.eval_dataset) > 0
+    dataset = ctx.eval_dataset if held_out else ctx.train_dataset
+    if not held_out:
+        log.warning("reft: no eval split (data.eval): the warm-up and final rewards are measured on training prompts")
+    return [dataset[i] for i in range(min(limit, len(dataset)))], held_out
+
+
+def probe(ctx: TrainContext, model: Any, reward: GraderReward, rows: list[dict[str, Any]], *,
+          with_kl: bool = False) -> dict[str, float]:
+    """Mean grader reward of `numGenerations` samples per prompt with the job's sampling settings (batches of
+    batchSize, a fixed seed: every probe of a run sees the same random stream), and with_kl: the mean sequence
+    KL(pi || pi_ref) of those samples (k1 estimator, the reference of the RL stage)."""
+    import torch
     hp = ctx.hp
-    rows = [ctx.train_dataset[i] for i in range(min(n_prompts, len(ctx.train_dataset)))]
-    prompts = [online.prompt_text(ctx.tokenizer, r["prompt"]) for r in rows for _ in range(hp.num_generations)]
-    rollout = online.generate(model, ctx.tokenizer, prompts, max_new_tokens=hp.max_completion_length,
-                              temperature=hp.temperature, top_p=hp.top_p)
-    items = row_items([r for r in rows for _ in range(hp.num_generations)])
-    results = reward.grader.grade_batch(items, rollout.texts)
-    return sum(r.reward for r in results) / max(1, len(results))
+    repeated = [r for r in rows for _ in range(hp.num_generations)]
+    temperature = hp.temperature if hp.temperature > 0 else 1.0
+    total, kl_sum = 0.0, 0.0
+    was_training = model.training
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(hp.seed)
+        for start in range(0, len(repeated), hp.batch_size):
+            batch = repeated[start:start + hp.batch_size]
+            rollout = online.generate(model, ctx.tokenizer, [online.prompt_text(ctx.tokenizer, r["prompt"]) for r in batch],
+                                      max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
+                                      top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
+            results = reward.grader.grade_batch(row_items(batch), rollout.texts)
+            total += sum(r.reward for r in results)
+            if with_kl:
+                model.eval()
+                mask = rollout.completion_mask.float()
+                logp, _, _ = online.token_logprobs(model, rollout, temperature=temperature)
+                with online.reference_mode(model):
+                    ref_logp, _, _ = online.token_logprobs(model, rollout, temperature=temperature)
+                kl_sum += ((logp - ref_logp) * mask).sum().item()
+    model.train(was_training)
+    n = max(1, len(repeated))
+    return {"reward": total / n, **({"kl": kl_sum / n} if with_kl else {})}
 
 
 def warm_up(ctx: TrainContext, model: Any) -> float:
@@ -65,6 +104,7 @@ def warm_up(ctx: TrainContext, model: Any) -> float:
 
     hp = ctx.hp
     args = ctx.trainer_args(SFTConfig, num_train_epochs=hp.warmup_epochs, max_steps=-1, save_strategy="no",
+                            learning_rate=hp.warmup_learning_rate or hp.learning_rate,
                             eval_strategy="no", completion_only_loss=hp.completion_only_loss,
                             output_dir=str(ctx.paths.checkpoint_dir / "warmup"))
     # stage callbacks only: the RL stage owns the step counter, the progress and the checkpoints
@@ -107,30 +147,45 @@ def bind_warmup_reference(ctx: TrainContext) -> Any:
 
 
 def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
-    from trl import GRPOConfig, GRPOTrainer
-
     hp = ctx.hp
     if hp.rl_stage == "grpo":
         check_batch(hp)
     reward = grader_reward(ctx, judge=judge)
     model = ctx.models.policy()
+    rows, held_out = probe_rows(ctx)
+    found: dict[str, float] = {"reft/probe_heldout": float(held_out), "reft/probe_prompts": float(len(rows))}
     try:
         if ctx.resume_from is None and hp.warmup_epochs > 0:
-            before = sample_reward(ctx, model, reward)
-            loss = warm_up(ctx, model)
+            found["reft/initial_reward"] = probe(ctx, model, reward, rows)["reward"]
+            found["reft/warmup_loss"] = warm_up(ctx, model)
             if ctx.stop_requested():
                 raise ctx.interrupted(0)
             keep_warmup_adapter(ctx, model)
-            after = sample_reward(ctx, model, reward)
-            log.info("reft warm-up: loss %.4f, reward %.3f -> %.3f", loss, before, after)
-            ctx.metrics.log({"reft/warmup_loss": loss, "reft/initial_reward": before, "reft/warmup_reward": after}, step=0)
-        if hp.rl_stage == "ppo":
-            return ppo.train_loop(ctx, ppo.grader_score_fn(reward), name="reft", model=model,
-                                  bind_reference=bind_warmup_reference(ctx))
-        args = ctx.trainer_args(GRPOConfig, **grpo_settings(hp))
-        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=ctx.train_dataset,
-                              eval_dataset=ctx.eval_dataset, processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
-        bind_warmup_reference(ctx)(trainer.model)
-        return ctx.train(trainer)
+            found["reft/warmup_reward"] = probe(ctx, model, reward, rows)["reward"]
+            log.info("reft warm-up: loss %.4f, %s reward %.3f -> %.3f", found["reft/warmup_loss"],
+                     "held-out" if held_out else "training-prompt", found["reft/initial_reward"], found["reft/warmup_reward"])
+            ctx.metrics.log(dict(found), step=0)
+        result = rl_stage(ctx, model, reward)
+        final = probe(ctx, model, reward, rows, with_kl=True)
+        found.update({"reft/final_reward": final["reward"], "reft/final_kl": final["kl"]})
+        log.info("reft: %s reward after RL %.3f (KL to the reference %.4f)", "held-out" if held_out else
+                 "training-prompt", final["reward"], final["kl"])
+        ctx.metrics.log({"reft/final_reward": final["reward"], "reft/final_kl": final["kl"]}, step=result.steps)
+        result.metrics.update(found)  # -> the termination message's finalMetrics -> status.metrics
+        return result
     finally:
         reward.grader.close()
+
+
+def rl_stage(ctx: TrainContext, model: Any, reward: GraderReward) -> TrainResult:
+    """PPO (Luong et al.) or GRPO from the warmed-up policy, with the warm-up adapter as the KL reference."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    if ctx.hp.rl_stage == "ppo":
+        return ppo.train_loop(ctx, ppo.grader_score_fn(reward), name="reft", model=model,
+                              bind_reference=bind_warmup_reference(ctx))
+    args = ctx.trainer_args(GRPOConfig, **grpo_settings(ctx.hp))
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=ctx.train_dataset,
+                          eval_dataset=ctx.eval_dataset, processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
+    bind_warmup_reference(ctx)(trainer.model)
+    return ctx.train(trainer)

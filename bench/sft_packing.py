@@ -1,18 +1,26 @@
-"""SFT packing: the same SFT job padded vs packed (TRL's best-fit-decreasing packing, padding-free).
+"""SFT packing and padding-free: the same SFT job padded, packed (TRL's best-fit-decreasing packing,
+padding-free) and padding-free without packing (`hyperparameters.paddingFree`).
 
 Both sides run our trainer's SFT path (`algorithms/sft.build_trainer` on a context built from a manifest by
 `main.build_context`); the only difference is `hyperparameters.packing` and the batch size, chosen so both
 take about the same number of real tokens per optimizer step (padded: `--batch` examples; packed: rows of
-maxLength tokens, as many as hold that many tokens on average). The data is chat rows with a realistic
+maxLength tokens, as many as hold that many tokens on average). The padding-free side takes the padded side's
+`--batch` examples per step, concatenated into one row without pad tokens. The unbatched side, a second
+reference, takes the same examples one per micro-batch (batchSize 1, gradient accumulation `--batch`): no pad
+tokens either, and no attention across the flattened row. The data is chat rows with a realistic
 spread of lengths: short chat turns to long documents (log-normal lengths, seeded), text from this repo's
 docs. Timed is `trainer.train()` for one epoch; tokens/s counts real (non-pad) tokens of the tokenized rows.
 After training, each model's loss per real token is measured the same way for both: unpacked, on held-out
-rows, sum of token NLL / number of trained tokens. Runs alternate padded/packed; medians are reported.
+rows, sum of token NLL / number of trained tokens. Runs rotate through the sides; medians are reported.
 
     python bench/sft_packing.py [--rows 384] [--repeat 3] [--max-length 512] [--batch 8] [--hidden 256 --layers 4]
+                                [--sides padded,packed,padding-free,unbatched]
 
-Last line: `sft_packing: ratio=X tokens_per_s_padded=... tokens_per_s_packed=... loss_padded=... loss_packed=...`
-with X = real tokens/s (packed) / real tokens/s (padded).
+Last line: `sft_packing: ratio=X cpu_ratio=... padding_free_ratio=Y padding_free_cpu_ratio=... ...
+tokens_per_s_padded=... tokens_per_s_packed=... tokens_per_s_padding_free=... loss_padded=... loss_packed=...
+loss_padding_free=...` with X = median real tokens/s (packed) / median real tokens/s (padded), Y the same for
+padding-free, and each cpu_ratio the same for real tokens per CPU second of trainer.train() (which a loaded
+machine disturbs less); sides not run are left out.
 """
 
 from __future__ import annotations
@@ -77,14 +85,16 @@ def model_dir(root: Path, hidden: int, layers: int) -> str:
     return f"file://{target}"
 
 
-def write_manifest(path: Path, train: Path, *, base: str, packing: bool, batch: int, max_length: int) -> Path:
+def write_manifest(path: Path, train: Path, *, base: str, packing: bool, batch: int, max_length: int,
+                   padding_free: bool = False, accumulation: int = 1) -> Path:
     doc = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "bench-packing"},
            "spec": {"algorithm": "sft",
                     "model": {"base": base, "adapter": {"r": 8, "alpha": 16, "dropout": 0.0}},
                     "data": {"train": {"uri": str(train), "format": "openai-chat"}},
-                    "hyperparameters": {"batchSize": batch, "epochs": 1, "learningRate": 0.005,
+                    "hyperparameters": {"batchSize": batch, "gradientAccumulationSteps": accumulation,
+                                        "epochs": 1, "learningRate": 0.005,
                                         "maxLength": max_length, "loggingSteps": 10, "seed": 42,
-                                        "packing": packing},
+                                        "packing": packing, "paddingFree": padding_free},
                     "resources": {"gpusPerNode": 0}, "checkpoints": {"everySteps": 100000, "keep": 1},
                     "evaluation": {"enabled": False}}}
     path.write_text(yaml.safe_dump(doc))
@@ -111,24 +121,26 @@ def eval_loss(model: Any, rows: Any) -> float:
 
 
 def one_run(tmp: Path, train: Path, held_out: Any, *, base: str, packing: bool, batch: int, max_length: int,
-            tag: str) -> tuple[float, float, int, int]:
-    """(seconds of trainer.train(), eval loss per real token, real tokens trained, optimizer steps)."""
+            tag: str, padding_free: bool = False, accumulation: int = 1) -> tuple[float, float, int, int, float]:
+    """(seconds of trainer.train(), eval loss per real token, real tokens trained, optimizer steps, CPU seconds of
+    trainer.train(): on a shared machine the CPU time says more than the wall time)."""
     import torch
 
     from align_trainer.algorithms import sft
     from align_trainer.main import build_context, load_job
-    config = write_manifest(tmp / f"{tag}.yaml", train, base=base, packing=packing, batch=batch, max_length=max_length)
+    config = write_manifest(tmp / f"{tag}.yaml", train, base=base, packing=packing, batch=batch, max_length=max_length,
+                            padding_free=padding_free, accumulation=accumulation)
     ctx = build_context(load_job(config), manifest=config, output=tmp / tag, data_kind=sft.DATA, metrics_port=None)
     trainer = sft.build_trainer(ctx)
     real = sum(len(ids) for ids in sft.prepare(ctx.train_dataset, ctx.tokenizer, completion_only=ctx.hp.completion_only_loss,
                                                 max_length=max_length)["input_ids"])
     torch.manual_seed(0)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     out = trainer.train()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     loss = eval_loss(trainer.model, held_out)
     ctx.metrics.close()  # type: ignore[attr-defined]
-    return seconds, loss, real, out.global_step
+    return seconds, loss, real, out.global_step, cpu
 
 
 def main() -> None:
@@ -139,7 +151,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="padded batch size (examples per step)")
     parser.add_argument("--hidden", type=int, default=256, help="hidden size (64 with --layers 2 = builtin://tiny)")
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--sides", default="padded,packed,padding-free",
+                        help="comma-separated: padded (always run: the reference), packed, padding-free, unbatched")
     args = parser.parse_args()
+    sides = ["padded"] + [s for s in args.sides.split(",") if s != "padded"]
+    unknown = set(sides) - {"padded", "packed", "padding-free", "unbatched"}
+    if unknown:
+        parser.error(f"unknown sides: {sorted(unknown)}")
+    load_before = os.getloadavg()[0]
     import torch
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from align_trainer import builtin
@@ -162,29 +181,37 @@ def main() -> None:
         mean_len = sum(lengths) / len(lengths)
         # packed rows hold ~max_length tokens: as many rows as carry the padded batch's real tokens
         packed_batch = max(1, round(args.batch * mean_len / args.max_length))
-        results: dict[str, list[tuple[float, float, int, int]]] = {"padded": [], "packed": []}
+        results: dict[str, list[tuple[float, float, int, int, float]]] = {side: [] for side in sides}
         for i in range(args.repeat):
-            order = ["padded", "packed"] if i % 2 == 0 else ["packed", "padded"]
+            order = sides[i % len(sides):] + sides[:i % len(sides)]  # each side goes first in turn
             for name in order:
                 packing = name == "packed"
-                r = one_run(tmp, train, held_out, base=base, packing=packing, batch=packed_batch if packing else args.batch,
-                            max_length=args.max_length, tag=f"{name}-{i}")
+                batch = packed_batch if packing else 1 if name == "unbatched" else args.batch
+                r = one_run(tmp, train, held_out, base=base, packing=packing, batch=batch,
+                            max_length=args.max_length, tag=f"{name}-{i}", padding_free=name == "padding-free",
+                            accumulation=args.batch if name == "unbatched" else 1)
                 results[name].append(r)
-                print(f"run {i} {name}: {r[0]:.1f}s, {r[2] / r[0]:.0f} real tokens/s, loss {r[1]:.4f}, "
-                      f"{r[3]} steps", flush=True)
+                print(f"run {i} {name}: {r[0]:.1f}s, {r[2] / r[0]:.0f} real tokens/s, {r[2] / r[4]:.0f} real tokens "
+                      f"per CPU second, loss {r[1]:.4f}, {r[3]} steps", flush=True)
     print(f"model: {base} (hidden {args.hidden}, {args.layers} layers), LoRA r=8, 1 epoch, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     print(f"rows: {args.rows}, tokens per row: min {lengths[0]} median {lengths[len(lengths) // 2]} mean "
           f"{mean_len:.0f} max {lengths[-1]} (maxLength {args.max_length}); padded batch {args.batch} examples, "
-          f"packed batch {packed_batch} rows; load average {os.getloadavg()[0]:.1f}")
+          f"packed batch {packed_batch} rows; load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
     tps = {k: statistics.median(r[2] / r[0] for r in v) for k, v in results.items()}
     best = {k: max(r[2] / r[0] for r in v) for k, v in results.items()}
     loss = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
-    print(f"ratio of best runs: {best['packed'] / best['padded']:.2f}; loss packed/padded: "
-          f"{loss['packed'] / loss['padded']:.4f}")
-    print(f"sft_packing: ratio={tps['packed'] / tps['padded']:.2f} tokens_per_s_padded={tps['padded']:.0f} "
-          f"tokens_per_s_packed={tps['packed']:.0f} loss_padded={loss['padded']:.4f} loss_packed={loss['packed']:.4f}")
-
+    per_cpu = {k: statistics.median(r[2] / r[4] for r in v) for k, v in results.items()}
+    key = {"padded": "padded", "packed": "packed", "padding-free": "padding_free", "unbatched": "unbatched"}
+    ratios = []
+    for side in sides[1:]:
+        print(f"{side}: ratio of best runs {best[side] / best['padded']:.2f}; ratio of real tokens per CPU second "
+              f"{per_cpu[side] / per_cpu['padded']:.2f}; loss {side}/padded {loss[side] / loss['padded']:.4f}")
+        name = "ratio" if side == "packed" else key[side] + "_ratio"
+        ratios += [f"{name}={tps[side] / tps['padded']:.2f}",
+                   f"{name.replace('ratio', 'cpu_ratio')}={per_cpu[side] / per_cpu['padded']:.2f}"]
+    print("sft_packing: " + " ".join(ratios + [f"tokens_per_s_{key[s]}={tps[s]:.0f}" for s in sides]
+                                     + [f"loss_{key[s]}={loss[s]:.4f}" for s in sides]))
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,13 @@ checkpoints into place and writes a model card.
 
     python bench/trainer_overhead.py [--steps 120] [--repeat 5]
 
-Last line: `trainer_overhead: ratio=X` with X = wall time (ours) / wall time (plain TRL).
+On a shared machine wall time mostly measures the neighbours, so each run also records the CPU time of the
+child process tree (user + sys, from os.wait4's rusage), which other processes' load inflates far less. Three
+figures are printed side by side: the ratio of medians (wall and CPU), and the median of the per-pair ratios
+(run i of ours against run i of plain TRL, which ran right next to it).
+
+Last line: `trainer_overhead: ratio=X cpu_ratio=Y` with X = median wall time (ours) / median wall time
+(plain TRL) and Y the same for CPU time.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -80,10 +87,35 @@ def trl_copy(path: Path) -> Path:
     return path
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+@dataclass(frozen=True)
+class Run:
+    wall: float  # seconds, start to exit
+    cpu: float  # user + sys seconds of the child (and the children it waited for)
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> Run:
+    """Run `cmd` to completion; its wall time and CPU time (os.wait4 reports the child's own rusage)."""
     started = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return Run(wall=wall, cpu=usage.ru_utime + usage.ru_stime)
+
+
+def ratios(ours: list[Run], plain: list[Run], field: str) -> tuple[float, float]:
+    """(median(ours) / median(plain), median over pairs of ours_i / plain_i) for `field` (wall or cpu)."""
+    a = [getattr(r, field) for r in ours]
+    b = [getattr(r, field) for r in plain]
+    return statistics.median(a) / statistics.median(b), statistics.median(x / y for x, y in zip(a, b))
+
+
+def row(name: str, runs: list[Run], field: str) -> str:
+    values = [getattr(r, field) for r in runs]
+    return (f"{name:<6}{field:<5}" + " ".join(f"{v:.1f}" for v in values)
+            + f"  median {statistics.median(values):.2f}s  min {min(values):.2f}s")
 
 
 def main() -> None:
@@ -97,7 +129,9 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "ALIGN_LOG_LEVEL": "WARNING",
            "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    ours_times, plain_times = [], []
+    ours_runs: list[Run] = []
+    plain_runs: list[Run] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         config = ours_manifest(tmp_path / "job.yaml", args.steps)
@@ -111,18 +145,22 @@ def main() -> None:
                      str(args.steps), json.dumps(SETTINGS)]
             pair = [("ours", ours), ("plain", plain)] if i % 2 == 0 else [("plain", plain), ("ours", ours)]
             for name, cmd in pair:
-                (ours_times if name == "ours" else plain_times).append(timed(cmd, env))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
+                (ours_runs if name == "ours" else plain_runs).append(timed(cmd, env))
+    load_after = os.getloadavg()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
+          f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
     print(f"DPO on builtin://tiny, {args.steps} steps, batch {SETTINGS['batch']}, checkpoint every "
-          f"{SETTINGS['save_every']}, {args.repeat} alternating runs each (wall time incl. imports), "
+          f"{SETTINGS['save_every']}, {args.repeat} alternating runs each (imports included), "
           f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
-    print("ours:  " + " ".join(f"{t:.1f}s" for t in ours_times) + f"  median {statistics.median(ours_times):.1f}s"
-          f"  min {min(ours_times):.1f}s")
-    print("plain: " + " ".join(f"{t:.1f}s" for t in plain_times) + f"  median {statistics.median(plain_times):.1f}s"
-          f"  min {min(plain_times):.1f}s")
-    print(f"ratio of minima: {min(ours_times) / min(plain_times):.3f}")
-    print(f"trainer_overhead: ratio={statistics.median(ours_times) / statistics.median(plain_times):.3f}")
-
+    for field in ("wall", "cpu"):
+        print(row("ours", ours_runs, field))
+        print(row("plain", plain_runs, field))
+    wall, wall_pairs = ratios(ours_runs, plain_runs, "wall")
+    cpu, cpu_pairs = ratios(ours_runs, plain_runs, "cpu")
+    print(f"ratio of minima: wall {min(r.wall for r in ours_runs) / min(r.wall for r in plain_runs):.3f}  "
+          f"cpu {min(r.cpu for r in ours_runs) / min(r.cpu for r in plain_runs):.3f}")
+    print(f"median of paired ratios: wall {wall_pairs:.3f}  cpu {cpu_pairs:.3f}")
+    print(f"trainer_overhead: ratio={wall:.3f} cpu_ratio={cpu:.3f}")
 
 if __name__ == "__main__":
     main()

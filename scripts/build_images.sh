@@ -65,11 +65,15 @@ wheelhouse() {  # name extras...
   echo "$stamp" > "$W/.stamp"
 }
 
-build() {  # name dockerfile tag
+build() {  # name dockerfile tag [build-arg ...]
   local name=$1 file=$2 tag=$3
+  shift 3
+  local args=()
+  for arg in "$@"; do args+=(--build-arg "$arg"); done
   step "podman build $tag ($file, offline)"
   podman build --network none --volume "$C/wheelhouse-$name:/wheelhouse:ro" \
     --build-arg BASE_IMAGE="$BASE_TAG" --build-arg PIP_INSTALL_FLAGS="--no-index --find-links=/wheelhouse" \
+    "${args[@]}" \
     --label "dev.align.source=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     -f "$REPO/$file" -t "$tag" "$REPO" > "$C/build-$name.log" 2>&1 \
     || { tail -30 "$C/build-$name.log" >&2; die "podman build $tag (log: $C/build-$name.log)"; }
@@ -88,5 +92,8 @@ if [ "$what" = all ] || [ "$what" = operator ]; then
   wheelhouse operator operator; build operator operator/Dockerfile "$OPERATOR"
 fi
 if [ "$what" = all ] || [ "$what" = trainer ]; then
-  wheelhouse trainer trainer,gpu; build trainer trainer_image/Dockerfile "$TRAINER"
+  # CPU build: without the Dockerfile's default liger extra (Triton kernels need CUDA; this machine has none)
+  TRAINER_EXTRAS=trainer,gpu
+  wheelhouse trainer "$TRAINER_EXTRAS"
+  build trainer trainer_image/Dockerfile "$TRAINER" TRAINER_EXTRAS="$TRAINER_EXTRAS"
 fi

@@ -10,8 +10,9 @@
   it, so CI tests exactly the versions the images pin.
 
 torch is left out: each Dockerfile pins it with an ARG (the CPU wheel tested here is not the CUDA wheel the
-trainer image needs; the CUDA wheel pins its nvidia-* and triton requirements exactly itself). bitsandbytes (GPU
-only, absent from CPU machines) is pinned here by hand, together with its requirements.
+trainer image needs; the CUDA wheel pins its nvidia-* and triton requirements exactly itself, so triton is left
+out too). bitsandbytes and liger-kernel (GPU only, absent from CPU machines) are pinned here by hand, together
+with their requirements.
 
     python scripts/gen_image_constraints.py          # write
     python scripts/gen_image_constraints.py --check  # exit 1 if a file is out of date
@@ -36,12 +37,14 @@ ALL = IMAGES_DIR / "constraints.txt"
 #: image -> (Dockerfile, pyproject extras it installs, its Python version)
 IMAGES = {
     "operator": (REPO / "operator" / "Dockerfile", ("operator",), "3.11"),
-    "trainer": (REPO / "trainer_image" / "Dockerfile", ("trainer", "gpu"), "3.12"),
+    # the default (CUDA) build: TRAINER_EXTRAS in the Dockerfile (scripts/build_images.sh's CPU build: trainer,gpu)
+    "trainer": (REPO / "trainer_image" / "Dockerfile", ("trainer", "gpu", "liger"), "3.12"),
 }
 #: Pinned by the Dockerfiles themselves (ARG TORCH_VERSION) or not part of any image.
-EXCLUDE = {"torch", "helm-sdkpy", "pip", "align-operator"}
+EXCLUDE = {"torch", "triton", "helm-sdkpy", "pip", "align-operator"}
 #: GPU-only distributions that cannot be installed on the CPU machines the tests run on: version, requirements.
-GPU_ONLY = {"bitsandbytes": ("0.50.2", ("torch", "numpy", "packaging"))}
+GPU_ONLY = {"bitsandbytes": ("0.50.2", ("torch", "numpy", "packaging")),
+            "liger-kernel": ("0.8.5", ("torch", "triton"))}
 
 
 def norm(name: str) -> str:

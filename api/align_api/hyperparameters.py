@@ -75,6 +75,10 @@ class Hyperparameters(SpecModel):
     completion_only_loss: bool = hp(True, "SFT: compute the loss on assistant/completion tokens only.", (A.SFT, A.REFT))
     packing: bool = hp(False, "SFT: pack several examples into rows of maxLength tokens, padding-free (examples do "
                        "not attend to each other); about 2x real tokens/s on mixed lengths.", (A.SFT,))
+    padding_free: bool = hp(False, "SFT: no padding and no packing: each micro-batch's examples are concatenated into "
+                            "one row with per-example position ids, so no compute goes to pad tokens and examples "
+                            "do not attend to each other (TRL padding_free). Fastest with flash_attention_2; "
+                            "packing implies it. Not offered for dpo: TRL's DPOTrainer has it disabled.", (A.SFT,))
 
     # --- DPO family ---
     beta: float = hp(0.1, "Inverse temperature of the implicit reward (DPO-family; ORPO's lambda). Must be > 0.",

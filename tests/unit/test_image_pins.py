@@ -70,7 +70,9 @@ def test_the_dockerfile_installs_only_through_its_constraints(image: str) -> Non
         command = run[run.index("pip install"):].split("&&")[0]
         assert "-c /tmp/constraints.txt" in command, f"{dockerfile.name}: unconstrained install: {run}"
         for target in re.findall(r'"([^"]+)"', command):
-            if target.startswith("."):  # our package: its extras, built with a pinned backend
+            if target.startswith("."):  # our package: its extras (the build arguments' defaults), pinned backend
+                defaults = dict(a.split("=", 1) for a in ops(dockerfile, "ARG") if "=" in a)
+                target = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)].strip('"'), target)
                 assert target == f".[{','.join(extras)}]", target
                 assert "PIP_CONSTRAINT=/tmp/constraints.txt" in run, f"{dockerfile.name}: unpinned build backend"
             else:

@@ -139,7 +139,44 @@ def test_trainer_has_cuda_runtime_and_the_tested_torch() -> None:
     from importlib.metadata import version
 
     assert torch_arg.split("=", 1)[1] == version("torch").split("+")[0], "the image must run the torch tests ran"
-    assert any("[trainer,gpu]" in r for r in ops(TRAINER, "RUN"))
+    assert any('".[${TRAINER_EXTRAS}]"' in r for r in ops(TRAINER, "RUN"))
+    assert {"trainer", "gpu"} <= set(trainer_extras()), "the default build installs the trainer and its GPU extra"
+
+
+def trainer_extras() -> list[str]:
+    """The pyproject extras the trainer Dockerfile installs by default (ARG TRAINER_EXTRAS)."""
+    default = next(a for a in ops(TRAINER, "ARG") if a.startswith("TRAINER_EXTRAS="))
+    return default.split("=", 1)[1].strip('"').split(",")
+
+
+def provided(extras: list[str]) -> set[str]:
+    """Import names of the distributions these pyproject extras require ("liger-kernel" -> "liger_kernel")."""
+    import tomllib
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("-", "_")
+            for extra in extras for req in optional[extra]}
+
+
+def test_the_cuda_build_installs_liger_and_the_cpu_build_does_not() -> None:
+    """hyperparameters.ligerKernel's package is in the default (CUDA) trainer image; scripts/build_images.sh's CPU
+    build leaves it out (Triton kernels need CUDA), and builds from a wheelhouse of exactly the extras it installs.
+    vLLM is in no default build: it pins its own torch and transformers (pyproject's accel extra)."""
+    from align_trainer.accel import PACKAGES
+    default = trainer_extras()
+    assert PACKAGES["ligerKernel"] in provided(default), f"the default build ({default}) lacks liger-kernel"
+    assert PACKAGES["vllm"] not in provided(default) and PACKAGES["vllm"] in provided(["accel"])
+    script = (REPO / "scripts" / "build_images.sh").read_text()
+    cpu = re.search(r"^\s*TRAINER_EXTRAS=(\S+)$", script, re.M)
+    assert cpu is not None, "scripts/build_images.sh must choose the trainer's extras"
+    cpu_extras = cpu.group(1).split(",")
+    assert PACKAGES["ligerKernel"] not in provided(cpu_extras) and PACKAGES["vllm"] not in provided(cpu_extras)
+    assert {"trainer", "gpu"} <= set(cpu_extras)
+    assert 'wheelhouse trainer "$TRAINER_EXTRAS"' in script  # the wheels it prepares are the ones it installs
+    assert re.search(r'build trainer trainer_image/Dockerfile "\$TRAINER" TRAINER_EXTRAS="\$TRAINER_EXTRAS"', script)
+    assert '--build-arg "$arg"' in script
+    # the default build's extra distributions are pinned like every other
+    pins = (REPO / "deploy" / "images" / "trainer-constraints.txt").read_text()
+    assert re.search(r"^liger-kernel==\d", pins, re.M), "liger-kernel is not pinned (scripts/gen_image_constraints.py)"
 
 
 def test_trainer_user_is_the_operators_default_run_as_user() -> None:
@@ -180,7 +217,7 @@ def test_constraints_pin_every_runtime_dependency() -> None:
             if "==" in line and not line.startswith("#")}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = list(project["dependencies"])
-    for extra in ("operator", "trainer", "gpu"):
+    for extra in ("operator", "trainer", "gpu", "liger"):
         wanted += project["optional-dependencies"][extra]
     names = {re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("_", "-") for req in wanted}
     missing = names - pins - {"torch"}

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from align_api import ManifestError, validate_document
+from align_api.constants import ExitCode
 from align_operator.renderers import render_configmap
-from align_trainer.accel import speedup_args
+from align_trainer.accel import PACKAGES, REMEDY, speedup_args
 from align_trainer.errors import ConfigError
 
+REPO = Path(__file__).resolve().parents[2]
 GRADER = {"type": "string_check", "name": "s", "input": "{{sample.output_text}}", "reference": "a",
           "operation": "like"}
 
@@ -77,3 +80,41 @@ def test_trainer_refuses_without_cuda_or_package() -> None:
         speedup_args(hp, "cpu", find_spec=lambda name: object())
     with pytest.raises(ConfigError, match="'liger_kernel' package"):
         speedup_args(hp, "cuda", find_spec=lambda name: None if name == "liger_kernel" else object())
+
+
+@pytest.mark.parametrize("hp,fields", [
+    ({"vllm": "colocate"}, ["vllm"]),
+    ({"ligerKernel": True}, ["ligerKernel"]),
+    ({"vllm": "server", "vllmServerUrl": "http://vllm:8000", "ligerKernel": True}, ["vllm", "ligerKernel"]),
+])
+def test_a_speedup_the_image_lacks_fails_the_preflight_naming_the_field(
+        hp: dict[str, Any], fields: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a trainer image without the package (this machine has neither vllm nor liger-kernel, like the CPU image),
+    the pod's preflight refuses the job with the spec field and the manifest line, before any library or model
+    loads: not an ImportError deep in training, and not on a GPU node's time."""
+    import importlib.util
+
+    from align_trainer import main, models
+    for field in fields:
+        if importlib.util.find_spec(PACKAGES[field]) is not None:
+            pytest.skip(f"{PACKAGES[field]} is installed here: this test needs an image without it")
+
+    def no_model(*_: object, **__: object) -> None:
+        raise AssertionError("a model was loaded before the preflight refused the job")
+
+    monkeypatch.setattr(models.Models, "__init__", no_model)
+    monkeypatch.setattr(main, "quiet_libraries", lambda: pytest.fail("the libraries load only after the preflight"))
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv("ALIGN_TERMINATION_LOG", str(log))
+    job = doc("grpo", **hp)
+    job["spec"]["data"]["train"]["uri"] = str(REPO / "examples" / "data" / "rft.openai.jsonl")
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump(job, sort_keys=False))
+    code = main.run(["--config", str(config), "--output", str(tmp_path / "out"), "--metrics-port", "-1"])
+    assert code == ExitCode.PREFLIGHT_FAILED
+    text = log.read_text()
+    lines = config.read_text().splitlines()
+    for field in fields:
+        line = next(i for i, t in enumerate(lines, 1) if t.strip().startswith(f"{field}:"))
+        assert f"{config}:{line}: spec.hyperparameters.{field}: needs the {PACKAGES[field]!r} package" in text, text
+        assert REMEDY[field] in text

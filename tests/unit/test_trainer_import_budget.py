@@ -18,7 +18,9 @@ DATA = REPO / "examples" / "data" / "preference.openai.jsonl"
 #: What `plan` saves a non-evaluating job from importing (the runner and what only it needs).
 DEFERRED = ("align_trainer.evaluation.runner", "align_trainer.evaluation.hook", "align_trainer.evaluation.generate",
             "align_trainer.evaluation.scoring", "align_trainer.evaluation.outputs",
-            "align_trainer.evaluation.report", "align_trainer.evaluation.charts", "matplotlib")
+            "align_trainer.evaluation.report", "align_trainer.evaluation.charts", "matplotlib",
+            # iterative rounds only (hyperparameters.rounds): sampling, grading, round bookkeeping
+            "align_trainer.preference_rounds", "align_trainer.online")
 
 CHILD = '''
 import json, sys

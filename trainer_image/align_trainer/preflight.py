@@ -5,7 +5,8 @@ The same checks run in the pod (the first thing `python -m align_trainer` does) 
 
 - every data URI resolves and its first rows parse in the declared format;
 - every grader template `{{item.x}}` resolves against the first rows' item fields, and a judge endpoint answers;
-- spec.output.uri and the checkpoint location are writable (a marker is written and deleted).
+- spec.output.uri and the checkpoint location are writable (a marker is written and deleted);
+- in the pod, the packages of the GPU speed-ups asked for (hyperparameters.vllm, ligerKernel) are in the image.
 
 The batch/group constraints (grpo/rloo: batchSize x gradientAccumulationSteps a multiple of numGenerations)
 are part of the spec itself (align_api.spec), so the manifest that reaches the preflight already holds them.
@@ -301,6 +302,8 @@ def check(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: D
         from .algorithms import load
         kind = load(job.spec.algorithm.value).DATA
     problems = check_output(job, base_dir, output_dir, upload=upload, in_pod=in_pod)
+    if in_pod:  # alignctl's local preflight runs outside the trainer image: what it has installed says nothing
+        problems += check_packages(job)
     datasets = dict(dataset_fields(job))
     bad: set[str] = set()
     for field, spec in datasets.items():
@@ -323,6 +326,14 @@ def check(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: D
         if endpoints:
             problems += check_endpoints(field, grader)
     return _unique(problems)
+
+
+def check_packages(job: AlignmentJob) -> list[Problem]:
+    """The speed-ups the job asks for whose package this image lacks (an ImportError mid-run otherwise)."""
+    from .accel import REMEDY, missing_packages
+    return [Problem(f"spec.hyperparameters.{field}", f"needs the {package!r} package, which this trainer image lacks",
+                    REMEDY[field])
+            for field, package in missing_packages(job.spec.hyperparameters)]
 
 
 def evaluates(job: AlignmentJob) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import preference_rounds
 from ..runtime import DataKind, TrainContext, TrainResult
 
 DATA = DataKind.PREFERENCE
@@ -38,12 +37,15 @@ def loss_settings(hp: Any) -> dict[str, Any]:
 def round_trainer(ctx: TrainContext, model: Any, pairs: Any, round_no: int) -> Any:
     """Iterative dpo: a DPO trainer on the round's best-vs-worst pairs (their reward_gap column is unused)."""
     from trl import DPOConfig, DPOTrainer
-    args = ctx.trainer_args(DPOConfig, **loss_settings(ctx.hp), **preference_rounds.round_args(ctx, round_no))
+
+    from ..preference_rounds import round_args
+    args = ctx.trainer_args(DPOConfig, **loss_settings(ctx.hp), **round_args(ctx, round_no))
     return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=ctx.tokenizer)
 
 
 def run(ctx: TrainContext) -> TrainResult:
-    if ctx.hp.rounds:
+    if ctx.hp.rounds:  # sampling, grading and rounds: imported only by the jobs that run them
+        from .. import preference_rounds
         return preference_rounds.run(ctx, "dpo", round_trainer)
     from trl import DPOConfig, DPOTrainer
 

@@ -8,6 +8,7 @@ prompt/completion and text rows go to TRL unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import DataError
@@ -64,13 +65,19 @@ def prepare(dataset: Any, tokenizer: Any, *, completion_only: bool, max_length: 
     return out.filter(lambda row: any(x != IGNORE for x in row["labels"]), desc="Dropping rows truncated to nothing")
 
 
-def packed_batching(hp: Any, attn_implementation: str | None) -> dict[str, int]:
-    """Micro-batching for packed rows. Padding-free packing flattens a batch into one sequence; only flash
+def flattens(hp: Any, attn_implementation: str | None) -> bool:
+    """Whether a micro-batch's examples share one flattened row: packing, or paddingFree with flash attention."""
+    return bool(hp.packing or (hp.padding_free and attn_implementation == "flash_attention_2"))
+
+
+def micro_batching(hp: Any, attn_implementation: str | None) -> dict[str, int]:
+    """Micro-batching for packing and paddingFree. Both flatten examples into one sequence, and only flash
     attention's varlen kernels skip the work between examples. Elsewhere (sdpa, eager: CPU, GPUs without
-    flash-attn) attention over B flattened rows costs (B*L)^2 instead of B*L^2, which eats the gain of
-    packing. There each micro-batch is one packed row, and gradient accumulation keeps the optimizer batch
-    (TRL normalises the loss by the tokens of the whole accumulated batch, so the update is the same)."""
-    if not hp.packing or attn_implementation == "flash_attention_2":
+    flash-attn), attention over B flattened rows costs (B*L)^2 instead of B*L^2, which eats the gain (measured:
+    docs/performance.md). There each micro-batch is one packed row, or one example (which has no padding to
+    remove), and gradient accumulation keeps the optimizer batch (TRL normalises the loss by the tokens of the
+    whole accumulated batch, so the update is the same)."""
+    if not (hp.packing or hp.padding_free) or attn_implementation == "flash_attention_2":
         return {}
     return dict(per_device_train_batch_size=1, per_device_eval_batch_size=1,
                 gradient_accumulation_steps=hp.batch_size * hp.gradient_accumulation_steps)
@@ -85,15 +92,33 @@ def build_trainer(ctx: TrainContext) -> Any:
 
     hp = ctx.hp
     args = ctx.trainer_args(SFTConfig, completion_only_loss=hp.completion_only_loss, packing=hp.packing,
-                            **packed_batching(hp, ctx.device.attn_implementation))
+                            **micro_batching(hp, ctx.device.attn_implementation))
     kwargs = dict(completion_only=hp.completion_only_loss, max_length=hp.max_length)
     train = prepare(ctx.train_dataset, ctx.tokenizer, **kwargs)
     if len(train) == 0:
         raise DataError("no SFT rows left: every conversation was truncated before its first trained token "
                         "(raise hyperparameters.maxLength)")
-    return SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
-                      eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
-                      processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
+    trainer = SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
+                         eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),
+                         processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
+    if not hp.packing and flattens(hp, ctx.device.attn_implementation):  # packing is padding-free already
+        make_padding_free(trainer)
+    return trainer
+
+
+def make_padding_free(trainer: Any) -> None:
+    """hyperparameters.paddingFree with flash attention: TRL's own padding-free collator on a trainer built padded
+    (elsewhere micro_batching gives one example per micro-batch, which has no padding to remove).
+
+    The collator concatenates a micro-batch's examples into one row, with position ids restarting at 0 per
+    example and no attention mask (transformers then builds a block-diagonal mask, or flash attention's
+    varlen kernels run), and masks the label of each example's first token. TRL refuses `padding_free=True`
+    without packing while `max_length` is set, yet its dataset preparation truncates to `max_length` only when
+    it is set. So the trainer is built padded, with maxLength (TRL tokenizes, truncates every row and drops
+    rows left without a trained token, as for any SFT job), and only the collator changes: the same dataclass
+    with `padding_free=True` (pad token and pad_to_multiple_of kept)."""
+    trainer.data_collator = dataclasses.replace(trainer.data_collator, padding_free=True)
+    trainer.padding_free = True
 
 
 def run(ctx: TrainContext) -> TrainResult:

@@ -40,9 +40,14 @@ class Row:
     algorithm: str
     hp: dict[str, Any] = field(default_factory=dict)  #: on top of gold_support.RL_HP[algorithm] (if any)
     warm_up: bool = True                                #: start from the shared format-only SFT warm-up
+    judge: bool = False  #: rewarded by an AI judge (gold_support.JUDGE_INPUT on a loopback fake) instead of string_check
 
 
 ROWS: dict[str, Row] = {name: Row(name) for name in ("grpo", "rloo", "ppo", "online-dpo")}
+ROWS["rlaif"] = Row("rlaif", judge=True)
+#: judge-labelled pairs of the warm-up's samples -> a reward model (LoRA classifier on the base) -> PPO on it
+ROWS["rlaif-preference"] = Row("rlaif", {"feedback": "preference", "rewardModelEpochs": 4,
+                                         "rewardModelLearningRate": 0.01}, judge=True)
 
 
 def spread(values: list[float]) -> str:
@@ -53,6 +58,7 @@ def main() -> None:
     import torch
 
     from tests.integration import gold_support as gold
+    from tests.integration.rl_support import JudgeServer
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -61,6 +67,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     results: dict[str, dict[str, list[float]]] = {n: {"base": [], "warmup": [], "rl": [], "kl": []} for n in args.rows}
     # the trainer's progress lines go to stderr: stdout is the table and the last line
+    judge = JudgeServer(gold.gold_judge) if any(ROWS[n].judge for n in args.rows) else None
     with tempfile.TemporaryDirectory() as tmp_name, contextlib.redirect_stdout(sys.stderr):
         tmp = Path(tmp_name)
         for seed in args.seeds:
@@ -69,14 +76,17 @@ def main() -> None:
             warm_reward = gold.heldout(warm, seed=seed)["reward"]
             for name in args.rows:
                 row = ROWS[name]
+                grader = gold.judge_grader(judge) if row.judge else None
                 final, _ = gold.rl(tmp, row.algorithm, warm if row.warm_up else None, seed, hp=row.hp,
-                                   name=f"{name}-{seed}")
+                                   grader=grader, name=f"{name}-{seed}")
                 scored = gold.heldout(final, warm, seed=seed)
                 for key, value in (("base", base), ("warmup", warm_reward if row.warm_up else float("nan")),
                                    ("rl", scored["reward"]), ("kl", scored["kl"])):
                     results[name][key].append(value)
                 print(f"seed {seed} {name}: base {base:.3f} warm-up {warm_reward:.3f} rl {scored['reward']:.3f} "
                       f"kl {scored['kl']:.3f}", flush=True)
+    if judge is not None:
+        judge.close()
     print(f"held-out reward on the gold-answer task (chance {gold.CHANCE:.2f}); mean over seeds "
           f"{' '.join(map(str, args.seeds))} [min..max]")
     print("| algorithm | initial policy | after warm-up | after RL | KL to reference (per token) | after RL per seed |")

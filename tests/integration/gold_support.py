@@ -28,6 +28,14 @@ CHANCE = 1 / len(KEYS)
 TRAIN, HELD_OUT, WARMUP = DATA / "gold.trl.jsonl", DATA / "gold.trl.eval.jsonl", DATA / "gold.warmup.trl.jsonl"
 GOLD_GRADER = {"type": "string_check", "name": "gold", "input": "{{sample.output_text}}",
                "reference": "{{item.answer}}", "operation": "eq"}
+#: The AI judge's input (rlaif): the grader's question put to a score_model judge, with the reference answer;
+#: a real LLM judge would be sent exactly these messages.
+JUDGE_INPUT = [
+    {"role": "system", "content": 'Does the answer equal the reference answer exactly? Reply {"result": 1} if it '
+                                  'does, {"result": 0} otherwise.'},
+    {"role": "user", "content": "Reference answer:\n{{item.answer}}"},
+    {"role": "user", "content": "Answer:\n{{sample.output_text}}"},
+]
 #: Completions of one letter + EOS fit in 2 tokens; 4 leaves room for the policy to ramble (and be wrong).
 MAX_COMPLETION = 4
 #: builtin://tiny-rl, not tiny: tiny's logits span ~1.3 nats (tied embeddings at std 0.02, see builtin.py), and
@@ -44,7 +52,23 @@ RL_HP: dict[str, dict[str, Any]] = {
     "rloo": {"learningRate": 0.003, "batchSize": 32, "numGenerations": 8, "maxSteps": 96, "klCoef": 0.02},
     "ppo": {"learningRate": 0.005, "batchSize": 32, "numGenerations": 8, "maxSteps": 96, "klCoef": 0.02},
     "online-dpo": {"learningRate": 0.005, "batchSize": 16, "maxSteps": 128, "beta": 0.1},
+    # direct feedback is PPO with the judge's score as the reward: PPO's budget
+    "rlaif": {"learningRate": 0.005, "batchSize": 32, "numGenerations": 8, "maxSteps": 96, "klCoef": 0.02,
+              "feedback": "direct"},
 }
+
+
+def gold_judge(messages: list[dict[str, str]]) -> float:
+    """The fake judge's verdict on JUDGE_INPUT: 1 when the answer equals the reference, 0 otherwise (the
+    question string_check eq answers; the judge sees the sample and {{item.answer}}, nothing else)."""
+    reference = messages[1]["content"].removeprefix("Reference answer:\n")
+    answer = messages[2]["content"].removeprefix("Answer:\n")
+    return float(answer == reference)
+
+
+def judge_grader(server: Any) -> dict[str, Any]:
+    """The score_model grader asking `server` (rl_support.JudgeServer(gold_judge)) JUDGE_INPUT."""
+    return server.grader("gold-judge", JUDGE_INPUT)
 
 
 def job(tmp_path: Path, name: str, algorithm: str, train: Path, *, seed: int, hp: dict[str, Any],

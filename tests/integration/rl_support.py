@@ -10,7 +10,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -40,11 +40,16 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-class JudgeServer:
-    """An OpenAI-compatible chat-completions judge on loopback: scores the text after 'Answer:' by letter_score.
-    Records every message it was sent."""
+def letter_judge(messages: list[dict[str, str]]) -> float:
+    """The default fake judge: letter_score of the text after 'Answer:' (prompt-independent)."""
+    return letter_score("\n".join(m["content"] for m in messages).split("Answer:", 1)[-1].strip("\n"))
 
-    def __init__(self) -> None:
+
+class JudgeServer:
+    """An OpenAI-compatible chat-completions judge on loopback: `score(messages)` is its {"result": ...}
+    (default: letter_judge). Records every message it was sent."""
+
+    def __init__(self, score: Callable[[list[dict[str, str]]], float] = letter_judge) -> None:
         self.seen: list[str] = []
         server = self
 
@@ -53,9 +58,8 @@ class JudgeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 text = "\n".join(m["content"] for m in body["messages"])
                 server.seen.append(text)
-                answer = text.split("Answer:", 1)[-1].strip("\n")
                 data = json.dumps({"choices": [{"index": 0, "message": {
-                    "role": "assistant", "content": json.dumps({"result": letter_score(answer)})}}]}).encode()
+                    "role": "assistant", "content": json.dumps({"result": score(body["messages"])})}}]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -70,10 +74,11 @@ class JudgeServer:
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def grader(self, name: str = "judge") -> dict[str, Any]:
+    def grader(self, name: str = "judge", messages: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        """A score_model grader on this server; `messages`: its input template (default: the letter judge's)."""
         return {"type": "score_model", "name": name, "model": "fake-judge", "range": [0, 1],
-                "input": [{"role": "system", "content": "Rate the answer from 0 to 1."},
-                          {"role": "user", "content": "Answer:\n{{sample.output_text}}"}],
+                "input": messages or [{"role": "system", "content": "Rate the answer from 0 to 1."},
+                                      {"role": "user", "content": "Answer:\n{{sample.output_text}}"}],
                 "endpoint": {"base_url": self.url, "timeout_seconds": 10}}
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from . import gold_support as gold
-from .rl_support import one_thread  # noqa: F401  (fixture)
+from .rl_support import JudgeServer, one_thread  # noqa: F401  (fixture)
 from .trainer_support import series
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -22,6 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 SEED = 1
 #: held-out reward a working algorithm clears: well above chance (0.25) and the warm-up (~0.15)
 LEARNED = 0.4
+#: rlaif (direct) with the gold judge: measured 3 seeds in bench/rl_heldout.py (see docs/algorithms.md)
+RLAIF_LEARNED = 0.4
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,25 @@ def test_rl_raises_held_out_reward_above_chance(tmp_path: Path, warm: tuple[Path
     assert after["reward"] > LEARNED and after["reward"] > before["reward"] + 0.2, (before, after)
     assert after["kl"] > 0.05, after  # it moved away from its reference (the warm-up) to get there
     assert series(records, "graders/error_rate" if algorithm != "online-dpo" else "objective/scores")
+
+
+def test_rlaif_with_a_judge_raises_held_out_reward_above_chance(tmp_path: Path,
+                                                                warm: tuple[Path, dict[str, float]]) -> None:
+    # feedback: direct; the judge (an OpenAI-compatible fake on loopback) is sent the sample and {{item.answer}}
+    # (gold_support.JUDGE_INPUT) and answers 1 when they match: the reward comes only through the judge
+    adapter, before = warm
+    server = JudgeServer(gold.gold_judge)
+    try:
+        final, records = gold.rl(tmp_path, "rlaif", adapter, SEED, grader=gold.judge_grader(server))
+    finally:
+        server.close()
+    after = gold.heldout(final, adapter)
+    assert after["reward"] > RLAIF_LEARNED and after["reward"] > before["reward"] + 0.2, (before, after)
+    assert after["kl"] > 0.05, after
+    hp = gold.RL_HP["rlaif"]
+    assert len(server.seen) == hp["maxSteps"] * hp["batchSize"]  # every sample of every step, judged
+    assert sum("Reference answer:\nB\nAnswer:\n" in m for m in server.seen) > hp["batchSize"], server.seen[:3]
+    assert series(records, "graders/error_rate") == [0.0] * hp["maxSteps"]
 
 
 @pytest.mark.parametrize(("algorithm", "grader", "why"), [

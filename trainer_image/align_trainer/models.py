@@ -158,11 +158,11 @@ class Models:
                           use_rslora=a.use_rslora, task_type=task_type, bias="none",
                           modules_to_save=["score"] if task_type == "SEQ_CLS" else None)
 
-    def _wrap(self, base: Any, task_type: str) -> "PeftModel":
+    def _wrap(self, base: Any, task_type: str, *, from_init: bool = True) -> "PeftModel":
         from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
         if self.device.quantized:
             base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
-        if self.spec.adapter.init:
+        if self.spec.adapter.init and from_init:
             path = self.resolve(self.spec.adapter.init)
             try:
                 model = PeftModel.from_pretrained(base, path, adapter_name=DEFAULT_ADAPTER, is_trainable=True)
@@ -178,12 +178,12 @@ class Models:
     def policy(self) -> "PeftModel":
         return self._wrap(self.base(), "CAUSAL_LM")
 
-    def sequence_classifier(self, num_labels: int = 1) -> "PeftModel":
+    def sequence_classifier(self, num_labels: int = 1, *, from_init: bool = True) -> "PeftModel":
         from transformers import AutoModelForSequenceClassification
         base = self.base(AutoModelForSequenceClassification, num_labels=num_labels)
         if base.config.pad_token_id is None:
             base.config.pad_token_id = base.config.eos_token_id
-        model = self._wrap(base, "SEQ_CLS")
+        model = self._wrap(base, "SEQ_CLS", from_init=from_init)
         for name, p in model.named_parameters():  # the fresh score head must learn, not only LoRA
             if "score" in name and "modules_to_save" in name:
                 p.requires_grad_(True)

@@ -148,8 +148,10 @@ class ModelProvider(Protocol):
     def lora_config(self, task_type: str = "CAUSAL_LM") -> "LoraConfig":
         """The policy LoraConfig from spec.model.adapter (for trainers that take `peft_config`)."""
 
-    def sequence_classifier(self, num_labels: int = 1) -> "PeftModel":
-        """Base as AutoModelForSequenceClassification + trainable LoRA (score head trainable): reward models."""
+    def sequence_classifier(self, num_labels: int = 1, *, from_init: bool = True) -> "PeftModel":
+        """Base as AutoModelForSequenceClassification + trainable LoRA (score head trainable): reward models.
+        from_init=False: a fresh LoRA even with spec.model.adapter.init (that adapter is the policy's, as in
+        rlaif's auxiliary reward model; the reward algorithm continues its own adapter)."""
 
     def resolve(self, uri: str) -> str:
         """Local directory/file for a model/adapter URI (builtin, file://, s3://, pvc://, job://); hub ids are

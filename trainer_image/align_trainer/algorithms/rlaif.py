@@ -98,7 +98,8 @@ def train_reward_model(ctx: TrainContext, pairs: list[dict[str, Any]]) -> tuple[
     args = ctx.trainer_args(RewardConfig, num_train_epochs=hp.reward_model_epochs,
                             learning_rate=hp.reward_model_learning_rate or hp.learning_rate, max_steps=-1, save_strategy="no", eval_strategy="no",
                             output_dir=str(ctx.paths.checkpoint_dir / "reward-model"))
-    model = ctx.models.sequence_classifier()
+    # a fresh classifier: spec.model.adapter.init is the POLICY's (causal-LM) adapter and cannot load onto it
+    model = ctx.models.sequence_classifier(from_init=False)
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=ctx.tokenizer,
                             callbacks=ctx.stage_callbacks("rlaif reward model"))
     trainer.train()

@@ -45,9 +45,10 @@ class Row:
 
 ROWS: dict[str, Row] = {name: Row(name) for name in ("grpo", "rloo", "ppo", "online-dpo")}
 ROWS["rlaif"] = Row("rlaif", judge=True)
-#: judge-labelled pairs of the warm-up's samples -> a reward model (LoRA classifier on the base) -> PPO on it
+#: judge-labelled pairs of the warm-up's samples -> a reward model (LoRA classifier on the base) -> PPO on it.
+#: Half of direct's steps: PPO over-optimises the learned reward model (seed 1, 96 steps: held-out 0.19, KL 2.5)
 ROWS["rlaif-preference"] = Row("rlaif", {"feedback": "preference", "rewardModelEpochs": 4,
-                                         "rewardModelLearningRate": 0.01}, judge=True)
+                                         "rewardModelLearningRate": 0.01, "maxSteps": 48}, judge=True)
 
 
 def spread(values: list[float]) -> str:

@@ -21,9 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SEED = 1
 #: held-out reward a working algorithm clears: well above chance (0.25) and the warm-up (~0.15)
-LEARNED = 0.4
-#: rlaif (direct) with the gold judge: measured 3 seeds in bench/rl_heldout.py (see docs/algorithms.md)
-RLAIF_LEARNED = 0.4
+LEARNED = 0.4  # measured (3 seeds): 0.53..0.96 after RL; rlaif direct 0.73..0.96 (seed 1: 0.884)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +65,7 @@ def test_rlaif_with_a_judge_raises_held_out_reward_above_chance(tmp_path: Path,
     finally:
         server.close()
     after = gold.heldout(final, adapter)
-    assert after["reward"] > RLAIF_LEARNED and after["reward"] > before["reward"] + 0.2, (before, after)
+    assert after["reward"] > LEARNED and after["reward"] > before["reward"] + 0.2, (before, after)
     assert after["kl"] > 0.05, after
     hp = gold.RL_HP["rlaif"]
     assert len(server.seen) == hp["maxSteps"] * hp["batchSize"]  # every sample of every step, judged

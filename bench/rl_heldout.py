@@ -78,14 +78,15 @@ def main() -> None:
             for name in args.rows:
                 row = ROWS[name]
                 grader = gold.judge_grader(judge) if row.judge else None
-                final, _ = gold.rl(tmp, row.algorithm, warm if row.warm_up else None, seed, hp=row.hp,
-                                   grader=grader, name=f"{name}-{seed}")
+                final, records = gold.rl(tmp, row.algorithm, warm if row.warm_up else None, seed, hp=row.hp,
+                                         grader=grader, name=f"{name}-{seed}")
+                stage = {k: v for r in records for k, v in r.items() if k in ("rlaif/pairs", "rlaif/rm_accuracy")}
                 scored = gold.heldout(final, warm, seed=seed)
                 for key, value in (("base", base), ("warmup", warm_reward if row.warm_up else float("nan")),
                                    ("rl", scored["reward"]), ("kl", scored["kl"])):
                     results[name][key].append(value)
                 print(f"seed {seed} {name}: base {base:.3f} warm-up {warm_reward:.3f} rl {scored['reward']:.3f} "
-                      f"kl {scored['kl']:.3f}", flush=True)
+                      f"kl {scored['kl']:.3f}" + "".join(f" {k} {v:.3f}" for k, v in stage.items()), flush=True)
     if judge is not None:
         judge.close()
     print(f"held-out reward on the gold-answer task (chance {gold.CHANCE:.2f}); mean over seeds "

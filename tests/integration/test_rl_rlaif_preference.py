@@ -57,8 +57,9 @@ def test_reward_model_rewards_are_centred_per_prompt(monkeypatch: pytest.MonkeyP
     assert scores == [-1.0, 1.0, -1.0, 1.0] and metrics["rewards/reward_model/mean"] == 6.0
 
 
-def test_reward_model_stage_takes_its_epochs_and_learning_rate(tmp_path: Path, judge_server: JudgeServer,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def reward_trainer_kwargs(tmp_path: Path, judge_server: JudgeServer, monkeypatch: pytest.MonkeyPatch,
+                          hp: dict[str, object], **spec: object) -> dict[str, object]:
+    """What rlaif's reward-model stage hands TRL's RewardTrainer (captured: it does not train)."""
     import signal
 
     from align_trainer.algorithms import rlaif
@@ -71,7 +72,7 @@ def test_reward_model_stage_takes_its_epochs_and_learning_rate(tmp_path: Path, j
         raise Captured(kwargs)
 
     config = manifest(tmp_path, "rlaif-rm", "rlaif", "rft.openai.jsonl", grader=judge_server.grader(),
-                      hp={"feedback": "preference", "rewardModelEpochs": 7, "rewardModelLearningRate": 0.003})
+                      hp={"feedback": "preference", **hp}, **spec)
     previous = signal.getsignal(signal.SIGTERM)
     ctx = build_context(load_job(config), manifest=config, output=tmp_path / "out", metrics_port=None,
                         data_kind=rlaif.DATA)
@@ -82,5 +83,37 @@ def test_reward_model_stage_takes_its_epochs_and_learning_rate(tmp_path: Path, j
     finally:
         ctx.metrics.close()
         signal.signal(signal.SIGTERM, previous)
-    args = caught.value.args[0]["args"]
-    assert (args.num_train_epochs, args.learning_rate, args.max_steps) == (7, 0.003, -1)
+    return caught.value.args[0]  # type: ignore[no-any-return]
+
+
+def test_reward_model_stage_takes_its_epochs_and_learning_rate(tmp_path: Path, judge_server: JudgeServer,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    args = reward_trainer_kwargs(tmp_path, judge_server, monkeypatch,
+                                 {"rewardModelEpochs": 7, "rewardModelLearningRate": 0.003})["args"]
+    assert (args.num_train_epochs, args.learning_rate, args.max_steps) == (7, 0.003, -1)  # type: ignore[attr-defined]
+
+
+def test_reward_model_is_fresh_when_the_policy_starts_from_an_adapter(tmp_path: Path, judge_server: JudgeServer,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # spec.model.adapter.init is the POLICY's causal-LM adapter (e.g. an SFT warm-up): the reward model is a
+    # fresh LoRA classifier, not that adapter forced onto a sequence classifier (which crashed in peft)
+    import torch
+    from align_trainer.main import build_context, load_job
+    from align_trainer.algorithms import rlaif
+    plain = manifest(tmp_path, "policy", "rlaif", "rft.openai.jsonl", grader=judge_server.grader())
+    ctx = build_context(load_job(plain), manifest=plain, output=tmp_path / "p", metrics_port=None, data_kind=rlaif.DATA)
+    try:
+        model = ctx.models.policy()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.fill_(0.5)
+        model.save_pretrained(str(tmp_path / "warm"))
+    finally:
+        ctx.metrics.close()
+    warm = f"file://{tmp_path / 'warm'}"
+    model = reward_trainer_kwargs(tmp_path, judge_server, monkeypatch, {},
+                                  model={"adapter": {"r": 8, "alpha": 16, "dropout": 0.0, "init": warm}})["model"]
+    assert model.peft_config["default"].task_type == "SEQ_CLS", model.peft_config  # type: ignore[attr-defined]
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]  # type: ignore[attr-defined]
+    assert lora_b and all(float(p.abs().max()) == 0.0 for p in lora_b)  # a fresh LoRA, not the policy's

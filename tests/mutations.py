@@ -18,6 +18,10 @@ DPO = "trainer_image/align_trainer/algorithms/dpo.py"
 KTO = "trainer_image/align_trainer/algorithms/kto.py"
 CPO = "trainer_image/align_trainer/algorithms/cpo.py"
 SIMPO = "trainer_image/align_trainer/algorithms/simpo.py"
+TRAINER_MAIN = "trainer_image/align_trainer/main.py"
+TRAINER_METRICS = "trainer_image/align_trainer/metrics.py"
+NUMERICS = "trainer_image/align_trainer/numerics.py"
+STATUS = "operator/align_operator/status/compute.py"
 REFT = "trainer_image/align_trainer/algorithms/reft.py"
 TPO = "trainer_image/align_trainer/algorithms/tpo.py"
 RLAIF = "trainer_image/align_trainer/algorithms/rlaif.py"
@@ -174,4 +178,19 @@ MUTATIONS: tuple[Mutation, ...] = (
              (RLAIF_PREF + "test_rlaif_reward_model_generalises_and_ppo_raises_the_judges_score",)),
     Mutation("rlaif: rewardModelEpochs ignored", RLAIF, "num_train_epochs=hp.reward_model_epochs,", "num_train_epochs=1,",
              (RLAIF_PREF + "test_reward_model_stage_takes_its_epochs_and_learning_rate",)),
+    # divergence (a real overflow, not an injected NaN), status and the trainer's startup
+    Mutation("divergence: residual-stream watch not attached", TRAINER_MAIN,
+             "    models.on_trainable.append(metrics.watch)\n", "\n",
+             ("tests/integration/test_divergence.py::test_sft_at_an_absurd_learning_rate_diverges_without_any_nan",)),
+    Mutation("divergence: residual overflow not a divergence key", TRAINER_METRICS,
+             'DIVERGENCE_KEYS = ("loss", "grad_norm", "eval_loss", RESIDUAL_KEY, ', 'DIVERGENCE_KEYS = ("loss", "grad_norm", "eval_loss", ',
+             ("tests/unit/test_trainer_numerics.py::test_metrics_log_records_the_peak_and_diverges_on_overflow",)),
+    Mutation("divergence: the watch drops a NaN", NUMERICS, "torch.maximum(self._peak", "torch.fmax(self._peak",
+             ("tests/unit/test_trainer_numerics.py::test_watch_keeps_a_nan",)),
+    Mutation("status: lastError kept after success", STATUS,
+             "elif obs.phase == Phase.SUCCEEDED or (status.get", "elif (status.get",
+             ("tests/unit/test_operator_status.py::test_success_after_a_retry_clears_last_error_and_keeps_the_restart_count",)),
+    Mutation("trainer: startup heap not frozen before training", TRAINER_MAIN,
+             "            settle_startup_heap()\n", "            pass\n",
+             ("tests/unit/test_trainer_gc.py::test_own_process_starts_without_the_collector_and_trains_with_startup_frozen",)),
 )

@@ -178,6 +178,9 @@ MUTATIONS: tuple[Mutation, ...] = (
              (RLAIF_PREF + "test_rlaif_reward_model_generalises_and_ppo_raises_the_judges_score",)),
     Mutation("rlaif: rewardModelEpochs ignored", RLAIF, "num_train_epochs=hp.reward_model_epochs,", "num_train_epochs=1,",
              (RLAIF_PREF + "test_reward_model_stage_takes_its_epochs_and_learning_rate",)),
+    Mutation("rlaif: reward model built from the policy's adapter.init", RLAIF,
+             "ctx.models.sequence_classifier(from_init=False)", "ctx.models.sequence_classifier()",
+             (RLAIF_PREF + "test_reward_model_is_fresh_when_the_policy_starts_from_an_adapter",)),
     # divergence (a real overflow, not an injected NaN), status and the trainer's startup
     Mutation("divergence: residual-stream watch not attached", TRAINER_MAIN,
              "    models.on_trainable.append(metrics.watch)\n", "\n",

@@ -108,10 +108,12 @@ class Agents:
         return agent
 
     def stop(self) -> None:
-        async def stop_all() -> None:
-            for agent in self.agents:
-                await agent.stop()
-                await agent.client.close()
+        async def stop_one(agent: NodeAgent) -> None:
+            await agent.stop()
+            await agent.client.close()
+
+        async def stop_all() -> None:  # side by side: each stop is bounded per stage, not their sum
+            await asyncio.gather(*(stop_one(agent) for agent in self.agents))
         self._call(stop_all(), timeout=120)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

@@ -52,3 +52,46 @@ def test_log_selection_takes_tail_lines_then_limit_bytes() -> None:
     assert select(text, "2", None) == b"b\nc\n"
     assert select(text, "0", None) == b""
     assert select(text, "2", "3") == b"b\nc"
+
+
+def test_a_stuck_stage_of_stopping_a_node_is_named_and_passed(caplog: Any) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from align_operator.sandbox.nodeagent import NodeAgent
+
+    async def stuck() -> None:
+        await asyncio.sleep(3600)
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(asyncio.wait_for(NodeAgent._bounded(SimpleNamespace(name="n1"), "its log server", stuck(), 0.05), 30))
+    assert "node n1: its log server did not finish" in caplog.text
+
+
+def test_the_log_server_stops_while_a_reader_follows_a_running_pod(tmp_path: Any) -> None:
+    """A `kubectl logs -f` stream must not hold a stopping node for aiohttp's default 60 s."""
+    import asyncio
+    import ssl
+
+    import aiohttp
+
+    from align_operator.sandbox.kubelet import log_path
+    from align_operator.sandbox.logserver import LogServer
+
+    path = log_path(tmp_path, "ns", "p")
+    path.parent.mkdir(parents=True)
+    path.write_text("line 1\n")
+
+    async def scenario() -> bytes:
+        server = LogServer(tmp_path, running=lambda ns, pod: True)  # the pod never ends: the stream never closes
+        port = await server.start()
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        async with aiohttp.ClientSession() as session:
+            response = await session.get(f"https://127.0.0.1:{port}/containerLogs/ns/p/main?follow=true", ssl=context)
+            first = await response.content.readline()
+            await asyncio.wait_for(server.stop(), 20)  # aiohttp's default shutdown_timeout would be 60 s
+            response.close()
+        return first
+
+    assert asyncio.run(scenario()) == b"line 1\n"

@@ -45,6 +45,8 @@ from .kubelet import Kubelet
 from .logserver import LogServer
 
 log = logging.getLogger("align.nodeagent")
+#: the longest any one stage of NodeAgent.stop may take (pods get their grace period on top)
+STOP_STAGE_SECONDS = 15.0
 
 NODES = Resource("v1", "nodes", namespaced=False)
 GPU = "nvidia.com/gpu"
@@ -170,16 +172,25 @@ class NodeAgent:
             return
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # every stage is bounded: stopping a node must not hang on one stuck piece (it names the piece instead)
+        await self._bounded("its watches", asyncio.gather(*self._tasks, return_exceptions=True), STOP_STAGE_SECONDS)
         self._tasks = []
-        await self.kubelet.stop_all(report=report)
+        await self._bounded("stopping its pods", self.kubelet.stop_all(report=report),
+                            self.max_grace_seconds + STOP_STAGE_SECONDS)
         try:
-            await self.client.patch(NODES, self.name, {"status": {"conditions": [ready_condition(False)]}},
-                                    subresource="status")
+            await self._bounded("marking the Node NotReady", self.client.patch(
+                NODES, self.name, {"status": {"conditions": [ready_condition(False)]}}, subresource="status"),
+                STOP_STAGE_SECONDS)
         except ApiError as exc:
             log.warning("could not mark node %s NotReady: %s", self.name, exc)
-        await self._logs.stop()
+        await self._bounded("its log server", self._logs.stop(), STOP_STAGE_SECONDS)
         self._logs = None
+
+    async def _bounded(self, what: str, awaitable: Any, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:
+            log.warning("node %s: %s did not finish within %.0f s while stopping; going on", self.name, what, seconds)
 
     # -------------------------------------------------------------------------------- node
     async def _register(self) -> None:

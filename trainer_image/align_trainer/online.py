@@ -226,5 +226,17 @@ def whiten(values: Any, mask: Any, shift_mean: bool = True) -> Any:
     return (out if shift_mean else out + mean) * mask
 
 
+def end_round(ctx: Any, model: Any, metrics: dict[str, float], history: list[dict[str, float]], round_no: int,
+              rounds: int) -> None:
+    """A finished round of an iterative algorithm (dpo/rpo rounds, tpo): its metrics logged and kept, progress,
+    a checkpoint, then SIGTERM honoured (the restart resumes at the next round)."""
+    history.append(dict(metrics))
+    ctx.metrics.log(metrics, step=round_no)
+    ctx.metrics.progress(step=round_no, total_steps=rounds)
+    ctx.save_checkpoint(model, round_no, {"round": round_no})
+    if ctx.stop_requested():
+        raise ctx.interrupted(round_no)
+
+
 def masked_mean(values: Any, mask: Any) -> Any:
     return (values * mask).sum() / mask.sum().clamp(min=1)

@@ -201,12 +201,7 @@ def run(ctx: TrainContext, algorithm: str, make_trainer: RoundTrainer, *, judge:
             if held_out:
                 metrics["rounds/eval_reward"] = held_out_reward(ctx, model, reward, held_out,
                                                                 out_dir / f"round-{round_no}.eval.jsonl")
-            history.append(dict(metrics))
-            ctx.metrics.log(metrics, step=round_no)
-            ctx.metrics.progress(step=round_no, total_steps=rounds)
-            ctx.save_checkpoint(model, round_no, {"round": round_no})
-            if ctx.stop_requested():
-                raise ctx.interrupted(round_no)
+            online.end_round(ctx, model, metrics, history, round_no, rounds)
         result = ctx.finish(model, step=rounds, total_steps=rounds, metrics=metrics)
         result.extra["rounds"] = history
         return result

@@ -289,12 +289,7 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
                 held = distributed.mean_metrics(probe(ctx, model, reward, heldout, template))
                 metrics.update({"tpo/heldout_reward": held["reward"], "tpo/heldout_with_thought": held["with_thought"],
                                 "tpo/heldout_kl": held["kl"]})
-            history.append(dict(metrics))
-            ctx.metrics.log(metrics, step=round_no)
-            ctx.metrics.progress(step=round_no, total_steps=rounds)
-            ctx.save_checkpoint(model, round_no, {"round": round_no})
-            if ctx.stop_requested():
-                raise ctx.interrupted(round_no)
+            online.end_round(ctx, model, metrics, history, round_no, rounds)
         if history:  # the last round's samples predate its DPO: probe the final policy once more
             responses = generate_responses(ctx, model, [p for p in prompts for _ in range(hp.num_generations)])
             final = [s for s in distributed.gather(judge_answers(

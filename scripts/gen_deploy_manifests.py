@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+import generated  # scripts/generated.py (this directory is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "align-operator"
 KUSTOMIZE = REPO / "deploy" / "kustomize"
@@ -146,18 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if a generated file differs")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in outputs().items():
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path.relative_to(REPO)))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    if stale:
-        print("out of date (run python scripts/gen_deploy_manifests.py): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return generated.sync(outputs(), check=args.check, rerun="python scripts/gen_deploy_manifests.py")
 
 
 if __name__ == "__main__":

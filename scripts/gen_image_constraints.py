@@ -31,6 +31,8 @@ from pathlib import Path
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
+import generated  # scripts/generated.py (this directory is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO / "deploy" / "images"
 ALL = IMAGES_DIR / "constraints.txt"
@@ -134,18 +136,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a file differs from what would be written")
     args = parser.parse_args()
-    stale = []
-    for path, text in expected().items():
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path.relative_to(REPO)))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    if stale:
-        print("out of date (run scripts/gen_image_constraints.py): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return generated.sync(expected(), check=args.check, rerun="scripts/gen_image_constraints.py")
 
 
 if __name__ == "__main__":

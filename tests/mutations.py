@@ -147,8 +147,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("reft: KL reference is the base, not the warmed-up policy", REFT,
              'if ctx.spec.model.reference.kind != "base" or not (path / "adapter_config.json").is_file():',
              "if True:", (REFT_TESTS + "test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up",)),
-    Mutation("reft: warmupLearningRate ignored", REFT, "learning_rate=hp.warmup_learning_rate or hp.learning_rate,",
-             "learning_rate=hp.learning_rate,", (REFT_TESTS + "test_warm_up_learning_rate_is_its_own",)),
+    Mutation("reft: warmupLearningRate ignored", REFT, "learning_rate=hp.warmup_learning_rate or hp.learning_rate)",
+             "learning_rate=hp.learning_rate)", (REFT_TESTS + "test_warm_up_learning_rate_is_its_own",)),
     # TPO (thought warm-up, the judge sees answers only, format kept over the rounds)
     Mutation("tpo: thought warm-up skipped", TPO, "if ctx.resume_from is None and hp.warmup_epochs > 0:", "if False:",
              (THOUGHTS + "test_tpo_policy_writes_its_own_thoughts_and_the_judged_answers_improve",)),

@@ -47,15 +47,36 @@ def eos_ids(model: Any, tokenizer: Any) -> list[int]:
 def sample_texts(ctx: Any, model: Any, prompts: Sequence[Any]) -> list[str]:
     """One completion per prompt (dataset prompts: text or messages) with the job's generation settings, in
     batches of hyperparameters.batchSize. Used by every loop that samples its own answers (tpo, iterative rounds)."""
+    return sample_with_kl(ctx, model, prompts, kl=False)[0]
+
+
+def sample_with_kl(ctx: Any, model: Any, prompts: Sequence[Any], *, kl: bool = True) -> tuple[list[str], list[float]]:
+    """sample_texts, and with `kl` each completion's Monte-Carlo KL(pi || pi_ref): the sum over its tokens of
+    log pi - log pi_ref, from the network that sampled (eval mode: no dropout). Used by the held-out probes
+    (reft, tpo)."""
+    import torch
     hp = ctx.hp
     texts = [prompt_text(ctx.tokenizer, p) for p in prompts]
+    temperature = hp.temperature if hp.temperature > 0 else 1.0
     out: list[str] = []
-    for start in range(0, len(texts), hp.batch_size):
-        rollout = generate(model, ctx.tokenizer, texts[start:start + hp.batch_size],
-                           max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
-                           top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
-        out.extend(rollout.texts)
-    return out
+    kls: list[float] = []
+    was_training = model.training
+    try:
+        for start in range(0, len(texts), hp.batch_size):
+            rollout = generate(model, ctx.tokenizer, texts[start:start + hp.batch_size],
+                               max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
+                               top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
+            out.extend(rollout.texts)
+            if kl:
+                model.eval()
+                with torch.no_grad():
+                    logp, _, _ = token_logprobs(model, rollout, temperature=temperature)
+                    with reference_mode(model):
+                        ref_logp, _, _ = token_logprobs(model, rollout, temperature=temperature)
+                kls.extend(((logp - ref_logp) * rollout.completion_mask).sum(1).tolist())
+    finally:
+        model.train(was_training)
+    return out, kls
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, temperature: float,

@@ -29,7 +29,7 @@ from .. import online
 from ..errors import DataError
 from ..graders.rewards import GraderReward, grader_reward, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
-from . import ppo
+from . import ppo, sft
 from .grpo import check_batch, grpo_settings
 
 DATA = DataKind.PROMPT_ONLY
@@ -68,51 +68,24 @@ def probe_rows(ctx: TrainContext, limit: int = PROBE_PROMPTS) -> tuple[list[dict
 
 def probe(ctx: TrainContext, model: Any, reward: GraderReward, rows: list[dict[str, Any]], *,
           with_kl: bool = False) -> dict[str, float]:
-    """Mean grader reward of `numGenerations` samples per prompt with the job's sampling settings (batches of
-    batchSize, a fixed seed: every probe of a run sees the same random stream), and with_kl: the mean sequence
-    KL(pi || pi_ref) of those samples (k1 estimator, the reference of the RL stage)."""
+    """Mean grader reward of `numGenerations` samples per prompt with the job's sampling settings (a fixed seed:
+    every probe of a run sees the same random stream), and with_kl: the mean KL(pi || pi_ref) per completion
+    (the reference of the RL stage)."""
     import torch
-    hp = ctx.hp
-    repeated = [r for r in rows for _ in range(hp.num_generations)]
-    temperature = hp.temperature if hp.temperature > 0 else 1.0
-    total, kl_sum = 0.0, 0.0
-    was_training = model.training
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(hp.seed)
-        for start in range(0, len(repeated), hp.batch_size):
-            batch = repeated[start:start + hp.batch_size]
-            rollout = online.generate(model, ctx.tokenizer, [online.prompt_text(ctx.tokenizer, r["prompt"]) for r in batch],
-                                      max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
-                                      top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
-            results = reward.grader.grade_batch(row_items(batch), rollout.texts)
-            total += sum(r.reward for r in results)
-            if with_kl:
-                model.eval()
-                mask = rollout.completion_mask.float()
-                logp, _, _ = online.token_logprobs(model, rollout, temperature=temperature)
-                with online.reference_mode(model):
-                    ref_logp, _, _ = online.token_logprobs(model, rollout, temperature=temperature)
-                kl_sum += ((logp - ref_logp) * mask).sum().item()
-    model.train(was_training)
+    repeated = [r for r in rows for _ in range(ctx.hp.num_generations)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.hp.seed)
+        texts, kls = online.sample_with_kl(ctx, model, [r["prompt"] for r in repeated], kl=with_kl)
+    results = reward.grader.grade_batch(row_items(repeated), texts)
     n = max(1, len(repeated))
-    return {"reward": total / n, **({"kl": kl_sum / n} if with_kl else {})}
+    return {"reward": sum(r.reward for r in results) / n, **({"kl": sum(kls) / n} if with_kl else {})}
 
 
 def warm_up(ctx: TrainContext, model: Any) -> float:
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
+    """SFT on the reference completions (warmupEpochs epochs at warmupLearningRate); the last logged loss."""
     hp = ctx.hp
-    args = ctx.trainer_args(SFTConfig, num_train_epochs=hp.warmup_epochs, max_steps=-1, save_strategy="no",
-                            learning_rate=hp.warmup_learning_rate or hp.learning_rate,
-                            eval_strategy="no", completion_only_loss=hp.completion_only_loss,
-                            output_dir=str(ctx.paths.checkpoint_dir / "warmup"))
-    # stage callbacks only: the RL stage owns the step counter, the progress and the checkpoints
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(warmup_rows(ctx.train_dataset)),
-                         processing_class=ctx.tokenizer, callbacks=ctx.stage_callbacks("reft warm-up"))
-    trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return float(losses[-1]) if losses else float("nan")
+    return sft.warm_up(ctx, model, warmup_rows(ctx.train_dataset), "reft warm-up",
+                       learning_rate=hp.warmup_learning_rate or hp.learning_rate)
 
 
 def keep_warmup_adapter(ctx: TrainContext, model: Any) -> None:

@@ -123,3 +123,23 @@ def make_padding_free(trainer: Any) -> None:
 
 def run(ctx: TrainContext) -> TrainResult:
     return ctx.train(build_trainer(ctx))
+
+
+def warm_up(ctx: TrainContext, model: Any, rows: list[dict[str, Any]], stage: str, *,
+            learning_rate: float | None = None) -> float:
+    """An SFT stage inside another algorithm (reft's and tpo's warm-ups): TRL's SFTTrainer on prompt/completion
+    rows for warmupEpochs epochs, with the job's stage callbacks only (the outer algorithm owns the step
+    counter, the progress and the checkpoints). Returns the last logged loss."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    hp = ctx.hp
+    args = ctx.trainer_args(SFTConfig, num_train_epochs=hp.warmup_epochs, max_steps=-1, save_strategy="no",
+                            eval_strategy="no", completion_only_loss=hp.completion_only_loss,
+                            output_dir=str(ctx.paths.checkpoint_dir / "warmup"),
+                            **({"learning_rate": learning_rate} if learning_rate is not None else {}))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=ctx.tokenizer,
+                         callbacks=ctx.stage_callbacks(stage))
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return float(losses[-1]) if losses else float("nan")

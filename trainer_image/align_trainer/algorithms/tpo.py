@@ -46,6 +46,7 @@ from .. import distributed, online
 from ..errors import ConfigError, DataError
 from ..graders.rewards import GraderReward, grader_reward, log_failures, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
+from . import sft
 from .dpo import loss_settings
 
 DATA = DataKind.PROMPT_ONLY
@@ -115,47 +116,12 @@ def check_prompt_fits(ctx: TrainContext, prompts: Sequence[Any]) -> None:
                           f"raise maxLength above {longest + ctx.hp.max_completion_length} or shorten thoughtPrompt")
 
 
-def warm_up(ctx: TrainContext, model: Any, rows: list[dict[str, Any]]) -> float:
-    """SFT on the thought-format rows (TRL SFTTrainer, warmupEpochs epochs, the job's stage callbacks)."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    hp = ctx.hp
-    args = ctx.trainer_args(SFTConfig, num_train_epochs=hp.warmup_epochs, max_steps=-1, save_strategy="no",
-                            eval_strategy="no", completion_only_loss=hp.completion_only_loss,
-                            output_dir=str(ctx.paths.checkpoint_dir / "warmup"))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=ctx.tokenizer,
-                         callbacks=ctx.stage_callbacks("tpo warm-up"))
-    trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return float(losses[-1]) if losses else float("nan")
-
-
 def probe(ctx: TrainContext, model: Any, reward: GraderReward, rows: Sequence[dict[str, Any]],
           template: str) -> dict[str, float]:
     """numGenerations answers per prompt from the current policy: mean judged answer score, share that writes
     the separator, and the Monte-Carlo KL(pi || pi_ref) per completion (sum over tokens of log pi - log pi_ref)."""
-    import torch
-    hp = ctx.hp
-    expanded = [r for r in rows for _ in range(hp.num_generations)]
-    texts = [online.prompt_text(ctx.tokenizer, thought_prompt(r["prompt"], template)) for r in expanded]
-    responses: list[str] = []
-    kls: list[float] = []
-    was_training = model.training
-    model.eval()  # the statistics of the network that sampled (no dropout)
-    try:
-        for start in range(0, len(texts), hp.batch_size):
-            rollout = online.generate(model, ctx.tokenizer, texts[start:start + hp.batch_size],
-                                      max_new_tokens=hp.max_completion_length, temperature=hp.temperature,
-                                      top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
-            with torch.no_grad():
-                logp, _, _ = online.token_logprobs(model, rollout, temperature=hp.temperature)
-                with online.reference_mode(model):
-                    ref_logp, _, _ = online.token_logprobs(model, rollout, temperature=hp.temperature)
-            kls.extend(((logp - ref_logp) * rollout.completion_mask).sum(1).tolist())
-            responses.extend(rollout.texts)
-    finally:
-        model.train(was_training)
+    expanded = [r for r in rows for _ in range(ctx.hp.num_generations)]
+    responses, kls = online.sample_with_kl(ctx, model, [thought_prompt(r["prompt"], template) for r in expanded])
     finite = [s for s in judge_answers(reward, expanded, responses) if s != float("-inf")]
     return {"reward": sum(finite) / max(1, len(finite)),
             "with_thought": sum(SEPARATOR in r for r in responses) / max(1, len(responses)),
@@ -248,7 +214,7 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
             sft_rows = warmup_rows(ctx.train_dataset, template)
             if sft_rows:
                 before = probe(ctx, model, reward, heldout, template) if heldout else {}
-                loss = warm_up(ctx, model, sft_rows)
+                loss = sft.warm_up(ctx, model, sft_rows, "tpo warm-up")
                 if ctx.stop_requested():  # nothing saved yet: the restart warms up again
                     raise ctx.interrupted(0)
                 after = probe(ctx, model, reward, heldout or rows, template)

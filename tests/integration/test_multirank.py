@@ -18,6 +18,7 @@ import pytest
 
 from align_api.constants import ExitCode
 from tests.integration.multirank_support import env, free_port, job, launch, logged_steps, rank_pids, wait_for
+from tests.integration.resume_support import differences, final_adapter, metric_records
 from tests.integration.trainer_support import read_metrics, series
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,7 @@ def test_grpo_on_two_ranks(tmp_path: Path) -> None:
 def test_ppo_sigterm_to_one_rank_checkpoints_all_and_both_resume(tmp_path: Path) -> None:
     """Own loop: prompts sharded, DDP over the adapter and the value head (the run ends with a check that the
     ranks' parameters are equal). SIGTERM to rank 1 alone stops both at the same step with one checkpoint
-    and exit code 1 (retry); the restart resumes both ranks from it."""
+    and exit code 1 (retry); the restart resumes both ranks from it and ends as the uninterrupted run."""
     config = job(tmp_path, "ppo2", "ppo", hp={"maxSteps": 8}, checkpoints={"everySteps": 1000, "keep": 1})
     out = tmp_path / "out"
     proc = launch(config, out)
@@ -93,6 +94,15 @@ def test_ppo_sigterm_to_one_rank_checkpoints_all_and_both_resume(tmp_path: Path)
     steps = [r["step"] for r in read_metrics(out) if "loss" in r]
     assert steps == list(range(1, 9)), steps
     assert (out / "final" / "adapter_model.safetensors").is_file()
+
+    # ... and ends as the uninterrupted two-rank run: each rank's RNG, the optimizer, the value head and the KL
+    # coefficient came back (runstate.py; test_resume_complete.py compares each piece on one rank)
+    whole = tmp_path / "whole"
+    code = finish(launch(config, whole, log=tmp_path / "whole.log"))
+    assert code == ExitCode.OK, (tmp_path / "whole.log").read_text()[-3000:]
+    problems = differences(final_adapter(whole), final_adapter(out), "final adapter") + \
+        differences(metric_records(whole), metric_records(out), "metrics.jsonl")
+    assert not problems, problems[:10]
 
 
 def test_kill_9_of_a_rank_on_another_node_fails_the_job_within_the_timeout(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import distributed, storage
+from . import distributed, runstate, storage
 from .errors import Interrupted
 from .modelcard import model_card
 
@@ -139,10 +139,11 @@ def rotate(directory: Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def install_atomic_saves(trainer: Any, directory: Path, keep: int) -> None:
+def install_atomic_saves(trainer: Any, directory: Path, keep: int, ctx: Any = None) -> None:
     """Make an HF/TRL trainer write each checkpoint into a staging directory that is renamed into place,
     then rotate to `keep`. (transformers writes `checkpoint-N` in place; a kill mid-save would leave a
-    directory that looks complete to its own resume logic.)"""
+    directory that looks complete to its own resume logic.) With `ctx`, the checkpoint also holds the run
+    state HF does not save (runstate.RUN_STATE_FILE: the grader-health window)."""
     original_save = trainer._save_checkpoint
     original_output_dir = trainer._get_output_dir
 
@@ -157,6 +158,8 @@ def install_atomic_saves(trainer: Any, directory: Path, keep: int) -> None:
             original_save(model, trial, *args, **kwargs)
         finally:
             trainer._get_output_dir = original_output_dir
+        if ctx is not None:
+            runstate.save_hf_run_state(ctx, staging / f"{PREFIX}{trainer.state.global_step}")
         distributed.barrier()
         if distributed.is_main():
             written = staging / f"{PREFIX}{trainer.state.global_step}"
@@ -183,7 +186,7 @@ def run_hf_trainer(ctx: "TrainContext", trainer: Any) -> "TrainResult":
     """ctx.train(trainer): resume, train, checkpoint on SIGTERM, publish the final adapter."""
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # our ProgressLogCallback prints one readable line per log
-    install_atomic_saves(trainer, ctx.paths.checkpoint_dir, ctx.spec.checkpoints.keep)
+    install_atomic_saves(trainer, ctx.paths.checkpoint_dir, ctx.spec.checkpoints.keep, ctx)
     resume = ctx.resume_from
     if resume is not None and finished_checkpoint(resume):
         # transformers would train one more step past max_steps on resume from the last checkpoint: a retry
@@ -195,6 +198,7 @@ def run_hf_trainer(ctx: "TrainContext", trainer: Any) -> "TrainResult":
     else:
         if resume is not None:
             log.info("resuming from %s", resume)
+            runstate.restore_hf_run_state(ctx, resume)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     state = trainer.state
     if ctx.stop_requested():

@@ -128,6 +128,10 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     stop = threading.Event()
     previous_handler = install_sigterm_handler(stop)
     resume = distributed.broadcast(checkpoints.find_resume(paths.checkpoint_dir) if main_rank and own else None)
+    if main_rank:  # what a killed run logged after its last checkpoint is logged again by this one
+        from .runstate import trim_metrics
+        for record in trim_metrics(paths.metrics_file, checkpoints.step_of(resume) or 0 if resume else -1):
+            metrics.latest.update({k: v for k, v in record.items() if k not in ("time", "step", "epoch")})
     if resume is not None and not resume.is_dir():
         raise ConfigError(f"rank {distributed.rank()} cannot see {resume}, the checkpoint rank 0 resumes from: "
                           "several nodes need a shared spec.checkpoints.volume (ReadWriteMany)")

@@ -194,7 +194,9 @@ def prompt_batches(rows: Sequence[dict[str, Any]], per_step: int, seed: int, sta
 
 
 def resume_state(ctx: TrainContext, model: Any) -> tuple[int, dict[str, Any]]:
-    """(step, saved tensors) from ctx.resume_from (a custom-loop checkpoint), loading its adapter weights."""
+    """(step, saved state) from ctx.resume_from (a custom-loop checkpoint), loading its adapter weights and
+    restoring the run state (runstate.py: RNG streams, grader-health window); "rng_restored" in the saved
+    state says whether this rank's RNG came back (else the caller reseeds)."""
     import json
 
     import torch
@@ -202,6 +204,8 @@ def resume_state(ctx: TrainContext, model: Any) -> tuple[int, dict[str, Any]]:
         return 0, {}
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
+
+    from . import runstate
     from .models import _unwrap_peft
     path = ctx.resume_from
     weights = path / "adapter_model.safetensors"
@@ -210,7 +214,9 @@ def resume_state(ctx: TrainContext, model: Any) -> tuple[int, dict[str, Any]]:
         set_peft_model_state_dict(peft_model, load_file(str(weights)))
     state = json.loads((path / "align_state.json").read_text())
     tensors = torch.load(path / "state.pt", weights_only=False) if (path / "state.pt").is_file() else {}
-    return int(state["global_step"]), {**state, **tensors}
+    saved = {**state, **tensors}
+    saved["rng_restored"] = runstate.restore(ctx, saved)
+    return int(state["global_step"]), saved
 
 
 def disable_dropout(model: Any) -> None:
@@ -250,13 +256,19 @@ def whiten(values: Any, mask: Any, shift_mean: bool = True) -> Any:
 def end_round(ctx: Any, model: Any, metrics: dict[str, float], history: list[dict[str, float]], round_no: int,
               rounds: int) -> None:
     """A finished round of an iterative algorithm (dpo/rpo rounds, tpo): its metrics logged and kept, progress,
-    a checkpoint, then SIGTERM honoured (the restart resumes at the next round)."""
+    a checkpoint holding the rounds' history, then SIGTERM honoured (the restart resumes at the next round with
+    the history read back by `round_history`)."""
     history.append(dict(metrics))
     ctx.metrics.log(metrics, step=round_no)
     ctx.metrics.progress(step=round_no, total_steps=rounds)
-    ctx.save_checkpoint(model, round_no, {"round": round_no})
+    ctx.save_checkpoint(model, round_no, {"round": round_no, "history": history})
     if ctx.stop_requested():
         raise ctx.interrupted(round_no)
+
+
+def round_history(saved: dict[str, Any]) -> list[dict[str, float]]:
+    """The finished rounds' metrics from a resumed checkpoint (end_round saves them)."""
+    return [dict(h) for h in saved.get("history", [])]
 
 
 def masked_mean(values: Any, mask: Any) -> Any:

@@ -12,7 +12,7 @@ Each round n = 1..rounds, from the latest policy:
 
 Written per round under <output>/rounds/: round-<n>.jsonl (every sample with its score and whether it was the
 pair's chosen/rejected), round-<n>.eval.jsonl (held-out samples, when there is an eval split), and
-round-<n>.pairs.json (the pairs, written before training: a restart in the middle of a round trains that round
+round-<n>.pairs.json (the pairs and the grader-health window, written before training: a restart in the middle of a round trains that round
 again on the same samples without sampling or grading again). A checkpoint is saved after each round; a restart
 resumes from the last finished round.
 
@@ -31,7 +31,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import online
+from . import online, runstate
 from .errors import ConfigError
 from .graders.rewards import GraderReward, grader_reward, log_failures, row_items
 from .runtime import TrainContext, TrainResult
@@ -132,6 +132,7 @@ def round_pairs(ctx: TrainContext, model: Any, reward: GraderReward, rows: Seque
         data = json.loads(saved.read_text())
         log.info("round %d: reusing its %d pairs from %s (restart in the middle of the round)", round_no,
                  len(data["pairs"]), saved)
+        runstate.set_health_state(ctx, data.get(runstate.HEALTH_KEY))  # the window as it was after that grading
         return data["pairs"], data["metrics"]
     k = ctx.hp.num_generations
     prompts = [r["prompt"] for r in rows]
@@ -147,7 +148,8 @@ def round_pairs(ctx: TrainContext, model: Any, reward: GraderReward, rows: Seque
                "rounds/worst_score": _finite_mean([scores[lo] for _, lo in picked]),
                "rounds/reward_gap_mean": _finite_mean([p["reward_gap"] for p in pairs])}
     tmp = saved.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pairs": pairs, "metrics": metrics}, default=str))
+    tmp.write_text(json.dumps({"pairs": pairs, "metrics": metrics, runstate.HEALTH_KEY: runstate.health_state(ctx)},
+                              default=str))
     tmp.replace(saved)
     return pairs, metrics
 
@@ -156,6 +158,11 @@ def train_round(ctx: TrainContext, model: Any, pairs: list[dict[str, Any]], roun
                 make_trainer: RoundTrainer) -> dict[str, float]:
     from datasets import Dataset
     from transformers import PrinterCallback
+
+    from .models import REFERENCE_ADAPTER, _unwrap_peft
+    peft_model = _unwrap_peft(model)
+    if peft_model is not None and REFERENCE_ADAPTER in peft_model.peft_config:  # TRL adds its own "ref" copy and
+        peft_model.delete_adapter(REFERENCE_ADAPTER)  # refuses a model that has one (the previous round's)
     trainer = make_trainer(ctx, model, Dataset.from_list(pairs), round_no)
     trainer.remove_callback(PrinterCallback)  # a round's inner steps are not the job's steps: metrics go per round
     ctx.models.bind_reference(trainer.model)  # the spec's reference (TRL may have added its own "ref" copy)
@@ -179,13 +186,13 @@ def run(ctx: TrainContext, algorithm: str, make_trainer: RoundTrainer, *, judge:
     reward = grader_reward(ctx, judge=judge)
     model = ctx.models.policy()
     ctx.models.bind_reference(model)
-    start_round, _ = online.resume_state(ctx, model)
+    start_round, saved = online.resume_state(ctx, model)
     rows = list(ctx.train_dataset)
     held_out = list(ctx.eval_dataset) if ctx.eval_dataset is not None else []
     out_dir = ctx.paths.output_dir / "rounds"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
-    history: list[dict[str, float]] = []
+    history = online.round_history(saved)
     try:
         if held_out and start_round == 0:
             start = held_out_reward(ctx, model, reward, held_out, out_dir / "round-0.eval.jsonl")

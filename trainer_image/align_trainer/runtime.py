@@ -270,13 +270,14 @@ class TrainContext:
 
     # --- for algorithms with their own loop ------------------------------------------------------------
     def save_checkpoint(self, model: Any, step: int, state: Mapping[str, Any] | None = None) -> Path:
-        """Atomically save `checkpoint-<step>/` (adapter + `state` as JSON/torch) and rotate to spec.checkpoints.keep.
-        Rank 0 writes; every rank calls it and returns once the checkpoint is complete."""
-        from . import distributed
+        """Atomically save `checkpoint-<step>/` (adapter + `state` + the run state of runstate.py, as JSON/torch) and
+        rotate to spec.checkpoints.keep. Rank 0 writes; every rank calls it and returns once the checkpoint is complete."""
+        from . import distributed, runstate
         from .checkpoints import save_custom_checkpoint
         target = self.paths.checkpoint_dir / f"checkpoint-{step}"
+        state = {**(state or {}), **runstate.capture(self)}  # every rank's RNG and grader-health window
         if distributed.is_main():
-            target = save_custom_checkpoint(self, distributed.unwrap(model), step, state or {})
+            target = save_custom_checkpoint(self, distributed.unwrap(model), step, state)
         distributed.barrier()
         return target
 

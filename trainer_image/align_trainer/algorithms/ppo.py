@@ -221,7 +221,7 @@ def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: A
         optimizer.load_state_dict(saved["optimizer"])
         kl_ctl.beta = float(saved.get("kl_beta", kl_ctl.beta))
     ddp_model, ddp_value_head = distributed.wrap_ddp(model), distributed.wrap_ddp(value_head)
-    if distributed.is_distributed():
+    if distributed.is_distributed() and not saved.get("rng_restored"):
         torch.manual_seed(distributed.sampling_seed(hp.seed, step))
     metrics: dict[str, float] = {}
     for batch in online.prompt_batches(rows, per_step, hp.seed, start_step=step):

@@ -193,10 +193,10 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
     reward = grader_reward(ctx, judge=judge)
     model = ctx.models.policy()
     ctx.models.bind_reference(model)
-    start_round, _ = online.resume_state(ctx, model)
+    start_round, saved = online.resume_state(ctx, model)
     # torchrun: each rank samples and judges its share of the prompts (own seed); the pairs are gathered so every
     # rank trains the same DPO round (TRL's DPOTrainer deals them out again and averages gradients)
-    if distributed.is_distributed():
+    if distributed.is_distributed() and not saved.get("rng_restored"):
         torch.manual_seed(distributed.sampling_seed(hp.seed, start_round))
     rows = distributed.shard(list(ctx.train_dataset))
     prompts = [thought_prompt(r["prompt"], template) for r in rows]
@@ -208,7 +208,7 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
     out_dir = ctx.paths.output_dir / "tpo"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
-    history: list[dict[str, float]] = []
+    history = online.round_history(saved)
     try:
         if ctx.resume_from is None and hp.warmup_epochs > 0:
             sft_rows = warmup_rows(ctx.train_dataset, template)

@@ -86,6 +86,9 @@ def grader_reward(ctx: Any, *, judge: Any = None, reward_model: Any = None) -> G
         raise ConfigError(f"spec.grader: {exc}") from None
     from .health import GraderHealth
     grader.health = GraderHealth.from_spec(ctx.spec.run_policy)
+    if isinstance(getattr(ctx, "scratch", None), dict):  # checkpoints carry its window (runstate.py)
+        from ..runstate import HEALTH_KEY
+        ctx.scratch[HEALTH_KEY] = grader.health
     return GraderReward(grader)
 
 

@@ -34,7 +34,7 @@ def scratch_copy() -> Path:
 
 
 def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[int, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(tree / p) for p in ("api", "operator", "trainer_image")),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(tree / p) for p in ("api", "operator", "trainer_image", "localcluster")),
            "OMP_NUM_THREADS": "1"}
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "0", *tests],

@@ -197,3 +197,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "            settle_startup_heap()\n", "            pass\n",
              ("tests/unit/test_trainer_gc.py::test_own_process_starts_without_the_collector_and_trains_with_startup_frozen",)),
 )
+
+from tests.mutations_more import MORE  # noqa: E402  (it imports Mutation from here)
+
+MUTATIONS = MUTATIONS + MORE

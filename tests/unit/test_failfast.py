@@ -121,6 +121,15 @@ def test_grader_health_stops_above_the_rate_and_quotes_the_first_errors() -> Non
     GraderHealth(max_error_rate=1.0, window=1).observe("g", [failed()])  # 1 never stops
 
 
+def test_grader_health_judges_the_last_window_only() -> None:
+    """Old healthy batches leave the window: a grader that breaks late is not diluted by its early successes."""
+    health = GraderHealth(max_error_rate=0.5, window=1)
+    health.observe("g", [GradeResult(1.0)] * 4)
+    with pytest.raises(GraderFailing):
+        health.observe("g", [failed("late"), failed("late"), GradeResult(1.0)])  # 2/3 in the window; 2/7 overall
+    assert len(health.batches) == 1
+
+
 def test_training_reward_function_fails_on_an_unhealthy_grader() -> None:
     from align_api.graders import PythonGrader
     from align_api.runtime import RunPolicy

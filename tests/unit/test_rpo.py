@@ -154,10 +154,10 @@ def test_openai_preference_rows_keep_their_rewards(tmp_path: Path) -> None:
 def test_best_vs_worst_pairs_with_their_gap() -> None:
     prompts = ["p", [{"role": "user", "content": "q"}], "tie", "failed"]
     answers = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"]
-    scores = [0.2, 0.9, 0.5, 0.1, 0.3, 0.1, 0.4, 0.4, 0.4, float("-inf"), float("-inf"), 0.7]
+    scores = [0.5, 0.9, 0.2, 0.1, 0.3, 0.1, 0.4, 0.4, 0.4, float("-inf"), float("-inf"), 0.7]
     pairs, picked = preference_rounds.best_vs_worst(prompts, answers, scores, 3)
-    assert picked == [(1, 0), (4, 3)]
-    assert pairs[0] == {"prompt": "p", "chosen": "b", "rejected": "a", "reward_gap": pytest.approx(0.7)}
+    assert picked == [(1, 2), (4, 3)]  # neither the best nor the worst stands first in its group
+    assert pairs[0] == {"prompt": "p", "chosen": "b", "rejected": "c", "reward_gap": pytest.approx(0.7)}
     assert pairs[1]["chosen"] == [{"role": "assistant", "content": "e"}] and pairs[1]["reward_gap"] == pytest.approx(0.2)
 
 

@@ -75,9 +75,7 @@ def restore(ctx: Any, saved: Mapping[str, Any]) -> bool:
     """Put this rank's part of `saved` (from `capture`) back. True when the RNG streams were restored (False for
     a checkpoint written by another number of ranks, or before the RNG was saved: then the caller reseeds)."""
     ranks = distributed.world_size()
-    healths = saved.get(HEALTH_KEY)
-    if isinstance(healths, list) and len(healths) == ranks:
-        set_health_state(ctx, healths[distributed.rank()])
+    restore_health(ctx, saved)
     streams = saved.get("rng")
     if isinstance(streams, list) and len(streams) == ranks:
         set_rng_state(streams[distributed.rank()])
@@ -96,10 +94,11 @@ def save_hf_run_state(ctx: Any, checkpoint: Path) -> None:
 def restore_hf_run_state(ctx: Any, checkpoint: Path) -> None:
     path = checkpoint / RUN_STATE_FILE
     if path.is_file():
-        restore_health_only(ctx, json.loads(path.read_text(encoding="utf-8")))
+        restore_health(ctx, json.loads(path.read_text(encoding="utf-8")))
 
 
-def restore_health_only(ctx: Any, saved: Mapping[str, Any]) -> None:
+def restore_health(ctx: Any, saved: Mapping[str, Any]) -> None:
+    """This rank's grader-health window from a checkpoint's gathered windows."""
     healths = saved.get(HEALTH_KEY)
     if isinstance(healths, list) and len(healths) == distributed.world_size():
         set_health_state(ctx, healths[distributed.rank()])

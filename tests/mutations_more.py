@@ -1,0 +1,148 @@
+"""The catalogue's second part (tests/mutations.py appends it): resume and the modules the first part did not
+list (rpo, reward gaps, preference rounds, SFT tokenisation, distributed, admission, node agent, evaluation
+statistics, grader health, the Job's podFailurePolicy). Same format and checks."""
+
+from __future__ import annotations
+
+from tests.mutations import Mutation
+
+RPO = "trainer_image/align_trainer/algorithms/rpo.py"
+GAPS = "trainer_image/align_trainer/reward_gaps.py"
+ROUNDS = "trainer_image/align_trainer/preference_rounds.py"
+SFT = "trainer_image/align_trainer/algorithms/sft.py"
+DISTRIBUTED = "trainer_image/align_trainer/distributed.py"
+ONLINE = "trainer_image/align_trainer/online.py"
+PPO = "trainer_image/align_trainer/algorithms/ppo.py"
+RUNSTATE = "trainer_image/align_trainer/runstate.py"
+CHECKPOINTS = "trainer_image/align_trainer/checkpoints.py"
+TRAINER_MAIN = "trainer_image/align_trainer/main.py"
+ADMISSION = "operator/align_operator/handlers/admission.py"
+NODE_AGENT = "localcluster/align_localcluster/nodeagent.py"
+STATS = "trainer_image/align_trainer/evaluation/stats.py"
+HEALTH = "trainer_image/align_trainer/graders/health.py"
+REWARDS = "trainer_image/align_trainer/graders/rewards.py"
+JOB = "operator/align_operator/renderers/job.py"
+
+RPO_UNIT = "tests/unit/test_rpo.py::"
+RESUME = "tests/integration/test_resume_complete.py::"
+LOSSES = "tests/unit/test_trainer_losses.py::"
+MULTIRANK_UNIT = "tests/unit/test_multirank_config.py::"
+ADMISSION_UNIT = "tests/unit/test_admission.py::"
+NODE_AGENT_UNIT = "tests/unit/test_node_agent_pure.py::"
+STATS_UNIT = "tests/unit/test_evaluation_stats.py::"
+FAILFAST = "tests/unit/test_failfast.py::"
+RENDERERS = "tests/unit/test_operator_renderers.py::"
+
+MORE: tuple[Mutation, ...] = (
+    # resume: every restore of runstate.py, online.resume_state, ppo and the rounds
+    Mutation("resume: optimizer state not restored", PPO, '        optimizer.load_state_dict(saved["optimizer"])\n', "",
+             (RESUME + "test_ppo_resumes_its_whole_state",)),
+    Mutation("resume: value head not restored", PPO, '        value_head.load_state_dict(saved["value_head"])\n', "",
+             (RESUME + "test_ppo_resumes_its_whole_state",)),
+    Mutation("resume: KL coefficient not restored", PPO,
+             '        kl_ctl.beta = float(saved.get("kl_beta", kl_ctl.beta))\n', "",
+             (RESUME + "test_ppo_resumes_its_whole_state",)),
+    Mutation("resume: adapter weights not restored", ONLINE,
+             "        set_peft_model_state_dict(peft_model, load_file(str(weights)))", "        pass",
+             (RESUME + "test_ppo_resumes_its_whole_state",)),
+    Mutation("resume: prompt schedule restarts at the first batch", ONLINE, "        if produced >= start_step:",
+             "        if True:", (RESUME + "test_ppo_resumes_its_whole_state",)),
+    Mutation("resume: RNG streams not restored", RUNSTATE,
+             "        set_rng_state(streams[distributed.rank()])\n        return True", "        return True",
+             (RESUME + "test_ppo_resumes_its_whole_state",)),
+    Mutation("resume: grader-health window not restored", RUNSTATE, "    restore_health(ctx, saved)\n", "",
+             (RESUME + "test_ppo_resumes_its_whole_state",)),
+    Mutation("resume: HF checkpoints lose the grader-health window", CHECKPOINTS,
+             "            runstate.restore_hf_run_state(ctx, resume)\n", "",
+             (RESUME + "test_grpo_resumes_through_our_checkpoints_with_the_grader_health_window",)),
+    Mutation("resume: rounds' history not restored", ONLINE,
+             '    return [dict(h) for h in saved.get("history", [])]', "    return []",
+             (RESUME + "test_rounds_resume_with_their_history",)),
+    Mutation("resume: a repeated round's grader-health window not restored", ROUNDS,
+             "        runstate.set_health_state(ctx, data.get(runstate.HEALTH_KEY))", "        pass",
+             (RESUME + "test_rounds_resume_with_their_history",)),
+    Mutation("resume: metrics.jsonl keeps the steps logged after the last checkpoint", TRAINER_MAIN,
+             "        for record in trim_metrics(paths.metrics_file, checkpoints.step_of(resume) or 0 if resume else -1):",
+             "        for record in []:",
+             (RESUME + "test_ppo_resumes_its_whole_state",)),
+    # rpo and its reward gaps
+    Mutation("rpo: reward-gap sign flipped in the loss", RPO, "    b = eta * reward_gap.to(a.dtype)",
+             "    b = -eta * reward_gap.to(a.dtype)",
+             (RPO_UNIT + "test_each_loss_matches_an_independent_computation",
+              RPO_UNIT + "test_a_larger_reward_gap_pulls_the_implicit_gap_further")),
+    Mutation("rpo: eta ignored", RPO, "    b = eta * reward_gap.to(a.dtype)", "    b = reward_gap.to(a.dtype)",
+             (RPO_UNIT + "test_each_loss_matches_an_independent_computation",)),
+    Mutation("rpo: backward KL distance computed as the forward one", RPO,
+             "        return log_pb.exp() * (log_pb - log_pa) + log_qb.exp() * (log_qb - log_qa)",
+             "        return log_pa.exp() * (log_pa - log_pb) + log_qa.exp() * (log_qa - log_qb)",
+             (RPO_UNIT + "test_each_loss_matches_an_independent_computation",)),
+    Mutation("reward gaps: column gap sign flipped", GAPS, "gaps.append(values[0] - values[1])",
+             "gaps.append(values[1] - values[0])", (RPO_UNIT + "test_gaps_from_columns_and_bad_values",)),
+    Mutation("reward gaps: graded gap sign flipped", GAPS,
+             "return [results[i].reward - results[n + i].reward for i in range(n)]",
+             "return [results[n + i].reward - results[i].reward for i in range(n)]",
+             (RPO_UNIT + "test_graded_gaps_are_computed_once_and_cached",)),
+    # preference rounds
+    Mutation("rounds: roundReference previous never moves the reference", ROUNDS,
+             'if ctx.hp.round_reference == "previous" and round_no > 1:', "if False:",
+             (RPO_UNIT + "test_round_reference_moves_only_when_asked",)),
+    Mutation("rounds: the worst answer is not the rejected one", ROUNDS,
+             "        lo = min(scored, key=lambda j: scores[j])", "        lo = scored[0]",
+             (RPO_UNIT + "test_best_vs_worst_pairs_with_their_gap",)),
+    Mutation("rounds: a repeated round samples and grades again", ROUNDS, "    if saved.is_file():", "    if False:",
+             (RPO_UNIT + "test_a_repeated_round_reuses_its_samples",)),
+    # SFT tokenisation
+    Mutation("sft: completion-only labels train the prompt too", SFT, "    if not completion_only:", "    if True:",
+             (LOSSES + "test_sft_labels_cover_weighted_assistant_turns_only",)),
+    Mutation("sft: per-message weight 0 ignored", SFT,
+             'if message["role"] != "assistant" or not message.get("weight", 1):', 'if message["role"] != "assistant":',
+             (LOSSES + "test_sft_labels_cover_weighted_assistant_turns_only",)),
+    # distributed
+    Mutation("distributed: every rank gets every row", DISTRIBUTED, "    return list(items[index::count])",
+             "    return list(items)", (MULTIRANK_UNIT + "test_shard_deals_out_and_seeds_differ_per_rank",)),
+    Mutation("distributed: every rank samples with the same seed", DISTRIBUTED,
+             "    return seed + 1_000_003 * (rank() if index is None else index) + 7_919 * start_step",
+             "    return seed + 7_919 * start_step", (MULTIRANK_UNIT + "test_shard_deals_out_and_seeds_differ_per_rank",)),
+    Mutation("distributed: metrics not averaged over the ranks that have them", DISTRIBUTED,
+             "/ sum(1 for box in boxes if k in box) for k in keys}", "/ len(boxes) for k in keys}",
+             ("tests/integration/test_multirank.py::test_ppo_sigterm_to_one_rank_checkpoints_all_and_both_resume",)),
+    Mutation("distributed: own-loop gradients not averaged over ranks (no DDP)", DISTRIBUTED,
+             "    if not _initialized():\n        return module\n    from torch.nn.parallel import DistributedDataParallel\n"
+             "    device", "    if True:\n        return module\n    from torch.nn.parallel import DistributedDataParallel\n"
+             "    device", ("tests/integration/test_multirank.py::test_ppo_sigterm_to_one_rank_checkpoints_all_and_both_resume",)),
+    # the admission webhook
+    Mutation("admission: a spec-changing update is not checked", ADMISSION,
+             'if operation == "UPDATE" and old is not None and new is not None and old.get("spec") == new.get("spec"):',
+             'if operation == "UPDATE":', (ADMISSION_UNIT + "test_a_spec_changing_update_is_checked",)),
+    Mutation("admission: denial without the 422 code", ADMISSION, "invalid_message(exc), code=422)",
+             "invalid_message(exc))", (ADMISSION_UNIT + "test_an_invalid_object_is_denied_with_the_field_path_and_code_422",)),
+    # the node agent (moved to align_localcluster with the emulated cluster)
+    Mutation("node agent: a pod that wants more GPUs than the node has fits", NODE_AGENT,
+             "    if gpus is not None and wanted > gpus:", "    if False:",
+             (NODE_AGENT_UNIT + "test_a_pod_fits_unless_it_wants_more_gpus_or_other_labels",)),
+    Mutation("node agent: pods already placed are bound again", NODE_AGENT,
+             'return not (pod.get("spec") or {}).get("nodeName") and not', "return not",
+             (NODE_AGENT_UNIT + "test_only_unplaced_pending_pods_are_bound",)),
+    # evaluation statistics
+    Mutation("evaluation: a failed (NaN) grading counts in win/tie/loss", STATS, "    ok = ~np.isnan(diff)",
+             "    ok = np.ones(diff.shape, dtype=bool)", (STATS_UNIT + "test_win_tie_loss_counts_and_rates",)),
+    Mutation("evaluation: ties count as losses in the win rate", STATS,
+             "return (self.wins + 0.5 * self.ties) / self.n if self.n else math.nan",
+             "return self.wins / self.n if self.n else math.nan", (STATS_UNIT + "test_all_ties_is_half_not_zero",)),
+    # grader health
+    Mutation("grader health: the window never slides", HEALTH, "        while len(self.batches) > self.window:",
+             "        while False:", (FAILFAST + "test_grader_health_judges_the_last_window_only",)),
+    Mutation("grader health: unparseable answers count as grader failures", HEALTH,
+             "if k not in ANSWER_FLAGS and not k.endswith(", "if not k.endswith(",
+             (FAILFAST + "test_unparseable_answers_are_the_policys_zero_not_a_broken_grader",)),
+    Mutation("grader health: training reward function not watched", REWARDS,
+             "    grader.health = GraderHealth.from_spec(ctx.spec.run_policy)\n", "",
+             (FAILFAST + "test_training_reward_function_fails_on_an_unhealthy_grader",)),
+    # the trainer Job's podFailurePolicy
+    Mutation("job: permanent exit codes do not fail the Job", JOB, '{"action": "FailJob", "onExitCodes"',
+             '{"action": "Count", "onExitCodes"',
+             (RENDERERS + "test_pod_failure_policy_fails_fast_on_permanent_codes_and_ignores_disruptions",)),
+    Mutation("job: disruptions count against the backoff limit", JOB, '{"action": "Ignore", "onPodConditions"',
+             '{"action": "Count", "onPodConditions"',
+             (RENDERERS + "test_pod_failure_policy_fails_fast_on_permanent_codes_and_ignores_disruptions",)),
+)

@@ -11,4 +11,9 @@ cd "$(dirname "$0")/.."
 # wheelhouse), for the tests marked containers (cold: about 10 min; then only what changed is rebuilt).
 ./scripts/build_images.sh
 . .venv/bin/activate
-exec python -m pytest -p no:cacheprovider -n 2 --dist loadfile "$@"
+python -m pytest -p no:cacheprovider -n 2 --dist loadfile "$@"
+# The whole mutation catalogue (tests/mutations.py): every catalogued breakage must still make a named test fail,
+# so a green run means the catalogue is still killed. Only for the whole suite (no arguments given).
+if [ $# -eq 0 ]; then
+  exec python scripts/mutation_check.py
+fi

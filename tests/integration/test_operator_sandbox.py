@@ -82,7 +82,9 @@ def test_trainer_error_fails_fast_with_reason_and_message(sb: Sandbox, code: int
     assert text in status["lastError"]["message"]
     assert conditions(sb.get(name))["Failed"]["reason"] == reason
     assert len(sb.list("Pod", labels=f"align.dev/job={name}")) == 1  # podFailurePolicy: no retry
-    assert any(e["type"] == "Warning" and e["reason"] == reason for e in sb.events(name))
+    # Kopf posts events from a queue of its own, after the status write that sb.wait saw
+    sb.wait_for(lambda: any(e["type"] == "Warning" and e["reason"] == reason for e in sb.events(name)), timeout=10,
+                message=f"no Warning event {reason}")
 
 
 def test_transient_errors_retry_until_the_backoff_limit(sb: Sandbox) -> None:

@@ -58,8 +58,12 @@ wheelhouse() {  # name extras...
   local reqs=()
   [ "$name" = trainer ] && reqs+=("torch==2.13.0")
   # setuptools: pip builds the project itself inside the image (build isolation, offline).
-  "$PY" -m pip wheel -q -w "$W" -c "$pins" "${reqs[@]}" setuptools \
-    "$REPO[$*]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  local log=$C/pip-wheel-$name.log
+  if ! "$PY" -m pip wheel -q -w "$W" -c "$pins" "${reqs[@]}" setuptools "$REPO[$*]" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" >&2 || true
+    die "pip wheel for the $name image (log: $log)"
+  fi
+  grep -v "^WARNING: Location" "$log" >&2 || true  # grep exits 1 when nothing is left to show
   ls "$W"/*.whl >/dev/null 2>&1 || die "pip wheel produced nothing in $W"
   rm -f "$W"/align_operator-*.whl  # the image installs the project from its own copy of the sources
   echo "$stamp" > "$W/.stamp"

@@ -1,6 +1,6 @@
 """The README's quickstart: a DPO job end to end in the local sandbox, then its plot.
 
-`python -m align_operator.quickstart [MANIFEST] [--workdir DIR]` runs `alignctl local run` (emulated API
+`python -m align_localcluster.quickstart [MANIFEST] [--workdir DIR]` runs `alignctl local run` (emulated API
 server, the real operator, the trainer as a local process) on `examples/dpo.yaml`, then `alignctl plot` on
 the run's metrics, and prints the final status, the adapter path and the plot path. Exit code 0 only when
 the job Succeeded and both the adapter and the plot exist.

@@ -159,6 +159,7 @@ def test_the_console_in_a_browser(plane: dict[str, str], page: Any, tmp_path: Pa
     page.click('#samples th[data-sort="gain"]')
     assert "winRate" in page.inner_text("#evaluation-summary") and "PASS" in page.inner_text("#gates")
     assert page.locator("#distribution canvas").count() >= 1
+    page.locator("#distribution").scroll_into_view_if_needed()
     shot(page, "console-evaluation", tmp_path)
 
     # Compare the two runs: one chart per metric with a series per run, and the spec fields that differ.

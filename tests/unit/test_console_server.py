@@ -66,7 +66,9 @@ def run_dir(tmp_path: Path) -> Path:
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
         {"step": 1, "loss": 0.7, "learning_rate": 1e-3}, {"step": 2, "loss": float("nan")}]) + "\n{torn")
     (tmp_path / "report.md").write_text("# report")
-    (tmp_path / "evaluation.json").write_text(json.dumps({"kind": "policy", "status": {"winRate": 1.0}, "passed": True,
+    # Python's json writes NaN (a correlation over constant rewards); browsers' JSON.parse rejects it
+    (tmp_path / "evaluation.json").write_text(json.dumps({"kind": "policy", "status": {"winRate": 1.0,
+                                                                                       "lengthRewardCorrelation": float("nan")}, "passed": True,
         "gates": [], "samples": [{"prompt": "p", "policy": "Sure!", "reference": "", "policy_reward": 1.0,
                                   "reference_reward": 0.0}]}))
     return tmp_path
@@ -115,7 +117,8 @@ async def test_job_curves_come_from_metrics_jsonl_else_from_the_trainer_log(clie
 @pytest.mark.asyncio
 async def test_evaluation_compare_and_logs(client: TestClient) -> None:
     ev = await (await client.get("/api/jobs/ns/done/evaluation")).json()
-    assert ev["problem"] is None and ev["samples"][0]["gain"] == 1.0 and ev["summary"] == {"winRate": 1.0}
+    assert ev["problem"] is None and ev["samples"][0]["gain"] == 1.0
+    assert ev["summary"] == {"winRate": 1.0, "lengthRewardCorrelation": None}
     missing = await (await client.get("/api/jobs/ns/broken/evaluation")).json()
     assert "no evaluation report" in missing["problem"]
     cmp = await (await client.get("/api/compare?job=ns/done&job=ns/live")).json()

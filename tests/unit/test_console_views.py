@@ -105,6 +105,8 @@ def test_evaluation_view_gains_and_shared_histogram_bins() -> None:
     hist = view["histogram"]
     assert sum(hist["policy"]) == 2 and sum(hist["reference"]) == 3  # the unscored sample is not counted
     assert len(hist["centers"]) == 10 and hist["centers"][0] == pytest.approx(0.05)
+    assert hist["policy"][0] == hist["policy"][9] == 1  # the highest reward falls in the last bin, not past it
+    assert [i for i, n in enumerate(hist["reference"]) if n] == [0, 2, 5]
     assert views.histogram([0.5], [0.5]) == {"centers": [0.5], "policy": [1.0], "reference": [1.0]}
     assert views.evaluation_view({"evaluation": {"winRate": 1.0}}, None)["summary"] == {"winRate": 1.0}
 

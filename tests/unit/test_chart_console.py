@@ -25,7 +25,9 @@ def docs() -> dict[str, list[dict[str, Any]]]:
     rendered = render_many([{"values": v, "namespace": "align-system", "name": "align"} for v in sets.values()])
     for name, result in zip(sets, rendered):
         assert "error" not in result, (name, result)
-    return {name: documents(result["manifest"]) for name, result in zip(sets, rendered)}
+    out = {name: documents(result["manifest"]) for name, result in zip(sets, rendered)}
+    out["notes"] = {name: result.get("notes", "") for name, result in zip(sets, rendered)}  # type: ignore[assignment]
+    return out
 
 
 def console_objects(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -34,6 +36,8 @@ def console_objects(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_off_by_default(docs: dict[str, list[dict[str, Any]]]) -> None:
     assert console_objects(docs["defaults"]) == []
+    assert "port-forward svc/align-align-operator-console" not in docs["notes"]["defaults"]
+    assert "port-forward svc/align-align-operator-console 8765:80" in docs["notes"]["on"]
 
 
 def test_console_objects_are_read_only_and_restricted(docs: dict[str, list[dict[str, Any]]]) -> None:

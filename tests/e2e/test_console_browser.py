@@ -41,6 +41,7 @@ def alignctl(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
 def job(name: str, **changes: Any) -> dict[str, Any]:
     doc = yaml.safe_load((REPO / "examples" / "dpo.yaml").read_text())
     doc["metadata"]["name"] = name
+    doc["metadata"]["labels"] = {"run": name}
     for path, value in changes.items():
         target = doc["spec"]
         *parents, last = path.split(".")
@@ -121,6 +122,15 @@ def test_the_console_in_a_browser(plane: dict[str, str], page: Any, tmp_path: Pa
     page.wait_for_selector('#jobs tr[data-job="default/dpo-broken"][data-phase="Failed"]', timeout=120_000)
     broken = page.locator('#jobs tr[data-job="default/dpo-broken"]').inner_text()
     page.wait_for_selector('#jobs tr[data-job="default/dpo-long"][data-phase="Running"]', timeout=120_000)
+    # Filters: phase (in the page), label selector (sent to the API server).
+    page.select_option("select[name=phase]", "Failed")
+    page.click(".filters button")
+    page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr').length === 1")
+    assert page.locator("#jobs tbody tr").get_attribute("data-job") == "default/dpo-broken"
+    page.select_option("select[name=phase]", "")
+    page.fill("input[name=label]", "run=dpo-long")
+    page.click(".filters button")
+    page.wait_for_function("() => [...document.querySelectorAll('#jobs tbody tr')].map(r => r.dataset.job).join() === 'default/dpo-long'")
 
     # The failed job's page says why.
     page.goto(f"{url}jobs/default/dpo-broken")
@@ -138,6 +148,11 @@ def test_the_console_in_a_browser(plane: dict[str, str], page: Any, tmp_path: Pa
     assert points(page, "loss") > first
     assert "trainer log" in page.inner_text("#curve-source")
     assert page.locator("#curves canvas").count() >= 3  # uPlot drew the charts (loss, grad_norm, margins...)
+    page.locator("#logs-link").click()
+    page.wait_for_load_state()
+    assert "step " in page.inner_text("body") and "# pod default/dpo-long-trainer" in page.inner_text("body")
+    page.go_back()
+    page.wait_for_selector('#curves .chart[data-metric="loss"]')
     shot(page, "console-job-running", tmp_path)
 
     # The succeeded job's evaluation: every sample with the policy's and the reference's answers side by side.
@@ -163,7 +178,11 @@ def test_the_console_in_a_browser(plane: dict[str, str], page: Any, tmp_path: Pa
     shot(page, "console-evaluation", tmp_path)
 
     # Compare the two runs: one chart per metric with a series per run, and the spec fields that differ.
-    page.goto(f"{url}compare?job=default/dpo-tiny&job=default/dpo-long")
+    page.goto(url)  # picked in the jobs list
+    for name in ("dpo-tiny", "dpo-long"):
+        page.locator(f'#jobs tr[data-job="default/{name}"] input[type=checkbox]').check()
+    page.click("#compare-selected")
+    page.wait_for_url("**/compare?job=*")
     page.wait_for_selector('#compare-curves .chart[data-metric="loss"]', timeout=30_000)
     legend = page.locator('#compare-curves .chart[data-metric="loss"] .u-legend .u-series')
     assert legend.count() == 3  # the step axis and one series per run

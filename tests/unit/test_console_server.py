@@ -36,7 +36,9 @@ class FakeClient:
         self.list_calls += 1
         if namespace == "forbidden":
             raise ClusterError('alignmentjobs.align.dev is forbidden: User "u" cannot list', 403)
-        return [o for (ns, _), o in self.objs.items() if all_namespaces or ns == namespace]
+        key, _, value = (label_selector or "").partition("=")
+        return [o for (ns, _), o in self.objs.items() if (all_namespaces or ns == namespace)
+                and (not key or (o["metadata"].get("labels") or {}).get(key) == value)]
 
     def get(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         try:
@@ -56,7 +58,8 @@ class FakeClient:
 
 
 def obj(name: str, phase: str, **status: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ns", "creationTimestamp": "2026-01-01T00:00:00Z"},
+    return {"metadata": {"name": name, "namespace": "ns", "creationTimestamp": "2026-01-01T00:00:00Z",
+                         "labels": {"run": name}},
             "spec": {"algorithm": "dpo", "model": {"base": "builtin://tiny"}, "hyperparameters": {"beta": 0.1}},
             "status": {"phase": phase, **status}}
 
@@ -94,6 +97,8 @@ async def test_jobs_api_pages_filters_and_caches_the_list(client: TestClient) ->
     failed = await (await client.get("/api/jobs?phase=Failed")).json()
     assert [r["name"] for r in failed["items"]] == ["broken"] and failed["items"][0]["reason"] == "TrainerError"
     assert client.fake.list_calls == 1  # three tabs polling cost one list per ttl
+    labelled = await (await client.get("/api/jobs?label=run%3Dlive")).json()
+    assert [r["name"] for r in labelled["items"]] == ["live"]
     assert (await client.get("/api/jobs?offset=x")).status == 400
     denied = await client.get("/api/jobs?namespace=forbidden")
     assert denied.status == 403 and "forbidden" in (await denied.json())["error"]

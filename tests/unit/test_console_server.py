@@ -29,7 +29,7 @@ class FakeClient:
 
     def __init__(self, objs: list[dict[str, Any]]) -> None:
         self.objs = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs}
-        self.list_calls = 0
+        self.list_calls = self.log_calls = 0
 
     def list(self, *, all_namespaces: bool = False, label_selector: str | None = None,
              namespace: str | None = None) -> list[dict[str, Any]]:
@@ -54,6 +54,7 @@ class FakeClient:
         return [{"metadata": {"name": f"{name}-trainer-0"}}]
 
     def logs(self, pod: str, namespace: str | None = None, **_: Any) -> Iterator[str]:
+        self.log_calls += 1
         return iter(LOG)
 
 
@@ -116,6 +117,8 @@ async def test_job_curves_come_from_metrics_jsonl_else_from_the_trainer_log(clie
     assert live["curves"]["source"] == "trainer log" and live["curves"]["pod"] == "live-trainer-0"
     assert live["curves"]["steps"] == [1, 2] and live["curves"]["series"]["eval_loss"] == [None, 0.65]
     assert "pvc://vol/live/metrics.jsonl" in live["curves"]["note"]  # why the published file was not used
+    await client.get("/api/jobs/ns/live")
+    assert client.fake.log_calls == 1  # read once per ttl, however many pages poll it
     assert (await client.get("/api/jobs/ns/nope")).status == 404
 
 

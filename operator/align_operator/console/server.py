@@ -88,7 +88,8 @@ def _shell(page: str, settings: dict[str, Any]) -> web.Response:
     config = html.escape(json.dumps({"page": page, "poll": settings["poll"]}))
     return web.Response(content_type="text/html", text=f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>align console</title>
-<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/vendor/uPlot.min.css"><link rel="stylesheet" href="/static/app.css">
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/vendor/uPlot.min.css">
+<link rel="stylesheet" href="/static/app.css">
 </head><body data-config="{config}">
 <header><a href="/" class="brand">align console</a> <nav><a href="/">Jobs</a> <a href="/compare">Compare</a></nav>
 <span id="context">{html.escape(settings["context"])}</span></header>
@@ -153,9 +154,10 @@ async def api_compare(request: web.Request) -> web.Response:
     objs = await asyncio.gather(*(_run(source.job, ns, name) for ns, name in keys))
     curves = await asyncio.gather(*(_run(source.curves, obj) for obj in objs))
     labels = [f"{ns}/{name}" for ns, name in keys]
-    return _json({"jobs": labels, "phases": {label: (o.get("status") or {}).get("phase") for label, o in zip(labels, objs)},
+    by_label = dict(zip(labels, objs))
+    return _json({"jobs": labels, "phases": {label: (o.get("status") or {}).get("phase") for label, o in by_label.items()},
                   "curves": dict(zip(labels, curves)),
-                  "diff": views.spec_diff({label: o.get("spec") or {} for label, o in zip(labels, objs)})})
+                  "diff": views.spec_diff({label: o.get("spec") or {} for label, o in by_label.items()})})
 
 
 async def job_logs(request: web.Request) -> web.Response:

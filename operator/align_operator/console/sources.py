@@ -72,6 +72,7 @@ class ClusterSource:
         self.all_namespaces = all_namespaces
         self.ttl, self._clock = ttl, clock
         self._lists: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+        self._logs: dict[tuple[str, str, int | None], tuple[float, tuple[str | None, list[str]]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -102,16 +103,24 @@ class ClusterSource:
         return (pods[0].get("metadata") or {}).get("name") if pods else None
 
     def log_lines(self, namespace: str, name: str, tail: int | None = LOG_TAIL) -> tuple[str | None, list[str]]:
-        """(pod, lines) of the job's rank-0 trainer pod; (None, []) before it exists."""
+        """(pod, lines) of the job's rank-0 trainer pod; (None, []) before it exists. Cached for `ttl` seconds
+        like the list: a job page and a comparison open side by side read the log once per interval."""
+        key = (namespace, name, tail)
+        with self._lock:
+            cached = self._logs.get(key)
+            if cached and self._clock() - cached[0] < self.ttl:
+                return cached[1]
         pod = self.trainer_pod(namespace, name)
-        if pod is None:
-            return None, []
-        try:
-            return pod, list(self.client.logs(pod, namespace, tail=tail))
-        except ClusterError as exc:
-            if exc.status in (400, 404):  # the container has not started yet, or the pod is gone
-                return pod, []
-            raise
+        lines: list[str] = []
+        if pod is not None:
+            try:
+                lines = list(self.client.logs(pod, namespace, tail=tail))
+            except ClusterError as exc:
+                if exc.status not in (400, 404):  # 400/404: the container has not started yet, or the pod is gone
+                    raise
+        with self._lock:
+            self._logs[key] = (self._clock(), (pod, lines))
+        return pod, lines
 
     def curves(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """The job's curves and where they came from: its published metrics.jsonl when readable, else the

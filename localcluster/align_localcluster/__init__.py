@@ -60,7 +60,7 @@ import yaml
 from align_api import yamlio
 from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES
 
-from align_operator.kube import Resource
+from .kube import Resource
 from .cluster import Cluster
 
 __all__ = ["Sandbox", "SANDBOX_SETTINGS", "poll_until", "resource_of"]

@@ -34,7 +34,7 @@ import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
-from kmock._internal import enums, rendering  # kmock exports no names for these two
+
 
 from align_api import yamlio
 
@@ -64,7 +64,7 @@ class Fault:
     subresource: str | None = None   # "status"; None = any
     served: int = 0
 
-    def matches(self, request: rendering.Request) -> bool:
+    def matches(self, request: kmock.Request) -> bool:
         if self.served >= self.times:
             return False
         if self.method and _method(request) != self.method.upper():
@@ -79,9 +79,9 @@ class Fault:
         return request.resource is not None
 
 
-_DIRECT = {enums.action.LIST: "_serve_list", enums.action.WATCH: "_serve_watch", enums.action.FETCH: "_serve_fetch",
-           enums.action.CREATE: "_serve_create", enums.action.UPDATE: "_serve_update",
-           enums.action.DELETE: "_serve_delete"}
+_DIRECT = {kmock.action.LIST: "_serve_list", kmock.action.WATCH: "_serve_watch", kmock.action.FETCH: "_serve_fetch",
+           kmock.action.CREATE: "_serve_create", kmock.action.UPDATE: "_serve_update",
+           kmock.action.DELETE: "_serve_delete"}
 
 
 @attrs.define(kw_only=True)
@@ -92,7 +92,7 @@ class _DirectRouting(kmock.RawHandler):
     number of requests; a sandbox that runs for an hour or a benchmark with 500 jobs cannot afford it.
     While nobody has added reactions of their own, the action alone says which reaction serves."""
 
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         routes = getattr(self, "_routes", None)
         if routes and request.action in routes and request.resource is not None and request.resource.plural \
                 and len(self._payloads) == len(self._builtin):
@@ -125,7 +125,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         return fault
 
     # ----------------------------------------------------------------- request rewriting
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         request = self._namespace_paths(request)
         if request.resource is None:
             return await super()._handle(request)
@@ -176,7 +176,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             return aiohttp.web.json_response(tables.as_table(json.loads(bytes(response.body)), columns))  # type: ignore[arg-type]
         return response
 
-    def _namespace_paths(self, request: rendering.Request) -> rendering.Request:
+    def _namespace_paths(self, request: kmock.Request) -> kmock.Request:
         if request.resource is None or request.resource.plural != _NS_PLACEHOLDER:
             return request
         fixed = attrs.evolve(request, resource=kmock.resource("v1/namespaces"))
@@ -186,16 +186,16 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 break
         return fixed
 
-    def _info(self, request: rendering.Request) -> kmock.ResourceInfo | None:
+    def _info(self, request: kmock.Request) -> kmock.ResourceInfo | None:
         return self.resources[request.resource] if request.resource in self.resources else None
 
-    def _current(self, request: rendering.Request) -> dict[str, Any] | None:
+    def _current(self, request: kmock.Request) -> dict[str, Any] | None:
         key = (request.resource, request.namespace, request.name)
         if key in self.objects and not self.objects[key].deleted:
             return self.objects[key].raw
         return None
 
-    def _rewrite(self, request: rendering.Request) -> rendering.Request:
+    def _rewrite(self, request: kmock.Request) -> kmock.Request:
         """Turn every write into a full, versioned object so kmock's plain merge keeps K8s semantics."""
         content_type = request.headers.get("Content-Type", "")
         method = _method(request)
@@ -204,9 +204,9 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             current = self._current(request)
             if current is None:
                 data.setdefault("metadata", {})["name"] = request.name
-                return self._rewrite_create(attrs.evolve(request, action=enums.action.CREATE, data=data,
+                return self._rewrite_create(attrs.evolve(request, action=kmock.action.CREATE, data=data,
                                                          name=None))
-            return self._rewrite_update(attrs.evolve(request, action=enums.action.UPDATE, data=data))
+            return self._rewrite_update(attrs.evolve(request, action=kmock.action.UPDATE, data=data))
         if method == "PUT" and request.name:
             current = self._current(request)
             if current is None:
@@ -214,15 +214,15 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             replacement = dict(request.data or {})
             if request.subresource == "status":
                 replacement = dict(current, status=replacement.get("status"))
-            return self._rewrite_update(attrs.evolve(request, action=enums.action.UPDATE, data=replacement),
+            return self._rewrite_update(attrs.evolve(request, action=kmock.action.UPDATE, data=replacement),
                                         replace=True)
-        if request.action == enums.action.CREATE:
+        if request.action == kmock.action.CREATE:
             return self._rewrite_create(request)
-        if request.action == enums.action.UPDATE:
+        if request.action == kmock.action.UPDATE:
             return self._rewrite_update(request)
         return request
 
-    def _rewrite_create(self, request: rendering.Request) -> rendering.Request:
+    def _rewrite_create(self, request: kmock.Request) -> kmock.Request:
         data = copy.deepcopy(request.data) if isinstance(request.data, dict) else {}
         meta = data.setdefault("metadata", {})
         if not meta.get("name"):
@@ -243,7 +243,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         meta.pop("deletionTimestamp", None)
         return attrs.evolve(request, data=data, namespace=meta.get("namespace"))
 
-    def _rewrite_update(self, request: rendering.Request, *, replace: bool = False) -> rendering.Request:
+    def _rewrite_update(self, request: kmock.Request, *, replace: bool = False) -> kmock.Request:
         current = self._current(request)
         if current is None:
             return request  # kmock answers 404
@@ -282,7 +282,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
 
     # ----------------------------------------------------------------- reads
     # kmock finds the one object of a request by scanning all objects; a dict lookup does the same in O(1).
-    def _lookup(self, request: rendering.Request, *, from_body: bool = False) -> Any:
+    def _lookup(self, request: kmock.Request, *, from_body: bool = False) -> Any:
         namespace, name = request.namespace, request.name
         if from_body and isinstance(request.data, dict):
             meta = request.data.get("metadata") or {}
@@ -290,28 +290,28 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         key = (request.resource, namespace, name)
         return self.objects._objects.get(key)
 
-    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_fetch(self, request: kmock.Request) -> kmock.Payload:
         obj = self._lookup(request)
         if obj is None or obj.deleted:
             raise kmock.KubernetesObjectNotFoundError()
         return obj.raw
 
-    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_create(self, request: kmock.Request) -> kmock.Payload:
         return self._lookup(request, from_body=True).raw
 
-    async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_update(self, request: kmock.Request) -> kmock.Payload:
         return self._lookup(request).last.raw
 
-    async def _serve_delete(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_delete(self, request: kmock.Request) -> kmock.Payload:
         return self._lookup(request).last.raw
 
-    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
         result = await super()._serve_version(request)
         if isinstance(result, dict) and str(result.get("groupVersion", "")).startswith("/"):
             result["groupVersion"] = result["groupVersion"][1:]  # the core group is "v1", not "/v1"
         return result
 
-    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_list(self, request: kmock.Request) -> kmock.Payload:
         result = await super()._serve_list(request)
         assert isinstance(result, dict)
         labels = parse_selector(request.params.get("labelSelector"))
@@ -322,7 +322,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         result["apiVersion"] = "v1"
         return result
 
-    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[kmock.Payload]:
         yield b""
         assert request.resource is not None
         labels = parse_selector(request.params.get("labelSelector"))
@@ -376,7 +376,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             if not orphans:
                 return
 
-    def _trim(self, request: rendering.Request) -> None:
+    def _trim(self, request: kmock.Request) -> None:
         key = (request.resource, request.namespace, request.name)
         if request.name and key in self.objects:
             obj = self.objects[key]
@@ -429,7 +429,7 @@ def discovery_as_served(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "resources": resources}
 
 
-def _method(request: rendering.Request) -> str:
+def _method(request: kmock.Request) -> str:
     return str(getattr(request.method, "value", request.method)).upper()
 
 

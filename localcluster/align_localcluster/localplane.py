@@ -203,7 +203,7 @@ def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
 
     from align_api.crd import build_crd
 
-    from align_operator.kube import connection_from_kubeconfig
+    from .kube import connection_from_kubeconfig
     info = connection_from_kubeconfig(kubeconfig)
     headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
     with httpx.Client(base_url=info.server, verify=_verify(info), headers=headers, timeout=30) as client:
@@ -320,7 +320,7 @@ def status(home: Path) -> dict[str, Any]:
 def _api_answers(kubeconfig: Path) -> bool:
     import httpx
 
-    from align_operator.kube import connection_from_kubeconfig
+    from .kube import connection_from_kubeconfig
     try:
         info = connection_from_kubeconfig(kubeconfig)
         headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from align_operator.kube import PODS, ApiError, Client, NotFound, Resource, connection_from_kubeconfig
+from .kube import PODS, ApiError, Client, NotFound, Resource, connection_from_kubeconfig
 from .apiserver import now_rfc3339
 from .kubelet import Kubelet
 from .logserver import LogServer

@@ -88,7 +88,7 @@ def test_stopping_the_agent_reports_a_final_status(sb: Sandbox) -> None:
 
 
 def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
-    from align_operator.kube import Client, connection_from_kubeconfig
+    from align_localcluster.kube import Client, connection_from_kubeconfig
     from align_localcluster.nodeagent import NodeAgent
 
     async def second_node() -> NodeAgent:  # Ready and fitting, but not binding yet
@@ -112,7 +112,7 @@ def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
 
 
 def test_a_restarted_agent_stops_and_fails_the_pods_it_cannot_follow(sb: Sandbox) -> None:
-    from align_operator.kube import Client, connection_from_kubeconfig
+    from align_localcluster.kube import Client, connection_from_kubeconfig
     from align_localcluster.nodeagent import NodeAgent
 
     sb.apply(pod("orphan", ticks=600))

@@ -21,7 +21,7 @@ from typing import Any, Callable, TypeVar
 
 import yaml
 
-from align_operator.kube import Client, connection_from_kubeconfig
+from align_localcluster.kube import Client, connection_from_kubeconfig
 from align_localcluster import SANDBOX_SETTINGS, poll_until
 from align_localcluster.nodeagent import NodeAgent
 from align_operator.settings import Settings

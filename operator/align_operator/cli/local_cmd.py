@@ -3,6 +3,7 @@ pods as processes), or a persistent local control plane that kubectl and alignct
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Any, Mapping
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from align_api import ManifestError, load_file
@@ -19,9 +21,28 @@ from align_api.constants import TERMINAL_PHASES
 
 from . import app
 
-local_app = typer.Typer(help="Run AlignmentJobs in a local sandbox (no cluster needed).", no_args_is_help=True)
+local_app = typer.Typer(help="Run AlignmentJobs in a local cluster (emulated or real control plane, the real "
+                                  "operator, pods as local processes; no cluster needed).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 _err = Console(stderr=True)
+
+#: The local cluster lives in its own package (align_localcluster), with its own extra; the operator image has neither.
+LOCAL_EXTRA = "local"
+
+
+def local_package(module: str = "") -> Any:
+    """align_localcluster (or one of its modules), imported on first use; a clear error when the `local` extra
+    (the package or one of its dependencies, e.g. kmock) is not installed."""
+    name = "align_localcluster" + (f".{module}" if module else "")
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing.startswith("align_") and missing != "align_localcluster":
+            raise  # a module of ours is missing: a bug, not an install choice
+        _err.print(f"[red]error:[/red] alignctl local needs the local cluster ({missing or exc} is not installed): "
+                   + escape(f"pip install 'align-operator[{LOCAL_EXTRA}]'"), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 _PATH_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".py", ".txt")
 
@@ -152,7 +173,7 @@ def run(
 ) -> None:
     """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded.
     Everything the run writes (pod volumes: checkpoints, caches, outputs; logs) stays under --workdir."""
-    from align_localcluster import Sandbox
+    Sandbox = local_package().Sandbox
 
     if output not in ("yaml", "json"):
         raise typer.BadParameter("use -o yaml or -o json", param_hint="--output")
@@ -224,7 +245,7 @@ def up(
 ) -> None:
     """Start a local control plane in the background (API server, operator, node agent) and write a kubeconfig,
     so kubectl and alignctl work against it as against a cluster until `alignctl local down`."""
-    from align_localcluster import localplane
+    localplane = local_package("localplane")
 
     mode = "auto" if real is None else ("real" if real else "emulator")
     try:
@@ -241,7 +262,7 @@ def up(
 @local_app.command("down")
 def down(home: Path = _home_option()) -> None:
     """Stop the local control plane (node agent, operator, API server). Pod outputs stay in its work directory."""
-    from align_localcluster import localplane
+    localplane = local_package("localplane")
 
     try:
         state = localplane.down(home or localplane.default_home())
@@ -257,7 +278,7 @@ def status(
     output: str = typer.Option("text", "--output", "-o", help="text or json."),
 ) -> None:
     """What runs: mode, API server, each background process with its PID; exit 1 if not (fully) running."""
-    from align_localcluster import localplane
+    localplane = local_package("localplane")
 
     report = localplane.status(home or localplane.default_home())
     if output == "json":

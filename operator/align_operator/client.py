@@ -248,17 +248,22 @@ class AlignClient:
     # --- events, pods, logs --------------------------------------------------------------------
 
     def events(self, name: str, namespace: str | None = None, *, include_job: bool = True) -> list[dict[str, Any]]:
-        """Events about the AlignmentJob (and its trainer Job), oldest first."""
+        """Events about the AlignmentJob (and its trainer Job), oldest first. Matched by the object's uid, so an
+        earlier, deleted object of the same name lends none of its events to this one."""
         ns = namespace or self.namespace
-        obj = self.get(name, ns)
-        names = {name}
-        job_name = (obj.get("status") or {}).get("jobName")
+        objects = [self.get(name, ns)]
+        job_name = (objects[0].get("status") or {}).get("jobName")
         if include_job and job_name:
-            names.add(job_name)
+            try:
+                result = self._call(self.batch.read_namespaced_job, job_name, ns, _preload_content=False,
+                                    not_found=job_name)
+                objects.append(json.loads(result.data or b"{}"))
+            except JobNotFound:
+                pass  # not made yet, or already gone: no events of its own to show
         result = self._call(self.core.list_namespaced_event, ns, _preload_content=False)
         items = json.loads(result.data or b"{}").get("items") or []
         # Field selectors are a server optimisation some servers lack; filter here in any case.
-        mine = [e for e in items if (e.get("involvedObject") or {}).get("name") in names]
+        mine = [e for e in items if any(is_about(e, obj) for obj in objects)]
         return sorted(mine, key=event_time)
 
     def trainer_pods(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
@@ -386,6 +391,17 @@ def _timestamp(value: Any) -> float:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
+
+
+def is_about(event: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """Whether `event` is about this very object: its uid when both carry one, else its name and an event time no
+    earlier than the object's creation (a hand-made event without a uid)."""
+    involved, meta = event.get("involvedObject") or {}, obj.get("metadata") or {}
+    if involved.get("name") != meta.get("name"):
+        return False
+    if involved.get("uid") and meta.get("uid"):
+        return involved["uid"] == meta["uid"]
+    return event_time(event) >= _timestamp(meta.get("creationTimestamp"))
 
 
 def event_time(event: Mapping[str, Any]) -> float:

@@ -9,7 +9,9 @@
   work directory.
 - **real** (`--real`): `scripts/realk8s.sh up` (etcd, kube-apiserver 1.20, kube-controller-manager, and the 1.36
   CRD server when built), the CRD installed, then the operator and the node agent as background processes, each
-  pointed at the real server by its kubeconfig. Needs the binaries (`scripts/realk8s.sh build`, cached under
+  pointed at the real server by its kubeconfig. As the chart does, the operator serves the validating admission
+  webhook (on 127.0.0.1, TLS made here) and a ValidatingWebhookConfiguration registers it (webhook.py), so
+  `kubectl apply` of an invalid manifest fails at apply time as on a cluster. Needs the binaries (`scripts/realk8s.sh build`, cached under
   ~/.cache/realk8s) and the HTTP node agent (`python -m align_localcluster.nodeagent`).
 
 Where things are: $ALIGN_LOCAL_HOME (default ~/.align/local) holds `state.json` (what runs, with PIDs),
@@ -68,6 +70,8 @@ class PlaneState:
     processes: dict[str, int] = field(default_factory=dict)
     realk8s_state: str | None = None
     started: str = ""
+    #: The admission webhook's URL (real plane), registered on the API server.
+    webhook: str | None = None
 
 
 # ------------------------------------------------------------------------------------------ locations
@@ -199,14 +203,9 @@ def _realk8s(command: str, state_dir: Path, port_base: int) -> str:
 
 def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
     """Create the AlignmentJob CRD on the server of `kubeconfig` (tolerating an existing one); wait until served."""
-    import httpx
-
     from align_api.crd import build_crd
 
-    from .kube import connection_from_kubeconfig
-    info = connection_from_kubeconfig(kubeconfig)
-    headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-    with httpx.Client(base_url=info.server, verify=_verify(info), headers=headers, timeout=30) as client:
+    with _api_client(kubeconfig) as client:
         crd = build_crd()
         response = client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
         if response.status_code not in (201, 409):
@@ -220,6 +219,43 @@ def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
             time.sleep(0.2)
 
 
+def _api_client(kubeconfig: Path) -> Any:
+    import httpx
+
+    from .kube import connection_from_kubeconfig
+    info = connection_from_kubeconfig(kubeconfig)
+    headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
+    return httpx.Client(base_url=info.server, verify=_verify(info), headers=headers, timeout=30)
+
+
+def register_webhook(kubeconfig: Path, port: int, ca_pem: bytes, operator: subprocess.Popen[bytes], log: Path,
+                     timeout: float = 60.0) -> str:
+    """Register the operator's webhook as the chart does, then wait until the API server calls it (it refuses a
+    schema-valid, align_api-invalid probe). Returns the webhook's URL."""
+    from . import webhook
+
+    body = webhook.configuration("align-operator-local", port, ca_pem)
+    with _api_client(kubeconfig) as client:
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+        client.delete(f"{path}/{body['metadata']['name']}")  # one left from an earlier plane would have another CA
+        response = client.post(path, json=body)
+        if response.status_code != 201:
+            raise PlaneError(f"the API server refused the webhook configuration: {response.status_code} "
+                             f"{response.text[:500]}")
+        deadline = time.monotonic() + timeout
+        while True:
+            probe = client.post("/apis/align.dev/v1alpha1/namespaces/default/alignmentjobs",
+                                params={"dryRun": "All"}, json=webhook.PROBE)
+            if webhook.denies_probe(probe.status_code, probe.text):
+                return webhook.url(port)
+            if operator.poll() is not None:
+                raise PlaneError(f"the operator exited with code {operator.returncode}:\n{_log_tail(log)}")
+            if time.monotonic() > deadline:
+                raise PlaneError(f"the API server did not call the admission webhook within {timeout:.0f}s (last "
+                                 f"answer {probe.status_code}):\n{_log_tail(log)}")
+            time.sleep(0.3)
+
+
 def _verify(info: Any) -> ssl.SSLContext | bool:
     """TLS verification against the kubeconfig's CA file (httpx wants a context, not a path)."""
     return ssl.create_default_context(cafile=info.ca_path) if info.ca_path else True
@@ -231,7 +267,7 @@ def operator_env(settings: dict[str, Any]) -> dict[str, str]:
 
 
 def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneState:
-    from . import SANDBOX_SETTINGS
+    from . import SANDBOX_SETTINGS, webhook
     if not real_binaries_built():
         raise PlaneError(f"the real control plane is not built (no {', '.join(REALK8S_BINARIES)} under "
                          f"{realk8s_home() / 'bin'}): run scripts/realk8s.sh build (3-6 min), or use the emulator")
@@ -248,10 +284,15 @@ def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneStat
         config = yaml.safe_load((home / "kubeconfig").read_text())
         state.server = config["clusters"][0]["cluster"]["server"]
         install_crd(home / "kubeconfig", timeout=timeout)
+        port = port_base + webhook.PORT_OFFSET
+        ca_pem = webhook.write_tls(home / "webhook-tls")
+        operator_log = home / "logs" / "operator.log"
         operator = _spawn([sys.executable, "-m", "align_operator", "--kubeconfig", str(home / "kubeconfig"),
-                           "--all-namespaces"], home / "logs" / "operator.log", cwd=cwd,
-                          env=operator_env(SANDBOX_SETTINGS))
+                           "--all-namespaces"], operator_log, cwd=cwd,
+                          env={**operator_env(SANDBOX_SETTINGS), **webhook.operator_env(port, home / "webhook-tls")})
         state.processes["operator"] = operator.pid
+        write_state(home, state)
+        state.webhook = register_webhook(home / "kubeconfig", port, ca_pem, operator, operator_log, timeout)
         agent = _spawn(node_agent_command(home / "kubeconfig", home / "work"), home / "logs" / "node-agent.log",
                        cwd=cwd)
         state.processes["node agent"] = agent.pid
@@ -311,7 +352,8 @@ def status(home: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"running": all(p["running"] for p in processes.values()), "home": str(home),
                               "mode": state.mode, "server": state.server, "kubeconfig": state.kubeconfig,
                               "workdir": state.workdir, "cwd": state.cwd, "started": state.started,
-                              "processes": processes, "api": _api_answers(Path(state.kubeconfig))}
+                              "processes": processes, "api": _api_answers(Path(state.kubeconfig)),
+                              "webhook": state.webhook}
     if state.realk8s_state:
         report["control plane"] = _realk8s("status", Path(state.realk8s_state), REAL_PORT_BASE).strip()
     return report
@@ -320,11 +362,9 @@ def status(home: Path) -> dict[str, Any]:
 def _api_answers(kubeconfig: Path) -> bool:
     import httpx
 
-    from .kube import connection_from_kubeconfig
     try:
-        info = connection_from_kubeconfig(kubeconfig)
-        headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-        return httpx.get(f"{info.server}/api", verify=_verify(info), headers=headers, timeout=3).status_code == 200
+        with _api_client(kubeconfig) as client:
+            return client.get("/api", timeout=3).status_code == 200
     except (OSError, httpx.HTTPError, KeyError, TypeError):
         return False
 

@@ -1,25 +1,67 @@
-"""`alignctl local up --real`: the real control plane (scripts/realk8s.sh), the CRD, the operator and a node agent
-in the background; kubectl applies an example and the operator makes its Job on the real server.
+"""`alignctl local up --real`: the real control plane (scripts/realk8s.sh), the CRD, the operator with its admission
+webhook registered as the chart registers it, and a node agent in the background; kubectl applies an example and
+the operator makes its Job on the real server, and every invalid manifest of ours is refused at `kubectl apply`.
 
-The HTTP node agent (`python -m align_localcluster.nodeagent`) is not in this build yet; a stand-in process takes its
-place, so this shows everything of the real mode up to running the pods (they stay Pending: no kubelet)."""
+A stand-in process takes the node agent's place (pods are run by the node agent in tests/real/test_operator_real.py),
+so this shows everything of the real mode up to running the pods (they stay Pending: no kubelet)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from align_localcluster import localplane
+from align_operator.cli.validate_cmd import validate_paths
+from tests.real.parity_corpus import corpus
 from tests.realk8s import HOME, missing_binaries, port_base
 
 pytestmark = [pytest.mark.realk8s, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
+WEBHOOK_DENIED = 'admission webhook "validate-spec.align.dev" denied the request: '
+#: Refused on a cluster of today, not on 1.20: an unknown field is pruned by 1.20 before admission (the webhook sees
+#: the object without it), while 1.25+ servers refuse it (fieldValidation=Strict, kubectl's default; shown on the
+#: 1.36 CRD server by tests/real/test_validation_parity.py). What 1.20 stores is the manifest without the field.
+PRUNED_BY_1_20 = {"invalid-grader-unknown-key": ("grader", "pass_treshold")}
+
+
+def invalid_manifests(directory: Path) -> dict[str, Path]:
+    """Every manifest of the parity corpus that `alignctl validate` refuses, and the issue's two not in it (a
+    70-character name, an output scheme we do not support), as files; case -> path."""
+    directory.mkdir()
+    cases = dict(corpus())
+    dpo = yaml.safe_load((REPO / "examples" / "dpo.yaml").read_text())
+    cases["invalid-name-of-70-characters"] = yaml.safe_dump({**dpo, "metadata": {"name": "n" * 70}})
+    dpo["metadata"]["name"], dpo["spec"]["output"] = "invalid-output-scheme", {"uri": "ftp://host/out"}
+    cases["invalid-output-scheme"] = yaml.safe_dump(dpo)
+    files = {}
+    for case, text in cases.items():
+        path = directory / f"{case}.yaml"
+        path.write_text(text)
+        if validate_paths([path])[1]:
+            files[case] = path
+        else:
+            path.unlink()
+    return files
+
+
+def refused_at_apply(env: dict[str, str], files: dict[str, Path]) -> dict[str, str]:
+    """`kubectl apply` of all the files at once; case -> kubectl's error for that file (absent: it was applied)."""
+    for path in files.values():  # a manifest's own namespace exists, so only its content can be refused
+        for ns in re.findall(r"(?m)^  namespace: *(\S+)", path.read_text()):
+            subprocess.run(["kubectl", "create", "namespace", ns], env=env, capture_output=True, timeout=60)
+    proc = subprocess.run(["kubectl", "apply", "-f", str(next(iter(files.values())).parent)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    errors = re.split(r'(?=error validating "|Error from server|error when)', proc.stderr)
+    return {case: next(e for e in errors if f'"{path}"' in e) for case, path in files.items()
+            if any(f'"{path}"' in e for e in errors)}
 
 
 def test_local_up_real_serves_kubectl_and_the_operator(tmp_path: Path, worker_id: str,
@@ -53,6 +95,24 @@ def test_local_up_real_serves_kubectl_and_the_operator(tmp_path: Path, worker_id
                 break
             assert time.monotonic() < deadline, f"the operator made no Job on the real server: {names}"
             time.sleep(1)
+
+        # The chart's admission webhook: what alignctl refuses, kubectl apply refuses on this plane too.
+        assert report["webhook"] and report["webhook"].startswith(f"https://127.0.0.1:{base + 643}/"), report
+        files = invalid_manifests(tmp_path / "invalid")
+        assert len(files) >= 60, len(files)
+        refused = refused_at_apply(env, files)
+        assert set(files) - set(refused) == set(PRUNED_BY_1_20)  # none else accepted
+        for case, (parent, field) in PRUNED_BY_1_20.items():
+            got = subprocess.run(["kubectl", "get", "alignmentjob", case, "-o", "json"], env=env, capture_output=True,
+                                 text=True, timeout=60, check=True)
+            assert field not in json.loads(got.stdout)["spec"][parent]
+        for case in ("invalid-python-does-not-compile", "invalid-grpo-without-grader", "invalid-output-scheme",
+                     "invalid-name-of-70-characters"):  # the schema lets these through; the webhook does not
+            assert WEBHOOK_DENIED in refused[case], (case, refused[case])
+            assert validate_paths([files[case]])[1][0].split(": ", 1)[1] in refused[case]  # alignctl's words
+        by_webhook = sum(WEBHOOK_DENIED in error for error in refused.values())
+        print(f"local up --real: {len(files)} invalid manifests, {len(refused)} refused at kubectl apply, "
+              f"{by_webhook} by the admission webhook")
     finally:
         localplane.down(home)
     assert not localplane.status(home)["running"]

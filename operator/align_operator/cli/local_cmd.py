@@ -293,6 +293,8 @@ def status(
             lines.append(f"{role + ':':<11} {'running' if proc['running'] else 'STOPPED'} (pid {proc['pid']})")
         if report["mode"] == "emulator":
             lines.append("node agent: in the plane process (emulator)")
+        if report.get("webhook"):
+            lines.append(f"webhook:    {report['webhook']} (validates AlignmentJobs at kubectl apply, as the chart's)")
         if report.get("control plane"):
             lines.append(report["control plane"])
         sys.stdout.write("\n".join(lines) + "\n")

@@ -2,12 +2,9 @@
 the operator, kubectl-style clients and the node agent rely on.
 
 kmock stores JSON objects and streams watch events; it leaves the "special" fields to subclasses. Added here:
-- metadata on create: uid, creationTimestamp, generation, resourceVersion (one global counter),
-  generateName, the namespace from the URL;
-- resourceVersion on every write and generation bumps on spec changes, so Kopf's JSON-patch
-  `test` on resourceVersion works (a failed test answers 422, as a real server does);
-- the status subresource: PATCH .../status changes only status, PATCH of the object keeps status;
-- PUT (replace) and server-side apply (`application/apply-patch+yaml`, create or merge);
+- what a write does to the object (writes.py): metadata on create, resourceVersion on every write (one global
+  counter) and generation bumps on spec changes, so Kopf's JSON-patch `test` on resourceVersion works (a failed
+  test answers 422, as a real server does); the status subresource; PUT (replace) and server-side apply;
 - label and field selectors on list and watch; watches that cannot miss an event between the
   initial snapshot and the stream;
 - background cascading deletion through ownerReferences (the garbage collector);
@@ -24,22 +21,17 @@ import copy
 import itertools
 import json
 import re
-import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp.web
 import attrs
-import jsonpatch
 import kmock
-
-
-from align_api import yamlio
 
 from . import nodeproxy, openapi, tables
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
+from .writes import WriteSemantics, method_of, now_rfc3339
 
 #: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
 MAX_REQUESTS_KEPT = 200
@@ -47,10 +39,6 @@ MAX_REQUESTS_KEPT = 200
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
 _NS_PLACEHOLDER = "x-align-namespaces"
 _DISCOVERY_PATH = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/?$")
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -67,7 +55,7 @@ class Fault:
     def matches(self, request: kmock.Request) -> bool:
         if self.served >= self.times:
             return False
-        if self.method and _method(request) != self.method.upper():
+        if self.method and method_of(request) != self.method.upper():
             return False
         if self.resource and request.resource is not None:
             res = request.resource
@@ -101,7 +89,7 @@ class _DirectRouting(kmock.RawHandler):
 
 
 @attrs.define(kw_only=True)
-class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
+class ClusterEmulator(WriteSemantics, kmock.KubernetesEmulator, _DirectRouting):
     """kmock's KubernetesEmulator with the semantics listed in the module docstring."""
 
     _versions: itertools.count = attrs.field(factory=lambda: itertools.count(1), init=False)
@@ -136,7 +124,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                     status=fault.status, reason="Injected", message=f"injected {fault.status} for tests"))
         if request.subresource == "log" and request.name:
             return await nodeproxy.proxy_log(self, request)
-        if request.subresource == "binding" and request.name and _method(request) == "POST":
+        if request.subresource == "binding" and request.name and method_of(request) == "POST":
             request = nodeproxy.binding_update(self, request)
         original, request = request, self._rewrite(request)
         if request is not original:  # kmock finds reactions by request identity
@@ -194,91 +182,6 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         if key in self.objects and not self.objects[key].deleted:
             return self.objects[key].raw
         return None
-
-    def _rewrite(self, request: kmock.Request) -> kmock.Request:
-        """Turn every write into a full, versioned object so kmock's plain merge keeps K8s semantics."""
-        content_type = request.headers.get("Content-Type", "")
-        method = _method(request)
-        if method == "PATCH" and "apply-patch" in content_type:
-            data = yamlio.load(request.text) or {}  # as a real API server reads YAML
-            current = self._current(request)
-            if current is None:
-                data.setdefault("metadata", {})["name"] = request.name
-                return self._rewrite_create(attrs.evolve(request, action=kmock.action.CREATE, data=data,
-                                                         name=None))
-            return self._rewrite_update(attrs.evolve(request, action=kmock.action.UPDATE, data=data))
-        if method == "PUT" and request.name:
-            current = self._current(request)
-            if current is None:
-                raise kmock.KubernetesObjectNotFoundError()
-            replacement = dict(request.data or {})
-            if request.subresource == "status":
-                replacement = dict(current, status=replacement.get("status"))
-            return self._rewrite_update(attrs.evolve(request, action=kmock.action.UPDATE, data=replacement),
-                                        replace=True)
-        if request.action == kmock.action.CREATE:
-            return self._rewrite_create(request)
-        if request.action == kmock.action.UPDATE:
-            return self._rewrite_update(request)
-        return request
-
-    def _rewrite_create(self, request: kmock.Request) -> kmock.Request:
-        data = copy.deepcopy(request.data) if isinstance(request.data, dict) else {}
-        meta = data.setdefault("metadata", {})
-        if not meta.get("name"):
-            if not meta.get("generateName"):
-                raise kmock.KubernetesError(status=422, reason="Invalid", message="metadata.name: Required value")
-            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
-        info = self._info(request)
-        if request.namespace:
-            meta["namespace"] = request.namespace
-        elif info is not None and info.namespaced:
-            meta.setdefault("namespace", "default")
-        if info is not None and info.kind:
-            res = request.resource
-            data.setdefault("apiVersion", f"{res.group}/{res.version}" if res.group else res.version)
-            data.setdefault("kind", info.kind)
-        meta.update(uid=_uid(), creationTimestamp=now_rfc3339(), generation=1,
-                    resourceVersion=str(next(self._versions)))
-        meta.pop("deletionTimestamp", None)
-        return attrs.evolve(request, data=data, namespace=meta.get("namespace"))
-
-    def _rewrite_update(self, request: kmock.Request, *, replace: bool = False) -> kmock.Request:
-        current = self._current(request)
-        if current is None:
-            return request  # kmock answers 404
-        try:
-            if replace:
-                new = copy.deepcopy(request.data)
-            elif isinstance(request.data, list):
-                new = jsonpatch.apply_patch(copy.deepcopy(current), request.data)
-            elif isinstance(request.data, dict):
-                new = _merge(current, request.data)
-            else:
-                raise ValueError("the patch body must be a JSON object or a JSON patch")
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, ValueError, TypeError) as exc:
-            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from None
-        info = self._info(request)
-        if request.subresource == "status":
-            new = dict(current, status=new.get("status"))
-        elif info is not None and "status" in info.subresources and "status" in current:
-            new["status"] = current["status"]
-        elif info is not None and "status" in info.subresources:
-            new.pop("status", None)
-        meta = new.setdefault("metadata", {})
-        old_meta = current.get("metadata", {})
-        for key in ("uid", "creationTimestamp", "namespace", "name", "generation"):
-            if key in old_meta:
-                meta[key] = old_meta[key]
-        if old_meta.get("deletionTimestamp"):
-            meta["deletionTimestamp"] = old_meta["deletionTimestamp"]
-        if new.get("spec") != current.get("spec"):
-            meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        meta["resourceVersion"] = str(next(self._versions))
-        if new.get("status") is None:
-            new.pop("status", None)
-        # kmock applies a JSON patch as-is: replacing the root makes the stored object exactly `new`.
-        return attrs.evolve(request, data=[{"op": "replace", "path": "", "value": new}])
 
     # ----------------------------------------------------------------- reads
     # kmock finds the one object of a request by scanning all objects; a dict lookup does the same in O(1).
@@ -427,27 +330,3 @@ def discovery_as_served(doc: dict[str, Any]) -> dict[str, Any]:
             entry = {k: v for k, v in entry.items() if k not in ("shortNames", "categories")} | {"singularName": ""}
         resources.append(entry)
     return {**doc, "resources": resources}
-
-
-def _method(request: kmock.Request) -> str:
-    return str(getattr(request.method, "value", request.method)).upper()
-
-
-def _merge(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch (also what strategic-merge patches of our flat fields need)."""
-    result = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = _merge(result[key], value)
-        elif isinstance(value, Mapping):
-            result[key] = _merge({}, value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
-def _uid() -> str:
-    raw = secrets.token_hex(16)
-    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"

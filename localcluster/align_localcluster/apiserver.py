@@ -1,4 +1,4 @@
-"""An in-memory Kubernetes API server for the sandbox: kmock's KubernetesEmulator plus the API semantics
+"""An in-memory Kubernetes API server for the local cluster: kmock's KubernetesEmulator plus the API semantics
 the operator, kubectl-style clients and the node agent rely on.
 
 kmock stores JSON objects and streams watch events; it leaves the "special" fields to subclasses. Added here:
@@ -33,7 +33,7 @@ from . import nodeproxy, openapi, tables
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
 from .writes import WriteSemantics, method_of, now_rfc3339
 
-#: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
+#: Requests kept for kmock's assertions before older ones are dropped (long local-cluster runs).
 MAX_REQUESTS_KEPT = 200
 
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
@@ -77,7 +77,7 @@ class _DirectRouting(kmock.RawHandler):
     """Serve the emulator's own reactions without kmock's request matching.
 
     kmock finds a reaction by re-filtering every request it has recorded, which is quadratic in the
-    number of requests; a sandbox that runs for an hour or a benchmark with 500 jobs cannot afford it.
+    number of requests; a local cluster that runs for an hour or a benchmark with 500 jobs cannot afford it.
     While nobody has added reactions of their own, the action alone says which reaction serves."""
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:

@@ -3,7 +3,7 @@
 Everything it knows about the cluster comes through the API server over HTTP (the pods it is handed by
 `nodeagent.NodeAgent`, ConfigMaps and Secrets read with `Client`); what it reports is pod status (phase,
 conditions, containerStatuses with exit code and termination message) through `pods/{name}/status`.
-A pod's volumes become local directories under the sandbox's work directory (configMap and secret
+A pod's volumes become local directories under the local cluster's work directory (configMap and secret
 volumes are written out, emptyDir is per pod, a persistentVolumeClaim is one directory per claim that
 outlives pods, so checkpoints survive restarts as on a cluster). Paths under mount points in the
 command, args and env are rewritten to those directories. The pod IP is 127.0.0.1; the trainer's metrics
@@ -68,11 +68,11 @@ class Kubelet(PodInputs):
 
     client: Client
     workdir: Path
-    node_name: str = "sandbox"
+    node_name: str = "local"
     cwd: Path = field(default_factory=Path.cwd)
     command_override: Sequence[str] | None = None
     #: Run pods as containers of this image with podman (runc) instead of local processes: the image the chart
-    #: deploys, with the pod's command, env, volumes, security context and limits (sandbox/containers.py).
+    #: deploys, with the pod's command, env, volumes, security context and limits (containers.py).
     container_image: str | None = None
     failing_images: tuple[str, ...] = ("invalid.example/",)
     max_grace_seconds: float = 10.0

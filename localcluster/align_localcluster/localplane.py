@@ -4,7 +4,7 @@
 `alignctl get / describe / logs / wait` work as on a cluster until `down`. Two kinds behind one interface:
 
 - **emulator** (the default): one background process (`python -m align_localcluster.localplane serve`) holds
-  the sandbox: the emulated API server, the Job controller and the node agent; the operator runs as its own child
+  the local cluster: the emulated API server, the Job controller and the node agent; the operator runs as its own child
   process. Objects live in that process's memory (`down` forgets them); pod volumes, logs and adapters stay in the
   work directory.
 - **real** (`--real`): `scripts/realk8s.sh up` (etcd, kube-apiserver 1.20, kube-controller-manager, and the 1.36
@@ -267,7 +267,7 @@ def operator_env(settings: dict[str, Any]) -> dict[str, str]:
 
 
 def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneState:
-    from . import SANDBOX_SETTINGS, webhook
+    from . import LOCAL_SETTINGS, webhook
     if not real_binaries_built():
         raise PlaneError(f"the real control plane is not built (no {', '.join(REALK8S_BINARIES)} under "
                          f"{realk8s_home() / 'bin'}): run scripts/realk8s.sh build (3-6 min), or use the emulator")
@@ -289,7 +289,7 @@ def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneStat
         operator_log = home / "logs" / "operator.log"
         operator = _spawn([sys.executable, "-m", "align_operator", "--kubeconfig", str(home / "kubeconfig"),
                            "--all-namespaces"], operator_log, cwd=cwd,
-                          env={**operator_env(SANDBOX_SETTINGS), **webhook.operator_env(port, home / "webhook-tls")})
+                          env={**operator_env(LOCAL_SETTINGS), **webhook.operator_env(port, home / "webhook-tls")})
         state.processes["operator"] = operator.pid
         write_state(home, state)
         state.webhook = register_webhook(home / "kubeconfig", port, ca_pem, operator, operator_log, timeout)
@@ -371,12 +371,12 @@ def _api_answers(kubeconfig: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------ the emulator process
 def serve(home: Path, port: int, cwd: Path) -> None:
-    """The emulator plane's background process: the sandbox until SIGTERM/SIGINT."""
-    from . import Sandbox
+    """The emulator plane's background process: the local cluster until SIGTERM/SIGINT."""
+    from . import LocalCluster
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with Sandbox(home / "work", operator="process", cwd=cwd, port=port,
+    with LocalCluster(home / "work", operator="process", cwd=cwd, port=port,
                  operator_log=home / "logs" / "operator.log") as sb:
         shutil.copy(sb.kubeconfig, home / "kubeconfig")
         assert sb.operator_pid is not None

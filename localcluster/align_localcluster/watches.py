@@ -1,4 +1,4 @@
-"""Watch semantics for the sandbox API server: label/field selectors and resumable watch streams."""
+"""Watch semantics for the emulated API server: label/field selectors and resumable watch streams."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def _describe(job: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _watch(sandbox: Any, names: list[str], timeout: float, quiet: bool) -> list[dict[str, Any]]:
+def _watch(cluster: Any, names: list[str], timeout: float, quiet: bool) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
     interactive = _err.is_terminal and not quiet
@@ -97,7 +97,7 @@ def _watch(sandbox: Any, names: list[str], timeout: float, quiet: bool) -> list[
     tasks: dict[str, TaskID] = {n: progress.add_task("Pending", total=100, name=n) for n in names}
     with progress:
         while True:
-            jobs = [sandbox.get(n) or {"metadata": {"name": n}} for n in names]
+            jobs = [cluster.get(n) or {"metadata": {"name": n}} for n in names]
             for job in jobs:
                 name, text = job["metadata"]["name"], _describe(job)
                 percent = ((job.get("status") or {}).get("progress") or {}).get("percent") or 0
@@ -114,9 +114,9 @@ def _watch(sandbox: Any, names: list[str], timeout: float, quiet: bool) -> list[
             time.sleep(0.5)
 
 
-def _local_artifacts(sandbox: Any, name: str) -> list[str]:
-    """Adapter directories this job's pods left in the sandbox work directory (for the summary)."""
-    root = Path(sandbox.workdir) / "pods" / sandbox.namespace
+def _local_artifacts(cluster: Any, name: str) -> list[str]:
+    """Adapter directories this job's pods left in the local cluster work directory (for the summary)."""
+    root = Path(cluster.workdir) / "pods" / cluster.namespace
     return sorted(str(p) for p in root.glob(f"{name}-trainer-*/volumes/work/output/final") if p.is_dir())
 
 
@@ -125,7 +125,7 @@ SAVED_JOBS = "jobs"
 
 
 def save_jobs(workdir: Path, jobs: list[dict[str, Any]], events: Mapping[str, list[dict[str, Any]]]) -> Path:
-    """The final objects as <workdir>/jobs/<name>.json: inspectable once the sandbox (and its API) is gone."""
+    """The final objects as <workdir>/jobs/<name>.json: inspectable once the local cluster (and its API) is gone."""
     folder = workdir / SAVED_JOBS
     folder.mkdir(parents=True, exist_ok=True)
     for job in jobs:
@@ -149,9 +149,9 @@ def load_saved_jobs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any
     return out
 
 
-def _print_places(sandbox: Any, names: list[str]) -> None:
+def _print_places(cluster: Any, names: list[str]) -> None:
     """Where each job's pods kept their working directory (checkpoints, metrics, final/) and log."""
-    root = Path(sandbox.workdir) / "pods" / sandbox.namespace
+    root = Path(cluster.workdir) / "pods" / cluster.namespace
     for name in names:
         for pod in sorted(root.glob(f"{name}-trainer-*")):
             _err.print(f"{name}: pod {pod.name}: output {pod / 'volumes' / 'work' / 'output'}, log {pod / 'log.txt'}",
@@ -171,9 +171,9 @@ def run(
     preflight: bool = typer.Option(True, "--preflight/--no-preflight",
                                    help="Check data, grader templates and outputs before starting (as validate --preflight)."),
 ) -> None:
-    """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded.
+    """Apply FILE to a local cluster, show progress, print the final AlignmentJob; exit 0 only if it Succeeded.
     Everything the run writes (pod volumes: checkpoints, caches, outputs; logs) stays under --workdir."""
-    Sandbox = local_package().Sandbox
+    LocalCluster = local_package().LocalCluster
 
     if output not in ("yaml", "json"):
         raise typer.BadParameter("use -o yaml or -o json", param_hint="--output")
@@ -193,23 +193,23 @@ def run(
             raise typer.Exit(2)
     workdir = workdir.resolve()
     command = trainer_command.split() if trainer_command else None
-    with Sandbox(workdir, trainer_command=command, cwd=file.resolve().parent) as sandbox:
+    with LocalCluster(workdir, trainer_command=command, cwd=file.resolve().parent) as cluster:
         if not quiet:
-            _err.print(f"sandbox: API {sandbox.url} (KUBECONFIG={sandbox.kubeconfig}), work dir {workdir}")
+            _err.print(f"local cluster: API {cluster.url} (KUBECONFIG={cluster.kubeconfig}), work dir {workdir}")
         for doc in docs:
-            sandbox.apply(doc)
+            cluster.apply(doc)
         names = [doc["metadata"]["name"] for doc in docs]
-        jobs = _watch(sandbox, names, timeout, quiet)
-        saved = save_jobs(workdir, jobs, {n: sandbox.events(n) for n in names})
+        jobs = _watch(cluster, names, timeout, quiet)
+        saved = save_jobs(workdir, jobs, {n: cluster.events(n) for n in names})
         if not quiet:
-            _print_places(sandbox, names)
-            _err.print(f"after the sandbox stops: alignctl get {saved}, alignctl describe {saved}",
+            _print_places(cluster, names)
+            _err.print(f"after the local cluster stops: alignctl get {saved}, alignctl describe {saved}",
                        highlight=False, soft_wrap=True)
             for job in jobs:
                 status = job.get("status") or {}
                 if status.get("phase") == "Succeeded":
                     where = (status.get("artifacts") or {}).get("adapter") or \
-                        ", ".join(_local_artifacts(sandbox, job["metadata"]["name"])) or "(not reported)"
+                        ", ".join(_local_artifacts(cluster, job["metadata"]["name"])) or "(not reported)"
                     _err.print(f"[green]{job['metadata']['name']} Succeeded[/green]: adapter {where}")
                 else:
                     error = status.get("lastError") or {}

@@ -9,7 +9,8 @@ kmock stores JSON objects and streams watch events; it leaves the "special" fiel
   initial snapshot and the stream;
 - background cascading deletion through ownerReferences (the garbage collector);
 - bounded memory: object histories and request logs are trimmed;
-- `pods/{name}/binding` and `pods/{name}/log` as a real server serves them (`nodeproxy.py`).
+- `pods/{name}/binding` and `pods/{name}/log` as a real server serves them (`nodeproxy.py`);
+- validating admission webhooks registered by ValidatingWebhookConfigurations (`admission.py`), and `?dryRun=All`.
 Error injection: `emulator.inject(503, times=3, method="POST", resource="jobs")` refuses requests before they act
 (kmock's own reactions, `emulator[...] << ...`, still work but act after the state change, as kmock does).
 """
@@ -29,7 +30,7 @@ import aiohttp.web
 import attrs
 import kmock
 
-from . import nodeproxy, openapi, tables
+from . import admission, nodeproxy, openapi, tables
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
 from .writes import WriteSemantics, method_of, now_rfc3339
 
@@ -38,6 +39,7 @@ MAX_REQUESTS_KEPT = 200
 
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
 _NS_PLACEHOLDER = "x-align-namespaces"
+_WEBHOOK_CONFIGURATIONS = kmock.resource(admission.CONFIGURATIONS)
 _DISCOVERY_PATH = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/?$")
 
 
@@ -97,6 +99,8 @@ class ClusterEmulator(WriteSemantics, kmock.KubernetesEmulator, _DirectRouting):
     _builtin: frozenset[int] = attrs.field(factory=frozenset, init=False)
     _routes: dict[Any, Any] = attrs.field(factory=dict, init=False)
     _deletions_seen: int = attrs.field(default=0, init=False)
+    #: Whether a ValidatingWebhookConfiguration was ever written (until then, writes skip admission).
+    _webhooks_seen: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -132,6 +136,13 @@ class ClusterEmulator(WriteSemantics, kmock.KubernetesEmulator, _DirectRouting):
                 if self._requests[index] is original:
                     self._requests[index] = request
                     break
+        if request.resource == _WEBHOOK_CONFIGURATIONS:
+            self._webhooks_seen = True
+        refused = await self._admit(original, request) if self._webhooks_seen else None
+        if refused is not None:
+            return await self._render_error(refused)
+        if request.params.get("dryRun") and method_of(original) in ("POST", "PUT", "PATCH", "DELETE"):
+            return await self._dry_run(request)
         try:
             return await super()._handle(request)
         finally:
@@ -163,6 +174,32 @@ class ClusterEmulator(WriteSemantics, kmock.KubernetesEmulator, _DirectRouting):
                 and response.body:
             return aiohttp.web.json_response(tables.as_table(json.loads(bytes(response.body)), columns))  # type: ignore[arg-type]
         return response
+
+    async def _admit(self, original: kmock.Request, request: kmock.Request) -> kmock.KubernetesError | None:
+        """Validating admission (admission.py) of the object a create or update would store."""
+        if method_of(original) not in ("POST", "PUT", "PATCH"):
+            return None
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            operation, new, old = "CREATE", request.data, None
+        elif request.action == kmock.action.UPDATE and _replacement(request) is not None:
+            operation, new, old = "UPDATE", _replacement(request), self._current(request)
+        else:
+            return None  # not a write of a whole object (kmock answers it: 404, ...)
+        info = self._info(request)
+        return await admission.review(self, request, operation, new, old, info.kind if info else None)
+
+    async def _dry_run(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """`?dryRun=All`: the answer the write would get, with nothing stored (admission has run)."""
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            existing = self._lookup(request, from_body=True)
+            if existing is not None and not existing.deleted:
+                return await self._render_error(kmock.KubernetesError(
+                    status=409, reason="AlreadyExists", message=f'"{request.data["metadata"]["name"]}" already exists'))
+            return aiohttp.web.json_response(request.data, status=201)
+        current = self._current(request)
+        if current is None:
+            return await self._render_error(kmock.KubernetesObjectNotFoundError())
+        return aiohttp.web.json_response(_replacement(request) or current)
 
     def _namespace_paths(self, request: kmock.Request) -> kmock.Request:
         if request.resource is None or request.resource.plural != _NS_PLACEHOLDER:
@@ -200,7 +237,7 @@ class ClusterEmulator(WriteSemantics, kmock.KubernetesEmulator, _DirectRouting):
         return obj.raw
 
     async def _serve_create(self, request: kmock.Request) -> kmock.Payload:
-        return self._lookup(request, from_body=True).raw
+        return kmock.Response(status=201, payload=self._lookup(request, from_body=True).raw)  # 201 Created
 
     async def _serve_update(self, request: kmock.Request) -> kmock.Payload:
         return self._lookup(request).last.raw
@@ -319,6 +356,15 @@ def _table_columns(raw_request: aiohttp.web.BaseRequest) -> list[dict[str, Any]]
         return None
     from align_api.crd import build_crd
     return tables.printer_columns(build_crd()).get((match.group(1), match.group(2), match.group(3)))
+
+
+def _replacement(request: kmock.Request) -> dict[str, Any] | None:
+    """The whole new object of an update as writes.py rewrites it (a JSON patch replacing the root), else None."""
+    data = request.data
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and data[0].get("path") == "" \
+            and data[0].get("op") == "replace":
+        return data[0].get("value")
+    return None
 
 
 def discovery_as_served(doc: dict[str, Any]) -> dict[str, Any]:

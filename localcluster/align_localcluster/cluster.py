@@ -33,6 +33,8 @@ RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...], tuple[str, ...]], ...] =
     ("events.k8s.io/v1/events", "Event", True, (), ("ev",)),
     ("batch/v1/jobs", "Job", True, ("status",), ()),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False, ("status",), ("crd",)),
+    ("admissionregistration.k8s.io/v1/validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False, (),
+     ()),
     (f"{GROUP}/{VERSION}/{PLURAL}", KIND, True, ("status",), (SHORT_NAME,)),
 )
 VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")

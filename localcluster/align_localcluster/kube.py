@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -18,7 +19,7 @@ from align_operator.kube import (CONFIGMAPS, JOBS, SERVICES, ApiError, Client as
                                  Resource, _error, connection_from_kubeconfig)
 
 __all__ = ["CONFIGMAPS", "JOBS", "NAMESPACES", "PODS", "SECRETS", "SERVICES", "ApiError", "Client", "NotFound",
-           "Resource", "connection_from_kubeconfig", "write_kubeconfig"]
+           "Resource", "connection_from_kubeconfig", "http_client", "write_kubeconfig"]
 
 SECRETS = Resource("v1", "secrets")
 PODS = Resource("v1", "pods")
@@ -66,3 +67,13 @@ def write_kubeconfig(path: str | os.PathLike[str], server: str, namespace: str =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def http_client(kubeconfig: str | os.PathLike[str]) -> Any:
+    """A synchronous httpx.Client for the server of `kubeconfig` (its CA, its bearer token), for one-off calls."""
+    import httpx
+
+    info = connection_from_kubeconfig(kubeconfig)
+    headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
+    verify = ssl.create_default_context(cafile=info.ca_path) if info.ca_path else True
+    return httpx.Client(base_url=info.server, verify=verify, headers=headers, timeout=30)

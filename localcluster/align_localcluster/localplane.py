@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -38,7 +37,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import psutil
 import yaml
@@ -201,11 +200,22 @@ def _realk8s(command: str, state_dir: Path, port_base: int) -> str:
     return proc.stdout
 
 
+def register_webhook(kubeconfig: Path, port: int, ca_pem: bytes, operator_running: Callable[[], bool], log: Path,
+                     timeout: float = 60.0) -> str:
+    """webhook.register, with the operator's log in the error when the API server never calls it."""
+    from . import webhook
+    try:
+        return webhook.register(kubeconfig, port, ca_pem, operator_running, timeout)
+    except webhook.NotCalled as exc:
+        raise PlaneError(f"{exc}:\n{_log_tail(log)}") from None
+
+
 def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
     """Create the AlignmentJob CRD on the server of `kubeconfig` (tolerating an existing one); wait until served."""
     from align_api.crd import build_crd
 
-    with _api_client(kubeconfig) as client:
+    from .kube import http_client
+    with http_client(kubeconfig) as client:
         crd = build_crd()
         response = client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
         if response.status_code not in (201, 409):
@@ -217,48 +227,6 @@ def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise PlaneError(f"the CRD was not served at {path} after {timeout:.0f}s")
             time.sleep(0.2)
-
-
-def _api_client(kubeconfig: Path) -> Any:
-    import httpx
-
-    from .kube import connection_from_kubeconfig
-    info = connection_from_kubeconfig(kubeconfig)
-    headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-    return httpx.Client(base_url=info.server, verify=_verify(info), headers=headers, timeout=30)
-
-
-def register_webhook(kubeconfig: Path, port: int, ca_pem: bytes, operator: subprocess.Popen[bytes], log: Path,
-                     timeout: float = 60.0) -> str:
-    """Register the operator's webhook as the chart does, then wait until the API server calls it (it refuses a
-    schema-valid, align_api-invalid probe). Returns the webhook's URL."""
-    from . import webhook
-
-    body = webhook.configuration("align-operator-local", port, ca_pem)
-    with _api_client(kubeconfig) as client:
-        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
-        client.delete(f"{path}/{body['metadata']['name']}")  # one left from an earlier plane would have another CA
-        response = client.post(path, json=body)
-        if response.status_code != 201:
-            raise PlaneError(f"the API server refused the webhook configuration: {response.status_code} "
-                             f"{response.text[:500]}")
-        deadline = time.monotonic() + timeout
-        while True:
-            probe = client.post("/apis/align.dev/v1alpha1/namespaces/default/alignmentjobs",
-                                params={"dryRun": "All"}, json=webhook.PROBE)
-            if webhook.denies_probe(probe.status_code, probe.text):
-                return webhook.url(port)
-            if operator.poll() is not None:
-                raise PlaneError(f"the operator exited with code {operator.returncode}:\n{_log_tail(log)}")
-            if time.monotonic() > deadline:
-                raise PlaneError(f"the API server did not call the admission webhook within {timeout:.0f}s (last "
-                                 f"answer {probe.status_code}):\n{_log_tail(log)}")
-            time.sleep(0.3)
-
-
-def _verify(info: Any) -> ssl.SSLContext | bool:
-    """TLS verification against the kubeconfig's CA file (httpx wants a context, not a path)."""
-    return ssl.create_default_context(cafile=info.ca_path) if info.ca_path else True
 
 
 def operator_env(settings: dict[str, Any]) -> dict[str, str]:
@@ -292,7 +260,8 @@ def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneStat
                           env={**operator_env(LOCAL_SETTINGS), **webhook.operator_env(port, home / "webhook-tls")})
         state.processes["operator"] = operator.pid
         write_state(home, state)
-        state.webhook = register_webhook(home / "kubeconfig", port, ca_pem, operator, operator_log, timeout)
+        state.webhook = register_webhook(home / "kubeconfig", port, ca_pem, lambda: operator.poll() is None,
+                                         operator_log, timeout)
         agent = _spawn(node_agent_command(home / "kubeconfig", home / "work"), home / "logs" / "node-agent.log",
                        cwd=cwd)
         state.processes["node agent"] = agent.pid
@@ -362,8 +331,9 @@ def status(home: Path) -> dict[str, Any]:
 def _api_answers(kubeconfig: Path) -> bool:
     import httpx
 
+    from .kube import http_client
     try:
-        with _api_client(kubeconfig) as client:
+        with http_client(kubeconfig) as client:
             return client.get("/api", timeout=3).status_code == 200
     except (OSError, httpx.HTTPError, KeyError, TypeError):
         return False
@@ -371,19 +341,27 @@ def _api_answers(kubeconfig: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------ the emulator process
 def serve(home: Path, port: int, cwd: Path) -> None:
-    """The emulator plane's background process: the local cluster until SIGTERM/SIGINT."""
-    from . import LocalCluster
+    """The emulator plane's background process: the local cluster until SIGTERM/SIGINT. As on the real plane, the
+    operator serves the admission webhook and the emulated API server calls it (admission.py)."""
+    from . import LocalCluster, webhook
+    from .kubelet import free_port
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with LocalCluster(home / "work", operator="process", cwd=cwd, port=port,
-                 operator_log=home / "logs" / "operator.log") as sb:
+    hook_port, tls = free_port(), home / "webhook-tls"
+    ca_pem = webhook.write_tls(tls)
+    settings = {"webhook_port": hook_port, "webhook_addr": "127.0.0.1", "webhook_cert_dir": str(tls)}
+    log = home / "logs" / "operator.log"
+    with LocalCluster(home / "work", operator="process", cwd=cwd, port=port, operator_log=log,
+                      settings=settings) as sb:
         shutil.copy(sb.kubeconfig, home / "kubeconfig")
         assert sb.operator_pid is not None
+        operator_pid = sb.operator_pid
+        url = register_webhook(home / "kubeconfig", hook_port, ca_pem, lambda: alive(operator_pid), log)
         write_state(home, PlaneState(
             mode="emulator", server=sb.url, kubeconfig=str(home / "kubeconfig"), workdir=str(sb.workdir),
             cwd=str(cwd), processes={"plane": os.getpid(), "operator": sb.operator_pid},
-            started=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+            started=datetime.now(timezone.utc).isoformat(timespec="seconds"), webhook=url))
         print(f"local plane: API {sb.url}, KUBECONFIG={home / 'kubeconfig'}", flush=True)
         stop.wait()
         print("local plane: stopping", flush=True)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from align_operator.handlers.admission import CERT_FILE, KEY_FILE, WEBHOOK_ID
 
@@ -96,3 +97,35 @@ PROBE = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata":
 def denies_probe(status: int, text: str) -> bool:
     """Whether an answer to creating PROBE (dry run) is this webhook's refusal."""
     return status == 422 and HOOK_NAME in text
+
+
+class NotCalled(RuntimeError):
+    """The API server refused the configuration, or did not call the webhook in time."""
+
+
+def register(kubeconfig: Path, port: int, ca_pem: bytes, operator_running: Callable[[], bool],
+             timeout: float = 60.0, name: str = "align-operator-local") -> str:
+    """Register the operator's webhook as the chart does (replacing one an earlier plane left, with another CA),
+    then wait until the API server calls it: it refuses PROBE in a dry run. Returns the webhook's URL."""
+    from .kube import http_client
+
+    body = configuration(name, port, ca_pem)
+    with http_client(kubeconfig) as client:
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+        client.delete(f"{path}/{name}")
+        response = client.post(path, json=body)
+        if response.status_code != 201:
+            raise NotCalled(f"the API server refused the webhook configuration: {response.status_code} "
+                            f"{response.text[:500]}")
+        deadline = time.monotonic() + timeout
+        while True:
+            probe = client.post("/apis/align.dev/v1alpha1/namespaces/default/alignmentjobs",
+                                params={"dryRun": "All"}, json=PROBE)
+            if denies_probe(probe.status_code, probe.text):
+                return url(port)
+            if not operator_running():
+                raise NotCalled("the operator exited before serving the admission webhook")
+            if time.monotonic() > deadline:
+                raise NotCalled(f"the API server did not call the admission webhook within {timeout:.0f}s (last "
+                                f"answer {probe.status_code})")
+            time.sleep(0.3)

@@ -9,59 +9,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from align_localcluster import localplane
 from align_operator.cli.validate_cmd import validate_paths
-from tests.real.parity_corpus import corpus
+from tests.real.parity_corpus import WEBHOOK_DENIED, invalid_manifests, refused_at_apply
 from tests.realk8s import HOME, missing_binaries, port_base
 
 pytestmark = [pytest.mark.realk8s, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-WEBHOOK_DENIED = 'admission webhook "validate-spec.align.dev" denied the request: '
 #: Refused on a cluster of today, not on 1.20: an unknown field is pruned by 1.20 before admission (the webhook sees
 #: the object without it), while 1.25+ servers refuse it (fieldValidation=Strict, kubectl's default; shown on the
 #: 1.36 CRD server by tests/real/test_validation_parity.py). What 1.20 stores is the manifest without the field.
 PRUNED_BY_1_20 = {"invalid-grader-unknown-key": ("grader", "pass_treshold")}
-
-
-def invalid_manifests(directory: Path) -> dict[str, Path]:
-    """Every manifest of the parity corpus that `alignctl validate` refuses, and the issue's two not in it (a
-    70-character name, an output scheme we do not support), as files; case -> path."""
-    directory.mkdir()
-    cases = dict(corpus())
-    dpo = yaml.safe_load((REPO / "examples" / "dpo.yaml").read_text())
-    cases["invalid-name-of-70-characters"] = yaml.safe_dump({**dpo, "metadata": {"name": "n" * 70}})
-    dpo["metadata"]["name"], dpo["spec"]["output"] = "invalid-output-scheme", {"uri": "ftp://host/out"}
-    cases["invalid-output-scheme"] = yaml.safe_dump(dpo)
-    files = {}
-    for case, text in cases.items():
-        path = directory / f"{case}.yaml"
-        path.write_text(text)
-        if validate_paths([path])[1]:
-            files[case] = path
-        else:
-            path.unlink()
-    return files
-
-
-def refused_at_apply(env: dict[str, str], files: dict[str, Path]) -> dict[str, str]:
-    """`kubectl apply` of all the files at once; case -> kubectl's error for that file (absent: it was applied)."""
-    for path in files.values():  # a manifest's own namespace exists, so only its content can be refused
-        for ns in re.findall(r"(?m)^  namespace: *(\S+)", path.read_text()):
-            subprocess.run(["kubectl", "create", "namespace", ns], env=env, capture_output=True, timeout=60)
-    proc = subprocess.run(["kubectl", "apply", "-f", str(next(iter(files.values())).parent)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    errors = re.split(r'(?=error validating "|Error from server|error when)', proc.stderr)
-    return {case: next(e for e in errors if f'"{path}"' in e) for case, path in files.items()
-            if any(f'"{path}"' in e for e in errors)}
 
 
 def test_local_up_real_serves_kubectl_and_the_operator(tmp_path: Path, worker_id: str,

@@ -24,6 +24,8 @@ from align_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, AlignmentJob, P
 from align_api.constants import TERMINAL_PHASES
 from align_api.status import Status
 
+from .events import event_time, is_about, timestamp
+
 FIELD_MANAGER = "alignctl"
 #: Labels that tie a pod to its trainer Job (the Job controller sets the first two on every pod).
 POD_JOB_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -285,7 +287,7 @@ class AlignClient:
         def order(pod: dict[str, Any]) -> tuple[int, float]:
             meta = pod.get("metadata") or {}
             index = (meta.get("annotations") or {}).get(COMPLETION_INDEX) or (meta.get("labels") or {}).get(COMPLETION_INDEX)
-            return int(index) if str(index).isdigit() else 0, -_timestamp(meta.get("creationTimestamp"))
+            return int(index) if str(index).isdigit() else 0, -timestamp(meta.get("creationTimestamp"))
 
         return sorted(pods, key=order)
 
@@ -380,34 +382,3 @@ def _belongs(pod: Mapping[str, Any], name: str, job_name: str) -> bool:
     if labels.get(JOB_LABEL) == name:
         return True
     return any(ref.get("kind") == "Job" and ref.get("name") == job_name for ref in meta.get("ownerReferences") or [])
-
-
-def _timestamp(value: Any) -> float:
-    from datetime import datetime
-
-    if not value:
-        return 0.0
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def is_about(event: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
-    """Whether `event` is about this very object: its uid when both carry one, else its name and an event time no
-    earlier than the object's creation (a hand-made event without a uid)."""
-    involved, meta = event.get("involvedObject") or {}, obj.get("metadata") or {}
-    if involved.get("name") != meta.get("name"):
-        return False
-    if involved.get("uid") and meta.get("uid"):
-        return involved["uid"] == meta["uid"]
-    return event_time(event) >= _timestamp(meta.get("creationTimestamp"))
-
-
-def event_time(event: Mapping[str, Any]) -> float:
-    """When an event last happened (events carry one of several timestamps depending on their API)."""
-    meta = event.get("metadata") or {}
-    for key in ("lastTimestamp", "eventTime", "firstTimestamp"):
-        if event.get(key):
-            return _timestamp(event[key])
-    return _timestamp(meta.get("creationTimestamp"))

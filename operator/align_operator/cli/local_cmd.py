@@ -243,7 +243,8 @@ def up(
                                   help="Real: REALK8S_PORT_BASE (API server on BASE+443; default 61000)."),
     timeout: float = typer.Option(120.0, help="Give up starting after this many seconds."),
 ) -> None:
-    """Start a local control plane in the background (API server, operator, node agent) and write a kubeconfig,
+    """Start a local control plane in the background (API server, the operator and its admission webhook as the
+    chart installs them, node agent) and write a kubeconfig,
     so kubectl and alignctl work against it as against a cluster until `alignctl local down`."""
     localplane = local_package("localplane")
 

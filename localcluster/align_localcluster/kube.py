@@ -27,7 +27,13 @@ NAMESPACES = Resource("v1", "namespaces", namespaced=False)
 
 
 class Client(OperatorClient):
-    """The operator's client plus a list that keeps the resourceVersion and a watch stream."""
+    """The operator's client plus the lists and the watch stream the node agent reads pods and nodes with."""
+
+    async def list(self, resource: Resource, namespace: str | None = None,
+                   label_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        result = await self.request("GET", resource.url(namespace), params=params)
+        return list(result.get("items", []))
 
     async def list_with_version(self, resource: Resource, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """The items and the list's resourceVersion (where a watch continues from)."""

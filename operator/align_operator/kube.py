@@ -196,12 +196,6 @@ class Client:
         except NotFound:
             return None
 
-    async def list(self, resource: Resource, namespace: str | None = None,
-                   label_selector: str | None = None) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        result = await self.request("GET", resource.url(namespace), params=params)
-        return list(result.get("items", []))
-
     async def create(self, resource: Resource, body: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
         namespace = namespace or body.get("metadata", {}).get("namespace")
         return await self.request("POST", resource.url(namespace), body=body)

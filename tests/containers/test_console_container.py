@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from align_localcluster import Sandbox
+from align_localcluster import LocalCluster
 from align_localcluster.containers import podman_env
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 
 def test_operator_image_serves_the_console(operator_image: str, tmp_path: Path) -> None:
-    with Sandbox(workdir=tmp_path / "sb", operator="none", node_agent=False) as sb:
+    with LocalCluster(workdir=tmp_path / "sb", operator="none", node_agent=False) as sb:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(sb.kubeconfig.read_text())
         kubeconfig.chmod(0o644)

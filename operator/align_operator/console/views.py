@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from align_operator.cli.cluster import age, parse_time
-from align_operator.client import event_time, phase_of
+from align_operator.client import phase_of
+from align_operator.events import event_time
 
 #: The number the jobs list shows per job: the evaluation's headline when there is one, else the training loss.
 KEY_METRICS = (("evaluation", "winRate"), ("metrics", "loss"), ("metrics", "eval_loss"), ("metrics", "reward"))

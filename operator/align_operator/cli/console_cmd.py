@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated
 
 import typer
 
 from align_operator.cli import app
-from align_operator.cli.cluster import Context, Kubeconfig, Namespace, Server, console, fail, make_client
+from align_operator.cli.cluster import (Context, Kubeconfig, Namespace, Server, console, err_console, fail,
+                                        make_client)
 
 
 @app.command("console", rich_help_panel="Results")
@@ -24,8 +26,8 @@ def console_cmd(
 ) -> None:
     """Serve the web console: jobs, live training curves, evaluation answers side by side, run comparison.
 
-    Read-only: it gets, lists and watches with your kubeconfig's credentials (the access `alignctl get` has)
-    and never writes. Stop it with Ctrl-C.
+    Read-only: it gets and lists jobs, pods, events and logs with your kubeconfig's credentials (the access
+    `alignctl get` has) and never writes. Stop it with Ctrl-C.
     """
     from align_operator.console.server import loopback_hosts, make_app, missing_assets
     from align_operator.console.sources import ClusterSource
@@ -37,7 +39,11 @@ def console_cmd(
     client = make_client(kubeconfig, context, namespace, server)
     source = ClusterSource(client, all_namespaces=all_namespaces)
     label = f"{client.host} ({'all namespaces' if all_namespaces else 'namespace ' + client.namespace})"
-    web_app = make_app(source, poll=poll, context=label, allowed_hosts=loopback_hosts(address))
+    allowed = loopback_hosts(address)
+    if allowed is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        err_console.print(f"[yellow]warning:[/yellow] listening on {address}: anyone who can reach this port reads "
+                          "the cluster with your credentials (the console has no login)")
+    web_app = make_app(source, poll=poll, context=label, allowed_hosts=allowed)
     asyncio.run(_serve(web_app, address, port))
 
 

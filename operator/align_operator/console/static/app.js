@@ -47,7 +47,8 @@ class Chart {
       ...(opts.bars ? {fill: COLORS[i % COLORS.length] + "55", paths: uPlot.paths.bars({size: [0.8 / labels.length, 60]})} : {}),
     }))];
     this.plot = new uPlot({title, width: Math.max(280, parent.clientWidth / (opts.columns || 2) - 24), height: opts.height || 180,
-                           scales: {x: {time: false}}, series}, [[], ...labels.map(() => [])], this.box);
+                           scales: {x: {time: false}}, axes: [{}, {size: 70}],  // room for "12,000" and "0.0004"
+                           series}, [[], ...labels.map(() => [])], this.box);
   }
   set(data) {
     this.plot.setData(data);

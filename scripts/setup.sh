@@ -16,13 +16,20 @@ if ! command -v promtool >/dev/null; then
     echo "setup: WARNING: promtool is missing and this is not root with apt-get: install Debian's prometheus" \
          "package; the Prometheus tests fail without it (and CI=true fails on their skips)" >&2
   fi
+  # Headless chromium for the console's browser tests (Playwright drives the system browser; nothing downloaded),
+  # npm to vendor the console's charting library.
+  if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver npm >/dev/null
+  fi
 fi
+# uPlot into the package (gitignored): `alignctl console` serves it; no CDN at run time.
+scripts/vendor_console_assets.sh
 [ -d .venv ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 # The versions the images pin (scripts/gen_image_constraints.py): CI tests exactly what ships.
-PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,trainer,dev]"
+PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,local,trainer,dev]"
 # helm-sdkpy (Helm's Go library over cffi; chart lint/render tests) declares Requires-Python>=3.12, but it is
 # pure Python around a bundled libhelm_sdkpy.so and works on 3.11: install it past that check, cffi first.
 python -m pip install -q "cffi>=1.15"

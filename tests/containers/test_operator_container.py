@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from align_localcluster import Sandbox
+from align_localcluster import LocalCluster
 from align_localcluster.containers import podman_env
 from tests.containers.conftest import OPERATOR_IMAGE
 
@@ -33,7 +33,7 @@ def test_operator_image_reconciles_a_job(operator_image: str, tmp_path: Path) ->
         doc["spec"]["data"][split]["uri"] = str(REPO / "examples" / doc["spec"]["data"][split]["uri"])
     doc["spec"]["hyperparameters"].update(maxSteps=4, epochs=1)
     doc["spec"].pop("evaluation", None)
-    with Sandbox(workdir=tmp_path / "sb", operator="none", cwd=tmp_path) as sb:
+    with LocalCluster(workdir=tmp_path / "sb", operator="none", cwd=tmp_path) as sb:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(sb.kubeconfig.read_text())
         kubeconfig.chmod(0o644)

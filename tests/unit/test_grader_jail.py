@@ -42,7 +42,7 @@ def run(pool: JailPool, source: str, n: int = 2) -> list:
 
 
 #: why a hostile grader was stopped (the error it got), by the layer that stopped it
-DENIED = r"PermissionError: sandbox: "  # the audit hook refused the call (open, socket, fork, kill, ...)
+DENIED = r"PermissionError: grader jail: "  # the audit hook refused the call (open, socket, fork, kill, ...)
 NO_NETWORK = rf"{DENIED}(socket\.\w+|urllib\.Request) is not allowed"
 DENIED_WRITE = rf"{DENIED}writing '[^']+' is not allowed"
 DENIED_READ = rf"{DENIED}reading '[^']+' is not allowed"

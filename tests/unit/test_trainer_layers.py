@@ -20,7 +20,7 @@ def _type_checking_only(node: ast.AST) -> bool:
 
 
 def imports(path: Path, modules: set[str]) -> set[str]:
-    """The align_trainer modules `path` imports (a `from pkg import name` counts pkg.name when it is a module)."""
+    """The align_trainer modules `path` imports (`from pkg import name`: pkg.name when that is a module, else pkg)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: set[str] = set()
@@ -36,7 +36,11 @@ def imports(path: Path, modules: set[str]) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            found.update(c for c in [target, *(f"{target}.{a.name}" for a in node.names)] if c in modules)
+            # `from pkg import sub` depends on the submodule; on pkg itself only for names that are not modules
+            subs = [f"{target}.{a.name}" for a in node.names]
+            found.update(c for c in subs if c in modules)
+            if target in modules and not all(c in modules for c in subs):
+                found.add(target)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name in modules)
         for child in ast.iter_child_nodes(node):

@@ -145,8 +145,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "held_out = ctx.eval_dataset is not None and len(ctx.eval_dataset) > 0", "held_out = False",
              (REFT_PIECES + "test_probes_use_the_held_out_split_when_there_is_one",)),
     Mutation("reft: KL reference is the base, not the warmed-up policy", REFT,
-             'if ctx.spec.model.reference.kind != "base" or not (path / "adapter_config.json").is_file():',
-             "if True:", (REFT_TESTS + "test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up",)),
+             'if ctx.spec.model.reference.kind == "base" and (path / "adapter_config.json").is_file():',
+             "if False:", (REFT_TESTS + "test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up",)),
     Mutation("reft: warmupLearningRate ignored", REFT, "learning_rate=hp.warmup_learning_rate or hp.learning_rate)",
              "learning_rate=hp.learning_rate)", (REFT_TESTS + "test_warm_up_learning_rate_is_its_own",)),
     # TPO (thought warm-up, the judge sees answers only, format kept over the rounds)

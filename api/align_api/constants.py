@@ -34,29 +34,7 @@ class Algorithm(StrEnum):
     RPO = "rpo"
 
 
-#: Offline algorithms that learn from preference pairs (or unpaired labels for KTO).
-PREFERENCE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO,
-                                   Algorithm.RPO})
-#: Algorithms that need a frozen reference policy.
-REFERENCE_ALGORITHMS = frozenset(
-    {Algorithm.DPO, Algorithm.KTO, Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO,
-     Algorithm.REFT, Algorithm.RLAIF, Algorithm.TPO, Algorithm.RPO}
-)
-#: Online algorithms: the policy generates and something scores it.
-ONLINE_ALGORITHMS = frozenset(
-    {Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO, Algorithm.REFT, Algorithm.RLAIF,
-     Algorithm.TPO}
-)
-#: Algorithms with our own training loop (no TRL trainer): ppo (TRL dropped it), rlaif (our PPO), tpo (rounds).
-OWN_LOOP_ALGORITHMS = frozenset({Algorithm.PPO, Algorithm.RLAIF, Algorithm.TPO})
-#: Algorithms whose beta is the DPO-family inverse temperature (must be > 0).
-BETA_ALGORITHMS = frozenset(
-    {Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO, Algorithm.ONLINE_DPO,
-     Algorithm.TPO, Algorithm.RPO}
-)
-#: Offline preference algorithms that can instead run iterative rounds (hyperparameters.rounds): sample from the
-#: policy, score with spec.grader, train on best-vs-worst pairs, repeat.
-ITERATIVE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.RPO})
+# What each algorithm is and needs (online, reference, own loop, ...): align_api.algorithms.TABLE.
 
 
 class Phase(StrEnum):

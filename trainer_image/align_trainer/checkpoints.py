@@ -23,7 +23,8 @@ from .errors import Interrupted
 from .modelcard import model_card
 
 if TYPE_CHECKING:
-    from .runtime import TrainContext, TrainResult
+    from .contracts import TrainResult
+    from .runtime import TrainContext
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: in
                   metrics: dict[str, float], eval_metrics: dict[str, float]) -> "TrainResult":
     """Final adapter (+ tokenizer, model card) -> final/; optional merged/; upload to spec.output.uri."""
     from .models import DEFAULT_ADAPTER, _unwrap_peft, portable_base_reference
-    from .runtime import TrainResult
+    from .contracts import TrainResult
     if not distributed.is_main():  # rank 0 writes, evaluates and uploads; the other ranks report the numbers
         return TrainResult(steps=step, total_steps=total_steps, metrics=metrics, eval_metrics=eval_metrics)
     paths = ctx.paths
@@ -264,7 +265,7 @@ def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: in
         hook(ctx, model, result)
     if ctx.spec.output.merge:
         result.merged_dir = merge(ctx, paths.final_dir, paths.output_dir / "merged")
-    uri = ctx.scratch.get("output_uri", ctx.spec.output.uri)
+    uri = ctx.output_uri
     if uri:
         result.adapter_uri = storage.upload(paths.final_dir, uri, base_dir=paths.base_dir, name="adapter")
         if result.merged_dir is not None:

@@ -22,7 +22,7 @@ from align_api.data import DataSpec
 from . import storage
 from .errors import DataError, TrainerError
 from .formats import Record, convert, detect_format, parse_row
-from .runtime import DataKind
+from .contracts import DataKind
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 

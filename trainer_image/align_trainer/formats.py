@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DataError
-from .runtime import DataKind
+from .contracts import DataKind
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TEXT_KEYS = ("prompt", "completion", "chosen", "rejected", "text")
@@ -308,7 +308,7 @@ CONVERTERS = {DataKind.SFT: _to_sft, DataKind.PREFERENCE: _to_preference, DataKi
 
 
 def convert(records: list[Record], kind: DataKind) -> list[dict[str, Any]]:
-    """Rows of `kind` (see runtime.DataKind) from parsed records."""
+    """Rows of `kind` (see contracts.DataKind) from parsed records."""
     rows = []
     for record in records:
         _check_same_style(record, ("prompt", "completion", "chosen", "rejected"))

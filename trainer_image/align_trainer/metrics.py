@@ -59,7 +59,7 @@ def is_bad(value: float) -> bool:
 
 
 class Metrics:
-    """runtime.MetricsSink: one per job. `port=None` serves nothing; `port=0` picks a free port (tests)."""
+    """contracts.MetricsSink: one per job. `port=None` serves nothing; `port=0` picks a free port (tests)."""
 
     def __init__(self, job: str, metrics_file: Path | None, *, port: int | None = None,
                  status_file: Path | None = None, registry: CollectorRegistry | None = None) -> None:

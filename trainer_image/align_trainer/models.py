@@ -18,7 +18,7 @@ from align_api.model import ModelSpec, Quantization
 
 from . import builtin, storage
 from .errors import ConfigError, UpstreamError
-from .runtime import DeviceChoice
+from .contracts import DeviceChoice
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -94,7 +94,7 @@ def hf_token() -> str | None:
 
 
 class Models:
-    """Implements runtime.ModelProvider for one job."""
+    """Implements contracts.ModelProvider for one job."""
 
     def __init__(self, spec: ModelSpec, device: DeviceChoice, *, base_dir: Path, cache_dir: Path) -> None:
         self.spec, self.device = spec, device
@@ -190,7 +190,7 @@ class Models:
         return model
 
     def bind_reference(self, model: Any) -> None:
-        """Make the "ref" adapter match spec.model.reference (see runtime.ModelProvider)."""
+        """Make the "ref" adapter match spec.model.reference (see contracts.ModelProvider)."""
         peft_model = _unwrap_peft(model)
         if peft_model is None:
             return

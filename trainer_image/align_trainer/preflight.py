@@ -32,7 +32,7 @@ from align_api.graders import LabelModelGrader, MultiGrader, ScoreModelGrader, S
 
 from . import storage
 from .errors import DataError, PreflightFailed, TrainerError
-from .runtime import DataKind
+from .contracts import DataKind
 
 log = logging.getLogger(__name__)
 

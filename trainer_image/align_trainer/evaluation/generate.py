@@ -13,6 +13,8 @@ from typing import Any, Iterator, Sequence
 
 from align_api.evaluation import Generation
 
+from ..inference import eval_mode
+
 REFERENCE_ADAPTER = "ref"
 
 
@@ -55,20 +57,6 @@ def as_reference(model: Any) -> Iterator[Any]:
     else:
         with peft_model.disable_adapter():
             yield peft_model
-
-
-@contextlib.contextmanager
-def eval_mode(model: Any) -> Iterator[None]:
-    """model.eval() + no grad for the block, restoring train mode after (checkpoint evaluations run mid-training)."""
-    import torch
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if was_training:
-            model.train()
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], settings: Generation, *, seed: int,

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 #: In an HF checkpoint directory: the grader-health windows of the ranks (JSON).
 RUN_STATE_FILE = "align_run_state.json"
-#: ctx.scratch key of the job's GraderHealth (set by graders.rewards.grader_reward).
+#: Key of the grader-health windows in a checkpoint's state (the job's GraderHealth is ctx.grader_health).
 HEALTH_KEY = "grader_health"
 
 
@@ -51,14 +51,14 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def health_state(ctx: Any) -> dict[str, Any] | None:
-    health = getattr(ctx, "scratch", {}).get(HEALTH_KEY)
+    health = getattr(ctx, "grader_health", None)
     if health is None:
         return None
     return {"batches": [list(b) for b in health.batches], "first_errors": list(health.first_errors)}
 
 
 def set_health_state(ctx: Any, state: Mapping[str, Any] | None) -> None:
-    health = getattr(ctx, "scratch", {}).get(HEALTH_KEY)
+    health = getattr(ctx, "grader_health", None)
     if health is None or state is None:
         return
     health.batches = deque(tuple(b) for b in state["batches"])

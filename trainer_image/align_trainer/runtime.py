@@ -86,6 +86,9 @@ class TrainContext:
     keep_local: bool = False
     #: The SIGTERM handler in place before the trainer's own (restored when the run ends).
     previous_sigterm_handler: Any = None
+    #: The job's grader-health window (graders/health.py), set by graders.rewards.grader_reward; checkpoints carry
+    #: it (runstate.py).
+    grader_health: Any = None
 
     # --- views of the spec -------------------------------------------------------------------------
     @property

@@ -86,9 +86,8 @@ def grader_reward(ctx: Any, *, judge: Any = None, reward_model: Any = None) -> G
         raise ConfigError(f"spec.grader: {exc}") from None
     from .health import GraderHealth
     grader.health = GraderHealth.from_spec(ctx.spec.run_policy)
-    if isinstance(getattr(ctx, "scratch", None), dict):  # checkpoints carry its window (runstate.py)
-        from ..runstate import HEALTH_KEY
-        ctx.scratch[HEALTH_KEY] = grader.health
+    if hasattr(ctx, "grader_health"):  # checkpoints carry its window (runstate.py)
+        ctx.grader_health = grader.health
     return GraderReward(grader)
 
 

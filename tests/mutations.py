@@ -26,6 +26,8 @@ REFT = "trainer_image/align_trainer/algorithms/reft.py"
 TPO = "trainer_image/align_trainer/algorithms/tpo.py"
 RLAIF = "trainer_image/align_trainer/algorithms/rlaif.py"
 SPEC = "api/align_api/spec.py"
+TABLE = "api/align_api/algorithms.py"
+TRACK = "operator/align_operator/handlers/track.py"
 
 PIECES = "tests/unit/test_rl_ppo_pieces.py::"
 WIRING = "tests/integration/test_rl_config_wiring.py::"
@@ -196,4 +198,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("trainer: startup heap not frozen before training", TRAINER_MAIN,
              "            settle_startup_heap()\n", "            pass\n",
              ("tests/unit/test_trainer_gc.py::test_own_process_starts_without_the_collector_and_trains_with_startup_frozen",)),
+    # the algorithm table (issue 23) and the operator's status tasks
+    Mutation("algorithm table: reft's ppo stage counted as a TRL loop (fsdp allowed)", TABLE,
+             'Variant("rl_stage", "ppo", "own"', 'Variant("rl_stage", "ppo", "trl"',
+             ("tests/unit/test_algorithm_table.py::test_reft_with_its_ppo_stage_is_refused_fsdp_like_ppo",)),
+    Mutation("status task: not ended when its AlignmentJob is deleted", TRACK,
+             "        wakeups.gone(key)\n        return\n", "        return\n",
+             ("tests/unit/test_operator_deletion.py::test_the_status_task_starts_for_a_live_job_and_ends_when_it_is_deleted",)),
 )

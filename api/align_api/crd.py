@@ -35,6 +35,10 @@ SPEC_RULES: list[dict[str, str]] = [
      "fieldPath": ".model", "reason": "FieldValueForbidden"},
     {"rule": "self.data == oldSelf.data", "message": "spec.data is immutable; create a new AlignmentJob",
      "fieldPath": ".data", "reason": "FieldValueForbidden"},
+    {"rule": "!has(oldSelf.runPolicy) || !has(oldSelf.runPolicy.cancel) || !oldSelf.runPolicy.cancel "
+             "|| (has(self.runPolicy) && has(self.runPolicy.cancel) && self.runPolicy.cancel)",
+     "message": "spec.runPolicy.cancel cannot be unset: a cancelled job stays cancelled; create a new AlignmentJob",
+     "fieldPath": ".runPolicy.cancel", "reason": "FieldValueForbidden"},
     {"rule": "!(self.algorithm in [" + ", ".join(f"'{a.value}'" for a in sorted(ONLINE_ALGORITHMS)) + "]) || has(self.grader)",
      "message": "grader is required for online algorithms (ppo, grpo, rloo, online-dpo, reft, rlaif, tpo)",
      "fieldPath": ".grader", "reason": "FieldValueRequired"},

@@ -50,7 +50,9 @@ class LastError(SpecModel):
 
 
 class Status(SpecModel):
-    phase: Phase = Field(default=Phase.PENDING, description="Pending, Waiting, Queued, Running, Suspended, Succeeded or Failed.")
+    phase: Phase = Field(default=Phase.PENDING, description=(
+        "Pending, Waiting, Queued, Running, Suspended, Succeeded, Failed or Cancelled (docs/operator.md has the "
+        "state diagram)."))
     conditions: list[Condition] = Field(default_factory=list, description="KEP-1623 conditions.")
     observed_generation: int | None = Field(default=None, description="Last metadata.generation reconciled.")
     job_name: str | None = Field(default=None, description="Name of the batch/v1 Job running the trainer.")

@@ -29,11 +29,11 @@ def resolve(refs: Mapping[str, str], upstreams: Mapping[str, Mapping[str, Any] |
         status = (obj or {}).get("status") or {}
         phase = status.get("phase")
         fields = ", ".join(sorted(path for path, ref in refs.items() if ref == name))
-        if obj is None or phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        if obj is None or phase not in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED):
             result.waiting.append(name)
-        elif phase == Phase.FAILED:
+        elif phase in (Phase.FAILED, Phase.CANCELLED):
             error = status.get("lastError") or {}
-            result.failed.append(f"upstream job {name!r} ({fields}) failed"
+            result.failed.append(f"upstream job {name!r} ({fields}) {'failed' if phase == Phase.FAILED else 'was cancelled'}"
                                  + (f": {error.get('reason')}: {error.get('message', '')}".rstrip(": ") if error else ""))
         else:
             adapter = (status.get("artifacts") or {}).get("adapter")

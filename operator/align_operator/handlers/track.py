@@ -24,7 +24,9 @@ from ..renderers.names import JOB_LABEL
 from ..settings import Settings
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
+from ..status.lifecycle import Want, observation, want
 from ..status.observe import observe
+from . import lifecycle
 from ..status.progress import key_metrics, parse_metrics, progress
 from .reconcile import ALIGNMENT_JOBS
 
@@ -37,9 +39,11 @@ WARNING_PHASES = {Phase.FAILED}
 def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a Job or Pod the status logic reads (indexes stay small)."""
     meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
     return {"metadata": {"name": meta.get("name"), "annotations": dict(meta.get("annotations") or {}),
-                         "uid": meta.get("uid")},
-            "spec": {"suspend": (body.get("spec") or {}).get("suspend")},
+                         "uid": meta.get("uid"), "deletionTimestamp": meta.get("deletionTimestamp")},
+            # whether the key is there at all tells a server without Job suspend (status/lifecycle.py)
+            "spec": {"suspend": spec["suspend"]} if "suspend" in spec else {},
             "status": dict(body.get("status") or {})}
 
 
@@ -134,15 +138,20 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
             live = dict(body.get("status") or {})
             current = live if _version(meta) >= state_version else {**live, **state}
             jobs = list(index_jobs.get(key, []))
-            if jobs and current.get("phase") not in TERMINAL_PHASES:
+            # jobName: the creation handler is done; from then on a missing Job is the lifecycle's to create
+            if (jobs or current.get("jobName")) and current.get("phase") not in TERMINAL_PHASES:
                 started = time.monotonic()
-                job, pods = jobs[0], list(index_pods.get(key, []))
+                job, pods = (jobs[0] if jobs else None), list(index_pods.get(key, []))
                 run_policy = spec.get("runPolicy") or {}
-                obs = observe(job, pods, queued=bool(run_policy.get("queueName")) and not run_policy.get("suspend"))
+                wanted = want(spec)
+                queued = bool(run_policy.get("queueName")) and wanted == Want.RUN
+                done = await lifecycle.step(client, settings, body, wanted, job, pods, queued=queued, logger=logger)
+                obs = observation(wanted, done, observe(job, pods, queued=queued) if job is not None else None,
+                                  int(current.get("restarts") or 0))
                 now = now_rfc3339()
                 new = next_status(current, obs, generation=meta.get("generation"), now=now,
                                   fallback_artifacts=fallback_artifacts(spec, name))
-                if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None:
+                if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None and job is not None:
                     new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
                                                       Reason.JOB_CREATED, f"Job {job['metadata']['name']} created",
                                                       meta.get("generation"), now)

@@ -44,6 +44,10 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
         # lastError explains the current state; what it explained is over (the job succeeded, or the pod it waited
         # for got scheduled, pulled or created). Its history stays in the job's events (handlers/track.py).
         status.pop("lastError", None)
+    if obs.phase == Phase.CANCELLED:  # what was written stays where it is; status says where
+        status["completionTime"] = obs.completion_time or now
+        if fallback_artifacts:
+            status["artifacts"] = {**dict(fallback_artifacts), **(status.get("artifacts") or {})}
     if obs.phase == Phase.SUCCEEDED:
         status["completionTime"] = obs.completion_time or now
         final = obs.success

@@ -1,0 +1,94 @@
+"""Pause, resume and cancel end to end on the emulated cluster (a server with Job suspend): the fake trainer
+checkpoints on SIGTERM into its checkpoint volume and the next pod continues from there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from align_localcluster import Sandbox
+from tests.integration.test_operator_sandbox import FAKE_TRAINER, FAST, aj
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(tmp_path_factory.mktemp("lifecycle"), operator="process", trainer_command=FAKE_TRAINER, gpus=0,
+                 settings=FAST) as box:
+        yield box
+
+
+def steps_written(sb: Sandbox, name: str) -> list[int]:
+    """The steps in the job's metrics.jsonl on its checkpoint volume (one line per step)."""
+    (path,) = sb.workdir.glob(f"**/volumes/*/ckpt/{name}/metrics.jsonl")
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def live_pods(sb: Sandbox, name: str) -> list[dict[str, Any]]:
+    return [p for p in sb.list("Pod", labels=f"align.dev/job={name}")
+            if p["status"].get("phase") not in ("Succeeded", "Failed")]
+
+
+def step_of(sb: Sandbox, name: str) -> int:
+    return int((((sb.get(name) or {}).get("status") or {}).get("progress") or {}).get("step") or 0)
+
+
+def conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in job["status"].get("conditions", [])}
+
+
+def test_pause_mid_run_stops_the_pods_and_resume_finishes_the_same_run_with_one_history(sb: Sandbox) -> None:
+    sb.apply(aj("pause", steps=30, step_ms=120, checkpoints={"volume": "ckpt"}))
+    sb.wait_for(lambda: step_of(sb, "pause") >= 3, timeout=30)
+    sb.patch("pause", {"spec": {"runPolicy": {"suspend": True}}})
+    paused = sb.wait("pause", until=["Suspended"], timeout=30)
+    assert live_pods(sb, "pause") == []          # Suspended is claimed only once no pod runs
+    assert sb.get("pause-trainer", kind="Job")["spec"]["suspend"] is True
+    cond = conditions(paused)["Suspended"]
+    assert cond["status"] == "True" and cond["reason"] == "SuspendedByUser"
+    reached = steps_written(sb, "pause")
+    assert 3 <= len(reached) < 30 and reached == list(range(1, len(reached) + 1))
+    reasons = [e["reason"] for e in sorted(sb.events("pause"), key=lambda e: e.get("lastTimestamp") or "")]
+    assert "Suspending" in reasons and "SuspendedByUser" in reasons
+    sb.patch("pause", {"spec": {"runPolicy": {"suspend": False}}})
+    done = sb.wait("pause", timeout=60)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert done["status"]["progress"]["step"] == 30
+    assert steps_written(sb, "pause") == list(range(1, 31))    # resumed, not restarted: each step once
+    assert "Resumed" in {e["reason"] for e in sb.events("pause")}
+
+
+def test_cancel_stops_for_good_and_keeps_what_was_written(sb: Sandbox) -> None:
+    sb.apply(aj("stopme", steps=200, step_ms=100, checkpoints={"volume": "ckpt"}))
+    sb.wait_for(lambda: step_of(sb, "stopme") >= 2, timeout=30)
+    sb.patch("stopme", {"spec": {"runPolicy": {"cancel": True}}})
+    done = sb.wait("stopme", timeout=30)
+    status = done["status"]
+    assert status["phase"] == "Cancelled" and status.get("completionTime"), status
+    assert conditions(done)["Cancelled"]["reason"] == "CancelledByUser"
+    assert live_pods(sb, "stopme") == []
+    assert status["artifacts"]["checkpoints"] == ["pvc://ckpt/stopme/checkpoints"]
+    (checkpoint,) = sb.workdir.glob("**/volumes/*/ckpt/stopme/fake-checkpoint.json")
+    assert json.loads(checkpoint.read_text())["step"] == len(steps_written(sb, "stopme")) >= 2
+    assert sb.get("stopme") is not None          # the object stays: cancel is not delete
+
+
+def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothing(sb: Sandbox) -> None:
+    sb.apply(aj("crash", steps=30, step_ms=120, checkpoints={"volume": "ckpt"}))
+    sb.wait_for(lambda: step_of(sb, "crash") >= 2, timeout=30)
+    first = sb.get("crash-trainer", kind="Job")["metadata"]["uid"]
+    sb.kill_operator()                           # the request lands while no operator runs
+    sb.patch("crash", {"spec": {"runPolicy": {"suspend": True}}})
+    sb.restart_operator()
+    sb.wait("crash", until=["Suspended"], timeout=30)
+    assert live_pods(sb, "crash") == []
+    sb.patch("crash", {"spec": {"runPolicy": {"suspend": False}}})
+    sb.restart_operator()                        # kill -9 right after the resume request
+    done = sb.wait("crash", timeout=60)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert sb.get("crash-trainer", kind="Job")["metadata"]["uid"] == first   # suspended, never re-created
+    assert steps_written(sb, "crash") == list(range(1, 31))

@@ -240,8 +240,15 @@ class AlignClient:
 
     def set_suspend(self, name: str, suspend: bool, namespace: str | None = None) -> dict[str, Any]:
         """Flip spec.runPolicy.suspend with a merge patch (an apply would drop the rest of alignctl's fields)."""
+        return self._set_run_policy(name, {"suspend": suspend}, namespace)
+
+    def cancel(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """Set spec.runPolicy.cancel: the trainer checkpoints and stops, the job ends Cancelled and stays."""
+        return self._set_run_policy(name, {"cancel": True}, namespace)
+
+    def _set_run_policy(self, name: str, fields: dict[str, Any], namespace: str | None) -> dict[str, Any]:
         ns = namespace or self.namespace
-        return self._custom("patch", ns, PLURAL, name, {"spec": {"runPolicy": {"suspend": suspend}}},
+        return self._custom("patch", ns, PLURAL, name, {"spec": {"runPolicy": fields}},
                             _content_type="application/merge-patch+json",
                             not_found=f'alignmentjob "{name}" not found in namespace "{ns}"')
 

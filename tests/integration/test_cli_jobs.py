@@ -196,11 +196,17 @@ def test_suspend_a_finished_job_fails(cluster: EmulatedCluster, kubeconfig: Path
     assert result.exit_code == 1 and "already Succeeded" in result.output
 
 
-def test_cancel_deletes_the_job_and_fails_on_unknown(cluster: EmulatedCluster, kubeconfig: Path) -> None:
+def test_cancel_sets_run_policy_cancel_and_delete_deletes(cluster: EmulatedCluster, kubeconfig: Path) -> None:
     cluster.put(AJ, NS, "unwanted", job_with_status("unwanted", "Running"))
     result = run(kubeconfig, "cancel", "unwanted")
-    assert result.exit_code == 0 and "cancelled" in result.output
-    assert cluster.get(AJ, NS, "unwanted") is None
+    assert result.exit_code == 0 and "cancelling" in result.output
+    stored = cluster.get(AJ, NS, "unwanted")
+    assert stored and stored["spec"]["runPolicy"]["cancel"] is True and stored["spec"]["algorithm"] == "dpo"
+    cluster.put(AJ, NS, "finished", job_with_status("finished", "Cancelled"))
+    twice = run(kubeconfig, "cancel", "finished")
+    assert twice.exit_code == 1 and "already Cancelled" in twice.output
+    deleted = run(kubeconfig, "cancel", "unwanted", "--delete")
+    assert deleted.exit_code == 0 and cluster.get(AJ, NS, "unwanted") is None
     again = run(kubeconfig, "cancel", "unwanted")
     assert again.exit_code == 1 and "not found" in again.output
 

@@ -1,0 +1,88 @@
+"""Pause, resume and cancel on the real 1.20 control plane, which prunes Job.spec.suspend: the operator deletes the
+Job (the real garbage collector takes its pods; the trainer checkpoints on SIGTERM) and re-creates it under the
+same name on resume. The fake trainer keeps its steps on the checkpoint volume, so one history is checkable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.real.operator_plane import audit, wait_for
+from tests.real.test_operator_real import SA_USER, Plane, denied, fake_job, plane  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.realk8s, pytest.mark.slow]
+
+
+def resumable(name: str, steps: int) -> dict[str, Any]:
+    doc = fake_job(name, steps=steps, step_ms=150)
+    doc["spec"]["checkpoints"] = {"volume": "ckpt"}
+    return doc
+
+
+def steps_written(plane: Plane, ns: str, name: str) -> list[int]:
+    path = plane.agents.workdir / "fake-node" / "volumes" / ns / "ckpt" / name / "metrics.jsonl"
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def step_of(plane: Plane, ns: str, name: str) -> int:
+    return int((((plane.aj(ns, name) or {}).get("status") or {}).get("progress") or {}).get("step") or 0)
+
+
+def alignctl(plane: Plane, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).parent / "alignctl"), *args],
+                          env={**os.environ, "KUBECONFIG": str(plane.cluster.kubeconfig)}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def sa_calls(plane: Plane, ns: str, verb: str, code: int) -> list[dict[str, Any]]:
+    return [r for r in audit(plane.cluster, SA_USER) if r["verb"] == verb and (r.get("responseStatus") or {}).get(
+        "code") == code and r["requestURI"].startswith(f"/apis/batch/v1/namespaces/{ns}/jobs")]
+
+
+def test_pause_without_job_suspend_deletes_the_job_and_resume_recreates_it_to_the_same_final_step(plane: Plane) -> None:
+    ns = plane.cluster.namespace("pause")
+    plane.create(ns, resumable("pause", 30))
+    wait_for(lambda: step_of(plane, ns, "pause") >= 3, 90, "progress while running")
+    (first,) = plane.jobs(ns)
+    assert "suspend" not in first["spec"]                       # 1.20 pruned it
+    paused = alignctl(plane, "suspend", "pause", "-n", ns)
+    assert paused.returncode == 0, paused.stderr
+    plane.operator.stop(kill=True)                              # kill -9 in the middle of the transition
+    plane.operator.start()
+    status = plane.phase(ns, "pause", "Suspended", timeout=90)["status"]
+    assert plane.jobs(ns) == [] and plane.pods(ns) == []        # nothing runs, nothing is claimed early
+    assert {c["type"]: c for c in status["conditions"]}["Suspended"]["reason"] == "SuspendedByUser"
+    reached = steps_written(plane, ns, "pause")
+    assert 3 <= len(reached) < 30 and reached == list(range(1, len(reached) + 1))
+    reasons = [e["reason"] for e in plane.events(ns, "pause")]
+    assert "Suspending" in reasons and "SuspendedByUser" in reasons
+    resumed = alignctl(plane, "resume", "pause", "-n", ns)
+    assert resumed.returncode == 0, resumed.stderr
+    done = plane.phase(ns, "pause", "Succeeded", "Failed", timeout=120)["status"]
+    assert done["phase"] == "Succeeded" and done["progress"]["step"] == 30, done
+    (again,) = plane.jobs(ns)
+    assert again["metadata"]["name"] == first["metadata"]["name"] and again["metadata"]["uid"] != first["metadata"]["uid"]
+    assert steps_written(plane, ns, "pause") == list(range(1, 31))   # continued, each step once
+    assert "Resumed" in {e["reason"] for e in plane.events(ns, "pause")}
+    assert len(sa_calls(plane, ns, "create", 201)) == 2 and len(sa_calls(plane, ns, "delete", 200) + sa_calls(plane, ns, "delete", 202)) == 1
+    assert denied(plane.cluster) == []
+
+
+def test_cancel_without_job_suspend_ends_cancelled_and_keeps_the_checkpoint(plane: Plane) -> None:
+    ns = plane.cluster.namespace("cancel")
+    plane.create(ns, resumable("stopme", 400))
+    wait_for(lambda: step_of(plane, ns, "stopme") >= 2, 90, "progress while running")
+    patched = plane.cluster.kubectl("patch", "-n", ns, "aj/stopme", "--type=merge",
+                                    "-p", '{"spec":{"runPolicy":{"cancel":true}}}')
+    assert patched.returncode == 0
+    status = plane.phase(ns, "stopme", "Cancelled", "Failed", "Succeeded", timeout=90)["status"]
+    assert status["phase"] == "Cancelled", status
+    assert plane.jobs(ns) == [] and plane.pods(ns) == [] and plane.aj(ns, "stopme") is not None
+    checkpoint = plane.agents.workdir / "fake-node" / "volumes" / ns / "ckpt" / "stopme" / "fake-checkpoint.json"
+    assert json.loads(checkpoint.read_text())["step"] == len(steps_written(plane, ns, "stopme")) >= 2

@@ -100,6 +100,9 @@ class Reason(StrEnum):
     SUSPENDING = "Suspending"
     RESUMED = "Resumed"
     CANCELLED_BY_USER = "CancelledByUser"
+    #: runPolicy.maxGpuHours or maxWallClockMinutes used up: the job is paused until a limit is raised.
+    BUDGET_EXHAUSTED = "BudgetExhausted"
+    BUDGET_WARNING = "BudgetWarning"  # 80% of a budget used
     PODS_RUNNING = "PodsRunning"
     TRAINING_SUCCEEDED = "TrainingSucceeded"
     IMAGE_PULL_FAILED = "ImagePullFailed"

@@ -240,6 +240,8 @@ def build_crd() -> dict[str, Any]:
                     {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm"},
                     {"name": "Model", "type": "string", "jsonPath": ".spec.model.base"},
                     {"name": "Progress", "type": "string", "jsonPath": ".status.progress.percent"},
+                    {"name": "GPU-h", "type": "number", "jsonPath": ".status.usage.gpuHours"},
+                    {"name": "Pod-h", "type": "number", "jsonPath": ".status.usage.podHours", "priority": 1},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                 ],
                 "schema": {"openAPIV3Schema": root},

@@ -78,14 +78,17 @@ def test_submit_rejects_an_invalid_manifest_before_calling_the_server(cluster: E
 def test_get_and_list_print_printer_columns(cluster: EmulatedCluster, kubeconfig: Path) -> None:
     cluster.put(AJ, NS, "table-a", job_with_status("table-a", "Running", progress={"step": 4, "totalSteps": 10,
                                                                                     "percent": 40.0},
-                                                   metrics={"loss": 0.6931}))
+                                                   metrics={"loss": 0.6931},
+                                                   usage={"gpuHours": 1.25, "podHours": 0.625}))
     cluster.put(AJ, NS, "table-b", job_with_status("table-b", "Succeeded"))
     listed = run(kubeconfig, "list", "-o", "wide")
     assert listed.exit_code == 0, listed.output
     header, *rows = listed.output.splitlines()
-    assert header.split()[:6] == ["NAME", "PHASE", "ALGORITHM", "MODEL", "PROGRESS", "AGE"]
+    assert header.split()[:8] == ["NAME", "PHASE", "ALGORITHM", "MODEL", "PROGRESS", "GPU-H", "POD-H", "AGE"]
     row_a = next(r for r in rows if r.startswith("table-a"))
-    assert row_a.split()[1:5] == ["Running", "dpo", "builtin://tiny", "40%"]
+    assert row_a.split()[1:7] == ["Running", "dpo", "builtin://tiny", "40%", "1.25", "0.625"]
+    narrow = run(kubeconfig, "list").output.splitlines()[0].split()
+    assert "GPU-H" in narrow and "POD-H" not in narrow       # priority 1: -o wide only, as in kubectl
     assert "4/10" in row_a and "0.6931" in row_a
     one = run(kubeconfig, "get", "table-b", "-o", "json")
     assert one.exit_code == 0 and '"phase": "Succeeded"' in one.output

@@ -92,3 +92,27 @@ def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothin
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert sb.get("crash-trainer", kind="Job")["metadata"]["uid"] == first   # suspended, never re-created
     assert steps_written(sb, "crash") == list(range(1, 31))
+
+
+def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: Sandbox) -> None:
+    # a CPU job: maxGpuHours counts pod-hours; 0.0012 pod-hours = 4.3 s of running
+    sb.apply(aj("budget", steps=40, step_ms=200, checkpoints={"volume": "ckpt"},
+                runPolicy={"maxGpuHours": 0.0012}))
+    paused = sb.wait("budget", until=["Suspended", "Succeeded", "Failed"], timeout=60)
+    status = paused["status"]
+    assert status["phase"] == "Suspended", status
+    cond = conditions(paused)["Suspended"]
+    assert cond["reason"] == "BudgetExhausted" and "runPolicy.maxGpuHours" in cond["message"]
+    assert status["usage"]["podHours"] >= 0.0012 and status["usage"]["budgetUsed"] >= 1
+    assert live_pods(sb, "budget") == []
+    reached = steps_written(sb, "budget")
+    assert 0 < len(reached) < 40
+    events = sb.events("budget")
+    warning = [e for e in events if e["reason"] == "BudgetWarning"]
+    assert len(warning) == 1 and warning[0]["type"] == "Warning" and "80%" in warning[0]["message"]
+    sb.patch("budget", {"spec": {"runPolicy": {"maxGpuHours": 1}}})
+    done = sb.wait("budget", timeout=60)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert steps_written(sb, "budget") == list(range(1, 41))
+    usage = done["status"]["usage"]
+    assert usage["running"] == [] and usage["podHours"] > status["usage"]["podHours"]

@@ -17,8 +17,27 @@ from .. import metrics
 from ..kube import JOBS, ApiError, Client
 from ..renderers import job_name
 from ..settings import Settings
-from ..status.lifecycle import Action, Plan, Want, plan
+from ..status.lifecycle import Action, Plan, Want, observation, plan, verb, want
+from ..status.observe import Observation, observe
+from ..status.usage import Budget, account, describe, exhausted, to_warn
 from .reconcile import create_children, invalid_message, parse, report_dropped
+
+
+async def advance(client: Client, settings: Settings, body: kopf.Body, spec: Mapping[str, Any],
+                  current: Mapping[str, Any], job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
+                  now: str, logger: kopf.Logger) -> tuple[Observation, dict[str, Any]]:
+    """One pass: account usage (status/usage.py), take the lifecycle's step, and say what to report."""
+    budget = Budget.from_spec(spec)
+    used = account(current.get("usage"), pods, now, budget)
+    if to_warn(used):
+        kopf.event(body, type="Warning", reason=Reason.BUDGET_WARNING,
+                   message=f"80% of a budget used: {describe(used, budget)}; the job pauses at 100%"[:1024])
+        used["warned"] = True
+    wanted = want(spec, exhausted(used))
+    queued = bool((spec.get("runPolicy") or {}).get("queueName")) and wanted == Want.RUN
+    done = await step(client, settings, body, wanted, job, pods, queued=queued, logger=logger)
+    observed = observe(job, pods, queued=queued) if job is not None else None
+    return observation(wanted, done, observed, int(current.get("restarts") or 0), describe(used, budget)), used
 
 
 async def step(client: Client, settings: Settings, body: kopf.Body, wanted: Want, job: Mapping[str, Any] | None,
@@ -27,16 +46,16 @@ async def step(client: Client, settings: Settings, body: kopf.Body, wanted: Want
     meta = body.get("metadata") or {}
     name, namespace = meta["name"], meta["namespace"]
     todo = plan(wanted, job, pods, queued=queued)
-    verb = "cancel" if wanted == Want.CANCEL else "suspend"
+    why = f"Asked to {verb(wanted)}" if wanted != Want.BUDGET else "Budget used up"
     try:
         if todo.action == Action.SUSPEND_JOB:
             await client.patch(JOBS, job_name(name), {"spec": {"suspend": True}}, namespace)
-            _event(body, Reason.SUSPENDING, f"Asked to {verb}: suspending Job {job_name(name)}; the trainer "
+            _event(body, Reason.SUSPENDING, f"{why}: suspending Job {job_name(name)}; the trainer "
                                             "checkpoints and its pods exit", logger)
         elif todo.action == Action.DELETE_JOB:
             # This server prunes Job.spec.suspend (Kubernetes < 1.21): stopping means deleting the Job.
             await client.delete(JOBS, job_name(name), namespace)
-            _event(body, Reason.SUSPENDING, f"Asked to {verb}: the server has no Job suspend, so Job "
+            _event(body, Reason.SUSPENDING, f"{why}: the server has no Job suspend, so Job "
                                             f"{job_name(name)} is deleted (re-created on resume); the trainer "
                                             "checkpoints and its pods exit", logger)
         elif todo.action == Action.UNSUSPEND_JOB:
@@ -71,4 +90,4 @@ def _event(body: kopf.Body, reason: str, message: str, logger: kopf.Logger) -> N
     logger.info(message)
 
 
-__all__ = ["step"]
+__all__ = ["advance", "step"]

@@ -17,6 +17,7 @@ from ..renderers import job_name, render_configmap, render_job, render_service
 from ..settings import Settings
 from ..status.conditions import get_condition, phase_conditions, set_condition
 from ..status.lifecycle import Want, want
+from ..status.usage import exhausted
 from ..upstream import resolve
 
 ALIGNMENT_JOBS = Resource(API_VERSION, PLURAL)
@@ -145,7 +146,8 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
         # A job created suspended (or suspended, then the operator restarted) gets its Job on resume, so that no
         # server that prunes Job.spec.suspend starts its pods.
         created, dropped = await create_children(client, body, job, namespace, settings, resolved,
-                                                 with_job=want(body.get("spec") or {}) == Want.RUN)
+                                                 with_job=want(body.get("spec") or {},
+                                                               exhausted(status.get("usage"))) == Want.RUN)
     except ApiError as exc:
         metrics.ERRORS.labels(f"api_{exc.status}").inc()
         if exc.status == 403:

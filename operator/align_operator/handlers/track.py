@@ -24,8 +24,6 @@ from ..renderers.names import JOB_LABEL
 from ..settings import Settings
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
-from ..status.lifecycle import Want, observation, want
-from ..status.observe import observe
 from . import lifecycle
 from ..status.progress import key_metrics, parse_metrics, progress
 from .reconcile import ALIGNMENT_JOBS
@@ -42,8 +40,11 @@ def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
     spec = body.get("spec") or {}
     return {"metadata": {"name": meta.get("name"), "annotations": dict(meta.get("annotations") or {}),
                          "uid": meta.get("uid"), "deletionTimestamp": meta.get("deletionTimestamp")},
-            # whether the key is there at all tells a server without Job suspend (status/lifecycle.py)
-            "spec": {"suspend": spec["suspend"]} if "suspend" in spec else {},
+            # whether the key is there at all tells a server without Job suspend (status/lifecycle.py); a pod's
+            # containers' resources say how many GPUs its running time costs (status/usage.py)
+            "spec": {**({"suspend": spec["suspend"]} if "suspend" in spec else {}),
+                     **({"containers": [{"resources": c.get("resources") or {}} for c in spec["containers"]]}
+                        if "containers" in spec else {})},
             "status": dict(body.get("status") or {})}
 
 
@@ -70,8 +71,10 @@ async def end_on_delete(type: str | None, name: str, namespace: str, memo: kopf.
 
 
 async def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
-    """Keep align_operator_jobs{phase} true for every AlignmentJob seen, finished ones included."""
+    """Keep align_operator_jobs{phase} and the per-job usage series true for every AlignmentJob seen, finished
+    ones included."""
     metrics.record_phase(namespace, name, None if type == "DELETED" else status.get("phase") or Phase.PENDING.value)
+    metrics.record_usage(namespace, name, None if type == "DELETED" else status.get("usage"))
 
 
 # ---------------------------------------------------------------------------------------------- scraping
@@ -142,15 +145,12 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
             if (jobs or current.get("jobName")) and current.get("phase") not in TERMINAL_PHASES:
                 started = time.monotonic()
                 job, pods = (jobs[0] if jobs else None), list(index_pods.get(key, []))
-                run_policy = spec.get("runPolicy") or {}
-                wanted = want(spec)
-                queued = bool(run_policy.get("queueName")) and wanted == Want.RUN
-                done = await lifecycle.step(client, settings, body, wanted, job, pods, queued=queued, logger=logger)
-                obs = observation(wanted, done, observe(job, pods, queued=queued) if job is not None else None,
-                                  int(current.get("restarts") or 0))
                 now = now_rfc3339()
+                # usage, budget, and the step toward what the spec asks (run, suspend, cancel)
+                obs, usage = await lifecycle.advance(client, settings, body, spec, current, job, pods, now, logger)
                 new = next_status(current, obs, generation=meta.get("generation"), now=now,
                                   fallback_artifacts=fallback_artifacts(spec, name))
+                new["usage"] = usage
                 if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None and job is not None:
                     new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
                                                       Reason.JOB_CREATED, f"Job {job['metadata']['name']} created",

@@ -28,6 +28,7 @@ class Want(StrEnum):
 
     RUN = "Run"
     SUSPEND = "Suspend"
+    BUDGET = "Budget"     # suspended because a runPolicy budget is used up
     CANCEL = "Cancel"
 
 
@@ -48,12 +49,15 @@ class Plan:
     stopping_pods: int = 0
 
 
-def want(spec: Mapping[str, Any]) -> Want:
+def want(spec: Mapping[str, Any], budget_exhausted: bool = False) -> Want:
+    """Cancel wins over suspend, a user's suspend over a budget (status.usage, status/usage.py)."""
     run_policy = spec.get("runPolicy") or {}
     if run_policy.get("cancel"):
         return Want.CANCEL
     if run_policy.get("suspend"):
         return Want.SUSPEND
+    if budget_exhausted:
+        return Want.BUDGET
     return Want.RUN
 
 
@@ -90,20 +94,27 @@ def plan(wanted: Want, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str
     return Plan(Action.NONE)
 
 
-def stopped_phase(wanted: Want) -> tuple[Phase, str, str]:
-    """(phase, reason, message) of a job stopped as `wanted` asks."""
+def stopped_phase(wanted: Want, budget: str = "") -> tuple[Phase, str, str]:
+    """(phase, reason, message) of a job stopped as `wanted` asks (`budget`: what was used of which limit)."""
     if wanted == Want.CANCEL:
         return Phase.CANCELLED, Reason.CANCELLED_BY_USER, "Cancelled by spec.runPolicy.cancel; checkpoints kept"
+    if wanted == Want.BUDGET:
+        return (Phase.SUSPENDED, Reason.BUDGET_EXHAUSTED,
+                f"Budget used up: {budget}; checkpoint kept, raise the limit to resume")
     return (Phase.SUSPENDED, Reason.SUSPENDED_BY_USER,
             "Suspended by spec.runPolicy.suspend: no trainer pod runs; resume continues from the newest checkpoint")
 
 
 def stopping_message(wanted: Want, pods: int) -> str:
-    verb = "cancel" if wanted == Want.CANCEL else "suspend"
-    return f"Stopping to {verb}: {pods} trainer pod(s) checkpointing and exiting"
+    return f"Stopping ({verb(wanted)}): {pods} trainer pod(s) checkpointing and exiting"
 
 
-def observation(wanted: Want, step: Plan, observed: Observation | None, restarts: int = 0) -> Observation:
+def verb(wanted: Want) -> str:
+    return {Want.CANCEL: "cancel", Want.BUDGET: "budget used up"}.get(wanted, "suspend")
+
+
+def observation(wanted: Want, step: Plan, observed: Observation | None, restarts: int = 0,
+                budget: str = "") -> Observation:
     """What to report: the Job's own observation (None: no Job exists), corrected by the lifecycle. A Job that
     finished before a stop took effect keeps its final phase; a stop is reported only once no pod runs."""
     if observed is not None and observed.phase in TERMINAL_PHASES:
@@ -111,7 +122,7 @@ def observation(wanted: Want, step: Plan, observed: Observation | None, restarts
     base = Observation(Phase.PENDING, Reason.JOB_CREATED, restarts=restarts) if observed is None else observed
     if wanted != Want.RUN:
         if step.stopped:
-            phase, reason, message = stopped_phase(wanted)
+            phase, reason, message = stopped_phase(wanted, budget)
         else:
             phase, reason, message = Phase.RUNNING, Reason.SUSPENDING, stopping_message(wanted, step.stopping_pods)
         return Observation(phase, reason, message, start_time=base.start_time, restarts=base.restarts,

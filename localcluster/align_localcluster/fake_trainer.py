@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps({"step": step, "loss": 1.0 / step}) + "\n")
         print(f"step {step}/{steps} loss {1.0 / step:.3f}", flush=True)
     server.shutdown()
+    if state is not None:  # as the trainer's last checkpoint: a Job run again after the end trains nothing twice
+        (state / "fake-checkpoint.json").write_text(json.dumps({"step": steps}))
     if exit_code:
         reason, message = MESSAGES.get(exit_code, ("TrainerError", f"exit {exit_code}"))
         text = json.dumps({"reason": reason, "message": message}) \

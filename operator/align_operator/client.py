@@ -262,11 +262,14 @@ class AlignClient:
         job_name = (obj.get("status") or {}).get("jobName")
         if include_job and job_name:
             names.add(job_name)
-        result = self._call(self.core.list_namespaced_event, ns, _preload_content=False)
-        items = json.loads(result.data or b"{}").get("items") or []
         # Field selectors are a server optimisation some servers lack; filter here in any case.
-        mine = [e for e in items if (e.get("involvedObject") or {}).get("name") in names]
+        mine = [e for e in self.namespace_events(ns) if (e.get("involvedObject") or {}).get("name") in names]
         return sorted(mine, key=event_time)
+
+    def namespace_events(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every core/v1 Event of the namespace, as the server returns them."""
+        result = self._call(self.core.list_namespaced_event, namespace or self.namespace, _preload_content=False)
+        return json.loads(result.data or b"{}").get("items") or []
 
     def trainer_pods(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The trainer pods of a job, rank 0 first and newest first within a rank."""

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from typer.testing import CliRunner
 
 from align_localcluster import Sandbox
+from align_operator.cli import _register, app
 from tests.integration.test_operator_sandbox import FAKE_TRAINER, FAST, aj
 
 pytestmark = pytest.mark.integration
@@ -60,6 +62,16 @@ def test_pause_mid_run_stops_the_pods_and_resume_finishes_the_same_run_with_one_
     assert done["status"]["progress"]["step"] == 30
     assert steps_written(sb, "pause") == list(range(1, 31))    # resumed, not restarted: each step once
     assert "Resumed" in {e["reason"] for e in sb.events("pause")}
+    # the feed: one time-ordered stream of the job's events and the trainer's milestones, for scripts as JSON
+    _register()
+    printed = CliRunner().invoke(app, ["events", "pause", "-o", "json", "--kubeconfig", str(sb.kubeconfig)])
+    assert printed.exit_code == 0, printed.output
+    entries = [json.loads(line) for line in printed.output.splitlines()]
+    reasons = [e["reason"] for e in entries]
+    assert {"JobCreated", "Suspending", "SuspendedByUser", "Resumed", "TrainingProgress",
+            "TrainingSucceeded"} <= set(reasons), reasons
+    assert [e["time"] for e in entries] == sorted(e["time"] for e in entries)
+    assert reasons.index("Suspending") < reasons.index("Resumed") < reasons.index("TrainingSucceeded")
 
 
 def test_cancel_stops_for_good_and_keeps_what_was_written(sb: Sandbox) -> None:
@@ -78,20 +90,20 @@ def test_cancel_stops_for_good_and_keeps_what_was_written(sb: Sandbox) -> None:
 
 
 def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothing(sb: Sandbox) -> None:
-    sb.apply(aj("crash", steps=30, step_ms=120, checkpoints={"volume": "ckpt"}))
+    sb.apply(aj("crash", steps=60, step_ms=150, checkpoints={"volume": "ckpt"}))
     sb.wait_for(lambda: step_of(sb, "crash") >= 2, timeout=30)
     first = sb.get("crash-trainer", kind="Job")["metadata"]["uid"]
     sb.kill_operator()                           # the request lands while no operator runs
     sb.patch("crash", {"spec": {"runPolicy": {"suspend": True}}})
     sb.restart_operator()
     sb.wait("crash", until=["Suspended"], timeout=30)
-    assert live_pods(sb, "crash") == []
+    assert live_pods(sb, "crash") == [] and len(steps_written(sb, "crash")) < 60
     sb.patch("crash", {"spec": {"runPolicy": {"suspend": False}}})
     sb.restart_operator()                        # kill -9 right after the resume request
     done = sb.wait("crash", timeout=60)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert sb.get("crash-trainer", kind="Job")["metadata"]["uid"] == first   # suspended, never re-created
-    assert steps_written(sb, "crash") == list(range(1, 31))
+    assert steps_written(sb, "crash") == list(range(1, 61))
 
 
 def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: Sandbox) -> None:

@@ -86,3 +86,25 @@ def test_cancel_without_job_suspend_ends_cancelled_and_keeps_the_checkpoint(plan
     assert plane.jobs(ns) == [] and plane.pods(ns) == [] and plane.aj(ns, "stopme") is not None
     checkpoint = plane.agents.workdir / "fake-node" / "volumes" / ns / "ckpt" / "stopme" / "fake-checkpoint.json"
     assert json.loads(checkpoint.read_text())["step"] == len(steps_written(plane, ns, "stopme")) >= 2
+
+
+def test_a_budget_pauses_a_running_job_and_raising_it_resumes_it(plane: Plane) -> None:
+    ns = plane.cluster.namespace("budget")
+    doc = resumable("budget", 60)
+    doc["spec"]["runPolicy"] = {"maxGpuHours": 0.0015}     # a CPU job: 0.0015 pod-hours = 5.4 s of running
+    plane.create(ns, doc)
+    paused = plane.phase(ns, "budget", "Suspended", "Succeeded", "Failed", timeout=90)
+    status = paused["status"]
+    assert status["phase"] == "Suspended", status
+    assert {c["type"]: c for c in status["conditions"]}["Suspended"]["reason"] == "BudgetExhausted"
+    assert plane.jobs(ns) == [] and plane.pods(ns) == [] and status["usage"]["budgetUsed"] >= 1
+    assert "BudgetWarning" in {e["reason"] for e in plane.events(ns, "budget")}
+    # kubectl alone (GitOps): raise the limit
+    plane.cluster.kubectl("patch", "-n", ns, "aj/budget", "--type=merge", "-p",
+                          '{"spec":{"runPolicy":{"maxGpuHours":1}}}')
+    done = plane.phase(ns, "budget", "Succeeded", "Failed", timeout=120)["status"]
+    assert done["phase"] == "Succeeded", done
+    assert steps_written(plane, ns, "budget") == list(range(1, 61))
+    assert done["usage"]["podHours"] > status["usage"]["podHours"]
+    row = plane.cluster.kubectl("get", "-n", ns, "aj/budget", "--no-headers").stdout.split()
+    assert row[1] == "Succeeded" and float(row[5]) == 0       # the GPU-h printer column (a CPU job: 0)

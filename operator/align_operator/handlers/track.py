@@ -24,6 +24,7 @@ from ..renderers.names import JOB_LABEL
 from ..settings import Settings
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
+from ..status.milestones import milestones
 from . import lifecycle
 from ..status.progress import key_metrics, parse_metrics, progress
 from .reconcile import ALIGNMENT_JOBS
@@ -207,6 +208,8 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
         return None
     previous = current.get("phase")
     phase = new.get("phase")
+    for kind, reason, message in milestones(current, new):  # the trainer's story: progress, evaluation
+        kopf.event(body, type=kind, reason=reason, message=message[:1024])
     if phase != previous and phase is not None:
         reason, message = _phase_reason(new)
         kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,

@@ -69,6 +69,19 @@ class Usage(SpecModel):
     counted: list[str] | None = Field(default=None, description="uids of ended pods already in `settled`.")
 
 
+class Checkpoint(SpecModel):
+    """A checkpoint the trainer keeps (spec.checkpoints.keep newest), as it listed it."""
+
+    step: int = Field(ge=0, description="Optimizer step it was saved at.")
+    time: str | None = Field(default=None, description="When it was saved (RFC 3339).")
+    metrics: dict[str, float | None] | None = Field(default=None, description="Training metrics at that step.")
+    evaluation: dict[str, float | None] | None = Field(default=None, description=(
+        "Eval metrics logged at that step (eval_ prefix), where evaluation ran at the checkpoint."))
+    uri: str | None = Field(default=None, description=(
+        "Where it is (pvc://<checkpoints.volume>/<job>/checkpoints/checkpoint-<step>); none on an emptyDir, which "
+        "goes with the pod."))
+
+
 class LastError(SpecModel):
     reason: str = Field(description="Machine-readable reason.")
     message: str = Field(description="What went wrong (from the trainer's termination message when available).")
@@ -93,5 +106,6 @@ class Status(SpecModel):
         "The error that explains the job's current state: why it is blocked (Pending), the failure behind a "
         "running retry, or why it failed. Removed once that is over (the pod was scheduled, the job succeeded); "
         "each error stays in the job's events."))
+    checkpoints: list[Checkpoint] | None = Field(default=None, description="The kept checkpoints, oldest first.")
     usage: Usage | None = Field(default=None, description="GPU-hours, pod-hours and wall clock used, and the budget.")
     resolved_uris: dict[str, str] | None = Field(default=None, description="job:// references resolved to artifact URIs.")

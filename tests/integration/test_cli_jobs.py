@@ -242,3 +242,21 @@ def test_shell_completion_lists_job_names(cluster: EmulatedCluster, kubeconfig: 
     ctx = type("Ctx", (), {"params": {"kubeconfig": kubeconfig}})()
     assert "complete-me" in complete_job_name(ctx, "comp")  # type: ignore[arg-type]
     assert complete_job_name(type("Ctx", (), {"params": {"server": "http://127.0.0.1:9"}})(), "") == []  # type: ignore[arg-type]
+
+
+def test_checkpoints_prints_each_kept_checkpoint_with_its_metrics(cluster: EmulatedCluster, kubeconfig: Path) -> None:
+    kept = [{"step": 50, "time": "2026-01-01T00:01:00Z", "metrics": {"loss": 0.5},
+             "uri": "pvc://ckpt/kept/checkpoints/checkpoint-50"},
+            {"step": 100, "time": "2026-01-01T00:02:00Z", "metrics": {"loss": 0.25},
+             "evaluation": {"eval_winrate": 0.625}, "uri": "pvc://ckpt/kept/checkpoints/checkpoint-100"}]
+    cluster.put(AJ, NS, "kept", job_with_status("kept", "Running", checkpoints=kept))
+    table = run(kubeconfig, "checkpoints", "kept")
+    assert table.exit_code == 0, table.output
+    header, *rows = table.output.splitlines()
+    assert header.split() == ["STEP", "SAVED", "LOSS", "EVAL_WINRATE", "URI"]
+    assert rows[1].split() == ["100", "2026-01-01T00:02:00Z", "0.25", "0.625", "pvc://ckpt/kept/checkpoints/checkpoint-100"]
+    assert rows[0].split()[:3] == ["50", "2026-01-01T00:01:00Z", "0.5"]
+    as_json = run(kubeconfig, "checkpoints", "kept", "-o", "json")
+    assert [c["step"] for c in yaml.safe_load(as_json.output)] == [50, 100]
+    cluster.put(AJ, NS, "fresh", job_with_status("fresh", "Running"))
+    assert "no checkpoints" in run(kubeconfig, "checkpoints", "fresh").output

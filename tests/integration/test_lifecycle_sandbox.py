@@ -44,7 +44,7 @@ def conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_pause_mid_run_stops_the_pods_and_resume_finishes_the_same_run_with_one_history(sb: Sandbox) -> None:
-    sb.apply(aj("pause", steps=30, step_ms=120, checkpoints={"volume": "ckpt"}))
+    sb.apply(aj("pause", steps=50, step_ms=120, checkpoints={"volume": "ckpt"}))
     sb.wait_for(lambda: step_of(sb, "pause") >= 3, timeout=30)
     sb.patch("pause", {"spec": {"runPolicy": {"suspend": True}}})
     paused = sb.wait("pause", until=["Suspended"], timeout=30)
@@ -53,14 +53,14 @@ def test_pause_mid_run_stops_the_pods_and_resume_finishes_the_same_run_with_one_
     cond = conditions(paused)["Suspended"]
     assert cond["status"] == "True" and cond["reason"] == "SuspendedByUser"
     reached = steps_written(sb, "pause")
-    assert 3 <= len(reached) < 30 and reached == list(range(1, len(reached) + 1))
+    assert 3 <= len(reached) < 50 and reached == list(range(1, len(reached) + 1))
     reasons = [e["reason"] for e in sorted(sb.events("pause"), key=lambda e: e.get("lastTimestamp") or "")]
     assert "Suspending" in reasons and "SuspendedByUser" in reasons
     sb.patch("pause", {"spec": {"runPolicy": {"suspend": False}}})
     done = sb.wait("pause", timeout=60)
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    assert done["status"]["progress"]["step"] == 30
-    assert steps_written(sb, "pause") == list(range(1, 31))    # resumed, not restarted: each step once
+    assert done["status"]["progress"]["step"] == 50
+    assert steps_written(sb, "pause") == list(range(1, 51))    # resumed, not restarted: each step once
     assert "Resumed" in {e["reason"] for e in sb.events("pause")}
     # the feed: one time-ordered stream of the job's events and the trainer's milestones, for scripts as JSON
     _register()

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.real.operator_plane import audit, wait_for
+from tests.real.operator_plane import REPO, audit, wait_for
 from tests.real.test_operator_real import SA_USER, Plane, denied, fake_job, plane  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.realk8s, pytest.mark.slow]
@@ -47,7 +48,7 @@ def sa_calls(plane: Plane, ns: str, verb: str, code: int) -> list[dict[str, Any]
 
 def test_pause_without_job_suspend_deletes_the_job_and_resume_recreates_it_to_the_same_final_step(plane: Plane) -> None:
     ns = plane.cluster.namespace("pause")
-    plane.create(ns, resumable("pause", 30))
+    plane.create(ns, resumable("pause", 100))
     wait_for(lambda: step_of(plane, ns, "pause") >= 3, 90, "progress while running")
     (first,) = plane.jobs(ns)
     assert "suspend" not in first["spec"]                       # 1.20 pruned it
@@ -59,16 +60,16 @@ def test_pause_without_job_suspend_deletes_the_job_and_resume_recreates_it_to_th
     assert plane.jobs(ns) == [] and plane.pods(ns) == []        # nothing runs, nothing is claimed early
     assert {c["type"]: c for c in status["conditions"]}["Suspended"]["reason"] == "SuspendedByUser"
     reached = steps_written(plane, ns, "pause")
-    assert 3 <= len(reached) < 30 and reached == list(range(1, len(reached) + 1))
+    assert 3 <= len(reached) < 100 and reached == list(range(1, len(reached) + 1))
     reasons = [e["reason"] for e in plane.events(ns, "pause")]
     assert "Suspending" in reasons and "SuspendedByUser" in reasons
     resumed = alignctl(plane, "resume", "pause", "-n", ns)
     assert resumed.returncode == 0, resumed.stderr
     done = plane.phase(ns, "pause", "Succeeded", "Failed", timeout=120)["status"]
-    assert done["phase"] == "Succeeded" and done["progress"]["step"] == 30, done
+    assert done["phase"] == "Succeeded" and done["progress"]["step"] == 100, done
     (again,) = plane.jobs(ns)
     assert again["metadata"]["name"] == first["metadata"]["name"] and again["metadata"]["uid"] != first["metadata"]["uid"]
-    assert steps_written(plane, ns, "pause") == list(range(1, 31))   # continued, each step once
+    assert steps_written(plane, ns, "pause") == list(range(1, 101))   # continued, each step once
     assert "Resumed" in {e["reason"] for e in plane.events(ns, "pause")}
     assert len(sa_calls(plane, ns, "create", 201)) == 2 and len(sa_calls(plane, ns, "delete", 200) + sa_calls(plane, ns, "delete", 202)) == 1
     assert denied(plane.cluster) == []
@@ -108,3 +109,41 @@ def test_a_budget_pauses_a_running_job_and_raising_it_resumes_it(plane: Plane) -
     assert done["usage"]["podHours"] > status["usage"]["podHours"]
     row = plane.cluster.kubectl("get", "-n", ns, "aj/budget", "--no-headers").stdout.split()
     assert row[1] == "Succeeded" and float(row[5]) == 0       # the GPU-h printer column (a CPU job: 0)
+
+
+def test_the_real_trainer_paused_mid_run_resumes_its_own_run_to_the_planned_step(plane: Plane) -> None:
+    """The product's trainer, not the fake: SIGTERM writes a checkpoint, the re-created Job's pod claims the same
+    run (the AlignmentJob's uid), resumes from it and appends to the same metrics.jsonl."""
+    ns = plane.cluster.namespace("realpause")
+    doc = yaml.safe_load((REPO / "examples" / "sft.yaml").read_text())
+    doc["metadata"]["name"] = "sft-pause"
+    doc["spec"]["hyperparameters"].update(maxSteps=120, batchSize=2, loggingSteps=1)
+    doc["spec"]["checkpoints"] = {"everySteps": 1000, "keep": 2, "volume": "ckpt"}   # only the SIGTERM one
+    doc["spec"]["resources"]["nodeSelector"] = {"align.dev/trainer": "real"}
+    plane.create(ns, doc)
+    wait_for(lambda: step_of(plane, ns, "sft-pause") >= 3, 300, "the trainer's progress")
+    plane.cluster.kubectl("patch", "-n", ns, "aj/sft-pause", "--type=merge", "-p",
+                          '{"spec":{"runPolicy":{"suspend":true}}}')
+    plane.phase(ns, "sft-pause", "Suspended", timeout=120)
+    assert plane.jobs(ns) == [] and plane.pods(ns) == []
+    workdir = plane.agents.workdir / "real-node" / "volumes" / ns / "ckpt" / "sft-pause"
+    saved = sorted(int(p.name.split("-")[1]) for p in (workdir / "checkpoints").glob("checkpoint-*"))
+    assert saved and 0 < saved[-1] < 120, saved                     # the SIGTERM checkpoint
+    identity = json.loads((workdir / "run.json").read_text())
+    plane.cluster.kubectl("patch", "-n", ns, "aj/sft-pause", "--type=merge", "-p",
+                          '{"spec":{"runPolicy":{"suspend":false}}}')
+    done = plane.phase(ns, "sft-pause", "Succeeded", "Failed", timeout=400)["status"]
+    assert done["phase"] == "Succeeded" and done["progress"]["step"] == done["progress"]["totalSteps"] == 120, done
+    assert json.loads((workdir / "run.json").read_text()) == identity   # the same run, not a fresh one
+    assert not (workdir / "superseded").exists()
+    steps = [r["step"] for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+             if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 120 and saved[-1] in steps, steps   # one history
+    assert (workdir / "final" / "adapter_config.json").is_file()
+    # the SIGTERM checkpoint, listed with its step's metrics and where it is (from the resumed pod's /metrics and
+    # the success message)
+    listed = {c["step"]: c for c in done["checkpoints"]}
+    assert set(listed) == set(saved) and "loss" in listed[saved[-1]]["metrics"], done["checkpoints"]
+    assert listed[saved[-1]]["uri"] == f"pvc://ckpt/sft-pause/checkpoints/checkpoint-{saved[-1]}"
+    assert f"checkpoint at step {saved[-1]}" in " ".join(
+        e["message"] for e in plane.events(ns, "sft-pause") if e["reason"] == "CheckpointSaved")

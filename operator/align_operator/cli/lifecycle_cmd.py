@@ -1,4 +1,5 @@
-"""alignctl events: one job's Kubernetes events and the trainer's milestones, as one time-ordered feed."""
+"""alignctl events (one job's Kubernetes events and the trainer's milestones, as one time-ordered feed) and
+alignctl checkpoints (the checkpoints a job keeps, with their metrics)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 
 from align_api.constants import TERMINAL_PHASES
 from align_operator.cli import app
+from align_operator.cli import job_views as views
 from align_operator.cli.cluster import Context, Kubeconfig, Namespace, Server, cluster_errors, console, make_client
 from align_operator.cli.jobs_cmd import JobName
 from align_operator.client import phase_of
@@ -60,4 +62,45 @@ def events(
             time.sleep(interval)
 
 
-__all__ = ["events"]
+def checkpoint_rows(status: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of `alignctl checkpoints`: one row per kept checkpoint, a column per metric."""
+    items = status.get("checkpoints") or []
+    names: list[str] = []
+    for item in items:
+        for name in [*(item.get("metrics") or {}), *(item.get("evaluation") or {})]:
+            if name not in names:
+                names.append(name)
+    names = names[:6]
+    headers = ["STEP", "SAVED", *[n.upper() for n in names], "URI"]
+    rows = []
+    for item in items:
+        values = {**(item.get("metrics") or {}), **(item.get("evaluation") or {})}
+        rows.append([str(item["step"]), str(item.get("time") or ""),
+                     *[("" if values.get(n) is None else f"{values[n]:.4g}") for n in names],
+                     str(item.get("uri") or "(pod-local)")])
+    return headers, rows
+
+
+@app.command(rich_help_panel="Jobs")
+def checkpoints(
+    name: JobName,
+    output: Annotated[FeedOutput, typer.Option("--output", "-o", help="table, or json (status.checkpoints).")]
+    = FeedOutput.table,
+    kubeconfig: Kubeconfig = None, context: Context = None, namespace: Namespace = None, server: Server = None,
+) -> None:
+    """The checkpoints the job keeps (spec.checkpoints.keep newest): step, when saved, training metrics, the
+    eval metrics where evaluation ran at that step, and where each is."""
+    client = make_client(kubeconfig, context, namespace, server)
+    with cluster_errors():
+        status = client.get(name).get("status") or {}
+    if output == FeedOutput.json:
+        typer.echo(json.dumps(status.get("checkpoints") or [], indent=2, sort_keys=True))
+        return
+    headers, rows = checkpoint_rows(status)
+    if not rows:
+        console.print(f"no checkpoints listed for {name} yet (the trainer lists each one it keeps)")
+        return
+    typer.echo(views.format_table(headers, rows))  # kubectl's plain columns: never cut, easy to parse
+
+
+__all__ = ["checkpoint_rows", "checkpoints", "events"]

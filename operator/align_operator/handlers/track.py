@@ -24,6 +24,7 @@ from ..renderers.names import JOB_LABEL
 from ..settings import Settings
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
+from ..status.checkpoints import listed, parse_index, uri
 from ..status.milestones import milestones
 from . import lifecycle
 from ..status.progress import key_metrics, parse_metrics, progress
@@ -79,7 +80,9 @@ async def phase_metric(type: str | None, status: kopf.Status, name: str, namespa
 
 
 # ---------------------------------------------------------------------------------------------- scraping
-async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, float] | None:
+async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]
+                 ) -> tuple[dict[str, float], list[dict[str, Any]]] | None:
+    """The trainer's gauges by name, and its kept checkpoints (status/checkpoints.py)."""
     ip, port, path = endpoint
     async with memo.scrapes:
         try:
@@ -92,12 +95,12 @@ async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, f
             metrics.SCRAPES.labels("unreachable").inc()
             return None
     try:
-        values = parse_metrics(text)
+        values, index = parse_metrics(text), parse_index(text)
     except ValueError:
         metrics.SCRAPES.labels("unparseable").inc()
         return None
     metrics.SCRAPES.labels("ok").inc()
-    return values
+    return values, index
 
 
 def fallback_artifacts(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -150,7 +153,8 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
                 # usage, budget, and the step toward what the spec asks (run, suspend, cancel)
                 obs, usage = await lifecycle.advance(client, settings, body, spec, current, job, pods, now, logger)
                 new = next_status(current, obs, generation=meta.get("generation"), now=now,
-                                  fallback_artifacts=fallback_artifacts(spec, name))
+                                  fallback_artifacts=fallback_artifacts(spec, name),
+                                  checkpoint_uri=lambda step: uri(spec, name, step))
                 new["usage"] = usage
                 if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None and job is not None:
                     new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
@@ -159,7 +163,11 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
                 if obs.phase == Phase.RUNNING and obs.metrics_endpoint and \
                         time.monotonic() - last_scrape >= settings.scrape_interval_seconds:
                     last_scrape = time.monotonic()
-                    scraped = await scrape(memo, obs.metrics_endpoint) or scraped
+                    got = await scrape(memo, obs.metrics_endpoint)
+                    if got is not None:
+                        scraped = got[0]
+                        if got[1]:  # the kept checkpoints, as the trainer lists them
+                            new["checkpoints"] = listed(got[1], spec, name)
                     if scraped:
                         new_progress = progress(scraped, _elapsed(new), now)
                         if new_progress is not None:

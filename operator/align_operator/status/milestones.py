@@ -1,11 +1,14 @@
 """The trainer's milestones, read off two successive statuses (pure): what the operator posts as events, so that
-`kubectl get events` and `alignctl events` tell a job's story (progress each quarter, evaluation and its gates)."""
+`kubectl get events` and `alignctl events` tell a job's story (progress each quarter, each checkpoint kept,
+evaluation and its gates)."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from align_api.constants import ConditionType
+
+from .checkpoints import new_steps
 
 #: Progress percentages that get an event when crossed.
 QUARTERS = (25, 50, 75)
@@ -14,6 +17,7 @@ SHOWN = ("loss", "eval_loss", "reward", "rewards_margins", "kl")
 
 PROGRESS = "TrainingProgress"
 EVALUATED = "Evaluated"
+CHECKPOINT_SAVED = "CheckpointSaved"
 
 
 def _numbers(values: Mapping[str, Any] | None, names: tuple[str, ...] | None = None) -> str:
@@ -32,6 +36,10 @@ def milestones(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tupl
         numbers = _numbers(after.get("metrics"), SHOWN)
         out.append(("Normal", PROGRESS, f"{crossed[-1]}%: step {progress.get('step')}/{progress.get('totalSteps')}"
                                         + (f", {numbers}" if numbers else "")))
+    for saved in new_steps(before, after):
+        numbers = _numbers(saved.get("metrics"), SHOWN)
+        out.append(("Normal", CHECKPOINT_SAVED, f"checkpoint at step {saved['step']}"
+                    + (f": {numbers}" if numbers else "") + (f" ({saved['uri']})" if saved.get("uri") else "")))
     if after.get("evaluation") and not before.get("evaluation"):
         gate = next((c for c in after.get("conditions") or [] if c.get("type") == ConditionType.EVALUATED), None)
         if gate is not None and gate.get("status") == "False":

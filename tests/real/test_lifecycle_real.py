@@ -147,3 +147,16 @@ def test_the_real_trainer_paused_mid_run_resumes_its_own_run_to_the_planned_step
     assert listed[saved[-1]]["uri"] == f"pvc://ckpt/sft-pause/checkpoints/checkpoint-{saved[-1]}"
     assert f"checkpoint at step {saved[-1]}" in " ".join(
         e["message"] for e in plane.events(ns, "sft-pause") if e["reason"] == "CheckpointSaved")
+    # another job starts from that checkpoint (job://name@step)
+    second = yaml.safe_load((REPO / "examples" / "sft.yaml").read_text())
+    second["metadata"]["name"] = "sft-from-checkpoint"
+    second["spec"]["model"]["adapter"]["init"] = f"job://sft-pause@{saved[-1]}"
+    second["spec"]["hyperparameters"].update(maxSteps=2, batchSize=2)
+    second["spec"]["checkpoints"] = {"volume": "ckpt"}
+    second["spec"]["resources"]["nodeSelector"] = {"align.dev/trainer": "real"}
+    plane.create(ns, second)
+    follow = plane.phase(ns, "sft-from-checkpoint", "Succeeded", "Failed", timeout=300)["status"]
+    assert follow["phase"] == "Succeeded", follow
+    assert follow["resolvedUris"] == {f"job://sft-pause@{saved[-1]}": listed[saved[-1]]["uri"]}
+    pod_log = next((plane.agents.workdir / "real-node" / "pods" / ns).glob("sft-from-checkpoint-*/log.txt"))
+    assert f"policy adapter initialised from job://sft-pause@{saved[-1]}" in pod_log.read_text()

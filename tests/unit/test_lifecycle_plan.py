@@ -90,3 +90,35 @@ def test_cancelled_status_is_final_keeps_artifact_locations_and_names_its_condit
     assert cond["Cancelled"]["status"] == "True" and cond["Cancelled"]["reason"] == "CancelledByUser"
     later = next_status(status, observe(job(), [pod()], queued=False), generation=4, now="2026-01-01T00:01:00Z")
     assert later == status
+
+
+def test_job_uri_at_step_resolves_to_the_kept_checkpoint_waits_for_it_or_says_why_not() -> None:
+    from align_operator.upstream import resolve, upstream_name
+
+    refs = {"spec.model.adapter.init": "sft@200"}
+    kept = {"status": {"phase": "Running", "checkpoints": [
+        {"step": 100, "uri": "pvc://ckpt/sft/checkpoints/checkpoint-100"},
+        {"step": 200, "uri": "pvc://ckpt/sft/checkpoints/checkpoint-200"}]}}
+    assert upstream_name("sft@200") == "sft"
+    assert resolve(refs, {"sft@200": kept}).resolved == {"job://sft@200": "pvc://ckpt/sft/checkpoints/checkpoint-200"}
+    early = {"status": {"phase": "Running", "checkpoints": [{"step": 100, "uri": "pvc://x"}]}}
+    assert resolve(refs, {"sft@200": early}).waiting == ["sft@200"]          # not saved yet: wait
+    gone = {"status": {"phase": "Succeeded", "checkpoints": [{"step": 300, "uri": "pvc://x"}]}}
+    assert "did not keep a checkpoint at step 200 (kept: 300)" in resolve(refs, {"sft@200": gone}).failed[0]
+    local = {"status": {"phase": "Running", "checkpoints": [{"step": 200}]}}
+    assert "spec.checkpoints.volume" in resolve(refs, {"sft@200": local}).failed[0]
+
+
+def test_job_uri_at_step_is_valid_spec_and_a_bad_one_names_the_field() -> None:
+    from align_api import ManifestError, validate_document
+
+    def doc(init: str) -> dict[str, Any]:
+        return {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "dpo"},
+                "spec": {"algorithm": "sft", "model": {"base": "builtin://tiny", "adapter": {"init": init}},
+                         "data": {"train": {"uri": "data/sft.jsonl"}}}}
+
+    job = validate_document(doc("job://sft@200"), file="dpo.yaml")
+    assert job.spec.upstream_jobs() == {"spec.model.adapter.init": "sft@200"}
+    with pytest.raises(ManifestError) as bad:
+        validate_document(doc("job://sft@last"), file="dpo.yaml")
+    assert "spec.model.adapter.init" in str(bad.value) and "job://<name>@<step>" in str(bad.value)

@@ -18,7 +18,7 @@ from ..settings import Settings
 from ..status.conditions import get_condition, phase_conditions, set_condition
 from ..status.lifecycle import Want, want
 from ..status.usage import exhausted
-from ..upstream import resolve
+from ..upstream import resolve, upstream_name
 
 ALIGNMENT_JOBS = Resource(API_VERSION, PLURAL)
 #: Seconds between attempts while the operator's RBAC denies a call (an admin has to act; no busy loop).
@@ -123,7 +123,8 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
     resolved: dict[str, str] = dict(status.get("resolvedUris") or {})
     refs = job.spec.upstream_jobs()
     if refs and not status.get("jobName"):
-        upstreams = {ref: await client.get_or_none(ALIGNMENT_JOBS, ref, namespace) for ref in set(refs.values())}
+        upstreams = {ref: await client.get_or_none(ALIGNMENT_JOBS, upstream_name(ref), namespace)
+                     for ref in set(refs.values())}
         resolution = resolve(refs, upstreams)
         if resolution.failed:
             message = "; ".join(resolution.failed)[:1024]

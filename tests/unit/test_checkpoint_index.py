@@ -15,7 +15,7 @@ def workdir(tmp_path: Path) -> tuple[Path, Path]:
     checkpoints = tmp_path / "checkpoints"
     for step in (4, 8):   # checkpoint-2 was rotated away
         (checkpoints / f"checkpoint-{step}").mkdir(parents=True)
-    rows = [{"step": s, "loss": 1.0 / s, "learning_rate": 0.1} for s in range(1, 10)]
+    rows = [{"step": s, **{f"m{i}": i for i in range(9)}, "loss": 1.0 / s, "learning_rate": 0.1} for s in range(1, 10)]
     rows.insert(8, {"step": 8, "eval_loss": 0.7, "eval_winRate": 0.6})   # evaluation at checkpoint 8
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("\n".join(json.dumps(r) for r in rows) + "\n{\"step\": 9, \"lo")   # a line cut by a kill
@@ -25,9 +25,11 @@ def workdir(tmp_path: Path) -> tuple[Path, Path]:
 def test_each_kept_checkpoint_has_its_steps_metrics_and_its_evaluation(tmp_path: Path) -> None:
     records = index(*workdir(tmp_path))
     assert [r["step"] for r in records] == [4, 8]
-    assert records[0]["metrics"] == {"loss": 0.25, "learning_rate": 0.1} and "evaluation" not in records[0]
+    # the key metrics first (at most 8 a checkpoint), then the others in the order logged
+    assert records[0]["metrics"] == {"loss": 0.25, "learning_rate": 0.1, **{f"m{i}": i for i in range(6)}}
+    assert "evaluation" not in records[0]
     assert records[1]["metrics"]["loss"] == 0.125                     # step 8's, not step 9's
-    assert records[1]["evaluation"] == {"eval_loss": 0.7, "eval_winRate": 0.6}
+    assert records[1]["evaluation"] == {"eval_loss": 0.7, "eval_winrate": 0.6}
     assert records[1]["time"].endswith("Z")
     assert index(tmp_path / "none", None) == []
 

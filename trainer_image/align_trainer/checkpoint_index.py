@@ -12,15 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import list_checkpoints, step_of
+from .metrics import gauge_name
 
-#: Metrics kept per checkpoint (the first ones the trainer logged; the object stays small).
+#: Metrics kept per checkpoint (the object stays small): these first, then the others in the order logged.
 MAX_METRICS = 8
+FIRST = ("loss", "eval_loss", "rewards_margins", "rewards_accuracies", "reward", "kl", "learning_rate", "grad_norm")
 _NOT_METRICS = {"time", "step", "epoch"}
 
 
 def _finite(values: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items() if k not in _NOT_METRICS and isinstance(v, (int, float))
-            and not isinstance(v, bool) and math.isfinite(float(v))}
+    """The record's finite numbers under their gauge names (as /metrics spells them: rewards/margins ->
+    rewards_margins)."""
+    return {gauge_name(k): float(v) for k, v in values.items() if k not in _NOT_METRICS
+            and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+def _some(values: dict[str, float]) -> dict[str, float]:
+    names = [n for n in FIRST if n in values] + [n for n in values if n not in FIRST]
+    return {n: values[n] for n in names[:MAX_METRICS]}
 
 
 def index(checkpoint_dir: Path, metrics_file: Path | None) -> list[dict[str, Any]]:
@@ -55,9 +64,9 @@ def index(checkpoint_dir: Path, metrics_file: Path | None) -> list[dict[str, Any
     for step, path in kept:
         saved = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(microsecond=0)
         record: dict[str, Any] = {"step": step, "time": saved.isoformat().replace("+00:00", "Z"),
-                                  "metrics": dict(list(train.get(step, {}).items())[:MAX_METRICS])}
+                                  "metrics": _some(train.get(step, {}))}
         if evaluation.get(step):
-            record["evaluation"] = dict(list(evaluation[step].items())[:MAX_METRICS])
+            record["evaluation"] = _some(evaluation[step])
         out.append(record)
     return out
 

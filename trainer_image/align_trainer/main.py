@@ -204,7 +204,7 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
     for drop in ("checkpointIndex", "finalMetrics", "evaluation"):
         if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
             break
-        doc.pop(drop)
+        doc.pop(drop, None)
     return json.dumps(doc)
 
 

@@ -26,8 +26,8 @@ from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
 from ..status.checkpoints import listed, parse_index, uri
 from ..status.milestones import milestones
-from . import lifecycle
 from ..status.progress import key_metrics, parse_metrics, progress
+from . import lifecycle
 from .reconcile import ALIGNMENT_JOBS
 
 WARNING_PHASES = {Phase.FAILED}

@@ -9,38 +9,29 @@ same reasons are visible with `kubectl get events`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from align_api import KIND
 
+from .events import event_time, is_about, timestamp
+
 
 def _time(event: Mapping[str, Any]) -> str:
+    """The event's own timestamp, as the server wrote it (for printing; `event_time` orders)."""
     for key in ("lastTimestamp", "eventTime", "firstTimestamp"):
         if event.get(key):
             return str(event[key])
     return str((event.get("metadata") or {}).get("creationTimestamp") or "")
 
 
-def _sortable(stamp: str) -> datetime:
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.min.replace(tzinfo=timezone.utc)
-
-
 def belongs(event: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
     """Whether `event` is about the AlignmentJob `job` or one of its children."""
-    meta = job.get("metadata") or {}
     involved = event.get("involvedObject") or {}
     if involved.get("kind") == KIND:
-        return bool(meta.get("uid")) and involved.get("uid") == meta.get("uid")
+        return is_about(event, job)
     trainer = (job.get("status") or {}).get("jobName")
-    if not trainer:
-        return False
-    if _time(event) and meta.get("creationTimestamp") and \
-            _sortable(_time(event)) < _sortable(str(meta["creationTimestamp"])):
-        return False  # a child of an older object of the same name
+    if not trainer or event_time(event) < timestamp((job.get("metadata") or {}).get("creationTimestamp")):
+        return False  # no children yet, or a child of an older object of the same name
     name = str(involved.get("name") or "")
     return (involved.get("kind") == "Job" and name == trainer) or \
         (involved.get("kind") == "Pod" and name.startswith(f"{trainer}-"))
@@ -58,7 +49,7 @@ def entry(event: Mapping[str, Any]) -> dict[str, Any]:
 def feed(events: Iterable[Mapping[str, Any]], job: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The job's events, oldest first."""
     mine = [entry(e) for e in events if belongs(e, job)]
-    return sorted(mine, key=lambda e: (_sortable(e["time"]), e["uid"]))
+    return sorted(mine, key=lambda e: (timestamp(e["time"]), e["uid"]))
 
 
 def fresh(entries: list[dict[str, Any]], seen: dict[str, tuple[str, int]]) -> list[dict[str, Any]]:

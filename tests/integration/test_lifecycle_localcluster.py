@@ -1,4 +1,4 @@
-"""Pause, resume and cancel end to end on the emulated cluster (a server with Job suspend): the fake trainer
+"""Pause, resume, cancel and budgets end to end on the emulated cluster (a server with Job suspend): the fake trainer
 checkpoints on SIGTERM into its checkpoint volume and the next pod continues from there."""
 
 from __future__ import annotations
@@ -10,32 +10,32 @@ from typing import Any, Iterator
 import pytest
 from typer.testing import CliRunner
 
-from align_localcluster import Sandbox
+from align_localcluster import LocalCluster
 from align_operator.cli import _register, app
-from tests.integration.test_operator_sandbox import FAKE_TRAINER, FAST, aj
+from tests.integration.test_operator_localcluster import FAKE_TRAINER, FAST, aj
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path_factory.mktemp("lifecycle"), operator="process", trainer_command=FAKE_TRAINER, gpus=0,
+def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path_factory.mktemp("lifecycle"), operator="process", trainer_command=FAKE_TRAINER, gpus=0,
                  settings=FAST) as box:
         yield box
 
 
-def steps_written(sb: Sandbox, name: str) -> list[int]:
+def steps_written(sb: LocalCluster, name: str) -> list[int]:
     """The steps in the job's metrics.jsonl on its checkpoint volume (one line per step)."""
     (path,) = sb.workdir.glob(f"**/volumes/*/ckpt/{name}/metrics.jsonl")
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
-def live_pods(sb: Sandbox, name: str) -> list[dict[str, Any]]:
+def live_pods(sb: LocalCluster, name: str) -> list[dict[str, Any]]:
     return [p for p in sb.list("Pod", labels=f"align.dev/job={name}")
             if p["status"].get("phase") not in ("Succeeded", "Failed")]
 
 
-def step_of(sb: Sandbox, name: str) -> int:
+def step_of(sb: LocalCluster, name: str) -> int:
     return int((((sb.get(name) or {}).get("status") or {}).get("progress") or {}).get("step") or 0)
 
 
@@ -43,7 +43,7 @@ def conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in job["status"].get("conditions", [])}
 
 
-def test_pause_mid_run_stops_the_pods_and_resume_finishes_the_same_run_with_one_history(sb: Sandbox) -> None:
+def test_pause_mid_run_stops_the_pods_and_resume_finishes_the_same_run_with_one_history(sb: LocalCluster) -> None:
     sb.apply(aj("pause", steps=50, step_ms=120, checkpoints={"volume": "ckpt"}))
     sb.wait_for(lambda: step_of(sb, "pause") >= 3, timeout=30)
     sb.patch("pause", {"spec": {"runPolicy": {"suspend": True}}})
@@ -74,7 +74,7 @@ def test_pause_mid_run_stops_the_pods_and_resume_finishes_the_same_run_with_one_
     assert reasons.index("Suspending") < reasons.index("Resumed") < reasons.index("TrainingSucceeded")
 
 
-def test_cancel_stops_for_good_and_keeps_what_was_written(sb: Sandbox) -> None:
+def test_cancel_stops_for_good_and_keeps_what_was_written(sb: LocalCluster) -> None:
     sb.apply(aj("stopme", steps=200, step_ms=100, checkpoints={"volume": "ckpt"}))
     sb.wait_for(lambda: step_of(sb, "stopme") >= 2, timeout=30)
     sb.patch("stopme", {"spec": {"runPolicy": {"cancel": True}}})
@@ -89,7 +89,7 @@ def test_cancel_stops_for_good_and_keeps_what_was_written(sb: Sandbox) -> None:
     assert sb.get("stopme") is not None          # the object stays: cancel is not delete
 
 
-def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothing(sb: Sandbox) -> None:
+def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothing(sb: LocalCluster) -> None:
     sb.apply(aj("crash", steps=60, step_ms=150, checkpoints={"volume": "ckpt"}))
     sb.wait_for(lambda: step_of(sb, "crash") >= 2, timeout=30)
     first = sb.get("crash-trainer", kind="Job")["metadata"]["uid"]
@@ -106,7 +106,7 @@ def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothin
     assert steps_written(sb, "crash") == list(range(1, 61))
 
 
-def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: Sandbox) -> None:
+def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: LocalCluster) -> None:
     # a CPU job: maxGpuHours counts pod-hours; 0.0012 pod-hours = 4.3 s of running
     sb.apply(aj("budget", steps=40, step_ms=200, checkpoints={"volume": "ckpt"},
                 runPolicy={"maxGpuHours": 0.0012}))

@@ -225,12 +225,13 @@ class AlignClient:
             job.status = parse_status(obj)
         return job
 
-    def list(self, *, all_namespaces: bool = False, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(self, *, all_namespaces: bool = False, label_selector: str | None = None,
+             namespace: str | None = None) -> list[dict[str, Any]]:
         extra = {"label_selector": label_selector} if label_selector else {}
         if all_namespaces:
             result = self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **extra)
         else:
-            result = self._custom("list", self.namespace, PLURAL, **extra)
+            result = self._custom("list", namespace or self.namespace, PLURAL, **extra)
         items = list((result or {}).get("items") or [])
         return sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"].get("name", "")))
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "import_cmd",     # alignctl import openai
     "report_cmd",     # alignctl report
     "crd_cmd",        # alignctl crd (print/write the generated CRD)
+    "console_cmd",    # alignctl console (read-only web console)
 )
 
 

@@ -43,7 +43,8 @@ def entry(event: Mapping[str, Any]) -> dict[str, Any]:
     return {"time": _time(event), "type": event.get("type") or "Normal", "reason": event.get("reason") or "",
             "object": f"{involved.get('kind', '')}/{involved.get('name', '')}",
             "message": event.get("message") or "", "count": int(event.get("count") or 1),
-            "uid": (event.get("metadata") or {}).get("uid") or ""}
+            # which event this is (a repeat updates it in place): its uid, else its name
+            "uid": (event.get("metadata") or {}).get("uid") or (event.get("metadata") or {}).get("name") or ""}
 
 
 def feed(events: Iterable[Mapping[str, Any]], job: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -283,3 +284,35 @@ def test_checkpoints_prints_each_kept_checkpoint_with_its_metrics(cluster: Emula
     assert [c["step"] for c in yaml.safe_load(as_json.output)] == [50, 100]
     cluster.put(AJ, NS, "fresh", job_with_status("fresh", "Running"))
     assert "no checkpoints" in run(kubeconfig, "checkpoints", "fresh").output
+
+
+def test_events_follow_prints_each_event_once_in_time_order_until_the_job_ends(cluster: EmulatedCluster,
+                                                                                kubeconfig: Path) -> None:
+    job = job_with_status("feed", "Running", jobName="feed-trainer")
+    job["metadata"]["uid"] = "uid-feed"
+    cluster.put(AJ, NS, "feed", job)
+
+    def event(name: str, reason: str, second: int, kind: str = "AlignmentJob", obj: str = "feed") -> None:
+        cluster.put(EVENT, NS, name, {"type": "Normal", "reason": reason, "message": reason.lower(),
+                                      "involvedObject": {"kind": kind, "name": obj,
+                                                         **({"uid": "uid-feed"} if kind == "AlignmentJob" else {})},
+                                      "lastTimestamp": f"2026-01-01T00:00:{second:02d}Z"})
+
+    event("feed.2", "Scheduled", 2, kind="Pod", obj="feed-trainer-0-abcde")
+    event("feed.1", "JobCreated", 1)
+    event("feed.x", "Unrelated", 1, kind="Pod", obj="other-trainer-0-x")
+
+    def later() -> None:
+        time.sleep(1.0)
+        event("feed.3", "CheckpointSaved", 3)
+        cluster.put(AJ, NS, "feed", {**job, "status": {**job["status"], "phase": "Cancelled"}})
+
+    threading.Thread(target=later, daemon=True).start()
+    result = run(kubeconfig, "events", "feed", "--follow", "--interval", "0.2", "-o", "json")
+    assert result.exit_code == 0, result.output
+    entries = [json.loads(line) for line in result.output.splitlines()]
+    assert [(e["reason"], e["object"]) for e in entries] == [
+        ("JobCreated", "AlignmentJob/feed"), ("Scheduled", "Pod/feed-trainer-0-abcde"),
+        ("CheckpointSaved", "AlignmentJob/feed")]
+    table = run(kubeconfig, "events", "feed")
+    assert table.exit_code == 0 and "CheckpointSaved" in table.output and "Unrelated" not in table.output

@@ -102,6 +102,10 @@ def _bool_label(value: Any, where: str, path: str) -> bool:
 
 def detect_format(row: dict[str, Any], where: str) -> str:
     """Guess a row's format from its keys (spec.data.*.format: auto)."""
+    from .formats_llamafactory import detect
+    llamafactory = detect(row)  # before openai-chat: a sharegpt KTO row is {messages, label}
+    if llamafactory:
+        return llamafactory
     if "input" in row and ("preferred_output" in row or "non_preferred_output" in row):
         return "openai-preference"
     if "response_1" in row and "response_2" in row:
@@ -223,8 +227,12 @@ PARSERS = {"openai-chat": _openai_chat, "openai-preference": _openai_preference,
            "ranked-pair": _ranked_pair, "trl": _trl}
 
 
-def parse_row(fmt: str, row: dict[str, Any], where: str) -> Record | None:
-    """One row of `fmt` as a Record (None: the row carries no training signal, e.g. a ranked-pair tie)."""
+def parse_row(fmt: str, row: dict[str, Any], where: str, *, tags: dict[str, str] | None = None) -> Record | None:
+    """One row of `fmt` as a Record (None: the row carries no training signal, e.g. a ranked-pair tie).
+    `tags`: spec.data.*.tags, for sharegpt rows."""
+    if fmt in ("alpaca", "sharegpt"):
+        from . import formats_llamafactory
+        return formats_llamafactory.sharegpt(row, where, tags) if fmt == "sharegpt" else formats_llamafactory.alpaca(row, where)
     return PARSERS[fmt](row, where)
 
 

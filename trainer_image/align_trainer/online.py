@@ -35,13 +35,9 @@ class Rollout:
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every id that ends a completion: the tokenizer's EOS and each one the model's generation_config
-    declares (chat models end turns with their own token, e.g. <|im_end|> next to <|endoftext|>; TRL's GRPO
-    stops on all of them too)."""
-    declared = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    declared = [declared] if isinstance(declared, int) else list(declared or [])
-    first = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return list(dict.fromkeys(first + [int(t) for t in declared]))
+    """Every id that ends a completion (chat.stop_ids: EOS, the generation_config's, the template's end of turn)."""
+    from .chat import stop_ids
+    return stop_ids(model, tokenizer)
 
 
 def sample_texts(ctx: Any, model: Any, prompts: Sequence[Any]) -> list[str]:

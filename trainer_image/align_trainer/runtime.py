@@ -168,6 +168,9 @@ class MetricsSink(Protocol):
     def progress(self, *, step: int, total_steps: int | None, epoch: float | None = None) -> None:
         """Update the step/total_steps/epoch gauges (the operator's progress)."""
 
+    def warn(self, reason: str, message: str) -> None:
+        """Report a warning the run goes on with (the operator: an event and a condition)."""
+
 
 @dataclass
 class TrainResult:

@@ -26,6 +26,7 @@ from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
 from ..status.observe import observe
 from ..status.progress import key_metrics, parse_metrics, progress
+from ..status.warnings import new_warnings, parse_warnings, warning_conditions
 from .reconcile import ALIGNMENT_JOBS
 
 WARNING_PHASES = {Phase.FAILED}
@@ -71,7 +72,8 @@ async def phase_metric(type: str | None, status: kopf.Status, name: str, namespa
 
 
 # ---------------------------------------------------------------------------------------------- scraping
-async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, float] | None:
+async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> tuple[dict[str, float], dict[str, str]] | None:
+    """(metrics by name, warnings {reason: message}) from the trainer's /metrics, or None."""
     ip, port, path = endpoint
     async with memo.scrapes:
         try:
@@ -84,12 +86,12 @@ async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, f
             metrics.SCRAPES.labels("unreachable").inc()
             return None
     try:
-        values = parse_metrics(text)
+        values, warnings = parse_metrics(text), parse_warnings(text)
     except ValueError:
         metrics.SCRAPES.labels("unparseable").inc()
         return None
     metrics.SCRAPES.labels("ok").inc()
-    return values
+    return values, warnings
 
 
 def fallback_artifacts(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -149,7 +151,11 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
                 if obs.phase == Phase.RUNNING and obs.metrics_endpoint and \
                         time.monotonic() - last_scrape >= settings.scrape_interval_seconds:
                     last_scrape = time.monotonic()
-                    scraped = await scrape(memo, obs.metrics_endpoint) or scraped
+                    result = await scrape(memo, obs.metrics_endpoint)
+                    if result is not None:
+                        scraped, warnings = result
+                        new["conditions"] = warning_conditions(new.get("conditions") or [], warnings,
+                                                               meta.get("generation"), now)
                     if scraped:
                         new_progress = progress(scraped, _elapsed(new), now)
                         if new_progress is not None:
@@ -203,6 +209,8 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
         kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
                    message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
         logger.info(f"phase {previous} -> {phase} ({reason})")
+    for cond in new_warnings(current.get("conditions") or [], new.get("conditions") or []):
+        kopf.event(body, type="Warning", reason=cond.get("reason", "Warning"), message=str(cond.get("message"))[:1024])
     error = new.get("lastError")
     if error and error != current.get("lastError") and phase not in WARNING_PHASES and \
             not (phase != previous and _phase_reason(new)[0] == error.get("reason")):

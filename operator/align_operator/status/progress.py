@@ -17,7 +17,7 @@ KEY_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards_margi
 
 
 #: Series that describe the process, not the training.
-SKIPPED = {"up"}
+SKIPPED = {"up", "warning"}  # warnings become conditions (status/warnings.py)
 
 
 def parse_metrics(text: str) -> dict[str, float]:

@@ -39,11 +39,11 @@ def prompt_text(tokenizer: Any, prompt: Any) -> str:
     return prompt
 
 
-def answer_length(tokenizer: Any, prompt: Any, answer: Any) -> int:
-    """Tokens the answer adds after the rendered prompt (what TRL trains on: content and end-of-turn)."""
+def answer_length(tokenizer: Any, prompt: Any, answer: Any, prompt_len: int) -> int:
+    """Tokens the answer adds after the rendered prompt of `prompt_len` tokens (what TRL trains on: content and
+    end-of-turn)."""
     if isinstance(prompt, list):
-        full = tokenizer.apply_chat_template(prompt + answer, tokenize=False)
-        return len(_ids(tokenizer, full)) - len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+        return len(_ids(tokenizer, tokenizer.apply_chat_template(prompt + answer, tokenize=False))) - prompt_len
     return len(_ids(tokenizer, answer)) + 1  # TRL appends EOS to standard answers
 
 
@@ -86,8 +86,10 @@ def fit_row(tokenizer: Any, row: dict[str, Any], max_length: int, max_prompt_len
     prompt_len = len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
     if prompt_len > report.longest_prompt:
         report.longest_prompt = prompt_len
-    longest = max(answer_length(tokenizer, prompt, a) for a in answers)
     floor = max_prompt_length or max_length // 2
+    if prompt_len <= floor:  # the budget is never below the floor: nothing to cut (most rows; no more tokenizing)
+        return row
+    longest = max(answer_length(tokenizer, prompt, a, prompt_len) for a in answers)
     budget = max(max_length - longest, floor)
     if max_prompt_length:
         budget = min(budget, max_prompt_length)

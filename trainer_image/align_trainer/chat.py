@@ -9,6 +9,13 @@ from typing import Any
 _MARK = "ALIGNMARK7"
 
 
+def prompt_text(tokenizer: Any, prompt: Any) -> str:
+    """A conversational prompt rendered with the generation prompt (as TRL renders it); a plain prompt as is."""
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return str(prompt)
+
+
 def end_of_turn_id(tokenizer: Any) -> int | None:
     """The special token the chat template writes right after an assistant message (<|im_end|> in ChatML,
     <|eot_id|> in Llama 3, <end_of_turn> in Gemma), or None when the template writes none. Many tokenizers

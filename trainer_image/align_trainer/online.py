@@ -13,14 +13,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
+from .chat import prompt_text
 from .runtime import TrainContext
 
 
-def prompt_text(tokenizer: Any, prompt: Any) -> str:
-    """A conversational prompt rendered with a generation prompt; a plain prompt as is."""
-    if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return str(prompt)
 
 
 @dataclass

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .chat import prompt_text
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,6 @@ ANSWERS = ("chosen", "rejected", "completion")
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def prompt_text(tokenizer: Any, prompt: Any) -> str:
-    """The prompt as TRL renders it: a message list through the chat template with the generation prompt."""
-    if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return prompt
 
 
 def answer_length(tokenizer: Any, prompt: Any, answer: Any, prompt_len: int) -> int:

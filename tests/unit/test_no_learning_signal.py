@@ -33,6 +33,9 @@ def test_flat_groups_reads_variance_within_each_prompt() -> None:
     assert not flat_groups([0, 1, 1, 1], items)      # one prompt has a difference to learn from
     assert flat_groups([0.5, 0.5], ROWS)             # one sample per prompt: the batch as one group
     assert not flat_groups([0.5, 0.7], ROWS)
+    same_row = [{"answer": "A"}] * 4  # standard prompts: the row's fields alone do not tell the prompts apart
+    assert flat_groups([0, 0, 1, 1], same_row, ["p1", "p1", "p2", "p2"])
+    assert not flat_groups([0, 0, 1, 1], same_row)
 
 
 def _grader(health: GraderHealth) -> Grader:

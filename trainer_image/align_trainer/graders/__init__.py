@@ -74,7 +74,7 @@ class Grader:
         self.calls += len(results)
         self.errors += sum(r.failed for r in results)
         if self.health is not None:  # GraderFailing when too many gradings failed; warns on no reward variance
-            self.health.observe(self.name, results, items, answers, self.compared_with)
+            self.health.observe(self.name, results, items, answers, self.compared_with, prompts)
         return results
 
     def compared_with(self, item: dict[str, Any]) -> str:

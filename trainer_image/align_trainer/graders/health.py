@@ -60,17 +60,17 @@ def describe(result: GradeResult) -> str:
     return f"{', '.join(flags) or 'error'}: {text[:300]}".rstrip(": ")
 
 
-def _group_key(item: dict[str, Any]) -> str:
-    """Samples of one prompt share their item (the dataset row, prompt included)."""
-    return json.dumps(item, sort_keys=True, default=str)
+def _group_key(item: dict[str, Any], prompt: Any = None) -> str:
+    """Samples of one prompt share their prompt and item (the dataset row)."""
+    return json.dumps([prompt, item], sort_keys=True, default=str)
 
 
-def flat_groups(rewards: Sequence[float], items: Sequence[dict[str, Any]]) -> bool:
+def flat_groups(rewards: Sequence[float], items: Sequence[dict[str, Any]], prompts: Sequence[Any] | None = None) -> bool:
     """True when no group of samples carries a reward difference: every prompt's samples share one reward
     (one sample per prompt: the whole batch shares one)."""
     groups: dict[str, list[float]] = {}
-    for reward, item in zip(rewards, items):
-        groups.setdefault(_group_key(item), []).append(reward)
+    for i, (reward, item) in enumerate(zip(rewards, items)):
+        groups.setdefault(_group_key(item, prompts[i] if prompts else None), []).append(reward)
     spreads = [max(g) - min(g) for g in groups.values() if len(g) > 1] or [max(rewards) - min(rewards)]
     return all(spread <= FLAT for spread in spreads)
 
@@ -102,7 +102,8 @@ class GraderHealth:
                    run_policy.no_learning_signal_steps, run_policy.fail_on_no_learning_signal, warn)
 
     def observe(self, grader: str, results: Sequence[GradeResult], items: Sequence[dict[str, Any]] = (),
-                answers: Sequence[str] = (), compared_with: Callable[[dict[str, Any]], str] | None = None) -> None:
+                answers: Sequence[str] = (), compared_with: Callable[[dict[str, Any]], str] | None = None,
+                prompts: Sequence[Any] | None = None) -> None:
         failed = [r for r in results if grader_failed(r)]
         for result in failed:
             message = describe(result)
@@ -119,12 +120,13 @@ class GraderHealth:
                 f"first errors: " + " | ".join(self.first_errors)
                 + " -- check the grader against a row with `alignctl grade` (or `alignctl validate --preflight`)")
         if self.watched < self.signal_steps and results and len(items) == len(results):
-            self._watch_signal(grader, results, items, answers, compared_with)
+            self._watch_signal(grader, results, items, answers, compared_with, prompts)
 
     def _watch_signal(self, grader: str, results: Sequence[GradeResult], items: Sequence[dict[str, Any]],
-                      answers: Sequence[str], compared_with: Callable[[dict[str, Any]], str] | None) -> None:
+                      answers: Sequence[str], compared_with: Callable[[dict[str, Any]], str] | None,
+                      prompts: Sequence[Any] | None) -> None:
         rewards = [r.reward if math.isfinite(r.reward) else 0.0 for r in results]
-        if not flat_groups(rewards, items):
+        if not flat_groups(rewards, items, prompts if prompts is not None and len(prompts) == len(items) else None):
             self.watched = self.signal_steps  # signal seen: stop watching
             return
         self.watched += 1

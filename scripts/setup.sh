@@ -15,7 +15,7 @@ fi
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 # The versions the images pin (scripts/gen_image_constraints.py): CI tests exactly what ships.
-PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,trainer,dev]"
+PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,local,trainer,dev]"
 # helm-sdkpy (Helm's Go library over cffi; chart lint/render tests) declares Requires-Python>=3.12, but it is
 # pure Python around a bundled libhelm_sdkpy.so and works on 3.11: install it past that check, cffi first.
 python -m pip install -q "cffi>=1.15"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from align_operator.cli import _register, app
 from align_operator.client import AlignClient, build, manifest
 
-from .emulated_cluster import AJ, EVENT, POD, EmulatedCluster
+from .emulated_cluster import AJ, EVENT, JOB, POD, EmulatedCluster
 
 NS = "research"
 
@@ -122,6 +122,29 @@ def test_describe_shows_status_conditions_metrics_and_events(cluster: EmulatedCl
                      "OOMKilled", "pvc://ckpt/desc/step-20", "JobCreated", "align-operator"):
         assert expected in result.output, expected
     assert "Unrelated" not in result.output
+
+
+def test_describe_shows_only_the_events_of_this_job_not_of_a_deleted_one_of_the_same_name(
+        cluster: EmulatedCluster, kubeconfig: Path) -> None:
+    """A job deleted and created again under the same name: the old job's (and old Job's) events are not listed."""
+    job = job_with_status("again", "Running", jobName="again-trainer")
+    job["metadata"]["uid"] = "uid-new"
+    cluster.put(AJ, NS, "again", job)
+    cluster.put(JOB, NS, "again-trainer", {"metadata": {"uid": "uid-job-new"}})
+
+    def event(name: str, kind: str, about: str, uid: str, reason: str) -> None:
+        cluster.put(EVENT, NS, name, {"type": "Normal", "reason": reason, "message": reason,
+                                      "involvedObject": {"kind": kind, "name": about, "uid": uid},
+                                      "lastTimestamp": "2026-01-01T00:00:30Z"})
+
+    event("again.1", "AlignmentJob", "again", "uid-old", "EarlierJobsEvent")
+    event("again.2", "AlignmentJob", "again", "uid-new", "ThisJobsEvent")
+    event("again-trainer.1", "Job", "again-trainer", "uid-job-old", "EarlierTrainerEvent")
+    event("again-trainer.2", "Job", "again-trainer", "uid-job-new", "ThisTrainerEvent")
+    result = run(kubeconfig, "describe", "again")
+    assert result.exit_code == 0, result.output
+    assert "ThisJobsEvent" in result.output and "ThisTrainerEvent" in result.output
+    assert "EarlierJobsEvent" not in result.output and "EarlierTrainerEvent" not in result.output
 
 
 def test_describe_unknown_job_fails(kubeconfig: Path) -> None:

@@ -1,4 +1,4 @@
-"""Pod spec -> `podman run` translation (sandbox/containers.py): what the container runtime is told must be what
+"""Pod spec -> `podman run` translation (containers.py): what the container runtime is told must be what
 the rendered pod says, or the container tests would exercise something other than what a cluster runs."""
 
 from __future__ import annotations

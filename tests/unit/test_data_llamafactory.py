@@ -96,6 +96,8 @@ def test_dataset_info_columns_and_tags_map_over(tmp_path: Path) -> None:
     assert kto[0].type == "unpaired" and kto[0].data["label"] is True
     with pytest.raises(DataError, match=r"dialog\[0\]\.from: is required"):  # without the tags
         split(tmp_path, [convo], format="sharegpt", fields={"messages": "dialog"})
+    auto = split(tmp_path, [row], fields={"prompt": "question", "response": "answer"})  # format: auto
+    assert auto[0].type == "language_modeling" and auto[0].data["messages"][-1]["content"] == "Because."
     with pytest.raises(ValidationError, match="unknown tag 'speaker_tag'"):
         Dataset.model_validate({"uri": "x.json", "tags": {"speaker_tag": "x"}})
 

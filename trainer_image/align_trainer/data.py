@@ -24,6 +24,7 @@ from align_api.data import DataSpec
 from . import storage
 from .errors import DataError, TrainerError
 from .formats import Record, convert, detect_format, parse_row
+from .formats_llamafactory import detect_mapped
 from .runtime import DataKind
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
@@ -167,7 +168,8 @@ def _source_column(message: str, fields: dict[str, str] | None) -> str:
 def parse_split(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path, seed: int) -> list[Record]:
     """Read, rename and parse every row of a split (all errors are DataError naming file, line, field)."""
     rows = [rename_fields(r, spec.fields) for r in read_rows(spec, base_dir=base_dir, cache_dir=cache_dir)]
-    fmt = spec.format if spec.format != "auto" else detect_format(rows[0].data, rows[0].where())
+    fmt = spec.format if spec.format != "auto" else \
+        detect_mapped(spec.fields, rows[0].data) or detect_format(rows[0].data, rows[0].where())
     try:
         records = [r for r in (parse_row(fmt, row.data, row.where(), tags=spec.tags) for row in rows) if r is not None]
     except DataError as exc:

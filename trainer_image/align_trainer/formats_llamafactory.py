@@ -199,6 +199,18 @@ def sharegpt(row: dict[str, Any], where: str, tags: dict[str, str] | None = None
     return Record("language_modeling", {"messages": weighted}, where, extra)
 
 
+#: `fields` keys only LLaMA-Factory's formats read: mapping one of them says the data is alpaca or sharegpt.
+MAPPED_ONLY = frozenset({"query", "response", "history", "system", "tools", "kto_tag"})
+
+
+def detect_mapped(fields: dict[str, str] | None, row: dict[str, Any]) -> str | None:
+    """With format auto, a `fields` mapping copied from a dataset_info.json `columns` entry decides: after renaming
+    {prompt: question, response: answer} a row looks like TRL's prompt-only one, but TRL reads no `response`."""
+    if not fields or not MAPPED_ONLY & set(fields):
+        return None
+    return "sharegpt" if isinstance(row.get("messages"), list) else "alpaca"
+
+
 def detect(row: dict[str, Any]) -> str | None:
     """alpaca or sharegpt when the row's keys say so unambiguously (spec format: auto), else None."""
     conversation = row.get("conversations")

@@ -153,3 +153,17 @@ def test_jsonl_line_numbers_too(tmp_path: Path) -> None:
                                                                                                   "value": "x"}}) + "\n")
     with pytest.raises(DataError, match=r"pairs\.jsonl:3: field rejected\.from: expected a assistant turn"):
         parse_split(Dataset(uri=str(path), format="sharegpt"), base_dir=tmp_path, cache_dir=tmp_path, seed=0)
+
+
+def test_preflight_reads_the_formats_as_training_does(tmp_path: Path) -> None:
+    from align_trainer.preflight import check_dataset
+    rows = [{"dialog": [{"speaker": "Q", "text": "hi"}, {"speaker": "A", "text": "yo"}]}]
+    (tmp_path / "d.json").write_text(json.dumps(rows), encoding="utf-8")
+    spec = Dataset.model_validate({"uri": str(tmp_path / "d.json"), "format": "sharegpt", "fields": {"messages": "dialog"},
+                                   "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "Q",
+                                            "assistant_tag": "A"}})
+    problems, converted, where = check_dataset("spec.data.train", spec, tmp_path, DataKind.PROMPT_ONLY)
+    assert problems == [] and converted[0]["answer"] == "yo" and where == [f"{tmp_path / 'd.json'}:1 (item 1)"]
+    bad = spec.model_copy(update={"tags": None})
+    problems, _, _ = check_dataset("spec.data.train", bad, tmp_path, DataKind.PROMPT_ONLY)
+    assert "field dialog[0].from: is required" in problems[0].message

@@ -165,15 +165,21 @@ def _source_column(message: str, fields: dict[str, str] | None) -> str:
     return message[:match.start(1)] + fields[match.group(1)] + message[match.end(1):]
 
 
-def parse_split(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path, seed: int) -> list[Record]:
-    """Read, rename and parse every row of a split (all errors are DataError naming file, line, field)."""
-    rows = [rename_fields(r, spec.fields) for r in read_rows(spec, base_dir=base_dir, cache_dir=cache_dir)]
+def parse_rows(spec: DatasetSpec, rows: list[Row]) -> list[Record]:
+    """Renamed rows of one split as Records in `spec.format` (auto: detected from the first row); None rows
+    (no training signal) are left out. Errors name the file's own column."""
     fmt = spec.format if spec.format != "auto" else \
         detect_mapped(spec.fields, rows[0].data) or detect_format(rows[0].data, rows[0].where())
     try:
-        records = [r for r in (parse_row(fmt, row.data, row.where(), tags=spec.tags) for row in rows) if r is not None]
+        return [r for r in (parse_row(fmt, row.data, row.where(), tags=spec.tags) for row in rows) if r is not None]
     except DataError as exc:
         raise DataError(_source_column(str(exc), spec.fields)) from None
+
+
+def parse_split(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path, seed: int) -> list[Record]:
+    """Read, rename and parse every row of a split (all errors are DataError naming file, line, field)."""
+    rows = [rename_fields(r, spec.fields) for r in read_rows(spec, base_dir=base_dir, cache_dir=cache_dir)]
+    records = parse_rows(spec, rows)
     if not records:
         raise DataError(f"dataset {spec.uri}: no usable rows (all {len(rows)} rows carry no preference)")
     first = records[0].type

@@ -89,6 +89,7 @@ tools
 base
 what=${1:-all}
 if [ "$what" = all ] || [ "$what" = operator ]; then
+  "$REPO/scripts/vendor_console_assets.sh"  # the console's uPlot (npm, here: the image build is offline)
   wheelhouse operator operator; build operator operator/Dockerfile "$OPERATOR"
 fi
 if [ "$what" = all ] || [ "$what" = trainer ]; then

@@ -9,7 +9,14 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   if ! command -v promtool >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
   fi
+  # Headless chromium for the console's browser tests (Playwright drives the system browser; nothing downloaded),
+  # npm to vendor the console's charting library.
+  if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver npm >/dev/null
+  fi
 fi
+# uPlot into the package (gitignored): `alignctl console` serves it; no CDN at run time.
+scripts/vendor_console_assets.sh
 [ -d .venv ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip

@@ -63,6 +63,8 @@ class ConditionType(StrEnum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
     EVALUATED = "Evaluated"
+    #: False (reason NoLearningSignal) when the first grading batches gave every prompt's samples one reward
+    LEARNING_SIGNAL = "LearningSignal"
 
 
 class Reason(StrEnum):
@@ -101,6 +103,8 @@ class Reason(StrEnum):
     PREFLIGHT_FAILED = "PreflightFailed"
     #: The grader failed on more samples than spec.runPolicy.maxGraderErrorRate allows.
     GRADER_FAILING = "GraderFailing"
+    #: The first grading batches gave every prompt's samples the same reward (spec.runPolicy.noLearningSignalSteps).
+    NO_LEARNING_SIGNAL = "NoLearningSignal"
     JOB_DELETED = "JobDeleted"
     FORBIDDEN = "Forbidden"  # the operator's RBAC does not allow a call it needs
     JOB_FIELDS_DROPPED = "JobFieldsDropped"  # an older API server pruned Job fields (suspend, podFailurePolicy, ...)
@@ -118,9 +122,10 @@ class ExitCode:
     UPSTREAM_ERROR = 14
     PREFLIGHT_FAILED = 15
     GRADER_FAILING = 16
+    NO_LEARNING_SIGNAL = 17
 
     PERMANENT = (CONFIG_ERROR, DATA_ERROR, DIVERGED, EVALUATION_GATE_FAILED, UPSTREAM_ERROR, PREFLIGHT_FAILED,
-                 GRADER_FAILING)
+                 GRADER_FAILING, NO_LEARNING_SIGNAL)
     REASONS = {
         CONFIG_ERROR: Reason.CONFIG_ERROR,
         DATA_ERROR: Reason.DATA_ERROR,
@@ -129,6 +134,7 @@ class ExitCode:
         UPSTREAM_ERROR: Reason.UPSTREAM_FAILED,
         PREFLIGHT_FAILED: Reason.PREFLIGHT_FAILED,
         GRADER_FAILING: Reason.GRADER_FAILING,
+        NO_LEARNING_SIGNAL: Reason.NO_LEARNING_SIGNAL,
     }
 
 

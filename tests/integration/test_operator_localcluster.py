@@ -88,6 +88,20 @@ def test_trainer_error_fails_fast_with_reason_and_message(sb: LocalCluster, code
                 message=f"no Warning event {reason}")
 
 
+def test_a_trainer_warning_becomes_a_condition_and_one_event(sb: LocalCluster) -> None:
+    # the trainer's align_trainer_warning{reason="NoLearningSignal"} gauge (issue 22 item 8), scraped while it runs
+    body = aj("flat", steps=10, step_ms=150)
+    body["metadata"]["labels"]["fake.align.dev/warning"] = "NoLearningSignal"
+    sb.apply(body)
+    done = sb.wait("flat", timeout=40)
+    assert done["status"]["phase"] == "Succeeded"  # a warning: the run goes on
+    cond = conditions(done)["LearningSignal"]
+    assert cond["status"] == "False" and cond["reason"] == "NoLearningSignal" and "'A: bowling' vs 'A'" in cond["message"]
+    warnings = [e for e in sb.events("flat") if e["reason"] == "NoLearningSignal"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and "'A: bowling'" in warnings[0]["message"]
+    assert "warning" not in done["status"]["metrics"]
+
+
 def test_transient_errors_retry_until_the_backoff_limit(sb: LocalCluster) -> None:
     sb.apply(aj("flaky", exit_code=1, runPolicy={"backoffLimit": 1}))
     status = sb.wait("flaky", timeout=40)["status"]

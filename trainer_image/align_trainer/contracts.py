@@ -126,6 +126,9 @@ class MetricsSink(Protocol):
     def checkpoints(self, records: list[dict[str, Any]]) -> None:
         """Export the kept checkpoints (align_trainer.checkpoint_index) for status.checkpoints."""
 
+    def warn(self, reason: str, message: str) -> None:
+        """Report a warning the run goes on with (the operator: an event and a condition)."""
+
 
 @dataclass
 class TrainResult:

@@ -29,6 +29,7 @@ from ..status.checkpoints import listed, parse_index, uri
 from ..status.milestones import milestones
 from ..status.progress import key_metrics, parse_metrics, progress
 from . import lifecycle
+from ..status.warnings import new_warnings, parse_warnings, warning_conditions
 from .reconcile import ALIGNMENT_JOBS
 
 WARNING_PHASES = {Phase.FAILED}
@@ -110,8 +111,9 @@ async def phase_metric(type: str | None, status: kopf.Status, name: str, namespa
 
 # ---------------------------------------------------------------------------------------------- scraping
 async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]
-                 ) -> tuple[dict[str, float], list[dict[str, Any]]] | None:
-    """The trainer's gauges by name, and its kept checkpoints (status/checkpoints.py)."""
+                 ) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, str]] | None:
+    """The trainer's gauges by name, its kept checkpoints (status/checkpoints.py) and its warnings
+    {reason: message} (status/warnings.py)."""
     ip, port, path = endpoint
     async with memo.scrapes:
         try:
@@ -124,12 +126,12 @@ async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]
             metrics.SCRAPES.labels("unreachable").inc()
             return None
     try:
-        values, index = parse_metrics(text), parse_index(text)
+        values, index, warnings = parse_metrics(text), parse_index(text), parse_warnings(text)
     except ValueError:
         metrics.SCRAPES.labels("unparseable").inc()
         return None
     metrics.SCRAPES.labels("ok").inc()
-    return values, index
+    return values, index, warnings
 
 
 def fallback_artifacts(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -198,6 +200,8 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
                         scraped = got[0]
                         if got[1]:  # the kept checkpoints, as the trainer lists them
                             new["checkpoints"] = listed(got[1], spec, name)
+                        new["conditions"] = warning_conditions(new.get("conditions") or [], got[2],
+                                                               meta.get("generation"), now)
                     if scraped:
                         new_progress = progress(scraped, _elapsed(new), now)
                         if new_progress is not None:
@@ -253,6 +257,8 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
         kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
                    message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
         logger.info(f"phase {previous} -> {phase} ({reason})")
+    for cond in new_warnings(current.get("conditions") or [], new.get("conditions") or []):
+        kopf.event(body, type="Warning", reason=cond.get("reason", "Warning"), message=str(cond.get("message"))[:1024])
     error = new.get("lastError")
     if error and error != current.get("lastError") and phase not in WARNING_PHASES and \
             not (phase != previous and _phase_reason(new)[0] == error.get("reason")):

@@ -243,8 +243,15 @@ class AlignClient:
 
     def set_suspend(self, name: str, suspend: bool, namespace: str | None = None) -> dict[str, Any]:
         """Flip spec.runPolicy.suspend with a merge patch (an apply would drop the rest of alignctl's fields)."""
+        return self._set_run_policy(name, {"suspend": suspend}, namespace)
+
+    def cancel(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """Set spec.runPolicy.cancel: the trainer checkpoints and stops, the job ends Cancelled and stays."""
+        return self._set_run_policy(name, {"cancel": True}, namespace)
+
+    def _set_run_policy(self, name: str, fields: dict[str, Any], namespace: str | None) -> dict[str, Any]:
         ns = namespace or self.namespace
-        return self._custom("patch", ns, PLURAL, name, {"spec": {"runPolicy": {"suspend": suspend}}},
+        return self._custom("patch", ns, PLURAL, name, {"spec": {"runPolicy": fields}},
                             _content_type="application/merge-patch+json",
                             not_found=f'alignmentjob "{name}" not found in namespace "{ns}"')
 
@@ -263,11 +270,14 @@ class AlignClient:
                 objects.append(json.loads(result.data or b"{}"))
             except JobNotFound:
                 pass  # not made yet, or already gone: no events of its own to show
-        result = self._call(self.core.list_namespaced_event, ns, _preload_content=False)
-        items = json.loads(result.data or b"{}").get("items") or []
         # Field selectors are a server optimisation some servers lack; filter here in any case.
-        mine = [e for e in items if any(is_about(e, obj) for obj in objects)]
+        mine = [e for e in self.namespace_events(ns) if any(is_about(e, obj) for obj in objects)]
         return sorted(mine, key=event_time)
+
+    def namespace_events(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every core/v1 Event of the namespace, as the server returns them."""
+        result = self._call(self.core.list_namespaced_event, namespace or self.namespace, _preload_content=False)
+        return json.loads(result.data or b"{}").get("items") or []
 
     def trainer_pods(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The trainer pods of a job, rank 0 first and newest first within a rank."""

@@ -88,6 +88,20 @@ def test_trainer_error_fails_fast_with_reason_and_message(sb: LocalCluster, code
                 message=f"no Warning event {reason}")
 
 
+def test_a_trainer_warning_becomes_a_condition_and_one_event(sb: LocalCluster) -> None:
+    # the trainer's align_trainer_warning{reason="NoLearningSignal"} gauge (issue 22 item 8), scraped while it runs
+    body = aj("flat", steps=10, step_ms=150)
+    body["metadata"]["labels"]["fake.align.dev/warning"] = "NoLearningSignal"
+    sb.apply(body)
+    done = sb.wait("flat", timeout=40)
+    assert done["status"]["phase"] == "Succeeded"  # a warning: the run goes on
+    cond = conditions(done)["LearningSignal"]
+    assert cond["status"] == "False" and cond["reason"] == "NoLearningSignal" and "'A: bowling' vs 'A'" in cond["message"]
+    warnings = [e for e in sb.events("flat") if e["reason"] == "NoLearningSignal"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and "'A: bowling'" in warnings[0]["message"]
+    assert "warning" not in done["status"]["metrics"]
+
+
 def test_transient_errors_retry_until_the_backoff_limit(sb: LocalCluster) -> None:
     sb.apply(aj("flaky", exit_code=1, runPolicy={"backoffLimit": 1}))
     status = sb.wait("flaky", timeout=40)["status"]
@@ -110,7 +124,8 @@ def test_invalid_spec_fails_with_the_field_path_then_recovers_when_fixed(sb: Loc
 def test_suspend_and_resume(sb: LocalCluster) -> None:
     sb.apply(aj("pausable", runPolicy={"suspend": True}))
     sb.wait("pausable", until=["Suspended"], timeout=20)
-    assert sb.get("pausable-trainer", kind="Job")["spec"]["suspend"] is True
+    # created suspended: no Job until resume, so a server that prunes Job.spec.suspend starts no pod either
+    assert sb.get("pausable-trainer", kind="Job") is None and sb.get("pausable-config", kind="ConfigMap")
     assert sb.list("Pod", labels="align.dev/job=pausable") == []
     sb.patch("pausable", {"spec": {"runPolicy": {"suspend": False}}})
     assert sb.wait("pausable", timeout=30)["status"]["phase"] == "Succeeded"

@@ -54,7 +54,8 @@ def health_state(ctx: Any) -> dict[str, Any] | None:
     health = getattr(ctx, "grader_health", None)
     if health is None:
         return None
-    return {"batches": [list(b) for b in health.batches], "first_errors": list(health.first_errors)}
+    return {"batches": [list(b) for b in health.batches], "first_errors": list(health.first_errors),
+            "watched": health.watched, "samples": list(health.samples)}  # the no-learning-signal watch too
 
 
 def set_health_state(ctx: Any, state: Mapping[str, Any] | None) -> None:
@@ -63,6 +64,7 @@ def set_health_state(ctx: Any, state: Mapping[str, Any] | None) -> None:
         return
     health.batches = deque(tuple(b) for b in state["batches"])
     health.first_errors = list(state["first_errors"])
+    health.watched, health.samples = int(state.get("watched", 0)), list(state.get("samples", []))
 
 
 def capture(ctx: Any) -> dict[str, Any]:

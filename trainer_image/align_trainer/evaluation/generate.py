@@ -66,8 +66,8 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], settings: Gener
     import torch
     texts = [prompt_text(p, tokenizer) for p in prompts]
     device = next(model.parameters()).device
-    eos = [t for t in {tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
-           if isinstance(t, int)]
+    from ..chat import stop_ids
+    eos = stop_ids(model, tokenizer)  # a generation_config list and the template's end of turn included
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     sampling = settings.temperature > 0
     answers: list[Answer] = []

@@ -74,7 +74,7 @@ function jobsPage() {
   const input = (name, placeholder) => h("input", {name, placeholder, value: state[name]});
   const form = h("form", {class: "filters", onsubmit: (e) => { e.preventDefault(); apply(); }},
     input("namespace", "namespace (blank: default, * all)"), input("label", "label selector, e.g. team=nlp"),
-    h("select", {name: "phase"}, ["", "Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed"].map(
+    h("select", {name: "phase"}, ["", "Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed", "Cancelled"].map(
       (p) => h("option", {value: p, selected: p === state.phase}, p || "any phase"))),
     h("button", {type: "submit"}, "Filter"));
   const compareBtn = h("button", {id: "compare-selected", disabled: true, onclick: () => {

@@ -136,7 +136,7 @@ MORE: tuple[Mutation, ...] = (
              "if k not in ANSWER_FLAGS and not k.endswith(", "if not k.endswith(",
              (FAILFAST + "test_unparseable_answers_are_the_policys_zero_not_a_broken_grader",)),
     Mutation("grader health: training reward function not watched", REWARDS,
-             "    grader.health = GraderHealth.from_spec(ctx.spec.run_policy)\n", "",
+             "    grader.health = GraderHealth.from_spec(ctx.spec.run_policy, warn=", "    grader.health = None and GraderHealth.from_spec(ctx.spec.run_policy, warn=",
              (FAILFAST + "test_training_reward_function_fails_on_an_unhealthy_grader",)),
     # the trainer Job's podFailurePolicy
     Mutation("job: permanent exit codes do not fail the Job", JOB, '{"action": "FailJob", "onExitCodes"',

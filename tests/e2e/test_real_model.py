@@ -14,12 +14,9 @@ from align_trainer import builtin
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-MANIFEST = quickstart.REPO / "examples" / "dpo-smollm2.yaml"
-
-
 def test_smollm2_dpo_example_succeeds_in_the_sandbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     builtin.packaged_file("smollm2-135m-instruct")  # missing: a ConfigError naming the pip command
-    code = quickstart.run(MANIFEST, tmp_path / "sandbox")
+    code = quickstart.main(["--real", "--workdir", str(tmp_path / "sandbox")])  # ./scripts/quickstart.sh --real
     out = capsys.readouterr().out
     assert code == 0, out
     assert "phase:     Succeeded" in out and "progress:  step 8/8 (100.0%)" in out

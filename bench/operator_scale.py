@@ -65,7 +65,7 @@ class Target:
 
 # ---------------------------------------------------------------------------------------------- targets
 def emulator_target(stack: ExitStack) -> Target:
-    from align_operator.sandbox import Sandbox
+    from align_localcluster import Sandbox
     sb = stack.enter_context(Sandbox(operator="process", node_agent=False, settings={**SETTINGS, "metrics_port": 0}))
     assert sb.operator_pid is not None
     return Target(url=sb.url, client=lambda: httpx.Client(base_url=sb.url, timeout=30), operator_pid=sb.operator_pid,

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . .venv/bin/activate
-exec python -m align_operator.quickstart "$@"
+exec python -m align_localcluster.quickstart "$@"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from align_operator.sandbox import Sandbox
-from align_operator.sandbox.containers import podman_env
+from align_localcluster import Sandbox
+from align_localcluster.containers import podman_env
 from tests.containers.conftest import OPERATOR_IMAGE
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]

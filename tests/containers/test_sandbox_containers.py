@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from align_operator.sandbox import Sandbox
+from align_localcluster import Sandbox
 from tests.containers.conftest import TRAINER_IMAGE
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]

@@ -22,8 +22,8 @@ from align_api import AlignmentJob
 from align_api.validate import load_file
 from align_operator.cli.local_cmd import absolutize
 from align_operator.renderers import render_configmap, render_job
-from align_operator.sandbox.containers import Mount, podman_env, podman_run_argv
-from align_operator.sandbox.kubelet import free_port
+from align_localcluster.containers import Mount, podman_env, podman_run_argv
+from align_localcluster.kubelet import free_port
 from align_operator.settings import Settings
 from tests.containers.conftest import TRAINER_IMAGE
 

@@ -14,7 +14,7 @@ from align_operator.cli import _register, app
 from align_operator.client import build, manifest
 
 pytest.importorskip("align_operator.runner", reason="the operator's runner is not in this tree yet")
-from align_operator.sandbox import Sandbox  # noqa: E402
+from align_localcluster import Sandbox  # noqa: E402
 
 _register()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from align_operator import quickstart
+from align_localcluster import quickstart
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from align_operator import quickstart
+from align_localcluster import quickstart
 from align_trainer import builtin
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

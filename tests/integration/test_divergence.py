@@ -71,7 +71,7 @@ def test_ppo_at_an_absurd_learning_rate_diverges(tmp_path: Path, monkeypatch: py
 def test_operator_reports_a_real_divergence_as_failed_diverged(tmp_path: Path) -> None:
     """The same sft run as a pod of the operator on the emulated cluster (the real trainer, not the fake one):
     exit code 12 -> podFailurePolicy FailJob -> phase Failed, reason Diverged, no retry."""
-    from align_operator.sandbox import Sandbox
+    from align_localcluster import Sandbox
     from .trainer_support import DATA
     job = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "absurd-lr"},
            "spec": {"algorithm": "sft", "model": {"base": "builtin://tiny", "adapter": {"r": 8, "alpha": 16}},

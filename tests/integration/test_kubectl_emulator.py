@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from align_operator.sandbox import Sandbox
+from align_localcluster import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration,

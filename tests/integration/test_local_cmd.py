@@ -16,7 +16,7 @@ from align_operator.cli.local_cmd import absolutize
 pytestmark = pytest.mark.integration
 _register()
 
-FAKE = f"{sys.executable} -m align_operator.sandbox.fake_trainer --config /etc/align/job.yaml --output /workspace/output"
+FAKE = f"{sys.executable} -m align_localcluster.fake_trainer --config /etc/align/job.yaml --output /workspace/output"
 
 
 def write(tmp_path: Path, name: str, exit_code: int = 0, beta: float = 0.1) -> Path:

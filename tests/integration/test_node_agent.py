@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from align_operator.sandbox import Sandbox
+from align_localcluster import Sandbox
 
 pytestmark = [pytest.mark.integration]
 
@@ -89,7 +89,7 @@ def test_stopping_the_agent_reports_a_final_status(sb: Sandbox) -> None:
 
 def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
     from align_operator.kube import Client, connection_from_kubeconfig
-    from align_operator.sandbox.nodeagent import NodeAgent
+    from align_localcluster.nodeagent import NodeAgent
 
     async def second_node() -> NodeAgent:  # Ready and fitting, but not binding yet
         agent = NodeAgent(Client(connection_from_kubeconfig(sb.kubeconfig)), sb.workdir / "pool-b", name="pool-b",
@@ -113,7 +113,7 @@ def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
 
 def test_a_restarted_agent_stops_and_fails_the_pods_it_cannot_follow(sb: Sandbox) -> None:
     from align_operator.kube import Client, connection_from_kubeconfig
-    from align_operator.sandbox.nodeagent import NodeAgent
+    from align_localcluster.nodeagent import NodeAgent
 
     sb.apply(pod("orphan", ticks=600))
     sb.wait_for(lambda: (p := sb.get("orphan", kind="Pod")) and (p.get("status") or {}).get("phase") == "Running",

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, generate_latest
 
-from align_operator.sandbox import Sandbox
+from align_localcluster import Sandbox
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-FAKE_TRAINER = [sys.executable, "-m", "align_operator.sandbox.fake_trainer", "--config", "/etc/align/job.yaml",
+FAKE_TRAINER = [sys.executable, "-m", "align_localcluster.fake_trainer", "--config", "/etc/align/job.yaml",
                 "--output", "/workspace/output"]
 FAST = {"scrape_interval_seconds": 0.3, "status_interval_seconds": 1.0, "upstream_poll_seconds": 0.5}
 
@@ -222,7 +222,7 @@ def test_a_transient_unschedulable_leaves_last_error_when_the_job_then_succeeds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pod waits for a GPU (lastError Unschedulable), a GPU node frees up, the job succeeds: lastError is gone
     from the status and the Unschedulable warning stays in the job's events."""
-    from align_operator.sandbox import nodeagent
+    from align_localcluster import nodeagent
     monkeypatch.setattr(nodeagent, "RECHECK_SECONDS", 0.3)  # the agent re-tries an unschedulable pod this often
     with Sandbox(tmp_path, trainer_command=FAKE_TRAINER, gpus=0, settings=FAST) as box:
         box.apply(aj("waits-for-gpu", resources={"gpusPerNode": 1}))

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from align_operator.sandbox import poll_until
+from align_localcluster import poll_until
 from tests.unit.test_alerts import RULES
 
 PROMETHEUS = shutil.which("prometheus")
@@ -102,7 +102,7 @@ def dpo_job(name: str) -> dict[str, Any]:
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus missing: scripts/setup.sh installs Debian's package as root")
 def test_prometheus_scrapes_trainer_and_operator_and_evaluates_the_chart_alerts(tmp_path: Path) -> None:
-    from align_operator.sandbox import Sandbox
+    from align_localcluster import Sandbox
 
     operator_port, prom_port = free_port(), free_port()
     sd_file = tmp_path / "trainers.json"

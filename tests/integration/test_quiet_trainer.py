@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from align_operator.sandbox import Sandbox
+from align_localcluster import Sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """`alignctl local up --real`: the real control plane (scripts/realk8s.sh), the CRD, the operator and a node agent
 in the background; kubectl applies an example and the operator makes its Job on the real server.
 
-The HTTP node agent (`python -m align_operator.nodeagent`) is not in this build yet; a stand-in process takes its
+The HTTP node agent (`python -m align_localcluster.nodeagent`) is not in this build yet; a stand-in process takes its
 place, so this shows everything of the real mode up to running the pods (they stay Pending: no kubelet)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from align_operator.sandbox import localplane
+from align_localcluster import localplane
 from tests.realk8s import HOME, missing_binaries, port_base
 
 pytestmark = [pytest.mark.realk8s, pytest.mark.slow]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from align_operator.sandbox import localplane, openapi, tables
-from align_operator.sandbox.cluster import make_emulator
+from align_localcluster import localplane, openapi, tables
+from align_localcluster.cluster import make_emulator
 
 REPO = Path(__file__).resolve().parents[2]
 

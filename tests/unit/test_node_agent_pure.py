@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from align_operator.sandbox.logserver import select
-from align_operator.sandbox.nodeagent import GPU, node_object, unschedulable, wants_binding
+from align_localcluster.logserver import select
+from align_localcluster.nodeagent import GPU, node_object, unschedulable, wants_binding
 
 
 def _pod(gpus: int = 0, selector: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def test_a_stuck_stage_of_stopping_a_node_is_named_and_passed(caplog: Any) -> No
     import asyncio
     from types import SimpleNamespace
 
-    from align_operator.sandbox.nodeagent import NodeAgent
+    from align_localcluster.nodeagent import NodeAgent
 
     async def stuck() -> None:
         await asyncio.sleep(3600)
@@ -75,8 +75,8 @@ def test_the_log_server_stops_while_a_reader_follows_a_running_pod(tmp_path: Any
 
     import aiohttp
 
-    from align_operator.sandbox.kubelet import log_path
-    from align_operator.sandbox.logserver import LogServer
+    from align_localcluster.kubelet import log_path
+    from align_localcluster.logserver import LogServer
 
     path = log_path(tmp_path, "ns", "p")
     path.parent.mkdir(parents=True)

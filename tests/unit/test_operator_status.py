@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from align_api.constants import Phase, Reason
-from align_operator.sandbox.jobcontroller import compress_indexes, failure_action, plan_job
+from align_localcluster.jobcontroller import compress_indexes, failure_action, plan_job
 from align_operator.status.compute import next_status
 from align_operator.status.conditions import phase_conditions, set_condition
 from align_operator.status.observe import observe
@@ -230,7 +230,7 @@ def test_sandbox_pod_command_maps_pod_paths_but_not_the_host_interpreter(tmp_pat
     import sys
     from pathlib import Path
 
-    from align_operator.sandbox.kubelet import pod_argv
+    from align_localcluster.kubelet import pod_argv
 
     monkeypatch.setattr(sys, "executable", "/tmp/ci-clone/.venv/bin/python")
     mounts = [("/etc/align", tmp_path / "config"), ("/tmp", tmp_path / "tmp")]

@@ -10,7 +10,7 @@ import pytest
 
 from align_api.validate import load_file
 from align_operator.renderers import render_job
-from align_operator.sandbox.containers import (Mount, cpus, memory_bytes, podman_run_argv, resource_flags,
+from align_localcluster.containers import (Mount, cpus, memory_bytes, podman_run_argv, resource_flags,
                                                security_flags)
 from align_operator.settings import Settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from align_operator.sandbox.kubelet import rendezvous_argv
+from align_localcluster.kubelet import rendezvous_argv
 
 HEADLESS = {"spec": {"clusterIP": "None", "ports": [{"name": "rendezvous", "port": 29500}, {"name": "metrics", "port": 9400}]}}
 

@@ -152,7 +152,7 @@ def run(
 ) -> None:
     """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded.
     Everything the run writes (pod volumes: checkpoints, caches, outputs; logs) stays under --workdir."""
-    from align_operator.sandbox import Sandbox
+    from align_localcluster import Sandbox
 
     if output not in ("yaml", "json"):
         raise typer.BadParameter("use -o yaml or -o json", param_hint="--output")
@@ -224,7 +224,7 @@ def up(
 ) -> None:
     """Start a local control plane in the background (API server, operator, node agent) and write a kubeconfig,
     so kubectl and alignctl work against it as against a cluster until `alignctl local down`."""
-    from align_operator.sandbox import localplane
+    from align_localcluster import localplane
 
     mode = "auto" if real is None else ("real" if real else "emulator")
     try:
@@ -241,7 +241,7 @@ def up(
 @local_app.command("down")
 def down(home: Path = _home_option()) -> None:
     """Stop the local control plane (node agent, operator, API server). Pod outputs stay in its work directory."""
-    from align_operator.sandbox import localplane
+    from align_localcluster import localplane
 
     try:
         state = localplane.down(home or localplane.default_home())
@@ -257,7 +257,7 @@ def status(
     output: str = typer.Option("text", "--output", "-o", help="text or json."),
 ) -> None:
     """What runs: mode, API server, each background process with its PID; exit 1 if not (fully) running."""
-    from align_operator.sandbox import localplane
+    from align_localcluster import localplane
 
     report = localplane.status(home or localplane.default_home())
     if output == "json":

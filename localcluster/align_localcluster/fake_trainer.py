@@ -1,4 +1,4 @@
-"""A stand-in trainer for operator tests and demos: `python -m align_operator.sandbox.fake_trainer --config FILE`.
+"""A stand-in trainer for operator tests and demos: `python -m align_localcluster.fake_trainer --config FILE`.
 
 It honours the trainer's contract without training anything: serves `align_trainer_*` gauges on the
 configured metrics port, counts steps, writes a termination message and an adapter directory, exits with

@@ -3,14 +3,14 @@
 `up` starts it in the background and writes a kubeconfig, so `kubectl apply -f examples/dpo.yaml` and
 `alignctl get / describe / logs / wait` work as on a cluster until `down`. Two kinds behind one interface:
 
-- **emulator** (the default): one background process (`python -m align_operator.sandbox.localplane serve`) holds
+- **emulator** (the default): one background process (`python -m align_localcluster.localplane serve`) holds
   the sandbox: the emulated API server, the Job controller and the node agent; the operator runs as its own child
   process. Objects live in that process's memory (`down` forgets them); pod volumes, logs and adapters stay in the
   work directory.
 - **real** (`--real`): `scripts/realk8s.sh up` (etcd, kube-apiserver 1.20, kube-controller-manager, and the 1.36
   CRD server when built), the CRD installed, then the operator and the node agent as background processes, each
   pointed at the real server by its kubeconfig. Needs the binaries (`scripts/realk8s.sh build`, cached under
-  ~/.cache/realk8s) and the HTTP node agent (`python -m align_operator.nodeagent`).
+  ~/.cache/realk8s) and the HTTP node agent (`python -m align_localcluster.nodeagent`).
 
 Where things are: $ALIGN_LOCAL_HOME (default ~/.align/local) holds `state.json` (what runs, with PIDs),
 `kubeconfig`, `logs/` and `work/` (pod volumes and outputs). Relative data paths in manifests resolve against
@@ -47,7 +47,7 @@ REALK8S_BINARIES = ("kube-apiserver", "kube-controller-manager")
 #: Default REALK8S_PORT_BASE of the local plane: above Linux's ephemeral ports (32768-60999) and the test
 #: fixture's ranges (20000-59999), so its ports are rarely taken.
 REAL_PORT_BASE = 61000
-NODE_AGENT_MODULE = "align_operator.nodeagent"
+NODE_AGENT_MODULE = "align_localcluster.nodeagent"
 MODES = ("auto", "emulator", "real")
 
 
@@ -170,7 +170,7 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 
 def _up_emulator(home: Path, cwd: Path, port: int, timeout: float) -> PlaneState:
     log = home / "logs" / "plane.log"
-    proc = _spawn([sys.executable, "-m", "align_operator.sandbox.localplane", "serve", "--home", str(home),
+    proc = _spawn([sys.executable, "-m", "align_localcluster.localplane", "serve", "--home", str(home),
                    "--port", str(port), "--cwd", str(cwd)], log, cwd=cwd)
     deadline = time.monotonic() + timeout
     while True:
@@ -203,7 +203,7 @@ def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
 
     from align_api.crd import build_crd
 
-    from ..kube import connection_from_kubeconfig
+    from align_operator.kube import connection_from_kubeconfig
     info = connection_from_kubeconfig(kubeconfig)
     headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
     with httpx.Client(base_url=info.server, verify=_verify(info), headers=headers, timeout=30) as client:
@@ -226,7 +226,7 @@ def _verify(info: Any) -> ssl.SSLContext | bool:
 
 
 def operator_env(settings: dict[str, Any]) -> dict[str, str]:
-    from ..settings import Settings
+    from align_operator.settings import Settings
     return {**os.environ, **Settings.from_env({}, **settings).to_env()}
 
 
@@ -320,7 +320,7 @@ def status(home: Path) -> dict[str, Any]:
 def _api_answers(kubeconfig: Path) -> bool:
     import httpx
 
-    from ..kube import connection_from_kubeconfig
+    from align_operator.kube import connection_from_kubeconfig
     try:
         info = connection_from_kubeconfig(kubeconfig)
         headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
@@ -350,7 +350,7 @@ def serve(home: Path, port: int, cwd: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m align_operator.sandbox.localplane")
+    parser = argparse.ArgumentParser(prog="python -m align_localcluster.localplane")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="run the emulator plane in the foreground (alignctl local up starts it)")
     run.add_argument("--home", type=Path, default=default_home())

@@ -28,7 +28,7 @@ def _path_value(obj: Mapping[str, Any], json_path: str) -> Any:
 
 def _age(timestamp: Any, now: datetime) -> str:
     """The server's rendering of a `date` column: kubectl's short duration since then (5m, 3h, 2d)."""
-    from ..cli.cluster import human_duration, parse_time
+    from align_operator.cli.cluster import human_duration, parse_time
     when = parse_time(timestamp)
     return human_duration((now - when).total_seconds()) if when else "<unknown>"
 

@@ -2,7 +2,7 @@
 
 Python API (used by `alignctl local run`, the tests and anyone scripting a local run)::
 
-    from align_operator.sandbox import Sandbox
+    from align_localcluster import Sandbox
 
     with Sandbox(workdir="/tmp/sb") as sb:          # or sb = Sandbox(...).start(); ...; sb.stop()
         sb.url                                     # "http://127.0.0.1:<port>": the API server
@@ -60,7 +60,7 @@ import yaml
 from align_api import yamlio
 from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES
 
-from ..kube import Resource
+from align_operator.kube import Resource
 from .cluster import Cluster
 
 __all__ = ["Sandbox", "SANDBOX_SETTINGS", "poll_until", "resource_of"]
@@ -188,7 +188,7 @@ class Sandbox:
 
     def operator_env(self) -> dict[str, str]:
         """Environment of an operator process pointed at this sandbox."""
-        from ..settings import Settings
+        from align_operator.settings import Settings
         env = dict(os.environ)
         env.update(Settings.from_env({}, **self.settings).to_env())
         env["KUBECONFIG"] = str(self.kubeconfig)
@@ -205,8 +205,8 @@ class Sandbox:
         elif self.operator_mode == "thread":
             # Kopf warns that it cannot install signal handlers off the main thread; here that is intended.
             logging.getLogger("kopf._core.reactor.running").addFilter(_NotMainThreadFilter())
-            from ..runner import operate
-            from ..settings import Settings
+            from align_operator.runner import operate
+            from align_operator.settings import Settings
             assert self._loop is not None
             self._operator_stop = asyncio.Event()  # created in the sandbox loop's thread below
             settings = Settings.from_env({}, **self.settings)

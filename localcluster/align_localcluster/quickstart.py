@@ -1,7 +1,7 @@
 """The README's quickstart: a DPO job end to end in the local sandbox, then its plot.
 
-`python -m align_operator.quickstart [MANIFEST | --real] [--workdir DIR]` runs `alignctl local run` (emulated API
-server, the real operator, the trainer as a local process) on `examples/dpo.yaml` (with --real:
+`python -m align_localcluster.quickstart [MANIFEST | --real] [--workdir DIR]` runs `alignctl local run` (emulated
+API server, the real operator, the trainer as a local process) on `examples/dpo.yaml` (with --real:
 `examples/dpo-smollm2.yaml`, the real SmolLM2-135M-Instruct model), then `alignctl plot` on
 the run's metrics, and prints the final status, the adapter path and the plot path. Exit code 0 only when
 the job Succeeded and both the adapter and the plot exist.

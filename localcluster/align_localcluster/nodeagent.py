@@ -22,7 +22,7 @@ Python API (used by the sandbox and `alignctl local up`)::
     ...
     await agent.stop()         # processes stopped, final pod statuses written, Node NotReady
 
-Or from a shell: `python -m align_operator.nodeagent --kubeconfig KUBECONFIG --workdir DIR` (SIGTERM or
+Or from a shell: `python -m align_localcluster.nodeagent --kubeconfig KUBECONFIG --workdir DIR` (SIGTERM or
 SIGINT stops it as `stop()` does). The credentials need: pods (get/list/watch/delete, status patch, binding
 create), nodes (create/get/patch, status patch), configmaps and secrets (get), as a kubelet's do.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..kube import PODS, ApiError, Client, NotFound, Resource, connection_from_kubeconfig
+from align_operator.kube import PODS, ApiError, Client, NotFound, Resource, connection_from_kubeconfig
 from .apiserver import now_rfc3339
 from .kubelet import Kubelet
 from .logserver import LogServer
@@ -327,7 +327,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m align_operator.nodeagent",
+    parser = argparse.ArgumentParser(prog="python -m align_localcluster.nodeagent",
                                      description="Run pods of one Kubernetes Node as local processes.")
     parser.add_argument("--kubeconfig", required=True, help="credentials for the API server (a kubelet's rights)")
     parser.add_argument("--workdir", required=True, help="pod volumes, logs and the log endpoint's certificate")

@@ -27,7 +27,7 @@ import yaml
 from align_api import yamlio
 from align_api.constants import CONFIG_FILE_NAME
 
-from ..kube import CONFIGMAPS, PODS, SECRETS, SERVICES, ApiError, Client, NotFound
+from align_operator.kube import CONFIGMAPS, PODS, SECRETS, SERVICES, ApiError, Client, NotFound
 from .apiserver import now_rfc3339
 from .containers import TERMINATION_LOG_PATH, Mount, podman_env, podman_run_argv
 from .podenv import field_value, map_path, pod_argv, rendezvous_argv, rendezvous_services, secret_data, write_items

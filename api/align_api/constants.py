@@ -67,9 +67,10 @@ class Phase(StrEnum):
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
 
 
-TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 
 
 class ConditionType(StrEnum):
@@ -82,6 +83,7 @@ class ConditionType(StrEnum):
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
     EVALUATED = "Evaluated"
 
 
@@ -94,7 +96,13 @@ class Reason(StrEnum):
     UPSTREAM_FAILED = "UpstreamFailed"
     QUEUED_BY_KUEUE = "QueuedByKueue"
     SUSPENDED_BY_USER = "SuspendedByUser"
+    #: Stop requested (suspend or cancel): the trainer pods are checkpointing and exiting; not stopped yet.
+    SUSPENDING = "Suspending"
     RESUMED = "Resumed"
+    CANCELLED_BY_USER = "CancelledByUser"
+    #: runPolicy.maxGpuHours or maxWallClockMinutes used up: the job is paused until a limit is raised.
+    BUDGET_EXHAUSTED = "BudgetExhausted"
+    BUDGET_WARNING = "BudgetWarning"  # 80% of a budget used
     PODS_RUNNING = "PodsRunning"
     TRAINING_SUCCEEDED = "TrainingSucceeded"
     IMAGE_PULL_FAILED = "ImagePullFailed"

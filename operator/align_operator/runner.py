@@ -1,4 +1,4 @@
-"""Running the operator: `python -m align_operator`, `alignctl operator` and the sandbox all come here."""
+"""Running the operator: `python -m align_operator`, `alignctl operator` and the local cluster all come here."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from align_localcluster import Sandbox
+from align_localcluster import LocalCluster
 from align_localcluster.containers import podman_env
 from tests.containers.conftest import OPERATOR_IMAGE
 
@@ -27,7 +27,7 @@ def _chart_operator_user() -> str:
 
 
 def test_operator_image_reconciles_a_job(operator_image: str, tmp_path: Path) -> None:
-    with Sandbox(workdir=tmp_path / "sb", operator="none", node_agent=False) as sb:
+    with LocalCluster(workdir=tmp_path / "sb", operator="none", node_agent=False) as sb:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(sb.kubeconfig.read_text())
         kubeconfig.chmod(0o644)

@@ -139,7 +139,14 @@ def rotate(directory: Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def install_atomic_saves(trainer: Any, directory: Path, keep: int) -> None:
+def export_index(ctx: "TrainContext") -> None:
+    """Publish the kept checkpoints (after a save, and at the start of a resumed run); rank 0 only."""
+    from .checkpoint_index import index
+    if distributed.is_main():
+        ctx.metrics.checkpoints(index(ctx.paths.checkpoint_dir, ctx.paths.metrics_file))
+
+
+def install_atomic_saves(trainer: Any, directory: Path, keep: int, on_commit: Any = None) -> None:
     """Make an HF/TRL trainer write each checkpoint into a staging directory that is renamed into place,
     then rotate to `keep`. (transformers writes `checkpoint-N` in place; a kill mid-save would leave a
     directory that looks complete to its own resume logic.)"""
@@ -163,6 +170,8 @@ def install_atomic_saves(trainer: Any, directory: Path, keep: int) -> None:
             commit_dir(written, directory / written.name)
             shutil.rmtree(staging, ignore_errors=True)
             rotate(directory, keep)
+            if on_commit is not None:
+                on_commit()
         distributed.barrier()
 
     trainer._save_checkpoint = save
@@ -183,7 +192,8 @@ def run_hf_trainer(ctx: "TrainContext", trainer: Any) -> "TrainResult":
     """ctx.train(trainer): resume, train, checkpoint on SIGTERM, publish the final adapter."""
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # our ProgressLogCallback prints one readable line per log
-    install_atomic_saves(trainer, ctx.paths.checkpoint_dir, ctx.spec.checkpoints.keep)
+    install_atomic_saves(trainer, ctx.paths.checkpoint_dir, ctx.spec.checkpoints.keep,
+                         on_commit=lambda: export_index(ctx))
     resume = ctx.resume_from
     if resume is not None and finished_checkpoint(resume):
         # transformers would train one more step past max_steps on resume from the last checkpoint: a retry
@@ -224,6 +234,7 @@ def save_custom_checkpoint(ctx: "TrainContext", model: Any, step: int, state: Ma
     target = directory / f"{PREFIX}{step}"
     commit_dir(staging, target)
     rotate(directory, ctx.spec.checkpoints.keep)
+    export_index(ctx)
     return target
 
 
@@ -238,6 +249,7 @@ def _jsonable(value: Any) -> bool:
 def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: int | None,
                   metrics: dict[str, float], eval_metrics: dict[str, float]) -> "TrainResult":
     """Final adapter (+ tokenizer, model card) -> final/; optional merged/; upload to spec.output.uri."""
+    from .checkpoint_index import index
     from .models import DEFAULT_ADAPTER, _unwrap_peft, portable_base_reference
     from .runtime import TrainResult
     if not distributed.is_main():  # rank 0 writes, evaluates and uploads; the other ranks report the numbers
@@ -255,7 +267,8 @@ def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: in
                                        encoding="utf-8")
     commit_dir(staging, paths.final_dir)
     result = TrainResult(steps=step, total_steps=total_steps, metrics=metrics, eval_metrics=eval_metrics,
-                         adapter_dir=paths.final_dir, checkpoints=list_checkpoints(paths.checkpoint_dir))
+                         adapter_dir=paths.final_dir, checkpoints=list_checkpoints(paths.checkpoint_dir),
+                         checkpoint_index=index(paths.checkpoint_dir, paths.metrics_file))
     for hook in ctx.before_publish:  # e.g. evaluation gates: raising here keeps the adapter unpublished
         hook(ctx, model, result)
     if ctx.spec.output.merge:
@@ -287,5 +300,5 @@ def merge(ctx: "TrainContext", adapter_dir: Path, target: Path) -> Path:
     return target
 
 
-__all__ = ["Interrupted", "commit_dir", "find_resume", "install_atomic_saves", "list_checkpoints", "publish_final",
+__all__ = ["Interrupted", "commit_dir", "export_index", "find_resume", "install_atomic_saves", "list_checkpoints", "publish_final",
            "run_hf_trainer", "save_custom_checkpoint", "validate"]

@@ -135,6 +135,7 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
     ctx.scratch["previous_sigterm_handler"] = previous_handler
+    checkpoints.export_index(ctx)  # a resumed run lists the checkpoints it found
     from transformers import set_seed
     set_seed(spec.hyperparameters.seed)  # LoRA initialisation happens before the trainer seeds: make it reproducible
     return ctx
@@ -198,10 +199,12 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
                        if isinstance(v, (int, float)) or v is None}})
     if result.extra.get("evaluation_problem"):
         doc["evaluationProblem"] = result.extra["evaluation_problem"]  # -> Evaluated=False, never "passed"
-    for drop in ("finalMetrics", "evaluation"):
+    if result.checkpoint_index:  # the kept checkpoints (status.checkpoints), newest last
+        doc["checkpointIndex"] = json_safe(result.checkpoint_index[-10:])
+    for drop in ("checkpointIndex", "finalMetrics", "evaluation"):
         if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
             break
-        doc.pop(drop)
+        doc.pop(drop, None)
     return json.dumps(doc)
 
 

@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -77,6 +78,11 @@ class Metrics:
         self.generic = Gauge(PREFIX + "metric", "Any other scalar logged by the trainer.", labels + ["name"],
                              registry=self.registry)
         self.info = Gauge(PREFIX + "up", "1 while the trainer process serves metrics.", ["job"], registry=self.registry)
+        self.checkpoint = Gauge(PREFIX + "checkpoint", "Kept checkpoints: save time (unix seconds) by step.",
+                                ["job", "step"], registry=self.registry)
+        self.checkpoint_metric = Gauge(PREFIX + "checkpoint_metric", "Metrics of each kept checkpoint (eval_ "
+                                       "prefix: evaluation at that step).", ["job", "step", "name"],
+                                       registry=self.registry)
         self.info.labels(job=job).set(1)
         self.latest: dict[str, float] = {}
         self.state: dict[str, Any] = {"job": job, "step": 0, "total_steps": None, "epoch": None}
@@ -138,6 +144,17 @@ class Metrics:
         if epoch is not None:
             self.gauges["epoch"].labels(job=self.job).set(epoch)
         self.state.update(step=step, total_steps=total_steps, epoch=epoch)
+
+    def checkpoints(self, records: list[dict[str, Any]]) -> None:
+        """Export the kept checkpoints (checkpoint_index.index): the series of rotated-away ones go."""
+        self.checkpoint.clear()
+        self.checkpoint_metric.clear()
+        for record in records:
+            step = str(record["step"])
+            saved = datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
+            self.checkpoint.labels(job=self.job, step=step).set(saved)
+            for name, value in {**record.get("metrics", {}), **record.get("evaluation", {})}.items():
+                self.checkpoint_metric.labels(job=self.job, step=step, name=gauge_name(name)).set(value)
 
     def write_status(self, **extra: Any) -> None:
         """status.json in the output: progress and latest metrics for local runs (atomic replace). A "Running"

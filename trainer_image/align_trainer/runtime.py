@@ -168,6 +168,9 @@ class MetricsSink(Protocol):
     def progress(self, *, step: int, total_steps: int | None, epoch: float | None = None) -> None:
         """Update the step/total_steps/epoch gauges (the operator's progress)."""
 
+    def checkpoints(self, records: list[dict[str, Any]]) -> None:
+        """Export the kept checkpoints (align_trainer.checkpoint_index) for status.checkpoints."""
+
 
 @dataclass
 class TrainResult:
@@ -182,6 +185,7 @@ class TrainResult:
     merged_dir: Path | None = None                       #: merged model, when spec.output.merge
     merged_uri: str | None = None
     checkpoints: list[Path] = field(default_factory=list)  #: checkpoints left on disk
+    checkpoint_index: list[dict[str, Any]] = field(default_factory=list)  #: their records (checkpoint_index.py)
     resumed_from: Path | None = None                     #: checkpoint this run resumed from
     extra: dict[str, Any] = field(default_factory=dict)  #: algorithm-specific outputs (e.g. TPO rounds)
 

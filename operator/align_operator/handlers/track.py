@@ -24,8 +24,10 @@ from ..renderers.names import JOB_LABEL
 from ..settings import Settings
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
-from ..status.observe import observe
+from ..status.checkpoints import listed, parse_index, uri
+from ..status.milestones import milestones
 from ..status.progress import key_metrics, parse_metrics, progress
+from . import lifecycle
 from .reconcile import ALIGNMENT_JOBS
 
 WARNING_PHASES = {Phase.FAILED}
@@ -37,9 +39,14 @@ WARNING_PHASES = {Phase.FAILED}
 def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a Job or Pod the status logic reads (indexes stay small)."""
     meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
     return {"metadata": {"name": meta.get("name"), "annotations": dict(meta.get("annotations") or {}),
-                         "uid": meta.get("uid")},
-            "spec": {"suspend": (body.get("spec") or {}).get("suspend")},
+                         "uid": meta.get("uid"), "deletionTimestamp": meta.get("deletionTimestamp")},
+            # whether the key is there at all tells a server without Job suspend (status/lifecycle.py); a pod's
+            # containers' resources say how many GPUs its running time costs (status/usage.py)
+            "spec": {**({"suspend": spec["suspend"]} if "suspend" in spec else {}),
+                     **({"containers": [{"resources": c.get("resources") or {}} for c in spec["containers"]]}
+                        if "containers" in spec else {})},
             "status": dict(body.get("status") or {})}
 
 
@@ -66,12 +73,16 @@ async def end_on_delete(type: str | None, name: str, namespace: str, memo: kopf.
 
 
 async def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
-    """Keep align_operator_jobs{phase} true for every AlignmentJob seen, finished ones included."""
+    """Keep align_operator_jobs{phase} and the per-job usage series true for every AlignmentJob seen, finished
+    ones included."""
     metrics.record_phase(namespace, name, None if type == "DELETED" else status.get("phase") or Phase.PENDING.value)
+    metrics.record_usage(namespace, name, None if type == "DELETED" else status.get("usage"))
 
 
 # ---------------------------------------------------------------------------------------------- scraping
-async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, float] | None:
+async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]
+                 ) -> tuple[dict[str, float], list[dict[str, Any]]] | None:
+    """The trainer's gauges by name, and its kept checkpoints (status/checkpoints.py)."""
     ip, port, path = endpoint
     async with memo.scrapes:
         try:
@@ -84,12 +95,12 @@ async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, f
             metrics.SCRAPES.labels("unreachable").inc()
             return None
     try:
-        values = parse_metrics(text)
+        values, index = parse_metrics(text), parse_index(text)
     except ValueError:
         metrics.SCRAPES.labels("unparseable").inc()
         return None
     metrics.SCRAPES.labels("ok").inc()
-    return values
+    return values, index
 
 
 def fallback_artifacts(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -134,22 +145,29 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
             live = dict(body.get("status") or {})
             current = live if _version(meta) >= state_version else {**live, **state}
             jobs = list(index_jobs.get(key, []))
-            if jobs and current.get("phase") not in TERMINAL_PHASES:
+            # jobName: the creation handler is done; from then on a missing Job is the lifecycle's to create
+            if (jobs or current.get("jobName")) and current.get("phase") not in TERMINAL_PHASES:
                 started = time.monotonic()
-                job, pods = jobs[0], list(index_pods.get(key, []))
-                run_policy = spec.get("runPolicy") or {}
-                obs = observe(job, pods, queued=bool(run_policy.get("queueName")) and not run_policy.get("suspend"))
+                job, pods = (jobs[0] if jobs else None), list(index_pods.get(key, []))
                 now = now_rfc3339()
+                # usage, budget, and the step toward what the spec asks (run, suspend, cancel)
+                obs, usage = await lifecycle.advance(client, settings, body, spec, current, job, pods, now, logger)
                 new = next_status(current, obs, generation=meta.get("generation"), now=now,
-                                  fallback_artifacts=fallback_artifacts(spec, name))
-                if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None:
+                                  fallback_artifacts=fallback_artifacts(spec, name),
+                                  checkpoint_uri=lambda step: uri(spec, name, step))
+                new["usage"] = usage
+                if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None and job is not None:
                     new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
                                                       Reason.JOB_CREATED, f"Job {job['metadata']['name']} created",
                                                       meta.get("generation"), now)
                 if obs.phase == Phase.RUNNING and obs.metrics_endpoint and \
                         time.monotonic() - last_scrape >= settings.scrape_interval_seconds:
                     last_scrape = time.monotonic()
-                    scraped = await scrape(memo, obs.metrics_endpoint) or scraped
+                    got = await scrape(memo, obs.metrics_endpoint)
+                    if got is not None:
+                        scraped = got[0]
+                        if got[1]:  # the kept checkpoints, as the trainer lists them
+                            new["checkpoints"] = listed(got[1], spec, name)
                     if scraped:
                         new_progress = progress(scraped, _elapsed(new), now)
                         if new_progress is not None:
@@ -198,6 +216,8 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
         return None
     previous = current.get("phase")
     phase = new.get("phase")
+    for kind, reason, message in milestones(current, new):  # the trainer's story: progress, evaluation
+        kopf.event(body, type=kind, reason=reason, message=message[:1024])
     if phase != previous and phase is not None:
         reason, message = _phase_reason(new)
         kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,

@@ -5,7 +5,7 @@
     check_available(spec.grader)                               # raise GraderUnavailable (a ValueError) naming
                                                                # what this environment lacks (data, model, ...)
 
-Grader types: string_check, text_similarity, python (sandboxed), score_model / label_model (judges),
+Grader types: string_check, text_similarity, python (in the grader jail), score_model / label_model (judges),
 reward_model, multi. See docs/graders.md.
 """
 

@@ -1,6 +1,6 @@
 """What a python grader can see and keep: host files, other processes, state between calls.
 
-Two pools: the full sandbox (new root, PID namespace, where this kernel allows it: as root here) and the
+Two pools: the full jail (new root, PID namespace, where this kernel allows it: as root here) and the
 audit-hook-only fallback of a pod that may not create namespaces. A hostile grader must be contained by both;
 where the kernel layer exists, tests also use reads the audit hook never sees (os.stat, lxml's C parser).
 """
@@ -16,24 +16,24 @@ from pydantic import TypeAdapter
 
 from align_api.graders import Grader as GraderSpec
 from align_trainer.graders import Grader
-from align_trainer.graders import sandbox as sandbox_mod
+from align_trainer.graders import jail as jail_mod
 from align_trainer.graders.python_grader import PythonScorer
-from align_trainer.graders.sandbox import SandboxLimits, SandboxPool
+from align_trainer.graders.jail import JailLimits, JailPool
 
 SPEC = TypeAdapter(GraderSpec)
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def full() -> Iterator[SandboxPool]:
-    p = SandboxPool(SandboxLimits(timeout=5, memory_mb=768, workers=2))
+def full() -> Iterator[JailPool]:
+    p = JailPool(JailLimits(timeout=5, memory_mb=768, workers=2))
     yield p
     p.close()
 
 
 @pytest.fixture(scope="module")
-def hook_only() -> Iterator[SandboxPool]:
-    p = SandboxPool(SandboxLimits(timeout=5, memory_mb=768, workers=1, kernel_isolation=False))
+def hook_only() -> Iterator[JailPool]:
+    p = JailPool(JailLimits(timeout=5, memory_mb=768, workers=1, kernel_isolation=False))
     yield p
     p.close()
 
@@ -48,12 +48,12 @@ def trainer_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def grade(pool: SandboxPool, source: str, n: int = 1) -> list:
+def grade(pool: JailPool, source: str, n: int = 1) -> list:
     spec = SPEC.validate_python({"type": "python", "name": "probe", "source": source})
     return Grader(spec, PythonScorer(spec, pool=pool)).grade_batch([{"i": k} for k in range(n)], ["x"] * n)
 
 
-def namespaces(pool: SandboxPool) -> bool:
+def namespaces(pool: JailPool) -> bool:
     """Whether this kernel let the worker create its namespaces (root here; a restricted pod may not)."""
     grade(pool, "def grade(s, i):\n    return 1\n")
     return bool(pool.isolation.get("mount_namespace"))
@@ -61,7 +61,7 @@ def namespaces(pool: SandboxPool) -> bool:
 
 def host_files(config: Path) -> list[str]:
     return ["/etc/passwd", "/etc/hostname", str(config), str(REPO / "pyproject.toml"),
-            sandbox_mod.__file__, str(Path(sandbox_mod.__file__).with_name("_sandbox_worker.py"))]
+            jail_mod.__file__, str(Path(jail_mod.__file__).with_name("_jail_worker.py"))]
 
 
 READERS = {
@@ -92,7 +92,7 @@ def test_host_and_project_files_and_the_trainer_config_are_unreadable(pool_name:
             assert "sk-config-secret" not in str(result.details) and "root:x:0" not in str(result.details)
 
 
-def test_with_a_private_root_host_files_do_not_exist_at_all(full: SandboxPool, trainer_config: Path) -> None:
+def test_with_a_private_root_host_files_do_not_exist_at_all(full: JailPool, trainer_config: Path) -> None:
     """Kernel containment, not the hook: os.stat is not audited and lxml opens files in C."""
     if not namespaces(full):
         pytest.skip(f"namespaces refused here: {full.isolation.get('namespace_error')}")
@@ -130,7 +130,7 @@ def test_other_processes_proc_entries_are_invisible(pool_name: str, request: pyt
     assert [r.reward for r in grade(pool, own)] == [1.0]
 
 
-def test_proc_lists_only_the_graders_own_processes(full: SandboxPool) -> None:
+def test_proc_lists_only_the_graders_own_processes(full: JailPool) -> None:
     if not namespaces(full):
         pytest.skip(f"namespaces refused here: {full.isolation.get('namespace_error')}")
     assert full.isolation["pid_namespace"] and full.isolation["proc"] == "private", full.isolation
@@ -157,7 +157,7 @@ def test_no_state_passes_between_calls(pool_name: str, request: pytest.FixtureRe
     assert [r.reward for r in grade(pool, honest, n=2)] == [3.0, 3.0]
 
 
-def test_rewards_do_not_depend_on_the_order_of_samples(full: SandboxPool) -> None:
+def test_rewards_do_not_depend_on_the_order_of_samples(full: JailPool) -> None:
     """A grader that remembers the first answer it saw would score differently in another order."""
     src = ("first = {}\ndef grade(sample, item):\n"
            "    first.setdefault('answer', sample['output_text'])\n"
@@ -170,10 +170,10 @@ def test_rewards_do_not_depend_on_the_order_of_samples(full: SandboxPool) -> Non
     assert forward == backward == {"a": 1.0, "b": 1.0, "c": 1.0}
 
 
-def test_missing_layers_are_named_in_the_result_metadata(full: SandboxPool, hook_only: SandboxPool) -> None:
+def test_missing_layers_are_named_in_the_result_metadata(full: JailPool, hook_only: JailPool) -> None:
     good = "def grade(s, i):\n    return 1.0\n"
     [weak] = grade(hook_only, good)
-    said = " ".join(weak.to_dict()["metadata"]["details"]["sandbox_degraded"])
+    said = " ".join(weak.to_dict()["metadata"]["details"]["jail_degraded"])
     assert "no private root filesystem" in said and "no network namespace" in said
     if namespaces(full) and full.isolation.get("nproc_enforced"):
         [strong] = grade(full, good)
@@ -195,7 +195,7 @@ def test_an_unprivileged_trainer_gets_the_same_view_through_a_user_namespace(uid
     import subprocess
     import tempfile
 
-    worker = Path(sandbox_mod.__file__).with_name("_sandbox_worker.py")
+    worker = Path(jail_mod.__file__).with_name("_jail_worker.py")
     base = tempfile.mkdtemp(prefix="align-grader-nobody-")  # pytest's tmp_path is private to root
     os.chmod(base, 0o777)
     cfg = {"slot": 0, "base_dir": base, "memory_mb": 512, "disk_mb": 16, "uid": 61000,
@@ -235,7 +235,7 @@ def test_an_unprivileged_trainer_gets_the_same_view_through_a_user_namespace(uid
 
 def test_only_the_allowed_libraries_are_importable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALIGN_PYTHON_GRADER_LIBRARIES", "numpy")
-    pool = SandboxPool(SandboxLimits.from_env())
+    pool = JailPool(JailLimits.from_env())
     try:
         src = ("import importlib.util, numpy\ndef grade(s, i):\n"
                "    return float(importlib.util.find_spec('sympy') is None and numpy.ones(3).sum() == 3)\n")
@@ -252,15 +252,15 @@ def test_an_interpreter_under_tmp_stays_visible_behind_the_private_tmp(monkeypat
     private /tmp, not collide with it (the new root was refused with EEXIST and graders fell back to the hook)."""
     import tempfile
 
-    from align_trainer.graders import _sandbox_rootfs as rootfs
+    from align_trainer.graders import _jail_rootfs as rootfs
     probe = Path(tempfile.mkdtemp(prefix="align-venv-under-tmp-", dir="/tmp"))
     probe.chmod(0o755)  # as a virtualenv is
     (probe / "lib").mkdir()
-    limits = SandboxLimits(timeout=5, memory_mb=768, workers=1, libraries=("json",))
+    limits = JailLimits(timeout=5, memory_mb=768, workers=1, libraries=("json",))
     view = rootfs.visible_paths(limits.libraries)
     view["readonly"] = sorted(view["readonly"] + [str(probe)])
-    monkeypatch.setitem(sandbox_mod._VIEWS, (__import__("sys").executable, limits.libraries), view)
-    pool = SandboxPool(limits)
+    monkeypatch.setitem(jail_mod._VIEWS, (__import__("sys").executable, limits.libraries), view)
+    pool = JailPool(limits)
     try:
         [result] = grade(pool, f"import os\ndef grade(s, i):\n    return float(os.path.isdir({str(probe / 'lib')!r}))\n")
         if not namespaces(pool):

@@ -1,6 +1,6 @@
 """The filesystem a python grader sees: a new, read-only root holding only what a grader may use.
 
-Loaded by path from `_sandbox_worker.py` (standard library only; nothing of align_trainer is imported into the
+Loaded by path from `_jail_worker.py` (standard library only; nothing of align_trainer is imported into the
 process that runs untrusted code). Inside the worker's private mount namespace, a tmpfs becomes the new root;
 bind-mounted into it, read-only, at their usual paths:
 

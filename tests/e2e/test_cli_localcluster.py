@@ -1,4 +1,4 @@
-"""alignctl against the local sandbox: the real operator, a node agent and a stand-in trainer process."""
+"""alignctl against the local cluster: the real operator, a node agent and a stand-in trainer process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from align_operator.cli import _register, app
 from align_operator.client import build, manifest
 
 pytest.importorskip("align_operator.runner", reason="the operator's runner is not in this tree yet")
-from align_localcluster import Sandbox  # noqa: E402
+from align_localcluster import LocalCluster  # noqa: E402
 
 _register()
 
@@ -30,12 +30,12 @@ sys.exit(11 if name.startswith("broken") else 0)
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Any:
-    with Sandbox(trainer_command=FAKE_TRAINER) as sb:
+def local() -> Any:
+    with LocalCluster(trainer_command=FAKE_TRAINER) as sb:
         yield sb
 
 
-def cli(sb: Sandbox, *args: str) -> Any:
+def cli(sb: LocalCluster, *args: str) -> Any:
     return CliRunner().invoke(app, [*args, "--kubeconfig", str(sb.kubeconfig)])
 
 
@@ -48,22 +48,22 @@ def write_job(tmp_path: Path, name: str) -> Path:
 
 
 @pytest.mark.e2e
-def test_submit_wait_logs_describe_on_the_sandbox(sandbox: Sandbox, tmp_path: Path) -> None:
-    submitted = cli(sandbox, "submit", str(write_job(tmp_path, "happy")), "--no-preflight", "--wait", "--timeout", "120")
+def test_submit_wait_logs_describe_on_the_local_cluster(local: LocalCluster, tmp_path: Path) -> None:
+    submitted = cli(local, "submit", str(write_job(tmp_path, "happy")), "--no-preflight", "--wait", "--timeout", "120")
     assert submitted.exit_code == 0, submitted.output
     assert "happy Succeeded" in submitted.output
-    logs = cli(sandbox, "logs", "happy")
+    logs = cli(local, "logs", "happy")
     assert logs.exit_code == 0 and "happy step 3/3" in logs.output
-    described = cli(sandbox, "describe", "happy")
+    described = cli(local, "describe", "happy")
     assert described.exit_code == 0 and "Succeeded" in described.output and "happy-trainer" in described.output
-    listed = cli(sandbox, "get")
+    listed = cli(local, "get")
     assert "happy" in listed.output and "Succeeded" in listed.output
 
 
 @pytest.mark.e2e
-def test_wait_mirrors_a_failed_trainer(sandbox: Sandbox, tmp_path: Path) -> None:
-    submitted = cli(sandbox, "submit", str(write_job(tmp_path, "broken-data")), "--no-preflight")
+def test_wait_mirrors_a_failed_trainer(local: LocalCluster, tmp_path: Path) -> None:
+    submitted = cli(local, "submit", str(write_job(tmp_path, "broken-data")), "--no-preflight")
     assert submitted.exit_code == 0, submitted.output
-    waited = cli(sandbox, "wait", "broken-data", "--timeout", "120")
+    waited = cli(local, "wait", "broken-data", "--timeout", "120")
     assert waited.exit_code == 1, waited.output
     assert "broken-data Failed" in waited.output

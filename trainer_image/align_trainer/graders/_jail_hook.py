@@ -1,9 +1,9 @@
-"""The audit hook (PEP 578) of a python-grader process, installed by `_sandbox_worker.py` in each grader child.
+"""The audit hook (PEP 578) of a python-grader process, installed by `_jail_worker.py` in each grader child.
 
 Defence in depth behind the kernel layers, and the only barrier where the kernel refuses namespaces: denies
 sockets, process creation, signals, ctypes, gc introspection, rlimit changes, writes outside the working
 directory, and reads or directory listings outside what the grader's root exposes (`readable`: the paths of
-`_sandbox_rootfs.visible_paths`, the devices, the sys.path directories and, where it is private, /proc).
+`_jail_rootfs.visible_paths`, the devices, the sys.path directories and, where it is private, /proc).
 Standard library only; loaded by path.
 """
 
@@ -60,26 +60,26 @@ def install(workdir: str, readable: dict[str, list[str]]) -> None:
 
     def hook(event: str, args: tuple) -> None:
         if event.startswith(deny_prefix):
-            raise PermissionError(f"sandbox: {event} is not allowed in a python grader")
+            raise PermissionError(f"grader jail: {event} is not allowed in a python grader")
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
                       (isinstance(flags, int) and flags & write_flags)
             if writing and not inside(path):
-                raise PermissionError(f"sandbox: writing {path!r} is not allowed (only the working directory)")
+                raise PermissionError(f"grader jail: writing {path!r} is not allowed (only the working directory)")
             if not writing and not readable_path(path):
-                raise PermissionError(f"sandbox: reading {path!r} is not allowed")
+                raise PermissionError(f"grader jail: reading {path!r} is not allowed")
         elif event in list_events:
             if args and not readable_path(args[0], listing=True):
-                raise PermissionError(f"sandbox: listing {args[0]!r} is not allowed")
+                raise PermissionError(f"grader jail: listing {args[0]!r} is not allowed")
         elif event in path_events:
             for arg in args[:2]:
                 if isinstance(arg, (str, bytes, os.PathLike)) and not inside(arg):
-                    raise PermissionError(f"sandbox: {event} outside the working directory is not allowed")
+                    raise PermissionError(f"grader jail: {event} outside the working directory is not allowed")
         elif event == "sqlite3.connect":  # SQLite opens files in C, past the "open" event
             if args and args[0] not in (":memory:", "", b":memory:", b"") and not inside(args[0]):
-                raise PermissionError("sandbox: sqlite3 databases outside the working directory are not allowed")
+                raise PermissionError("grader jail: sqlite3 databases outside the working directory are not allowed")
         elif event == "object.__setattr__" and len(args) > 1 and args[1] in ("__code__", "cell_contents"):
-            raise PermissionError("sandbox: replacing code objects is not allowed")
+            raise PermissionError("grader jail: replacing code objects is not allowed")
 
     sys.addaudithook(hook)

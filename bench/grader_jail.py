@@ -1,13 +1,13 @@
-"""Python-grader throughput: the sandbox pool (confined fork server, fresh state per call) vs spawn per call.
+"""Python-grader throughput: the grader jail's pool (confined fork server, fresh state per call) vs spawn per call.
 
 Both sides run the same grader under the same confinement (namespaces, new root, uid, rlimits, audit hook);
 the baseline is the same pool with `max_calls=1`, so every call starts, confines and loads a new worker process
-(`python -I`, imports included), the way a sandbox without a fork server would. Rounds alternate between the
+(`python -I`, imports included), the way a jail without a fork server would. Rounds alternate between the
 two sides; each round grades --calls samples over --workers workers; evals/s is the median over rounds.
 
-    python bench/grader_sandbox.py [--calls 200] [--rounds 3] [--workers 2]
+    python bench/grader_jail.py [--calls 200] [--rounds 3] [--workers 2]
 
-Last line: `grader_sandbox: ratio=X` with X = evals/s (pool) / evals/s (spawn per call), for the numpy grader.
+Last line: `grader_jail: ratio=X` with X = evals/s (pool) / evals/s (spawn per call), for the numpy grader.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "trainer_image"), str(REPO / "api")]
 
-from align_trainer.graders.sandbox import SandboxLimits, SandboxPool  # noqa: E402
+from align_trainer.graders.jail import JailLimits, JailPool  # noqa: E402
 
 GRADERS = {
     "stdlib": "import re\ndef grade(sample, item):\n"
@@ -35,7 +35,7 @@ GRADERS = {
 }
 
 
-def evals_per_second(pool: SandboxPool, source: str, calls: int) -> float:
+def evals_per_second(pool: JailPool, source: str, calls: int) -> float:
     cases = [({"output_text": f"answer {k % 7}"}, {"answer": "answer 3"}) for k in range(calls)]
     start = time.perf_counter()
     results = pool.map(source, cases)
@@ -55,8 +55,8 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    pool = SandboxPool(SandboxLimits(timeout=30, workers=args.workers))
-    spawn = SandboxPool(SandboxLimits(timeout=30, workers=args.workers, max_calls=1))
+    pool = JailPool(JailLimits(timeout=30, workers=args.workers))
+    spawn = JailPool(JailLimits(timeout=30, workers=args.workers, max_calls=1))
     ratio = 0.0
     try:
         for name, source in GRADERS.items():
@@ -75,7 +75,7 @@ def main() -> int:
     finally:
         pool.close()
         spawn.close()
-    print(f"grader_sandbox: ratio={ratio:.1f}")
+    print(f"grader_jail: ratio={ratio:.1f}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Pod spec -> `podman run` translation (sandbox/containers.py): what the container runtime is told must be what
+"""Pod spec -> `podman run` translation (containers.py): what the container runtime is told must be what
 the rendered pod says, or the container tests would exercise something other than what a cluster runs."""
 
 from __future__ import annotations
@@ -81,3 +81,10 @@ def test_command_replaces_the_entrypoint_and_args_follow_the_image(tmp_path: Pat
     assert _flag_values(argv, "--env") == ["A=1"]
     assert _flag_values(argv, "--stop-timeout") == [str(pod.get("terminationGracePeriodSeconds", 30))]
     assert all(flag not in argv[image_at:] for flag in ("--user", "--volume", "--env"))  # flags before the image
+
+
+def test_podman_gets_the_projects_containers_conf() -> None:
+    # the path is relative to the package's place in the tree: a move of the package must move it too
+    from align_localcluster.containers import CONTAINERS_CONF, podman_env
+    assert CONTAINERS_CONF.is_file(), CONTAINERS_CONF
+    assert Path(podman_env()["CONTAINERS_CONF"]) == CONTAINERS_CONF

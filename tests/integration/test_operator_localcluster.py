@@ -10,7 +10,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, generate_latest
 
-from align_localcluster import Sandbox
+from align_localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +32,8 @@ def aj(name: str, *, steps: int = 3, step_ms: int = 50, exit_code: int = 0, mess
 
 
 @pytest.fixture(scope="module")
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path_factory.mktemp("sandbox"), trainer_command=FAKE_TRAINER, gpus=0, settings=FAST) as box:
+def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path_factory.mktemp("local"), trainer_command=FAKE_TRAINER, gpus=0, settings=FAST) as box:
         yield box
 
 
@@ -41,7 +41,7 @@ def conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in job["status"].get("conditions", [])}
 
 
-def test_create_run_succeed_with_progress_artifacts_and_events(sb: Sandbox) -> None:
+def test_create_run_succeed_with_progress_artifacts_and_events(sb: LocalCluster) -> None:
     sb.apply(aj("ok", steps=12, step_ms=150))
     trainer = sb.wait_for(lambda: sb.get("ok-trainer", kind="Job"), timeout=20)
     assert trainer["spec"]["completionMode"] == "Indexed"
@@ -73,7 +73,7 @@ def test_create_run_succeed_with_progress_artifacts_and_events(sb: Sandbox) -> N
     (12, "json", "Diverged", "loss became NaN"),
     (11, "text", "DataError", "field 'chosen' is missing"),
 ])
-def test_trainer_error_fails_fast_with_reason_and_message(sb: Sandbox, code: int, message: str, reason: str,
+def test_trainer_error_fails_fast_with_reason_and_message(sb: LocalCluster, code: int, message: str, reason: str,
                                                           text: str) -> None:
     name = f"fail-{code}"
     sb.apply(aj(name, exit_code=code, message=message))
@@ -85,7 +85,7 @@ def test_trainer_error_fails_fast_with_reason_and_message(sb: Sandbox, code: int
     assert any(e["type"] == "Warning" and e["reason"] == reason for e in sb.events(name))
 
 
-def test_transient_errors_retry_until_the_backoff_limit(sb: Sandbox) -> None:
+def test_transient_errors_retry_until_the_backoff_limit(sb: LocalCluster) -> None:
     sb.apply(aj("flaky", exit_code=1, runPolicy={"backoffLimit": 1}))
     status = sb.wait("flaky", timeout=40)["status"]
     assert status["phase"] == "Failed" and status["lastError"]["reason"] == "BackoffLimitExceeded"
@@ -93,7 +93,7 @@ def test_transient_errors_retry_until_the_backoff_limit(sb: Sandbox) -> None:
     assert len(sb.list("Pod", labels="align.dev/job=flaky")) == 2
 
 
-def test_invalid_spec_fails_with_the_field_path_then_recovers_when_fixed(sb: Sandbox) -> None:
+def test_invalid_spec_fails_with_the_field_path_then_recovers_when_fixed(sb: LocalCluster) -> None:
     bad = aj("bad", algorithm="dpo", hyperparameters={"beta": -1})
     sb.apply(bad)
     status = sb.wait("bad", timeout=20)["status"]
@@ -104,17 +104,18 @@ def test_invalid_spec_fails_with_the_field_path_then_recovers_when_fixed(sb: San
     assert sb.wait("bad", until=["Succeeded"], timeout=30)["status"]["phase"] == "Succeeded"
 
 
-def test_suspend_and_resume(sb: Sandbox) -> None:
+def test_suspend_and_resume(sb: LocalCluster) -> None:
     sb.apply(aj("pausable", runPolicy={"suspend": True}))
     sb.wait("pausable", until=["Suspended"], timeout=20)
-    assert sb.get("pausable-trainer", kind="Job")["spec"]["suspend"] is True
+    # created suspended: no Job until resume, so a server that prunes Job.spec.suspend starts no pod either
+    assert sb.get("pausable-trainer", kind="Job") is None and sb.get("pausable-config", kind="ConfigMap")
     assert sb.list("Pod", labels="align.dev/job=pausable") == []
     sb.patch("pausable", {"spec": {"runPolicy": {"suspend": False}}})
     assert sb.wait("pausable", timeout=30)["status"]["phase"] == "Succeeded"
     assert {"SuspendedByUser", "Resumed"} <= {e["reason"] for e in sb.events("pausable")}
 
 
-def test_delete_cascades_to_children(sb: Sandbox) -> None:
+def test_delete_cascades_to_children(sb: LocalCluster) -> None:
     sb.apply(aj("doomed", steps=200, step_ms=100))
     sb.wait("doomed", until=["Running"], timeout=20)
     assert sb.delete("doomed")
@@ -124,7 +125,7 @@ def test_delete_cascades_to_children(sb: Sandbox) -> None:
                 and not sb.list("Pod", labels="align.dev/job=doomed"), timeout=20)
 
 
-def test_unschedulable_and_image_pull_failures_are_named(sb: Sandbox) -> None:
+def test_unschedulable_and_image_pull_failures_are_named(sb: LocalCluster) -> None:
     sb.apply(aj("greedy", resources={"gpusPerNode": 1}))
     sb.apply(aj("noimage", resources={"gpusPerNode": 0, "image": "invalid.example/trainer:nope"}))
     for name, reason in (("greedy", "Unschedulable"), ("noimage", "ImagePullFailed")):
@@ -135,7 +136,7 @@ def test_unschedulable_and_image_pull_failures_are_named(sb: Sandbox) -> None:
     sb.delete("noimage")
 
 
-def test_secrets_reach_the_trainer_by_reference_and_a_missing_one_is_named(sb: Sandbox) -> None:
+def test_secrets_reach_the_trainer_by_reference_and_a_missing_one_is_named(sb: LocalCluster) -> None:
     secrets = {"huggingFaceToken": {"name": "hf", "key": "token"}}
     sb.apply(aj("needs-missing", secrets=secrets))
     blocked = sb.wait_for(lambda: (j := sb.get("needs-missing")) and ((j.get("status") or {}).get("lastError") or {})
@@ -152,7 +153,7 @@ def test_secrets_reach_the_trainer_by_reference_and_a_missing_one_is_named(sb: S
     assert "secrets set: HF_TOKEN" in sb.logs(pod)
 
 
-def test_three_stage_pipeline_applied_at_once_runs_in_order(sb: Sandbox) -> None:
+def test_three_stage_pipeline_applied_at_once_runs_in_order(sb: LocalCluster) -> None:
     docs = []
     for path in sorted((REPO / "examples" / "pipelines").glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
@@ -173,7 +174,7 @@ def test_three_stage_pipeline_applied_at_once_runs_in_order(sb: Sandbox) -> None
     assert "pipeline-sft" in env["ALIGN_RESOLVED_URIS"]
 
 
-def test_failed_upstream_fails_the_downstream(sb: Sandbox) -> None:
+def test_failed_upstream_fails_the_downstream(sb: LocalCluster) -> None:
     sb.apply(aj("up-broken", exit_code=11))
     sb.apply(aj("down", model={"base": "builtin://tiny", "adapter": {"init": "job://up-broken"}}))
     status = sb.wait("down", timeout=30)["status"]
@@ -181,7 +182,7 @@ def test_failed_upstream_fails_the_downstream(sb: Sandbox) -> None:
     assert "up-broken" in status["lastError"]["message"] and sb.get("down-trainer", kind="Job") is None
 
 
-def test_injected_api_errors_converge_to_one_job(sb: Sandbox) -> None:
+def test_injected_api_errors_converge_to_one_job(sb: LocalCluster) -> None:
     sb.emulator.inject(503, times=3, method="POST", resource="jobs")
     sb.emulator.inject(500, times=2, method="POST", resource="configmaps")
     sb.emulator.inject(429, times=3, method="PATCH", resource="alignmentjobs", subresource="status")
@@ -191,7 +192,7 @@ def test_injected_api_errors_converge_to_one_job(sb: Sandbox) -> None:
     assert len(sb.list("Job", labels="align.dev/job=stormy")) == 1
 
 
-def test_operator_metrics(sb: Sandbox) -> None:
+def test_operator_metrics(sb: LocalCluster) -> None:
     text = generate_latest(REGISTRY).decode()
     assert 'align_operator_jobs{phase="Succeeded"}' in text
     succeeded = [line for line in text.splitlines() if line.startswith('align_operator_jobs{phase="Succeeded"}')]
@@ -201,7 +202,7 @@ def test_operator_metrics(sb: Sandbox) -> None:
 
 
 def test_operator_killed_and_restarted_with_50_jobs_in_flight(tmp_path: Path) -> None:
-    with Sandbox(tmp_path, operator="process", node_agent=False, settings=FAST) as box:
+    with LocalCluster(tmp_path, operator="process", node_agent=False, settings=FAST) as box:
         for index in range(50):
             box.apply(aj(f"flight-{index:02d}"))
         box.wait_for(lambda: len(box.list("Job")) >= 5, timeout=60)
@@ -217,14 +218,14 @@ def test_operator_killed_and_restarted_with_50_jobs_in_flight(tmp_path: Path) ->
         assert len(box.list("ConfigMap")) == 50 and len(box.list("Service")) == 50
 
 
-@pytest.mark.slow  # ~40 s, most of it the sandbox's own start and stop
+@pytest.mark.slow  # ~40 s, most of it the local cluster's own start and stop
 def test_a_transient_unschedulable_leaves_last_error_when_the_job_then_succeeds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pod waits for a GPU (lastError Unschedulable), a GPU node frees up, the job succeeds: lastError is gone
     from the status and the Unschedulable warning stays in the job's events."""
     from align_localcluster import nodeagent
     monkeypatch.setattr(nodeagent, "RECHECK_SECONDS", 0.3)  # the agent re-tries an unschedulable pod this often
-    with Sandbox(tmp_path, trainer_command=FAKE_TRAINER, gpus=0, settings=FAST) as box:
+    with LocalCluster(tmp_path, trainer_command=FAKE_TRAINER, gpus=0, settings=FAST) as box:
         box.apply(aj("waits-for-gpu", resources={"gpusPerNode": 1}))
         blocked = box.wait_for(lambda: (j := box.get("waits-for-gpu")) and (
             (j.get("status") or {}).get("lastError") or {}).get("reason") == "Unschedulable" and j, timeout=20)

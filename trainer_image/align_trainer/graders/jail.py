@@ -1,11 +1,11 @@
 """A reusable pool of confined worker processes for untrusted python graders.
 
-Each worker is a confined fork server (`_sandbox_worker.py`): every call runs in a fresh child forked from a
+Each worker is a confined fork server (`_jail_worker.py`): every call runs in a fresh child forked from a
 snapshot that has the grader compiled and its allowed libraries imported, so no state passes between calls.
 The worker enforces each call's wall-clock limit; the pool keeps a backstop deadline a few seconds later, and
 a worker that hangs, dies, breaks the protocol or cannot confine itself is killed and replaced on the next
 call. A failed call returns an error instead of a value: the pool never raises for something the grader did.
-See `_sandbox_worker.py` and `_sandbox_rootfs.py` for the confinement layers.
+See `_jail_worker.py` and `_jail_rootfs.py` for the confinement layers.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ import json
 import os
 import queue
 import secrets
-import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-WORKER = Path(__file__).with_name("_sandbox_worker.py")
+from . import _jail_frames as frames
+
+WORKER = Path(__file__).with_name("_jail_worker.py")
+#: The longest reply frame the pool reads from a worker.
+MAX_REPLY = 16 * 1024 * 1024
 
 ENV_TIMEOUT = "ALIGN_PYTHON_GRADER_TIMEOUT"
 ENV_MEMORY_MB = "ALIGN_PYTHON_GRADER_MEMORY_MB"
@@ -44,7 +46,7 @@ START_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
-class SandboxLimits:
+class JailLimits:
     """Limits of one python-grader call / worker. Defaults follow OpenAI's python grader where it states them
     (2 GB memory, 1 GB disk) except the time limit, which is per sample here, not per run."""
 
@@ -58,7 +60,7 @@ class SandboxLimits:
     libraries: tuple[str, ...] = ()  #: importable third-party distributions (empty: the worker's ALLOWED_LIBRARIES)
 
     @classmethod
-    def from_env(cls) -> "SandboxLimits":
+    def from_env(cls) -> "JailLimits":
         env = os.environ
         return cls(timeout=float(env.get(ENV_TIMEOUT, cls.timeout)),
                    memory_mb=int(env.get(ENV_MEMORY_MB, cls.memory_mb)),
@@ -73,8 +75,8 @@ class CallResult:
 
     value: float | None
     error: str | None = None
-    error_type: str | None = None      #: Python exception name, or Timeout / WorkerDied / SandboxError
-    server_error: bool = False         #: the sandbox failed (python_grader_server_error), not the grader code
+    error_type: str | None = None      #: Python exception name, or Timeout / WorkerDied / JailError
+    server_error: bool = False         #: the jail failed (python_grader_server_error), not the grader code
     duration: float = 0.0
     logs: str | None = None
     degraded: list[str] = field(default_factory=list)  #: confinement layers missing where this call ran
@@ -93,15 +95,15 @@ class _Worker:
 _VIEWS: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
 
 
-class SandboxError(RuntimeError):
+class JailError(RuntimeError):
     pass
 
 
-class SandboxPool:
+class JailPool:
     """Run `grade(sample, item)` from untrusted sources in confined, reusable worker processes."""
 
-    def __init__(self, limits: SandboxLimits | None = None):
-        self.limits = limits or SandboxLimits.from_env()
+    def __init__(self, limits: JailLimits | None = None):
+        self.limits = limits or JailLimits.from_env()
         self._base = Path(tempfile.mkdtemp(prefix="align-grader-"))
         os.chmod(self._base, 0o711)  # workers of other uids create their own 0700 directory inside
         self._idle: queue.Queue[_Worker] = queue.Queue()
@@ -148,7 +150,7 @@ class SandboxPool:
         self._spawner.shutdown(wait=True)
         shutil.rmtree(self._base, ignore_errors=True)
 
-    def __enter__(self) -> "SandboxPool":
+    def __enter__(self) -> "JailPool":
         return self
 
     def __exit__(self, *_: Any) -> None:
@@ -173,7 +175,7 @@ class SandboxPool:
                                   time.monotonic() + self.limits.timeout + BACKSTOP_SECONDS)
         except _CallFailed as exc:
             self._kill(worker)
-            return CallResult(None, str(exc), exc.kind, exc.kind == "SandboxError", time.monotonic() - start,
+            return CallResult(None, str(exc), exc.kind, exc.kind == "JailError", time.monotonic() - start,
                               degraded=degraded(worker.isolation))
         if not reply.get("ok"):
             return self._failed(worker, reply, start)
@@ -196,10 +198,8 @@ class SandboxPool:
         rid = secrets.token_hex(16)
         proc = worker.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        # default=str: dataset values such as dates reach the grader as text rather than failing the call
-        data = json.dumps({"id": rid, **body}, default=str).encode()
         try:
-            proc.stdin.write(struct.pack(">I", len(data)) + data)
+            proc.stdin.write(frames.frame({"id": rid, **body}))
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise _CallFailed("WorkerDied", self._death(worker)) from None
@@ -211,33 +211,20 @@ class SandboxPool:
     def _read_frame(self, worker: _Worker, deadline: float) -> dict:
         proc = worker.proc
         assert proc is not None and proc.stdout is not None
-        fd = proc.stdout.fileno()
-
-        def read_exact(n: int) -> bytes:
-            chunks, got = [], 0
-            while got < n:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
-                    raise _CallFailed("Timeout", f"grade() exceeded the {self.limits.timeout:g}s wall-clock limit")
-                chunk = os.read(fd, min(n - got, 1 << 20))
-                if not chunk:
-                    raise _CallFailed("WorkerDied", self._death(worker))
-                chunks.append(chunk)
-                got += len(chunk)
-            return b"".join(chunks)
-
-        (size,) = struct.unpack(">I", read_exact(4))
-        if size > 16 * 1024 * 1024:
-            raise _CallFailed("ProtocolError", "grader worker sent an oversized frame")
-        try:
-            return json.loads(read_exact(size))
-        except ValueError:
-            raise _CallFailed("ProtocolError", "grader worker sent a malformed frame") from None
+        reply = frames.read_frame(proc.stdout.fileno(), deadline, MAX_REPLY)
+        if reply == "timeout":
+            raise _CallFailed("Timeout", f"grade() exceeded the {self.limits.timeout:g}s wall-clock limit")
+        if reply == "eof":
+            raise _CallFailed("WorkerDied", self._death(worker))
+        if not isinstance(reply, dict):
+            what = "an oversized" if reply == "oversized" else "a malformed"
+            raise _CallFailed("ProtocolError", f"grader worker sent {what} frame")
+        return reply
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     def _start(self, worker: _Worker) -> None:
         if self._closed:
-            raise _CallFailed("SandboxError", "the grader sandbox is closed")
+            raise _CallFailed("JailError", "the grader jail is closed")
         if worker.proc is not None:
             self._kill(worker)
             with self._lock:
@@ -257,18 +244,18 @@ class SandboxPool:
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True,
                 close_fds=True).result()
         except RuntimeError:  # the spawner was shut down: close() ran meanwhile
-            raise _CallFailed("SandboxError", "the grader sandbox is closed") from None
+            raise _CallFailed("JailError", "the grader jail is closed") from None
         with self._lock:  # close() may have run while this worker started: it must not outlive the pool
             closed = self._closed
             worker.proc = proc
         if closed:
             self._kill(worker)
-            raise _CallFailed("SandboxError", "the grader sandbox is closed")
+            raise _CallFailed("JailError", "the grader jail is closed")
         worker.loaded = set()
         worker.calls = 0
         hello = self._read_frame(worker, time.monotonic() + START_SECONDS)
         if not hello.get("ok") or hello.get("id") != "hello":
-            raise _CallFailed("SandboxError", str(hello.get("error") or "grader worker failed to start"))
+            raise _CallFailed("JailError", str(hello.get("error") or "grader worker failed to start"))
         worker.isolation = hello.get("isolation") or {}
         if isinstance(hello.get("visible"), dict):  # sent by the worker's own code, before any grader ran
             _VIEWS[self._view_key] = hello["visible"]
@@ -324,16 +311,16 @@ class _CallFailed(Exception):
         self.kind = kind
 
 
-_POOL: SandboxPool | None = None
+_POOL: JailPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def get_pool() -> SandboxPool:
+def get_pool() -> JailPool:
     """The process-wide pool (created on first use, closed by `close_pool()` or at exit)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = SandboxPool()
+            _POOL = JailPool()
         return _POOL
 
 

@@ -1,4 +1,4 @@
-"""End to end: `resources.nodes: 2` in the local sandbox runs two pods (two trainer processes) that rendezvous
+"""End to end: `resources.nodes: 2` in the local cluster runs two pods (two trainer processes) that rendezvous
 through the headless Service name `<job>-trainer-0.<job>-trainer`, as on a cluster, and the job Succeeds with
 one set of artifacts (rank 0's)."""
 
@@ -27,7 +27,7 @@ def test_two_nodes_rendezvous_through_the_service_name_and_succeed(tmp_path: Pat
                  "evaluation": {"enabled": False}}}
     path = tmp_path / "two-nodes.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-    workdir = tmp_path / "sandbox"
+    workdir = tmp_path / "local"
     result = subprocess.run(
         [sys.executable, "-c", "from align_operator.cli import main; main()", "local", "run", str(path), "-o", "json",
          "--quiet", "--workdir", str(workdir), "--timeout", "400"],

@@ -1,4 +1,4 @@
-"""The sandbox node agent's stand-in for cluster DNS: a pod name under a headless Service reaches rank 0."""
+"""The local cluster node agent's stand-in for cluster DNS: a pod name under a headless Service reaches rank 0."""
 
 from __future__ import annotations
 

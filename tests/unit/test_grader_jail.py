@@ -14,20 +14,20 @@ from pydantic import TypeAdapter
 from align_api.graders import Grader as GraderSpec
 from align_trainer.graders import Grader
 from align_trainer.graders.python_grader import PythonScorer
-from align_trainer.graders.sandbox import SandboxLimits, SandboxPool
+from align_trainer.graders.jail import JailLimits, JailPool
 
 SPEC = TypeAdapter(GraderSpec)
 GOOD = "def grade(sample, item):\n    return 1.0 if sample['output_text'] == item['answer'] else 0.0\n"
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[SandboxPool]:
-    p = SandboxPool(SandboxLimits(timeout=1.5, memory_mb=512, workers=2))
+def pool() -> Iterator[JailPool]:
+    p = JailPool(JailLimits(timeout=1.5, memory_mb=512, workers=2))
     yield p
     p.close()
 
 
-def run(pool: SandboxPool, source: str, n: int = 2) -> list:
+def run(pool: JailPool, source: str, n: int = 2) -> list:
     spec = SPEC.validate_python({"type": "python", "name": "hostile", "source": source})
     grader = Grader(spec, PythonScorer(spec, pool=pool))
     results = grader.grade_batch([{"answer": "a"}] * n, ["a"] * n)
@@ -45,7 +45,7 @@ def assert_contained(results: list, *flags: str) -> None:
             assert r.errors.get(flag), (flag, r.errors, r.details)
 
 
-def test_infinite_loop_hits_the_wall_clock_limit(pool: SandboxPool) -> None:
+def test_infinite_loop_hits_the_wall_clock_limit(pool: JailPool) -> None:
     start = time.monotonic()
     results = run(pool, "def grade(sample, item):\n    while True:\n        pass\n")
     assert_contained(results, "unresponsive_reward_error")
@@ -56,21 +56,21 @@ def test_infinite_loop_hits_the_wall_clock_limit(pool: SandboxPool) -> None:
     "x = bytearray(64 * 1024 ** 3)",
     "x = []\n    while True:\n        x.append(bytearray(50 * 1024 ** 2))",
 ])
-def test_memory_bomb(pool: SandboxPool, bomb: str) -> None:
+def test_memory_bomb(pool: JailPool, bomb: str) -> None:
     results = run(pool, f"def grade(sample, item):\n    {bomb}\n    return 1.0\n")
     assert_contained(results, "python_grader_runtime_error")
     # whichever limit hits first (RLIMIT_AS, or the clock on a busy machine), it is contained and recorded
     assert "memory" in str(results[0].details).lower() or results[0].errors.get("unresponsive_reward_error")
 
 
-def test_fork_bomb(pool: SandboxPool) -> None:
+def test_fork_bomb(pool: JailPool) -> None:
     src = "import os\ndef grade(sample, item):\n    while True:\n        os.fork()\n"
     assert_contained(run(pool, src), "python_grader_runtime_error")
     src = "import subprocess\ndef grade(sample, item):\n    subprocess.run(['sh', '-c', ':(){ :|:& };:'])\n    return 1\n"
     assert_contained(run(pool, src), "python_grader_runtime_error")
 
 
-def test_threads_and_processes_are_refused_by_the_kernel_too(pool: SandboxPool) -> None:
+def test_threads_and_processes_are_refused_by_the_kernel_too(pool: JailPool) -> None:
     if not pool.isolation:
         run(pool, GOOD)
     if not pool.isolation.get("nproc_enforced"):
@@ -79,7 +79,7 @@ def test_threads_and_processes_are_refused_by_the_kernel_too(pool: SandboxPool) 
     assert_contained(run(pool, src), "python_grader_runtime_error")
 
 
-def test_network_connection_to_a_local_listener(pool: SandboxPool) -> None:
+def test_network_connection_to_a_local_listener(pool: JailPool) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -95,7 +95,7 @@ def test_network_connection_to_a_local_listener(pool: SandboxPool) -> None:
         listener.close()
 
 
-def test_secrets_in_the_environment_are_not_visible(pool: SandboxPool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_in_the_environment_are_not_visible(pool: JailPool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALIGN_JUDGE_API_KEY", "sk-very-secret")
     src = ("import os\ndef grade(sample, item):\n"
            "    seen = str(dict(os.environ))\n"
@@ -109,7 +109,7 @@ def test_secrets_in_the_environment_are_not_visible(pool: SandboxPool, monkeypat
     assert_contained(run(pool, parent), "python_grader_runtime_error")
 
 
-def test_writing_outside_its_directory(pool: SandboxPool, tmp_path: Path) -> None:
+def test_writing_outside_its_directory(pool: JailPool, tmp_path: Path) -> None:
     targets = [tmp_path / "pwned.txt", Path("/tmp") / f"align-pwned-{os.getpid()}.txt"]
     for target in targets:
         src = f"def grade(sample, item):\n    open({str(target)!r}, 'w').write('x')\n    return 1.0\n"
@@ -123,16 +123,16 @@ def test_writing_outside_its_directory(pool: SandboxPool, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("body", ["import os\n    os._exit(3)", "import sys\n    sys.exit(0)", "raise KeyboardInterrupt",
                                   "import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)"])
-def test_exit_and_crash(pool: SandboxPool, body: str) -> None:
+def test_exit_and_crash(pool: JailPool, body: str) -> None:
     assert_contained(run(pool, f"def grade(sample, item):\n    {body}\n"), "python_grader_runtime_error")
 
 
 @pytest.mark.parametrize("value", ["float('nan')", "float('inf')", "'1.0'", "None", "[1]", "{'score': 1}"])
-def test_nan_and_non_numbers(pool: SandboxPool, value: str) -> None:
+def test_nan_and_non_numbers(pool: JailPool, value: str) -> None:
     assert_contained(run(pool, f"def grade(sample, item):\n    return {value}\n"), "python_grader_runtime_error")
 
 
-def test_forged_protocol_frames_do_not_fake_later_results(pool: SandboxPool) -> None:
+def test_forged_protocol_frames_do_not_fake_later_results(pool: JailPool) -> None:
     src = ("import os, json, struct\ndef grade(sample, item):\n"
            "    body = json.dumps({'id': 'x', 'ok': True, 'value': 99.0}).encode()\n"
            "    for fd in range(3, 12):\n"
@@ -142,13 +142,13 @@ def test_forged_protocol_frames_do_not_fake_later_results(pool: SandboxPool) -> 
     assert all(r.reward in (0.0, 0.5) for r in results)
 
 
-def test_errors_are_counted(pool: SandboxPool) -> None:
+def test_errors_are_counted(pool: JailPool) -> None:
     before = pool.stats["errors"]
     run(pool, "def grade(sample, item):\n    raise ValueError('boom')\n", n=3)
     assert pool.stats["errors"] >= before + 3
 
 
-def test_isolation_layers_when_root(pool: SandboxPool) -> None:
+def test_isolation_layers_when_root(pool: JailPool) -> None:
     run(pool, GOOD)
     iso = pool.isolation
     assert iso["audit_hook"] and "RLIMIT_AS" in iso["rlimits"]
@@ -158,15 +158,15 @@ def test_isolation_layers_when_root(pool: SandboxPool) -> None:
 
 
 @pytest.fixture(scope="module")
-def hook_only_pool() -> Iterator[SandboxPool]:
+def hook_only_pool() -> Iterator[JailPool]:
     """No namespaces, no uid change: what a restricted pod that may not unshare gets (here still as root, so
     not even RLIMIT_NPROC binds: the audit hook alone must hold)."""
-    p = SandboxPool(SandboxLimits(timeout=1.5, memory_mb=512, workers=1, kernel_isolation=False))
+    p = JailPool(JailLimits(timeout=1.5, memory_mb=512, workers=1, kernel_isolation=False))
     yield p
     p.close()
 
 
-def test_audit_hook_alone_contains_network_writes_processes_and_proc(hook_only_pool: SandboxPool,
+def test_audit_hook_alone_contains_network_writes_processes_and_proc(hook_only_pool: JailPool,
                                                                       tmp_path: Path) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -202,7 +202,7 @@ def test_pool_works_when_the_interpreter_lives_under_tmp(tmp_path: Path, monkeyp
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     try:
         monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
-        local = SandboxPool(SandboxLimits(timeout=5, memory_mb=512, workers=1))
+        local = JailPool(JailLimits(timeout=5, memory_mb=512, workers=1))
         try:
             good = SPEC.validate_python({"type": "python", "name": "good", "source": GOOD})
             results = Grader(good, PythonScorer(good, pool=local)).grade_batch([{"answer": "a"}], ["a"])
@@ -218,7 +218,7 @@ def test_no_worker_survives_close_and_a_closed_pool_refuses_calls() -> None:
 
     from tests.conftest import grader_workers
     before = set(grader_workers())  # a module-scoped pool of this file may be running
-    with SandboxPool(SandboxLimits(timeout=5, memory_mb=512, workers=2)) as pool:
+    with JailPool(JailLimits(timeout=5, memory_mb=512, workers=2)) as pool:
         results = pool.map(GOOD, [({"output_text": "a"}, {"answer": "a"})] * 2)
         assert [r.value for r in results] == [1.0, 1.0]
         started = set(grader_workers()) - before
@@ -227,9 +227,9 @@ def test_no_worker_survives_close_and_a_closed_pool_refuses_calls() -> None:
     assert not set(grader_workers()) & started  # killed by close (the context manager's exit) ...
     assert len(children) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in children)  # ... and reaped
     pool.close()  # idempotent
-    assert pool.run(GOOD, {"output_text": "a"}, {"answer": "a"}).error_type == "SandboxError"
+    assert pool.run(GOOD, {"output_text": "a"}, {"answer": "a"}).error_type == "JailError"
     # close() while a call is starting its worker: the new worker must not outlive the pool either
-    racing = SandboxPool(SandboxLimits(timeout=5, memory_mb=512, workers=1))
+    racing = JailPool(JailLimits(timeout=5, memory_mb=512, workers=1))
     call = threading.Thread(target=racing.run, args=(GOOD, {"output_text": "a"}, {"answer": "a"}))
     call.start()
     racing.close()
@@ -238,15 +238,15 @@ def test_no_worker_survives_close_and_a_closed_pool_refuses_calls() -> None:
 
 
 def test_the_process_wide_pool_closes_on_demand_and_restarts() -> None:
-    from align_trainer.graders import sandbox
+    from align_trainer.graders import jail
 
     from tests.conftest import grader_workers
     before = set(grader_workers())
-    shared = sandbox.get_pool()
+    shared = jail.get_pool()
     assert shared.run(GOOD, {"output_text": "a"}, {"answer": "a"}).value == 1.0
     assert set(grader_workers()) - before
-    sandbox.close_pool()
+    jail.close_pool()
     assert not set(grader_workers()) - before
-    fresh = sandbox.get_pool()
+    fresh = jail.get_pool()
     assert fresh is not shared and fresh.run(GOOD, {"output_text": "b"}, {"answer": "a"}).value == 0.0
-    sandbox.close_pool()
+    jail.close_pool()

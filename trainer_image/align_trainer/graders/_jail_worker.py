@@ -1,6 +1,6 @@
 """A python-grader worker: confines itself once, then forks a fresh grader process for every call.
 
-Started by `sandbox.SandboxPool` as `python -I _sandbox_worker.py CONFIG_JSON` with an empty environment.
+Started by `jail.JailPool` as `python -I _jail_worker.py CONFIG_JSON` with an empty environment.
 Standard library only, and run by path (not `-m`) so nothing of align_trainer is imported into the process
 that executes untrusted code.
 
@@ -17,14 +17,14 @@ hello frame (`isolation`), because which ones the kernel allows depends on where
 * kernel layers (the security boundary):
   - new network namespace (CLONE_NEWNET): no interface but a down loopback, so no connection anywhere;
   - new PID namespace: the worker is its init, `/proc` lists the grader's processes only;
-  - new mount namespace with a new read-only root (`_sandbox_rootfs.py`): the standard library, the allowed
+  - new mount namespace with a new read-only root (`_jail_rootfs.py`): the standard library, the allowed
     grader libraries, shared libraries, a few devices, a private size-limited tmpfs on /tmp; nothing else;
   - a dedicated unprivileged uid/gid per worker slot when started as root (RLIMIT_NPROC is ignored for
     root, and root could write anywhere), or a user namespace when not root;
   - rlimits: RLIMIT_AS (memory), RLIMIT_NPROC = 0 in the grader (no fork, no threads), RLIMIT_FSIZE,
     RLIMIT_NOFILE, RLIMIT_CORE = 0, RLIMIT_CPU per call (backstop of the wall-clock limit);
   - PR_SET_NO_NEW_PRIVS, not dumpable (no ptrace by siblings), SIGKILL when the trainer dies.
-* an audit hook (PEP 578, `_sandbox_hook.py`), installed in each grader child (defence in depth, and the
+* an audit hook (PEP 578, `_jail_hook.py`), installed in each grader child (defence in depth, and the
   fallback where the kernel refuses namespaces): denies sockets, process creation, signals, ctypes, gc
   introspection, rlimit changes, writes outside the working directory, and reads or listings outside the
   paths the grader's root exposes (other processes' /proc entries among them).
@@ -45,9 +45,7 @@ import numbers
 import os
 import resource
 import secrets
-import select
 import signal
-import struct
 import sys
 import time
 import traceback
@@ -71,14 +69,17 @@ def _libc():  # type: ignore[no-untyped-def]
 
 
 def _sibling(name: str):  # type: ignore[no-untyped-def]
-    """`_sandbox_<name>.py` next to this file, loaded by path: `-I` keeps this directory off sys.path."""
+    """`_jail_<name>.py` next to this file, loaded by path: `-I` keeps this directory off sys.path."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"_sandbox_{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_sandbox_{name}", path)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"_jail_{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_jail_{name}", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+_frames = _sibling("frames")  # the wire format, shared with the pool (jail.py)
 
 
 def _unshare(libc, ctypes, root: bool, report: dict) -> tuple[bool, bool]:  # type: ignore[no-untyped-def]
@@ -230,49 +231,6 @@ def _as_number(value: object) -> float:
     return out
 
 
-def _frame(obj: dict) -> bytes:
-    data = json.dumps(obj, allow_nan=True, default=str).encode()
-    return struct.pack(">I", len(data)) + data
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _read_exact(fd: int, n: int, deadline: float | None) -> bytes | None:
-    """n bytes, or None at EOF / past the deadline."""
-    chunks, got = [], 0
-    while got < n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def _read_frame(fd: int, deadline: float | None) -> dict | str:
-    """One frame, or why not: 'eof', 'timeout' or 'malformed'."""
-    head = _read_exact(fd, 4, deadline)
-    if head is None:
-        return "timeout" if deadline is not None and time.monotonic() >= deadline else "eof"
-    (size,) = struct.unpack(">I", head)
-    body = _read_exact(fd, size, deadline) if size <= MAX_FRAME else None
-    if body is None:
-        if size > MAX_FRAME:
-            return "malformed"
-        return "timeout" if deadline is not None and time.monotonic() >= deadline else "eof"
-    try:
-        return json.loads(body)
-    except ValueError:
-        return "malformed"
-
-
 class _Zygote:
     """The fork server: holds compiled graders and the pre-imported libraries, runs each call in a child."""
 
@@ -287,18 +245,18 @@ class _Zygote:
 
     def serve(self) -> None:
         while True:
-            req = _read_frame(self.rfd, None)
+            req = _frames.read_frame(self.rfd, None, MAX_FRAME)
             if not isinstance(req, dict):
                 return  # the trainer closed the pipe (or broke the protocol): nothing left to do
             out: dict = {"id": req.get("id")}
             if req.get("op") == "load":
                 out.update(self._load(req))
             elif req.get("key") not in self.programs:
-                out.update(ok=False, error_type="SandboxError", error="grader not loaded in this worker")
+                out.update(ok=False, error_type="JailError", error="grader not loaded in this worker")
             else:
                 out.update(self._call(self.programs[req["key"]], req))
             clean = self._wipe_workdir()
-            _write_all(self.wfd, _frame(out))
+            _frames.write_all(self.wfd, _frames.frame(out))
             if not clean:
                 return  # a working directory we cannot empty would carry state: let the pool start a new worker
 
@@ -333,7 +291,7 @@ class _Zygote:
                 os._exit(0)
         os.close(wfd)
         try:
-            reply = _read_frame(rfd, start + self.timeout)
+            reply = _frames.read_frame(rfd, start + self.timeout, MAX_FRAME)
         finally:
             os.close(rfd)
         try:
@@ -375,7 +333,7 @@ class _Zygote:
         except MemoryError:
             out.update(ok=False, error_type="MemoryError", error="grader exceeded its memory limit")
         except BaseException as exc:  # SystemExit, KeyboardInterrupt too: reported as this call's error
-            ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_")
+            ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_jail_")
             frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(ours)]
             text = "".join(traceback.format_list(frames[-2:]) + traceback.format_exception_only(type(exc), exc))
             out.update(ok=False, error_type=type(exc).__name__, error=text[-MAX_LOG:])
@@ -384,7 +342,7 @@ class _Zygote:
         logs = captured.getvalue()
         if logs:
             out["logs"] = logs[-MAX_LOG:]
-        _write_all(wfd, _frame(out))
+        _frames.write_all(wfd, _frames.frame(out))
 
     def _wipe_workdir(self) -> bool:
         try:
@@ -436,11 +394,12 @@ def main() -> None:
         modules = set(report.pop("modules", ()))
         visible = report.pop("visible")
     except Exception as exc:  # refuse to run untrusted code half-confined
-        _write_all(wfd, _frame({"id": "hello", "ok": False, "error": f"sandbox setup failed: {exc!r}"}))
+        _frames.write_all(wfd, _frames.frame({"id": "hello", "ok": False,
+                                             "error": f"grader jail setup failed: {exc!r}"}))
         return
     report["audit_hook"] = True
     report["fresh_state_per_call"] = True
-    _write_all(wfd, _frame({"id": "hello", "ok": True, "isolation": report, "visible": visible}))
+    _frames.write_all(wfd, _frames.frame({"id": "hello", "ok": True, "isolation": report, "visible": visible}))
     _Zygote(rfd, wfd, cfg, workdir, readable, modules, hook).serve()
 
 

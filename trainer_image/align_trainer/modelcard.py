@@ -19,12 +19,17 @@ def _table(values: dict[str, float]) -> str:
 
 def _gguf_source(ctx: "TrainContext") -> list[str]:
     """The GGUF file the base was converted from (file name, digest, what it held), when it was one."""
-    from .gguf_models import source_of
+    from .builtin import PACKAGED
+    from .gguf_models import is_gguf, source_of
     source = source_of(ctx.models.base_name)
     if source is None:
         return []
+    # the conversion is shared by every copy of these bytes: name this job's file, not the first converter's
+    base = ctx.spec.model.base
+    packaged = PACKAGED.get(base.removeprefix("builtin://"))
+    name = base.rsplit("/", 1)[-1] if is_gguf(base) else packaged.file if packaged else source["file"]
     types = ", ".join(f"{k} x{v}" for k, v in source["tensorTypes"].items())
-    return [f"- GGUF source: `{source['file']}` (sha256 `{source['sha256']}`; {source['architecture']}, "
+    return [f"- GGUF source: `{name}` (sha256 `{source['sha256']}`; {source['architecture']}, "
             f"tensors {types}), dequantized to {source['dtype']}"]
 
 

@@ -61,8 +61,12 @@ wheelhouse() {  # name extras...
   local reqs=()
   [ "$name" = trainer ] && reqs+=("torch==2.13.0")
   # setuptools: pip builds the project itself inside the image (build isolation, offline).
-  "$PY" -m pip wheel -q -w "$W" -c "$pins" "${reqs[@]}" setuptools \
-    "$REPO[$*]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  local log=$C/pip-wheel-$name.log
+  if ! "$PY" -m pip wheel -q -w "$W" -c "$pins" "${reqs[@]}" setuptools "$REPO[$*]" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" >&2 || true
+    die "pip wheel for the $name image (log: $log)"
+  fi
+  grep -v "^WARNING: Location" "$log" >&2 || true  # grep exits 1 when nothing is left to show
   if [ -n "$realmodel" ]; then
     "$PY" -m pip wheel -q --no-deps -w "$W" "$realmodel" >&2 || die "pip wheel --no-deps $realmodel"
   fi

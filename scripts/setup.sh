@@ -4,10 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-  # promtool/prometheus for the alert-rule tests; quiet when already installed.
-  if ! command -v promtool >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+# promtool/prometheus (Debian's prometheus) for the alert-rule and Prometheus tests; quiet when already installed.
+# A failed install stops setup here: the suite would otherwise fail on it later, far from the cause.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    apt-get update -qq || { echo "setup: FAILED: apt-get update (needed to install prometheus/promtool)" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
+      || { echo "setup: FAILED: apt-get install prometheus (promtool for the alert-rule tests)" >&2; exit 1; }
+    command -v promtool >/dev/null || { echo "setup: FAILED: prometheus installed but promtool is not on PATH" >&2; exit 1; }
+  else
+    echo "setup: WARNING: promtool is missing and this is not root with apt-get: install Debian's prometheus" \
+         "package; the Prometheus tests fail without it (and CI=true fails on their skips)" >&2
   fi
   # Headless chromium for the console's browser tests (Playwright drives the system browser; nothing downloaded),
   # npm to vendor the console's charting library.

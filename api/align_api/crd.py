@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from .constants import CATEGORY, CRD_NAME, GROUP, ITERATIVE_ALGORITHMS, KIND, ONLINE_ALGORITHMS, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from .algorithms import ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS
+from .constants import CATEGORY, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
 from .spec import AlignmentJobSpec
 from .status import Status
 

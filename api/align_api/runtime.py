@@ -131,6 +131,14 @@ class RunPolicy(SpecModel):
                     "gradings in the last graderErrorWindow steps; 1 never stops.")
     grader_error_window: int = Field(default=3, ge=1, le=10_000,
                                      description="Grading batches (training steps) the grader error rate is measured over.")
+    no_learning_signal_steps: int = Field(
+        default=4, ge=0, le=10_000,
+        description="Online algorithms: when the rewards of every prompt's samples are identical (no variance: nothing "
+                    "to learn from) in each of the first this many grading batches, warn with an event, the condition "
+                    "LearningSignal=False (reason NoLearningSignal) and the metric align_trainer_warning, quoting "
+                    "sampled answers beside what the grader compared them with; 0 never checks.")
+    fail_on_no_learning_signal: bool = Field(
+        default=False, description="Fail the job (reason NoLearningSignal) instead of warning, see noLearningSignalSteps.")
 
 
 class Secrets(SpecModel):

@@ -8,6 +8,8 @@ a chosen code. Behaviour comes from the manifest's labels (copied into the train
     fake.align.dev/step-ms: "100"      milliseconds per step
     fake.align.dev/exit-code: "0"      exit code at the end (12 = Diverged, 11 = DataError, ...)
     fake.align.dev/message: "json"     "json" (default) or "text": termination message format
+    fake.align.dev/warning: "Reason"   from step 1 on, serve align_trainer_warning{reason="Reason"} 1 (as the
+                                       trainer does for NoLearningSignal) with WARNING_MESSAGE
 
 With `spec.checkpoints.volume` it keeps state as the trainer does, in $ALIGN_OUTPUT_DIR (the job's directory on
 that volume): one metrics.jsonl line per step, and on SIGTERM (suspend, cancel, preemption) `fake-checkpoint.json`
@@ -38,9 +40,13 @@ MESSAGES = {
 }
 
 
+WARNING_MESSAGE = "no learning signal: grader 'exact' gave every prompt's samples the same reward; 'A: bowling' vs 'A' -> 0"
+
+
 class _Gauges:
     def __init__(self) -> None:
         self.values = {"step": 0.0, "total_steps": 0.0, "epoch": 0.0, "loss": float("nan"), "learning_rate": 0.0}
+        self.warning: str | None = None  #: a warning reason, served once set
         self.lock = threading.Lock()
 
     def render(self, job: str) -> bytes:
@@ -49,6 +55,10 @@ class _Gauges:
             for name, value in self.values.items():
                 lines.append(f"# TYPE align_trainer_{name} gauge")
                 lines.append(f'align_trainer_{name}{{job="{job}"}} {value}')
+            if self.warning:
+                message = WARNING_MESSAGE.replace("\\", "\\\\").replace('"', '\\"')
+                lines += ["# TYPE align_trainer_warning gauge",
+                          f'align_trainer_warning{{job="{job}",reason="{self.warning}",message="{message}"}} 1.0']
         return ("\n".join(lines) + "\n").encode()
 
 
@@ -118,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         with gauges.lock:
             gauges.values.update(step=step, epoch=step / steps, loss=1.0 / step, learning_rate=1e-4)
+            gauges.warning = labels.get("fake.align.dev/warning")
         if state is not None:
             with (state / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps({"step": step, "loss": 1.0 / step}) + "\n")

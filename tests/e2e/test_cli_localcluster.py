@@ -10,11 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from align_localcluster import LocalCluster
 from align_operator.cli import _register, app
 from align_operator.client import build, manifest
-
-pytest.importorskip("align_operator.runner", reason="the operator's runner is not in this tree yet")
-from align_localcluster import LocalCluster  # noqa: E402
 
 _register()
 

@@ -65,8 +65,9 @@ def test_create_run_succeed_with_progress_artifacts_and_events(sb: LocalCluster)
     cond = conditions(done)
     assert cond["Succeeded"]["status"] == "True" and cond["Succeeded"]["observedGeneration"] == 1
     assert cond["Running"]["status"] == "False" and cond["Created"]["reason"] == "JobCreated"
-    reasons = [e["reason"] for e in sb.events("ok")]
-    assert "JobCreated" in reasons and "PodsRunning" in reasons and "TrainingSucceeded" in reasons
+    # Kopf posts events from a queue of its own, after the status write that sb.wait saw
+    sb.wait_for(lambda: {"JobCreated", "PodsRunning", "TrainingSucceeded"} <= {e["reason"] for e in sb.events("ok")},
+                timeout=10, message=f"events: {[e['reason'] for e in sb.events('ok')]}")
 
 
 @pytest.mark.parametrize("code,message,reason,text", [
@@ -82,7 +83,23 @@ def test_trainer_error_fails_fast_with_reason_and_message(sb: LocalCluster, code
     assert text in status["lastError"]["message"]
     assert conditions(sb.get(name))["Failed"]["reason"] == reason
     assert len(sb.list("Pod", labels=f"align.dev/job={name}")) == 1  # podFailurePolicy: no retry
-    assert any(e["type"] == "Warning" and e["reason"] == reason for e in sb.events(name))
+    # Kopf posts events from a queue of its own, after the status write that sb.wait saw
+    sb.wait_for(lambda: any(e["type"] == "Warning" and e["reason"] == reason for e in sb.events(name)), timeout=10,
+                message=f"no Warning event {reason}")
+
+
+def test_a_trainer_warning_becomes_a_condition_and_one_event(sb: LocalCluster) -> None:
+    # the trainer's align_trainer_warning{reason="NoLearningSignal"} gauge (issue 22 item 8), scraped while it runs
+    body = aj("flat", steps=10, step_ms=150)
+    body["metadata"]["labels"]["fake.align.dev/warning"] = "NoLearningSignal"
+    sb.apply(body)
+    done = sb.wait("flat", timeout=40)
+    assert done["status"]["phase"] == "Succeeded"  # a warning: the run goes on
+    cond = conditions(done)["LearningSignal"]
+    assert cond["status"] == "False" and cond["reason"] == "NoLearningSignal" and "'A: bowling' vs 'A'" in cond["message"]
+    warnings = [e for e in sb.events("flat") if e["reason"] == "NoLearningSignal"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and "'A: bowling'" in warnings[0]["message"]
+    assert "warning" not in done["status"]["metrics"]
 
 
 def test_transient_errors_retry_until_the_backoff_limit(sb: LocalCluster) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from align_api.graders import Grader as GraderSpec
 from align_trainer.graders import Grader
 from align_trainer.graders.python_grader import PythonScorer
 from align_trainer.graders.jail import JailLimits, JailPool
+
+from .jail_support import require_kernel_layer
 
 SPEC = TypeAdapter(GraderSpec)
 GOOD = "def grade(sample, item):\n    return 1.0 if sample['output_text'] == item['answer'] else 0.0\n"
@@ -38,17 +41,28 @@ def run(pool: JailPool, source: str, n: int = 2) -> list:
     return results
 
 
-def assert_contained(results: list, *flags: str) -> None:
+#: why a hostile grader was stopped (the error it got), by the layer that stopped it
+DENIED = r"PermissionError: grader jail: "  # the audit hook refused the call (open, socket, fork, kill, ...)
+NO_NETWORK = rf"{DENIED}(socket\.\w+|urllib\.Request) is not allowed"
+DENIED_WRITE = rf"{DENIED}writing '[^']+' is not allowed"
+DENIED_READ = rf"{DENIED}reading '[^']+' is not allowed"
+NO_PROCESS = rf"{DENIED}(os\.fork|os\.system|os\.kill|subprocess\.Popen|ctypes\.dlopen) is not allowed"
+NO_THREAD = r"RuntimeError: can't start new thread"  # RLIMIT_NPROC: the kernel refused the clone()
+
+
+def assert_contained(results: list, flag: str, reason: str) -> None:
+    """Every result failed with `flag`, and for the expected reason (a regex over the recorded error): a grader
+    stopped for some other runtime error would not show that this layer holds."""
     for r in results:
         assert r.reward == 0.0 and r.failed, r
-        for flag in flags:
-            assert r.errors.get(flag), (flag, r.errors, r.details)
+        assert r.errors.get(flag), (flag, r.errors, r.details)
+        assert re.search(reason, str(r.details.get("error", ""))), (reason, r.details)
 
 
 def test_infinite_loop_hits_the_wall_clock_limit(pool: JailPool) -> None:
     start = time.monotonic()
     results = run(pool, "def grade(sample, item):\n    while True:\n        pass\n")
-    assert_contained(results, "unresponsive_reward_error")
+    assert_contained(results, "unresponsive_reward_error", r"exceeded the [0-9.]+s wall-clock limit")
     assert time.monotonic() - start < 10  # 2 samples in parallel, 1.5 s each, plus restarts
 
 
@@ -58,25 +72,25 @@ def test_infinite_loop_hits_the_wall_clock_limit(pool: JailPool) -> None:
 ])
 def test_memory_bomb(pool: JailPool, bomb: str) -> None:
     results = run(pool, f"def grade(sample, item):\n    {bomb}\n    return 1.0\n")
-    assert_contained(results, "python_grader_runtime_error")
     # whichever limit hits first (RLIMIT_AS, or the clock on a busy machine), it is contained and recorded
-    assert "memory" in str(results[0].details).lower() or results[0].errors.get("unresponsive_reward_error")
+    for r in results:
+        assert r.reward == 0.0 and r.failed, r
+        assert "memory limit" in str(r.details) or r.errors.get("unresponsive_reward_error"), r.details
 
 
 def test_fork_bomb(pool: JailPool) -> None:
     src = "import os\ndef grade(sample, item):\n    while True:\n        os.fork()\n"
-    assert_contained(run(pool, src), "python_grader_runtime_error")
+    assert_contained(run(pool, src), "python_grader_runtime_error", NO_PROCESS)
     src = "import subprocess\ndef grade(sample, item):\n    subprocess.run(['sh', '-c', ':(){ :|:& };:'])\n    return 1\n"
-    assert_contained(run(pool, src), "python_grader_runtime_error")
+    assert_contained(run(pool, src), "python_grader_runtime_error", NO_PROCESS)
 
 
 def test_threads_and_processes_are_refused_by_the_kernel_too(pool: JailPool) -> None:
     if not pool.isolation:
         run(pool, GOOD)
-    if not pool.isolation.get("nproc_enforced"):
-        pytest.skip("RLIMIT_NPROC cannot be enforced here")
+    require_kernel_layer(bool(pool.isolation.get("nproc_enforced")), "RLIMIT_NPROC cannot be enforced here")
     src = "import threading\ndef grade(sample, item):\n    threading.Thread(target=print).start()\n    return 1\n"
-    assert_contained(run(pool, src), "python_grader_runtime_error")
+    assert_contained(run(pool, src), "python_grader_runtime_error", NO_THREAD)
 
 
 def test_network_connection_to_a_local_listener(pool: JailPool) -> None:
@@ -88,7 +102,7 @@ def test_network_connection_to_a_local_listener(pool: JailPool) -> None:
     try:
         for src in (f"import socket\ndef grade(sample, item):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n    return 1\n",
                     f"import urllib.request\ndef grade(sample, item):\n    urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=1)\n    return 1\n"):
-            assert_contained(run(pool, src), "python_grader_runtime_error")
+            assert_contained(run(pool, src), "python_grader_runtime_error", NO_NETWORK)
         with pytest.raises(socket.timeout):
             listener.accept()  # nothing ever connected
     finally:
@@ -106,14 +120,14 @@ def test_secrets_in_the_environment_are_not_visible(pool: JailPool, monkeypatch:
     result = Grader(spec, PythonScorer(spec, pool=pool)).grade({}, "x")
     assert result.reward == 0.0 and not result.failed, result.details
     parent = f"def grade(sample, item):\n    return 1.0 if 'sk-very-secret' in open('/proc/{os.getpid()}/environ').read() else 0.0\n"
-    assert_contained(run(pool, parent), "python_grader_runtime_error")
+    assert_contained(run(pool, parent), "python_grader_runtime_error", DENIED_READ)
 
 
 def test_writing_outside_its_directory(pool: JailPool, tmp_path: Path) -> None:
     targets = [tmp_path / "pwned.txt", Path("/tmp") / f"align-pwned-{os.getpid()}.txt"]
     for target in targets:
         src = f"def grade(sample, item):\n    open({str(target)!r}, 'w').write('x')\n    return 1.0\n"
-        assert_contained(run(pool, src), "python_grader_runtime_error")
+        assert_contained(run(pool, src), "python_grader_runtime_error", DENIED_WRITE)
         assert not target.exists()
     # its own private directory is writable
     src = "def grade(sample, item):\n    open('scratch.txt', 'w').write('ok')\n    return len(open('scratch.txt').read())\n"
@@ -121,15 +135,18 @@ def test_writing_outside_its_directory(pool: JailPool, tmp_path: Path) -> None:
     assert Grader(spec, PythonScorer(spec, pool=pool)).grade({}, "x").reward == 2.0
 
 
-@pytest.mark.parametrize("body", ["import os\n    os._exit(3)", "import sys\n    sys.exit(0)", "raise KeyboardInterrupt",
-                                  "import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)"])
-def test_exit_and_crash(pool: JailPool, body: str) -> None:
-    assert_contained(run(pool, f"def grade(sample, item):\n    {body}\n"), "python_grader_runtime_error")
+@pytest.mark.parametrize("body, reason", [("import os\n    os._exit(3)", "exited with code 3"),
+                                          ("import sys\n    sys.exit(0)", "SystemExit: 0"),
+                                          ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+                                          ("import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)", NO_PROCESS)])
+def test_exit_and_crash(pool: JailPool, body: str, reason: str) -> None:
+    assert_contained(run(pool, f"def grade(sample, item):\n    {body}\n"), "python_grader_runtime_error", reason)
 
 
 @pytest.mark.parametrize("value", ["float('nan')", "float('inf')", "'1.0'", "None", "[1]", "{'score': 1}"])
 def test_nan_and_non_numbers(pool: JailPool, value: str) -> None:
-    assert_contained(run(pool, f"def grade(sample, item):\n    return {value}\n"), "python_grader_runtime_error")
+    assert_contained(run(pool, f"def grade(sample, item):\n    return {value}\n"), "python_grader_runtime_error",
+                     r"not a finite number|must return a number")
 
 
 def test_forged_protocol_frames_do_not_fake_later_results(pool: JailPool) -> None:
@@ -174,17 +191,17 @@ def test_audit_hook_alone_contains_network_writes_processes_and_proc(hook_only_p
     listener.settimeout(0.3)
     target = tmp_path / "pwned.txt"
     hostile = [
-        f"import socket\ndef grade(s, i):\n    socket.create_connection(('127.0.0.1', {listener.getsockname()[1]}))\n    return 1\n",
-        f"def grade(s, i):\n    open({str(target)!r}, 'w').write('x')\n    return 1\n",
-        "import os\ndef grade(s, i):\n    os.fork()\n    return 1\n",
-        "import subprocess\ndef grade(s, i):\n    subprocess.run(['true'])\n    return 1\n",
-        "import os\ndef grade(s, i):\n    os.system('true')\n    return 1\n",
-        f"def grade(s, i):\n    return len(open('/proc/{os.getpid()}/environ').read())\n",
-        "import ctypes\ndef grade(s, i):\n    return ctypes.CDLL(None).getpid()\n",
+        (f"import socket\ndef grade(s, i):\n    socket.create_connection(('127.0.0.1', {listener.getsockname()[1]}))\n    return 1\n", NO_NETWORK),
+        (f"def grade(s, i):\n    open({str(target)!r}, 'w').write('x')\n    return 1\n", DENIED_WRITE),
+        ("import os\ndef grade(s, i):\n    os.fork()\n    return 1\n", NO_PROCESS),
+        ("import subprocess\ndef grade(s, i):\n    subprocess.run(['true'])\n    return 1\n", NO_PROCESS),
+        ("import os\ndef grade(s, i):\n    os.system('true')\n    return 1\n", NO_PROCESS),
+        (f"def grade(s, i):\n    return len(open('/proc/{os.getpid()}/environ').read())\n", DENIED_READ),
+        ("import ctypes\ndef grade(s, i):\n    return ctypes.CDLL(None).getpid()\n", DENIED),
     ]
     try:
-        for src in hostile:
-            assert_contained(run(hook_only_pool, src, n=1), "python_grader_runtime_error")
+        for src, reason in hostile:
+            assert_contained(run(hook_only_pool, src, n=1), "python_grader_runtime_error", reason)
         with pytest.raises(socket.timeout):
             listener.accept()
     finally:

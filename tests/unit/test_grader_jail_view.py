@@ -20,6 +20,8 @@ from align_trainer.graders import jail as jail_mod
 from align_trainer.graders.python_grader import PythonScorer
 from align_trainer.graders.jail import JailLimits, JailPool
 
+from .jail_support import KERNEL_LAYER_REQUIRED, require_kernel_layer
+
 SPEC = TypeAdapter(GraderSpec)
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,6 +61,10 @@ def namespaces(pool: JailPool) -> bool:
     return bool(pool.isolation.get("mount_namespace"))
 
 
+def require_namespaces(pool: JailPool) -> None:
+    require_kernel_layer(namespaces(pool), f"namespaces refused here: {pool.isolation.get('namespace_error')}")
+
+
 def host_files(config: Path) -> list[str]:
     return ["/etc/passwd", "/etc/hostname", str(config), str(REPO / "pyproject.toml"),
             jail_mod.__file__, str(Path(jail_mod.__file__).with_name("_jail_worker.py"))]
@@ -94,8 +100,7 @@ def test_host_and_project_files_and_the_trainer_config_are_unreadable(pool_name:
 
 def test_with_a_private_root_host_files_do_not_exist_at_all(full: JailPool, trainer_config: Path) -> None:
     """Kernel containment, not the hook: os.stat is not audited and lxml opens files in C."""
-    if not namespaces(full):
-        pytest.skip(f"namespaces refused here: {full.isolation.get('namespace_error')}")
+    require_namespaces(full)
     assert full.isolation["filesystem"] in ("pivot_root", "chroot"), full.isolation
     # The project's files, not its directory: a virtualenv inside the checkout (.venv, as scripts/setup.sh makes it)
     # brings its allowed libraries into the view, and so the directories above them.
@@ -131,8 +136,7 @@ def test_other_processes_proc_entries_are_invisible(pool_name: str, request: pyt
 
 
 def test_proc_lists_only_the_graders_own_processes(full: JailPool) -> None:
-    if not namespaces(full):
-        pytest.skip(f"namespaces refused here: {full.isolation.get('namespace_error')}")
+    require_namespaces(full)
     assert full.isolation["pid_namespace"] and full.isolation["proc"] == "private", full.isolation
     src = ("import os\ndef grade(s, i):\n"
            "    pids = {int(p) for p in os.listdir('/proc') if p.isdigit()}\n"
@@ -175,9 +179,9 @@ def test_missing_layers_are_named_in_the_result_metadata(full: JailPool, hook_on
     [weak] = grade(hook_only, good)
     said = " ".join(weak.to_dict()["metadata"]["details"]["jail_degraded"])
     assert "no private root filesystem" in said and "no network namespace" in said
-    if namespaces(full) and full.isolation.get("nproc_enforced"):
-        [strong] = grade(full, good)
-        assert "details" not in strong.to_dict()["metadata"]
+    if KERNEL_LAYER_REQUIRED or (namespaces(full) and full.isolation.get("nproc_enforced")):
+        [strong] = grade(full, good)  # every layer present: nothing to name
+        assert "details" not in strong.to_dict()["metadata"], (full.isolation, strong.to_dict())
 
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -215,8 +219,8 @@ def test_an_unprivileged_trainer_gets_the_same_view_through_a_user_namespace(uid
     try:
         hello = ask(None)
         assert hello.get("ok"), hello
-        if not hello["isolation"]["user_namespace"]:
-            pytest.skip(f"no unprivileged user namespaces here: {hello['isolation'].get('namespace_error')}")
+        require_kernel_layer(hello["isolation"]["user_namespace"], "no unprivileged user namespaces here: "
+                             f"{hello['isolation'].get('namespace_error')}")
         iso = hello["isolation"]
         assert iso["filesystem"] == "pivot_root" and iso["proc"] == "private" and iso["nproc_enforced"], iso
         src = ("import os, threading\ndef grade(s, i):\n"
@@ -241,8 +245,9 @@ def test_only_the_allowed_libraries_are_importable(monkeypatch: pytest.MonkeyPat
                "    return float(importlib.util.find_spec('sympy') is None and numpy.ones(3).sum() == 3)\n")
         rewards = [r.reward for r in grade(pool, src)]
         assert pool.isolation["libraries"] == ["numpy"]
-        if pool.isolation["filesystem"] != "host":  # without a new root, other libraries' files stay on disk
-            assert rewards == [1.0]
+        # without a new root other libraries' files stay on disk (only where the kernel layer may be missing)
+        require_kernel_layer(pool.isolation["filesystem"] != "host", "no private root filesystem here")
+        assert rewards == [1.0]
     finally:
         pool.close()
 
@@ -263,8 +268,7 @@ def test_an_interpreter_under_tmp_stays_visible_behind_the_private_tmp(monkeypat
     pool = JailPool(limits)
     try:
         [result] = grade(pool, f"import os\ndef grade(s, i):\n    return float(os.path.isdir({str(probe / 'lib')!r}))\n")
-        if not namespaces(pool):
-            pytest.skip(f"namespaces refused here: {pool.isolation.get('namespace_error')}")
+        require_namespaces(pool)
         assert pool.isolation["filesystem"] in ("pivot_root", "chroot"), pool.isolation
         assert result.reward == 1.0, result
     finally:

@@ -7,12 +7,28 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import list_checkpoints, step_of
 from .metrics import gauge_name
+
+PREFIX = "checkpoint-"
+_STEP = re.compile(r"^checkpoint-(\d+)$")
+
+
+def step_of(path: Path) -> int | None:
+    match = _STEP.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """checkpoint-<N> directories, oldest first (checkpoints.py, which validates and rotates them, imports these)."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if step_of(p) is not None]
+    return sorted(found, key=lambda p: step_of(p) or 0)
 
 #: Metrics kept per checkpoint (the object stays small): these first, then the others in the order logged.
 MAX_METRICS = 8

@@ -12,23 +12,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import distributed, storage
+from .checkpoint_index import PREFIX, index, list_checkpoints, step_of
 from .errors import Interrupted
 from .modelcard import model_card
 
 if TYPE_CHECKING:
-    from .runtime import TrainContext, TrainResult
+    from .contracts import TrainResult
+    from .runtime import TrainContext
 
 log = logging.getLogger(__name__)
 
-PREFIX = "checkpoint-"
-_STEP = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILES = ("trainer_state.json", "align_state.json")  # HF trainers write the first, custom loops the second
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
 
@@ -71,11 +70,6 @@ def clean_staging(parent: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def step_of(path: Path) -> int | None:
-    match = _STEP.match(path.name)
-    return int(match.group(1)) if match else None
-
-
 def validate(path: Path) -> str | None:
     """None when `path` is a usable checkpoint, else why not."""
     if not path.is_dir():
@@ -103,14 +97,6 @@ def validate(path: Path) -> str | None:
     if state_file.name == "trainer_state.json" and not (path / "optimizer.pt").is_file():
         return "no optimizer.pt"
     return None
-
-
-def list_checkpoints(directory: Path) -> list[Path]:
-    """checkpoint-<N> directories, oldest first."""
-    if not directory.is_dir():
-        return []
-    found = [p for p in directory.iterdir() if step_of(p) is not None]
-    return sorted(found, key=lambda p: step_of(p) or 0)
 
 
 def find_resume(directory: Path) -> Path | None:
@@ -141,7 +127,6 @@ def rotate(directory: Path, keep: int) -> None:
 
 def export_index(ctx: "TrainContext") -> None:
     """Publish the kept checkpoints (after a save, and at the start of a resumed run); rank 0 only."""
-    from .checkpoint_index import index
     if distributed.is_main():
         ctx.metrics.checkpoints(index(ctx.paths.checkpoint_dir, ctx.paths.metrics_file))
 
@@ -249,9 +234,8 @@ def _jsonable(value: Any) -> bool:
 def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: int | None,
                   metrics: dict[str, float], eval_metrics: dict[str, float]) -> "TrainResult":
     """Final adapter (+ tokenizer, model card) -> final/; optional merged/; upload to spec.output.uri."""
-    from .checkpoint_index import index
     from .models import DEFAULT_ADAPTER, _unwrap_peft, portable_base_reference
-    from .runtime import TrainResult
+    from .contracts import TrainResult
     if not distributed.is_main():  # rank 0 writes, evaluates and uploads; the other ranks report the numbers
         return TrainResult(steps=step, total_steps=total_steps, metrics=metrics, eval_metrics=eval_metrics)
     paths = ctx.paths
@@ -273,7 +257,7 @@ def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: in
         hook(ctx, model, result)
     if ctx.spec.output.merge:
         result.merged_dir = merge(ctx, paths.final_dir, paths.output_dir / "merged")
-    uri = ctx.scratch.get("output_uri", ctx.spec.output.uri)
+    uri = ctx.output_uri
     if uri:
         result.adapter_uri = storage.upload(paths.final_dir, uri, base_dir=paths.base_dir, name="adapter")
         if result.merged_dir is not None:

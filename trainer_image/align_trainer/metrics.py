@@ -4,6 +4,8 @@ Gauges are `align_trainer_<name>{job, split}` for the series the operator and da
 learning_rate, grad_norm, rewards_*, logps_*, tokens_per_second, step, total_steps, epoch), plus
 `align_trainer_metric{job, split, name}` for any other scalar a trainer logs (kl, entropy, reward, ...).
 Values are exported raw: a NaN loss shows up as NaN, and then the run stops with Diverged.
+`align_trainer_warning{job, reason, message} 1` carries a warning the run goes on with (e.g. NoLearningSignal);
+the operator turns it into an event and a condition.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def is_bad(value: float) -> bool:
 
 
 class Metrics:
-    """runtime.MetricsSink: one per job. `port=None` serves nothing; `port=0` picks a free port (tests)."""
+    """contracts.MetricsSink: one per job. `port=None` serves nothing; `port=0` picks a free port (tests)."""
 
     def __init__(self, job: str, metrics_file: Path | None, *, port: int | None = None,
                  status_file: Path | None = None, registry: CollectorRegistry | None = None) -> None:
@@ -77,6 +79,8 @@ class Metrics:
                                       registry=self.registry)
         self.generic = Gauge(PREFIX + "metric", "Any other scalar logged by the trainer.", labels + ["name"],
                              registry=self.registry)
+        self.warnings = Gauge(PREFIX + "warning", "1 while the trainer reports this warning (reason, message).",
+                              ["job", "reason", "message"], registry=self.registry)
         self.info = Gauge(PREFIX + "up", "1 while the trainer process serves metrics.", ["job"], registry=self.registry)
         self.checkpoint = Gauge(PREFIX + "checkpoint", "Kept checkpoints: save time (unix seconds) by step.",
                                 ["job", "step"], registry=self.registry)
@@ -136,6 +140,13 @@ class Metrics:
             raise Diverged(f"training diverged at step {step}: " +
                            ", ".join(f"{k}={scalars[k]}" for k in bad) + why +
                            " (try a lower learningRate, a smaller maxGradNorm or fp32 precision)")
+
+    def warn(self, reason: str, message: str) -> None:
+        """A warning the run goes on with: the warning gauge (the operator's event and condition) and
+        status.json's `warnings` (local runs)."""
+        self.warnings.labels(job=self.job, reason=reason, message=message[:1024]).set(1)
+        self.state.setdefault("warnings", []).append({"reason": reason, "message": message})
+        self.write_status(state="Running")
 
     def progress(self, *, step: int, total_steps: int | None, epoch: float | None = None) -> None:
         self.gauges["step"].labels(job=self.job).set(step)

@@ -1,7 +1,8 @@
-"""Status from the Job and its pods, and progress from the trainer's /metrics: one daemon per live job.
+"""Status from the Job and its pods, and progress from the trainer's /metrics: one status task per live job.
 
-Job and pod watch events only wake the daemon (Kopf indexes hold the latest Job and pods); the daemon is the
-single writer of phase and conditions once the Job exists, so concurrent events never race each other.
+The task is the operator's own (setup.Wakeups: started and ended by the AlignmentJob's watch events, no Kopf
+daemon and so no finalizer). Job and pod watch events only wake it (Kopf indexes hold the latest Job and pods);
+it is the single writer of phase and conditions once the Job exists, so concurrent events never race each other.
 Scrapes are bounded per job (settings.scrape_interval_seconds) and across jobs (a semaphore).
 """
 
@@ -28,6 +29,7 @@ from ..status.checkpoints import listed, parse_index, uri
 from ..status.milestones import milestones
 from ..status.progress import key_metrics, parse_metrics, progress
 from . import lifecycle
+from ..status.warnings import new_warnings, parse_warnings, warning_conditions
 from .reconcile import ALIGNMENT_JOBS
 
 WARNING_PHASES = {Phase.FAILED}
@@ -65,11 +67,39 @@ async def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: 
         wakeups.wake((namespace, labels[JOB_LABEL]))
 
 
-async def end_on_delete(type: str | None, name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """The AlignmentJob is gone (no finalizer holds it): its status daemon stops now."""
+async def follow(type: str | None, body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
+                 logger: kopf.Logger, index_jobs: kopf.Index, index_pods: kopf.Index, **_: Any) -> None:
+    """Every AlignmentJob watch event: the latest body for the job's status task, which starts for a live job (at
+    creation, and for every live job when the operator starts: Kopf lists them first) and ends on deletion."""
     wakeups = memo.get("wakeups")
-    if type == "DELETED" and wakeups is not None:
-        wakeups.gone((namespace, name))
+    if wakeups is None:
+        return
+    key = (namespace, name)
+    if type == "DELETED":
+        wakeups.gone(key)
+        return
+    wakeups.see(key, body)
+    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES or \
+            (wakeups.running(key) and not wakeups.is_gone(key)):
+        return
+    wakeups.start(key, supervise(key, memo, logger, index_jobs, index_pods))
+
+
+async def supervise(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, index_jobs: kopf.Index,
+                    index_pods: kopf.Index) -> None:
+    """The job's status task: `track`, restarted with a backoff if it fails (as Kopf restarts a daemon)."""
+    backoff = 1.0
+    while not memo.wakeups.is_gone(key) and memo.wakeups.body(key) is not None:
+        try:
+            await track(key, memo, logger, index_jobs, index_pods)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (one job's bug must not end its tracking for good)
+            metrics.ERRORS.labels("status_task").inc()
+            logger.error(f"status task failed, restarting in {backoff:.0f}s: {exc!r}")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
 
 
 async def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
@@ -81,8 +111,9 @@ async def phase_metric(type: str | None, status: kopf.Status, name: str, namespa
 
 # ---------------------------------------------------------------------------------------------- scraping
 async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]
-                 ) -> tuple[dict[str, float], list[dict[str, Any]]] | None:
-    """The trainer's gauges by name, and its kept checkpoints (status/checkpoints.py)."""
+                 ) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, str]] | None:
+    """The trainer's gauges by name, its kept checkpoints (status/checkpoints.py) and its warnings
+    {reason: message} (status/warnings.py)."""
     ip, port, path = endpoint
     async with memo.scrapes:
         try:
@@ -95,12 +126,12 @@ async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]
             metrics.SCRAPES.labels("unreachable").inc()
             return None
     try:
-        values, index = parse_metrics(text), parse_index(text)
+        values, index, warnings = parse_metrics(text), parse_index(text), parse_warnings(text)
     except ValueError:
         metrics.SCRAPES.labels("unparseable").inc()
         return None
     metrics.SCRAPES.labels("ok").inc()
-    return values, index
+    return values, index, warnings
 
 
 def fallback_artifacts(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -128,20 +159,21 @@ def _diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]
     return patch
 
 
-# ---------------------------------------------------------------------------------------------- the daemon
-async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, namespace: str,
-                stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
-                index_jobs: kopf.Index, index_pods: kopf.Index, **_: Any) -> None:
+# ---------------------------------------------------------------------------------------------- the task
+async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, index_jobs: kopf.Index,
+                index_pods: kopf.Index) -> None:
+    """Until the job ends or is deleted: observe its Job and pods, scrape the trainer, write status."""
     client: Client = memo.client
     settings: Settings = memo.settings
-    key = (namespace, name)
+    namespace, name = key
     wakeup = memo.wakeups.event(key)
     state: dict[str, Any] = {}      # the status as of our last write (the live body may lag behind it)
     state_version = -1
     last_scrape = 0.0
     scraped: dict[str, float] | None = None
     try:
-        while not stopped and not memo.wakeups.is_gone(key):
+        while not memo.wakeups.is_gone(key) and (body := memo.wakeups.body(key)) is not None:
+            spec, meta = body["spec"], body["metadata"]
             live = dict(body.get("status") or {})
             current = live if _version(meta) >= state_version else {**live, **state}
             jobs = list(index_jobs.get(key, []))
@@ -168,6 +200,8 @@ async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, na
                         scraped = got[0]
                         if got[1]:  # the kept checkpoints, as the trainer lists them
                             new["checkpoints"] = listed(got[1], spec, name)
+                        new["conditions"] = warning_conditions(new.get("conditions") or [], got[2],
+                                                               meta.get("generation"), now)
                     if scraped:
                         new_progress = progress(scraped, _elapsed(new), now)
                         if new_progress is not None:
@@ -223,6 +257,8 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
         kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
                    message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
         logger.info(f"phase {previous} -> {phase} ({reason})")
+    for cond in new_warnings(current.get("conditions") or [], new.get("conditions") or []):
+        kopf.event(body, type="Warning", reason=cond.get("reason", "Warning"), message=str(cond.get("message"))[:1024])
     error = new.get("lastError")
     if error and error != current.get("lastError") and phase not in WARNING_PHASES and \
             not (phase != previous and _phase_reason(new)[0] == error.get("reason")):

@@ -95,16 +95,17 @@ def test_not_a_gguf_file_is_a_config_error(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- the cache
 def test_converted_once_per_digest_and_dtype(tmp_path: Path, conversions: list[tuple[str, str]]) -> None:
-    first = gguf_models.convert(write_gguf(tmp_path / "a" / "m.gguf"))
-    again = gguf_models.convert(tmp_path / "a" / "m.gguf")
+    first = gguf_models.convert(write_gguf(tmp_path / "a" / "m.gguf"), root=tmp_path / "cache")
+    again = gguf_models.convert(tmp_path / "a" / "m.gguf", root=tmp_path / "cache")
     # the same bytes under another name and folder: the digest, not the path, is the key
-    renamed = gguf_models.convert(write_gguf(tmp_path / "b" / "other.gguf"))
+    renamed = gguf_models.convert(write_gguf(tmp_path / "b" / "other.gguf"), root=tmp_path / "cache")
     assert first == again == renamed and conversions == [("m.gguf", "float32")]
     record = gguf_models.source_of(first)
     assert record is not None and record["file"] == "m.gguf" and len(record["sha256"]) == 64
     assert first.name.startswith(record["sha256"])
-    assert gguf_models.convert(tmp_path / "a" / "m.gguf", dtype="bfloat16") != first
-    changed = gguf_models.convert(write_gguf(tmp_path / "a" / "m.gguf", fill=1.0))  # same path, new bytes
+    assert gguf_models.convert(tmp_path / "a" / "m.gguf", dtype="bfloat16", root=tmp_path / "cache") != first
+    # the same path with new bytes
+    changed = gguf_models.convert(write_gguf(tmp_path / "a" / "m.gguf", fill=1.0), root=tmp_path / "cache")
     assert changed != first and len(conversions) == 3
     assert [p.name for p in first.parent.iterdir() if p.name.startswith(".")] == []  # no staging left
 
@@ -118,13 +119,13 @@ def test_a_failed_conversion_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(gguf_models, "_dequantize_into", boom)
     with pytest.raises(RuntimeError):
-        gguf_models.convert(write_gguf(tmp_path / "m.gguf"))
+        gguf_models.convert(write_gguf(tmp_path / "m.gguf"), root=tmp_path / "cache")
     assert list((tmp_path / "cache" / "gguf").iterdir()) == []
 
 
 def test_bad_file_is_refused_before_any_conversion(tmp_path: Path, conversions: list[tuple[str, str]]) -> None:
     with pytest.raises(ConfigError, match="Q8_1"):
-        gguf_models.convert(write_gguf(tmp_path / "m.gguf", qtype="Q8_1"))
+        gguf_models.convert(write_gguf(tmp_path / "m.gguf", qtype="Q8_1"), root=tmp_path / "cache")
     assert conversions == []
 
 
@@ -241,7 +242,7 @@ def test_packaged_builtin_goes_through_the_gguf_cache(tmp_path: Path, monkeypatc
 
 
 def test_model_card_names_the_gguf_source(tmp_path: Path, conversions: list[tuple[str, str]]) -> None:
-    converted = gguf_models.convert(write_gguf(tmp_path / "m.gguf", qtype="Q4_1"))
+    converted = gguf_models.convert(write_gguf(tmp_path / "m.gguf", qtype="Q4_1"), root=tmp_path / "cache")
     job = load_file(_manifest(tmp_path, "m.gguf"))[0]
     ctx = SimpleNamespace(spec=job.spec, job=job, name="g", models=SimpleNamespace(base_name=str(converted)))
     card = model_card(ctx, step=1, metrics={}, eval_metrics={})  # type: ignore[arg-type]

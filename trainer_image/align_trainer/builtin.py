@@ -150,7 +150,7 @@ def materialize(name: str, root: Path | None = None, *, dtype: str = "float32") 
     what a packaged (GGUF) model is dequantized to; the random ones are saved in float32."""
     if name in PACKAGED:
         from . import gguf_models
-        return gguf_models.convert(packaged_file(name), dtype=dtype, root=root)
+        return gguf_models.convert(packaged_file(name), dtype=dtype, root=root or cache_root())
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown builtin model {name!r}; have {sorted([*ARCHITECTURES, *PACKAGED])}")
     target = (root or cache_root()) / "builtin" / f"{name}-{VERSION}"

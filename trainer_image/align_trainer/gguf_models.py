@@ -9,8 +9,9 @@ dtype. A second job (or rank) on the same cache finds the folder and loads it li
 needed, no conversion. The folder carries `gguf-source.json` (file name, digest, architecture, tensor types),
 which the model card quotes.
 
-The cache is $ALIGN_CACHE_DIR/gguf (builtin.cache_root()): on one machine it is shared by every run; in a pod it
-is the pod's /workspace/cache unless ALIGN_CACHE_DIR points at a shared volume.
+The cache is `<root>/gguf`, root being $ALIGN_CACHE_DIR (builtin.cache_root(), which the callers pass: this module
+sits below builtin): on one machine it is shared by every run; in a pod it is the pod's /workspace/cache unless
+ALIGN_CACHE_DIR points at a shared volume.
 """
 
 from __future__ import annotations
@@ -134,9 +135,8 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def cache_dir(digest: str, dtype: str, root: Path | None = None) -> Path:
-    from .builtin import cache_root
-    return (root or cache_root()) / "gguf" / f"{digest}-{dtype}"
+def cache_dir(digest: str, dtype: str, root: Path) -> Path:
+    return Path(root) / "gguf" / f"{digest}-{dtype}"
 
 
 def hub_file(uri: str) -> tuple[str, str] | None:
@@ -182,7 +182,7 @@ def source_of(model_dir: Path | str) -> dict[str, Any] | None:
     return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
 
 
-def convert(path: Path, *, dtype: str = "float32", root: Path | None = None) -> Path:
+def convert(path: Path, *, root: Path, dtype: str = "float32") -> Path:
     """The from_pretrained folder of GGUF file `path` dequantized to `dtype`: made on first use, atomically (a
     staging folder renamed into place; a concurrent converter's identical result wins the race)."""
     path = Path(path)

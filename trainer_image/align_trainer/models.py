@@ -101,7 +101,7 @@ def resolve_model(uri: str, *, base_dir: Path, cache_dir: Path, dtype: str = "fl
         return str(builtin.materialize(uri[len("builtin://"):], dtype=dtype))
     if gguf_models.is_gguf(uri):
         path = gguf_models.locate(uri, base_dir=base_dir, cache_dir=cache_dir, revision=revision, token=hf_token())
-        return str(gguf_models.convert(path, dtype=dtype))
+        return str(gguf_models.convert(path, dtype=dtype, root=builtin.cache_root()))
     return storage.resolve(uri, base_dir=base_dir, cache_dir=cache_dir)
 
 

@@ -71,7 +71,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=64, help="hidden size (64 with --layers 2 = builtin://tiny)")
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--model", help="a spec.model.base (e.g. builtin://smollm2-135m-instruct) instead of --hidden/--layers")
+    parser.add_argument("--model",
+                        help="a spec.model.base (e.g. builtin://smollm2-135m-instruct) instead of --hidden/--layers")
     args = parser.parse_args()
     import torch
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

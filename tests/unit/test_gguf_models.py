@@ -251,7 +251,8 @@ def test_model_card_names_the_gguf_source(tmp_path: Path, conversions: list[tupl
     assert "`m.gguf`" in line and digest in line and "Q4_1 x1" in line and "float32" in line
     write_gguf(tmp_path / "copy" / "renamed.gguf", qtype="Q4_1")  # the same bytes: the same conversion
     ctx.spec = load_file(_manifest(tmp_path, "file://copy/renamed.gguf"))[0].spec
-    assert "- GGUF source: `renamed.gguf` (sha256 `" + digest in model_card(ctx, step=1, metrics={}, eval_metrics={})  # type: ignore[arg-type]
+    card = model_card(ctx, step=1, metrics={}, eval_metrics={})  # type: ignore[arg-type]
+    assert "- GGUF source: `renamed.gguf` (sha256 `" + digest in card
     ctx.models.base_name = str(tmp_path)  # any other folder: no such line
     assert "GGUF" not in model_card(ctx, step=1, metrics={}, eval_metrics={})  # type: ignore[arg-type]
 

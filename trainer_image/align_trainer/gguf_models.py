@@ -62,7 +62,8 @@ def _gguf() -> Any:
     try:
         import gguf
     except ImportError:
-        raise ConfigError(f"spec.model.base is a GGUF file; reading it needs the gguf package: {INSTALL_HINT}") from None
+        raise ConfigError(f"spec.model.base is a GGUF file; reading it needs the gguf package: {INSTALL_HINT}") \
+            from None
     return gguf
 
 

@@ -7,6 +7,7 @@ Both sides sample with the same seed; tokens/s counts completion tokens up to an
 The sides alternate; the ratio is of the medians.
 
     python bench/rollouts.py [--prompts 8] [--generations 4] [--new-tokens 64] [--repeat 5] [--hidden 64 --layers 2]
+    python bench/rollouts.py --model builtin://smollm2-135m-instruct ...   # any spec.model.base instead
 
 Last line: `rollouts: ratio=X ours_tokens_per_s=... trl_tokens_per_s=...` with X = ours / TRL (tokens/s).
 """
@@ -31,12 +32,15 @@ REPO = Path(__file__).resolve().parent.parent
 PROMPTS = REPO / "examples" / "data" / "rft.openai.jsonl"
 
 
-def load_model(tmp: Path, hidden: int, layers: int) -> tuple[Any, Any]:
+def load_model(tmp: Path, hidden: int, layers: int, base: str | None = None) -> tuple[Any, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from align_trainer import builtin
-    if hidden == 64 and layers == 2:
+    if base is not None:
+        from align_trainer.models import resolve_model
+        path = Path(resolve_model(base, base_dir=REPO, cache_dir=tmp / "cache"))
+    elif hidden == 64 and layers == 2:
         path = builtin.materialize("tiny")
     else:
         path = tmp / "model"
@@ -67,6 +71,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=64, help="hidden size (64 with --layers 2 = builtin://tiny)")
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--model",
+                        help="a spec.model.base (e.g. builtin://smollm2-135m-instruct) instead of --hidden/--layers")
     args = parser.parse_args()
     import torch
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -79,7 +85,7 @@ def main() -> None:
     prompts = [r["messages"] for r in rows]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        model, tokenizer = load_model(tmp, args.hidden, args.layers)
+        model, tokenizer = load_model(tmp, args.hidden, args.layers, args.model)
         n = len(prompts) * args.generations
         config = GRPOConfig(output_dir=str(tmp / "trl"), per_device_train_batch_size=n,
                             num_generations=args.generations, max_completion_length=args.new_tokens,
@@ -107,7 +113,8 @@ def main() -> None:
             for name, fn in order:
                 times[name].append(timed(fn, seed=i))
     rate = {k: [tokens / seconds for seconds, tokens in v] for k, v in times.items()}
-    print(f"model: builtin tiny architecture hidden {args.hidden}, {args.layers} layers + LoRA r=8; {len(prompts)} "
+    shape = args.model or f"builtin tiny architecture hidden {args.hidden}, {args.layers} layers"
+    print(f"model: {shape} + LoRA r=8; {len(prompts)} "
           f"prompts x {args.generations} generations, {args.new_tokens} new tokens, temperature {args.temperature}, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, load average {os.getloadavg()[0]:.1f}")
     for k in ("ours", "trl"):
@@ -115,6 +122,8 @@ def main() -> None:
               f"  median {statistics.median(rate[k]):.0f}  best {max(rate[k]):.0f}  "
               f"(tokens per run {statistics.median(t for _, t in times[k]):.0f})")
     med = {k: statistics.median(v) for k, v in rate.items()}
+    import resource
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     print(f"ratio of best runs: {max(rate['ours']) / max(rate['trl']):.3f}")
     print(f"rollouts: ratio={med['ours'] / med['trl']:.3f} ours_tokens_per_s={med['ours']:.0f} "
           f"trl_tokens_per_s={med['trl']:.0f}")

@@ -7,7 +7,7 @@ timed from start to exit (imports included); runs alternate, and the median of -
 Ours also validates every row, serves Prometheus metrics, writes metrics.jsonl/status.json, renames
 checkpoints into place and writes a model card.
 
-    python bench/trainer_overhead.py [--steps 120] [--repeat 5]
+    python bench/trainer_overhead.py [--steps 120] [--repeat 5] [--model builtin://smollm2-135m-instruct]
 
 On a shared machine wall time mostly measures the neighbours, so each run also records the CPU time of the
 child process tree (user + sys, from os.wait4's rusage), which other processes' load inflates far less. Three
@@ -61,11 +61,11 @@ trainer.save_model(out + "/final")
 '''
 
 
-def ours_manifest(path: Path, steps: int) -> Path:
+def ours_manifest(path: Path, steps: int, model: str = "builtin://tiny") -> Path:
     s = SETTINGS
     doc = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "bench-overhead"},
            "spec": {"algorithm": "dpo",
-                    "model": {"base": "builtin://tiny",
+                    "model": {"base": model,
                               "adapter": {"r": s["r"], "alpha": s["alpha"], "dropout": 0.0}},
                     "data": {"train": {"uri": str(DATA), "format": "openai-preference"}},
                     "hyperparameters": {"batchSize": s["batch"], "maxSteps": steps, "learningRate": s["lr"],
@@ -91,6 +91,7 @@ def trl_copy(path: Path) -> Path:
 class Run:
     wall: float  # seconds, start to exit
     cpu: float  # user + sys seconds of the child (and the children it waited for)
+    rss: float = 0.0  # peak resident memory of the child, MB (ru_maxrss)
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> Run:
@@ -102,7 +103,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd)
-    return Run(wall=wall, cpu=usage.ru_utime + usage.ru_stime)
+    return Run(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss=usage.ru_maxrss / 1024)
 
 
 def ratios(ours: list[Run], plain: list[Run], field: str) -> tuple[float, float]:
@@ -122,9 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--model", default="builtin://tiny",
+                        help="any spec.model.base; builtin://smollm2-135m-instruct for the real 135M model")
     args = parser.parse_args()
-    from align_trainer import builtin
-    model_dir = builtin.materialize("tiny")
+    from align_trainer.models import resolve_model
+    # the same folder for both sides (a GGUF base is converted once here, untimed, and reused by ours)
+    model_dir = resolve_model(args.model, base_dir=REPO, cache_dir=Path(tempfile.gettempdir()) / "bench-cache")
     # one intra-op thread: on a shared 2-core machine, waiting thread pools make run times swing 5x
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "ALIGN_LOG_LEVEL": "WARNING",
            "TOKENIZERS_PARALLELISM": "false",
@@ -134,7 +138,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        config = ours_manifest(tmp_path / "job.yaml", args.steps)
+        config = ours_manifest(tmp_path / "job.yaml", args.steps, args.model)
         data = trl_copy(tmp_path / "pairs.trl.jsonl")
         script = tmp_path / "plain_trl.py"
         script.write_text(PLAIN_TRL)
@@ -149,12 +153,15 @@ def main() -> None:
     load_after = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
           f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
-    print(f"DPO on builtin://tiny, {args.steps} steps, batch {SETTINGS['batch']}, checkpoint every "
+    print(f"DPO on {args.model}, {args.steps} steps, batch {SETTINGS['batch']}, checkpoint every "
           f"{SETTINGS['save_every']}, {args.repeat} alternating runs each (imports included), "
           f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
     for field in ("wall", "cpu"):
         print(row("ours", ours_runs, field))
         print(row("plain", plain_runs, field))
+    for name, runs in (("ours", ours_runs), ("plain", plain_runs)):
+        print(f"{name:<6}peak RSS {max(r.rss for r in runs):.0f} MB  "
+              f"{args.steps / statistics.median(r.wall for r in runs):.3f} steps/s (wall, imports included)")
     wall, wall_pairs = ratios(ours_runs, plain_runs, "wall")
     cpu, cpu_pairs = ratios(ours_runs, plain_runs, "cpu")
     print(f"ratio of minima: wall {min(r.wall for r in ours_runs) / min(r.wall for r in plain_runs):.3f}  "

@@ -51,7 +51,10 @@ wheelhouse() {  # name extras...
   local name=$1; shift
   local W=$C/wheelhouse-$name stamp
   local pins=$REPO/deploy/images/$name-constraints.txt
-  stamp=$(cat "$pins" "$REPO/pyproject.toml" | sha256sum | cut -c1-16)-$*
+  # builtin://smollm2-135m-instruct's package (the trainer Dockerfile's REALMODEL), wheeled without its deps
+  local realmodel=""
+  [ "$name" = trainer ] && realmodel=$(sed -n 's/^ARG REALMODEL="\(.*\)"$/\1/p' "$REPO/trainer_image/Dockerfile")
+  stamp=$(cat "$pins" "$REPO/pyproject.toml" | sha256sum | cut -c1-16)-$*${realmodel:+-$realmodel}
   [ "$(cat "$W/.stamp" 2>/dev/null)" = "$stamp" ] && return 0
   step "wheelhouse for $name ($*): pip wheel on the host, pinned by deploy/images/$name-constraints.txt"
   rm -rf "$W" && mkdir -p "$W"
@@ -64,6 +67,9 @@ wheelhouse() {  # name extras...
     die "pip wheel for the $name image (log: $log)"
   fi
   grep -v "^WARNING: Location" "$log" >&2 || true  # grep exits 1 when nothing is left to show
+  if [ -n "$realmodel" ]; then
+    "$PY" -m pip wheel -q --no-deps -w "$W" "$realmodel" >&2 || die "pip wheel --no-deps $realmodel"
+  fi
   ls "$W"/*.whl >/dev/null 2>&1 || die "pip wheel produced nothing in $W"
   rm -f "$W"/align_operator-*.whl  # the image installs the project from its own copy of the sources
   echo "$stamp" > "$W/.stamp"

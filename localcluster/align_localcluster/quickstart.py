@@ -1,7 +1,8 @@
 """The README's quickstart: a DPO job end to end in the local cluster, then its plot.
 
-`python -m align_localcluster.quickstart [MANIFEST] [--workdir DIR]` runs `alignctl local run` (emulated API
-server, the real operator, the trainer as a local process) on `examples/dpo.yaml`, then `alignctl plot` on
+`python -m align_localcluster.quickstart [MANIFEST | --real] [--workdir DIR]` runs `alignctl local run` (emulated
+API server, the real operator, the trainer as a local process) on `examples/dpo.yaml` (with --real:
+`examples/dpo-smollm2.yaml`, the real SmolLM2-135M-Instruct model), then `alignctl plot` on
 the run's metrics, and prints the final status, the adapter path and the plot path. Exit code 0 only when
 the job Succeeded and both the adapter and the plot exist.
 """
@@ -17,6 +18,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MANIFEST = REPO / "examples" / "dpo.yaml"
+#: --real: a real pretrained instruct model (builtin://smollm2-135m-instruct, a GGUF file from scripts/setup.sh)
+REAL_MANIFEST = REPO / "examples" / "dpo-smollm2.yaml"
 
 
 def _alignctl(*args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
@@ -77,10 +80,14 @@ def run(manifest: Path, workdir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("manifest", nargs="?", type=Path, default=DEFAULT_MANIFEST)
+    parser.add_argument("manifest", nargs="?", type=Path, default=None)
+    parser.add_argument("--real", action="store_true",
+                        help=f"run {REAL_MANIFEST.relative_to(REPO)} (SmolLM2-135M-Instruct) instead of the tiny model")
     parser.add_argument("--workdir", type=Path, default=Path(".align-local/quickstart"))
     args = parser.parse_args(argv)
-    return run(args.manifest, args.workdir)
+    if args.manifest is not None and args.real:
+        parser.error("give a manifest or --real, not both")
+    return run(args.manifest or (REAL_MANIFEST if args.real else DEFAULT_MANIFEST), args.workdir)
 
 
 if __name__ == "__main__":

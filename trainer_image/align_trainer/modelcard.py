@@ -17,6 +17,22 @@ def _table(values: dict[str, float]) -> str:
     return "| metric | value |\n|---|---|\n" + rows + "\n"
 
 
+def _gguf_source(ctx: "TrainContext") -> list[str]:
+    """The GGUF file the base was converted from (file name, digest, what it held), when it was one."""
+    from .builtin import PACKAGED
+    from .gguf_models import is_gguf, source_of
+    source = source_of(ctx.models.base_name)
+    if source is None:
+        return []
+    # the conversion is shared by every copy of these bytes: name this job's file, not the first converter's
+    base = ctx.spec.model.base
+    packaged = PACKAGED.get(base.removeprefix("builtin://"))
+    name = base.rsplit("/", 1)[-1] if is_gguf(base) else packaged.file if packaged else source["file"]
+    types = ", ".join(f"{k} x{v}" for k, v in source["tensorTypes"].items())
+    return [f"- GGUF source: `{name}` (sha256 `{source['sha256']}`; {source['architecture']}, "
+            f"tensors {types}), dequantized to {source['dtype']}"]
+
+
 def model_card(ctx: "TrainContext", *, step: int, metrics: dict[str, float], eval_metrics: dict[str, float]) -> str:
     spec = ctx.spec
     resolved: dict[str, Any] = ctx.job.to_dict(defaults=True)["spec"]
@@ -32,6 +48,7 @@ def model_card(ctx: "TrainContext", *, step: int, metrics: dict[str, float], eva
         f"(AlignmentJob `{ctx.name}`) for {step} optimizer steps.",
         "",
         f"- Base model: `{spec.model.base}`" + (f" (revision `{spec.model.revision}`)" if spec.model.revision else ""),
+        *_gguf_source(ctx),
         f"- Reference: {spec.model.reference.kind}" +
         (f" (`{spec.model.reference.adapter}`)" if spec.model.reference.adapter else ""),
         f"- Adapter: r={spec.model.adapter.r}, alpha={spec.model.adapter.alpha}, "

@@ -16,7 +16,7 @@ from align_api.constants import ENV_HF_TOKEN
 from align_api.hyperparameters import Hyperparameters
 from align_api.model import ModelSpec, Quantization
 
-from . import builtin, storage
+from . import builtin, gguf_models, storage
 from .errors import ConfigError, UpstreamError
 from .contracts import DeviceChoice
 
@@ -93,6 +93,18 @@ def hf_token() -> str | None:
     return os.environ.get(ENV_HF_TOKEN) or None
 
 
+def resolve_model(uri: str, *, base_dir: Path, cache_dir: Path, dtype: str = "float32",
+                  revision: str | None = None) -> str:
+    """A local from_pretrained location for a model URI (hub ids stay ids): builtin:// built or found, a .gguf
+    file under any scheme converted once (gguf_models), anything else through storage."""
+    if uri.startswith("builtin://"):
+        return str(builtin.materialize(uri[len("builtin://"):], dtype=dtype))
+    if gguf_models.is_gguf(uri):
+        path = gguf_models.locate(uri, base_dir=base_dir, cache_dir=cache_dir, revision=revision, token=hf_token())
+        return str(gguf_models.convert(path, dtype=dtype, root=builtin.cache_root()))
+    return storage.resolve(uri, base_dir=base_dir, cache_dir=cache_dir)
+
+
 class Models:
     """Implements contracts.ModelProvider for one job."""
 
@@ -107,9 +119,8 @@ class Models:
 
     # --- locations ---------------------------------------------------------------------------------
     def resolve(self, uri: str) -> str:
-        if uri.startswith("builtin://"):
-            return str(builtin.materialize(uri[len("builtin://"):]))
-        return storage.resolve(uri, base_dir=self.base_dir, cache_dir=self.cache_dir)
+        return resolve_model(uri, base_dir=self.base_dir, cache_dir=self.cache_dir, dtype=self.device.dtype,
+                             revision=self.spec.revision)
 
     def _from_pretrained_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(dtype=self.device.torch_dtype, token=hf_token(),
@@ -247,7 +258,8 @@ def count_parameters(model: Any) -> tuple[int, int]:
 def portable_base_reference(adapter_dir: Path, base_uri: str) -> None:
     """Record the base as its URI in adapter_config.json when it is not a hub id: a local cache path
     (builtin, s3, pvc downloads) means nothing in another pod. `load_trained` resolves it back."""
-    if storage.scheme_of(base_uri) in ("", "hf") and not base_uri.startswith(("/", ".", "~")):
+    if storage.scheme_of(base_uri) in ("", "hf") and not base_uri.startswith(("/", ".", "~")) and \
+            not gguf_models.is_gguf(base_uri):  # a hub GGUF's from_pretrained path is the local conversion
         return
     config_file = Path(adapter_dir) / "adapter_config.json"
     if config_file.is_file():
@@ -269,11 +281,8 @@ def load_trained(adapter_dir: Path | str, *, sequence_classification: bool = Fal
 
     adapter_dir = Path(adapter_dir)
     base_uri = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-    if base_uri.startswith("builtin://"):
-        base_path = str(builtin.materialize(base_uri[len("builtin://"):]))
-    else:
-        base_path = storage.resolve(base_uri, base_dir=base_dir or Path.cwd(),
-                                    cache_dir=cache_dir or builtin.cache_root() / "downloads")
+    base_path = resolve_model(base_uri, base_dir=base_dir or Path.cwd(),
+                              cache_dir=cache_dir or builtin.cache_root() / "downloads", dtype=dtype)
     cls = AutoModelForSequenceClassification if sequence_classification else AutoModelForCausalLM
     kwargs: dict[str, Any] = {"num_labels": 1} if sequence_classification else {}
     base = cls.from_pretrained(base_path, dtype=getattr(torch, dtype), token=hf_token(), **kwargs)

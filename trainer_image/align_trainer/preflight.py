@@ -4,6 +4,8 @@ The same checks run in the pod (the first thing `python -m align_trainer` does) 
 (`alignctl validate --preflight`, which `alignctl local run` and `alignctl submit` of local files use):
 
 - every data URI resolves and its first rows parse in the declared format;
+- a GGUF base model (or builtin://smollm2-135m-instruct's package) is there, with an architecture and tensor
+  types transformers can load;
 - every grader template `{{item.x}}` resolves against the first rows' item fields, and a judge endpoint answers;
 - spec.output.uri and the checkpoint location are writable (a marker is written and deleted);
 - in the pod, the packages of the GPU speed-ups asked for (hyperparameters.vllm, ligerKernel) are in the image.
@@ -303,6 +305,7 @@ def check(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: D
     problems = check_output(job, base_dir, output_dir, upload=upload, in_pod=in_pod)
     if in_pod:  # alignctl's local preflight runs outside the trainer image: what it has installed says nothing
         problems += check_packages(job)
+    problems += check_model(job, base_dir, output_dir / "cache" if output_dir else None, in_pod=in_pod)
     datasets = dict(dataset_fields(job))
     bad: set[str] = set()
     for field, spec in datasets.items():
@@ -325,6 +328,34 @@ def check(job: AlignmentJob, *, base_dir: Path, output_dir: Path | None, kind: D
         if endpoints:
             problems += check_endpoints(field, grader)
     return _unique(problems)
+
+
+def check_model(job: AlignmentJob, base_dir: Path, cache_dir: Path | None, *, in_pod: bool) -> list[Problem]:
+    """spec.model.base as a GGUF file: present and loadable (architecture, tensor types). Local files are read
+    anywhere; s3:// and hub files only in the pod, where they are downloaded into the cache the trainer then
+    reuses; a packaged builtin:// only in the pod (what alignctl's machine has installed says nothing)."""
+    from . import builtin, gguf_models
+    uri, field = job.spec.model.base, "spec.model.base"
+    try:
+        if uri.startswith("builtin://"):
+            if uri[len("builtin://"):] not in builtin.PACKAGED or not in_pod:
+                return []
+            path: Path | None = builtin.packaged_file(uri[len("builtin://"):])
+        elif not gguf_models.is_gguf(uri):
+            return []
+        else:
+            path = local_data_path(uri, base_dir, pvc=in_pod)
+            if path is None and in_pod and cache_dir is not None:
+                path = gguf_models.locate(uri, base_dir=base_dir, cache_dir=cache_dir, revision=job.spec.model.revision)
+            if path is None:
+                return []
+            if not path.is_file():
+                return [Problem(field, f"{path} does not exist", "fix the path of the .gguf file")]
+        found = gguf_models.problems(gguf_models.read_header(path))
+    except TrainerError as exc:
+        return [Problem(field, str(exc).removeprefix(f"{field}: "))]
+    hint = "convert the model to a supported quantization (e.g. Q8_0, Q4_K_M) or use its HF folder"
+    return [Problem(field, message, hint) for message in found]
 
 
 def check_packages(job: AlignmentJob) -> list[Problem]:

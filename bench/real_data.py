@@ -93,8 +93,15 @@ def member(name: str, inner: str, cache: Path = CACHE) -> bytes:
         return whl.read(inner)
 
 
+def _prompt_key(row: dict[str, Any]) -> str:
+    msgs = row["messages"] if "messages" in row else row["input"]["messages"]
+    return json.dumps([m for m in msgs if m["role"] != "assistant"], sort_keys=True)
+
+
 def _split(rows: list[dict[str, Any]], held_out: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows = list(rows)
+    """(train, held-out): one row per prompt (the sources repeat prompts: a held-out prompt must not be
+    trained on through its twin), seeded shuffle, the first `held_out` held out."""
+    rows = list({_prompt_key(r): r for r in reversed(rows)}.values())[::-1]
     random.Random(SPLIT_SEED).shuffle(rows)
     return rows[held_out:], rows[:held_out]
 

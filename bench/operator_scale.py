@@ -2,7 +2,7 @@
 
 Two API servers, same operator, same measurements:
 
-    python bench/operator_scale.py [--jobs 500] [--clients 8]          # the sandbox's emulated API server
+    python bench/operator_scale.py [--jobs 500] [--clients 8]          # the local cluster's emulated API server
     python bench/operator_scale.py --real [--rate 20 --duration 30] [--jobs 500]
                                    # the real core server (scripts/realk8s.sh: kube-apiserver 1.20, etcd,
                                    # kube-controller-manager, whose Job controller makes a pod per Job)
@@ -42,7 +42,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CR_PATH = "/apis/align.dev/v1alpha1/namespaces/default/alignmentjobs"
-#: Production settings of the operator (not the sandbox's quick polls), no metrics port.
+#: Production settings of the operator (not the local cluster's quick polls), no metrics port.
 SETTINGS = {"scrape_interval_seconds": 15.0, "status_interval_seconds": 10.0, "upstream_poll_seconds": 10.0}
 
 
@@ -65,8 +65,8 @@ class Target:
 
 # ---------------------------------------------------------------------------------------------- targets
 def emulator_target(stack: ExitStack) -> Target:
-    from align_localcluster import Sandbox
-    sb = stack.enter_context(Sandbox(operator="process", node_agent=False, settings={**SETTINGS, "metrics_port": 0}))
+    from align_localcluster import LocalCluster
+    sb = stack.enter_context(LocalCluster(operator="process", node_agent=False, settings={**SETTINGS, "metrics_port": 0}))
     assert sb.operator_pid is not None
     return Target(url=sb.url, client=lambda: httpx.Client(base_url=sb.url, timeout=30), operator_pid=sb.operator_pid,
                   processes={"operator": sb.operator_pid, "emulated apiserver (+bench)": os.getpid()})

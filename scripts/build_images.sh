@@ -19,7 +19,7 @@ TRAINER=${ALIGN_TRAINER_IMAGE:-localhost/align-trainer:dev}
 OPERATOR=${ALIGN_OPERATOR_IMAGE:-localhost/align-operator:dev}
 PY=${PYTHON:-$REPO/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
-# crun fails on setrlimit in these sandboxes, and runc refuses --cgroups=disabled: runc, no default ulimits.
+# crun fails on setrlimit in nested containers such as this machine, and runc refuses --cgroups=disabled: runc, no default ulimits.
 export CONTAINERS_CONF=$REPO/deploy/images/containers.conf
 MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
@@ -58,8 +58,12 @@ wheelhouse() {  # name extras...
   local reqs=()
   [ "$name" = trainer ] && reqs+=("torch==2.13.0")
   # setuptools: pip builds the project itself inside the image (build isolation, offline).
-  "$PY" -m pip wheel -q -w "$W" -c "$pins" "${reqs[@]}" setuptools \
-    "$REPO[$*]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  local log=$C/pip-wheel-$name.log
+  if ! "$PY" -m pip wheel -q -w "$W" -c "$pins" "${reqs[@]}" setuptools "$REPO[$*]" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" >&2 || true
+    die "pip wheel for the $name image (log: $log)"
+  fi
+  grep -v "^WARNING: Location" "$log" >&2 || true  # grep exits 1 when nothing is left to show
   ls "$W"/*.whl >/dev/null 2>&1 || die "pip wheel produced nothing in $W"
   rm -f "$W"/align_operator-*.whl  # the image installs the project from its own copy of the sources
   echo "$stamp" > "$W/.stamp"
@@ -89,6 +93,7 @@ tools
 base
 what=${1:-all}
 if [ "$what" = all ] || [ "$what" = operator ]; then
+  "$REPO/scripts/vendor_console_assets.sh"  # the console's uPlot (npm, here: the image build is offline)
   wheelhouse operator operator; build operator operator/Dockerfile "$OPERATOR"
 fi
 if [ "$what" = all ] || [ "$what" = trainer ]; then

@@ -34,7 +34,8 @@ def scratch_copy() -> Path:
 
 
 def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[int, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(tree / p) for p in ("api", "operator", "trainer_image")),
+    packages = ("api", "operator", "trainer_image", "localcluster")  # the scratch tree's, not the editable install's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(tree / p) for p in packages),
            "OMP_NUM_THREADS": "1"}
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "0", *tests],

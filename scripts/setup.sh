@@ -4,18 +4,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-  # promtool/prometheus for the alert-rule tests; quiet when already installed.
-  if ! command -v promtool >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+# promtool/prometheus (Debian's prometheus) for the alert-rule and Prometheus tests; quiet when already installed.
+# A failed install stops setup here: the suite would otherwise fail on it later, far from the cause.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    apt-get update -qq || { echo "setup: FAILED: apt-get update (needed to install prometheus/promtool)" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
+      || { echo "setup: FAILED: apt-get install prometheus (promtool for the alert-rule tests)" >&2; exit 1; }
+    command -v promtool >/dev/null || { echo "setup: FAILED: prometheus installed but promtool is not on PATH" >&2; exit 1; }
+  else
+    echo "setup: WARNING: promtool is missing and this is not root with apt-get: install Debian's prometheus" \
+         "package; the Prometheus tests fail without it (and CI=true fails on their skips)" >&2
+  fi
+  # Headless chromium for the console's browser tests (Playwright drives the system browser; nothing downloaded),
+  # npm to vendor the console's charting library.
+  if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver npm >/dev/null
   fi
 fi
+# uPlot into the package (gitignored): `alignctl console` serves it; no CDN at run time.
+scripts/vendor_console_assets.sh
 [ -d .venv ] || "$PY" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 # The versions the images pin (scripts/gen_image_constraints.py): CI tests exactly what ships.
-PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,trainer,dev]"
+PIP_CONSTRAINT=deploy/images/constraints.txt python -m pip install -q -c deploy/images/constraints.txt -e ".[operator,local,trainer,dev]"
 # helm-sdkpy (Helm's Go library over cffi; chart lint/render tests) declares Requires-Python>=3.12, but it is
 # pure Python around a bundled libhelm_sdkpy.so and works on 3.11: install it past that check, cffi first.
 python -m pip install -q "cffi>=1.15"

@@ -26,6 +26,8 @@ REFT = "trainer_image/align_trainer/algorithms/reft.py"
 TPO = "trainer_image/align_trainer/algorithms/tpo.py"
 RLAIF = "trainer_image/align_trainer/algorithms/rlaif.py"
 SPEC = "api/align_api/spec.py"
+TABLE = "api/align_api/algorithms.py"
+TRACK = "operator/align_operator/handlers/track.py"
 
 PIECES = "tests/unit/test_rl_ppo_pieces.py::"
 WIRING = "tests/integration/test_rl_config_wiring.py::"
@@ -35,6 +37,7 @@ REFT_TESTS = "tests/integration/test_rl_reft.py::"
 THOUGHTS = "tests/integration/test_rl_thoughts.py::"
 RLAIF_PREF = "tests/integration/test_rl_rlaif_preference.py::"
 TPO_RLAIF_SPEC = "tests/unit/test_tpo_rlaif_spec.py::"
+CHAT_REAL = "tests/integration/test_chat_templates_real.py::"
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "held_out = ctx.eval_dataset is not None and len(ctx.eval_dataset) > 0", "held_out = False",
              (REFT_PIECES + "test_probes_use_the_held_out_split_when_there_is_one",)),
     Mutation("reft: KL reference is the base, not the warmed-up policy", REFT,
-             'if ctx.spec.model.reference.kind != "base" or not (path / "adapter_config.json").is_file():',
-             "if True:", (REFT_TESTS + "test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up",)),
+             'if ctx.spec.model.reference.kind == "base" and (path / "adapter_config.json").is_file():',
+             "if False:", (REFT_TESTS + "test_reft_rl_stage_adds_a_held_out_margin_over_the_warm_up",)),
     Mutation("reft: warmupLearningRate ignored", REFT, "learning_rate=hp.warmup_learning_rate or hp.learning_rate)",
              "learning_rate=hp.learning_rate)", (REFT_TESTS + "test_warm_up_learning_rate_is_its_own",)),
     # TPO (thought warm-up, the judge sees answers only, format kept over the rounds)
@@ -196,4 +199,39 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("trainer: startup heap not frozen before training", TRAINER_MAIN,
              "            settle_startup_heap()\n", "            pass\n",
              ("tests/unit/test_trainer_gc.py::test_own_process_starts_without_the_collector_and_trains_with_startup_frozen",)),
+    # the algorithm table (issue 23) and the operator's status tasks
+    Mutation("algorithm table: reft's ppo stage counted as a TRL loop (fsdp allowed)", TABLE,
+             'Variant("rl_stage", "ppo", "own"', 'Variant("rl_stage", "ppo", "trl"',
+             ("tests/unit/test_algorithm_table.py::test_reft_with_its_ppo_stage_is_refused_fsdp_like_ppo",)),
+    Mutation("status task: not ended when its AlignmentJob is deleted", TRACK,
+             "        wakeups.gone(key)\n        return\n", "        return\n",
+             ("tests/unit/test_operator_deletion.py::test_the_status_task_starts_for_a_live_job_and_ends_when_it_is_deleted",)),
+    # issue 22: real data formats, chat templates, no learning signal, the report's side-by-side answers
+    Mutation("truncation: prompts never cut (TRL drops every row)", "trainer_image/align_trainer/truncation.py",
+             "    if prompt_len <= budget:\n", "    if True:\n",
+             (CHAT_REAL + "test_dpo_with_a_short_max_length_keeps_every_row_and_the_answers",
+              CHAT_REAL + "test_the_issue_repro_trains_and_too_small_is_a_config_error")),
+    Mutation("sft: truncation keeps the start (the answer is cut)", "trainer_image/align_trainer/algorithms/sft.py",
+             "ids, labels = ids[-max_length:], labels[-max_length:]", "ids, labels = ids[:max_length], labels[:max_length]",
+             (CHAT_REAL + "test_sft_truncation_keeps_the_last_answer",)),
+    Mutation("generation: the template's end of turn not a stop token", "trainer_image/align_trainer/chat.py",
+             " + ([turn] if turn is not None else [])", "",
+             (CHAT_REAL + "test_end_of_turn_is_read_from_the_template",)),
+    Mutation("models: end of turn not added to generation_config (TRL's samplers)", "trainer_image/align_trainer/models.py",
+             "        self._stop_at_end_of_turn(model)\n", "\n",
+             (CHAT_REAL + "test_generation_pads_left_and_stops_at_end_of_turn",)),
+    Mutation("no learning signal: identical rewards never detected", "trainer_image/align_trainer/graders/health.py",
+             "    return all(spread <= FLAT for spread in spreads)", "    return False",
+             ("tests/unit/test_no_learning_signal.py::test_constant_rewards_warn_once_with_answers_and_references",
+              "tests/integration/test_rl_no_signal.py::test_constant_reward_warns_and_a_varying_one_does_not")),
+    Mutation("no learning signal: the operator records no event", "operator/align_operator/handlers/track.py",
+             '        kopf.event(body, type="Warning", reason=cond.get("reason", "Warning")',
+             '        0 and kopf.event(body, type="Warning", reason=cond.get("reason", "Warning")',
+             ("tests/integration/test_operator_localcluster.py::test_a_trainer_warning_becomes_a_condition_and_one_event",)),
+    Mutation("sharegpt: turn order not checked", "trainer_image/align_trainer/formats_llamafactory.py",
+             "    if roles[role] != expect:", "    if False:",
+             ("tests/unit/test_data_llamafactory.py::test_bad_row_names_file_line_item_and_field",)),
+    Mutation("report: no side-by-side answers when all tie", "trainer_image/align_trainer/evaluation/report.py",
+             "    lines += side_by_side(evaluation)\n", "\n",
+             ("tests/unit/test_evaluation_outputs.py::test_report_shows_answers_side_by_side_when_all_tie",)),
 )

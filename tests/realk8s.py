@@ -37,8 +37,9 @@ def missing_binaries() -> list[str]:
     return [name for name in BINARIES if not (HOME / "bin" / name).is_file()]
 
 
-#: Port offsets (from scripts/realk8s.sh) of one instance: etcd x3, core server, CRD etcd x3, CRD server.
-PORT_OFFSETS = (379, 380, 381, 443, 479, 480, 481, 543)
+#: Port offsets of one instance: etcd x3, core server, CRD etcd x3, CRD server (scripts/realk8s.sh), and the
+#: operator's admission webhook (align_localcluster.webhook.PORT_OFFSET).
+PORT_OFFSETS = (379, 380, 381, 443, 479, 480, 481, 543, 643)
 
 
 def _free(port: int) -> bool:

@@ -37,7 +37,7 @@ BUILTIN_MODELS = ("tiny", "tiny-rl", "small")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?(@[A-Za-z0-9._/-]+)?$")
 _S3 = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _PVC = re.compile(r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$")
-_JOB = re.compile(r"^job://[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_JOB = re.compile(r"^job://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(@[0-9]{1,9})?$")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -69,7 +69,8 @@ def _check_uri(value: str, *, allow_job: bool, allow_builtin: bool, allow_hub: b
             raise ValueError("job://<name> (another AlignmentJob's output) is allowed only for adapters, "
                              "reference adapters and reward models")
         if not _JOB.match(value):
-            raise ValueError("job URIs look like job://<alignmentjob-name> (a DNS-1123 name in the same namespace)")
+            raise ValueError("job URIs look like job://<alignmentjob-name> (a DNS-1123 name in the same namespace), "
+                             "or job://<name>@<step> for one of its kept checkpoints")
         return value
     if scheme == "hf":
         if not _HUB_ID.match(value[len("hf://"):]):
@@ -105,7 +106,8 @@ def _output_uri(value: str) -> str:
 ModelURI = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_model_uri)]
 """Base model location: hub id, builtin://, file://, s3://, pvc://."""
 ArtifactURI = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_artifact_uri)]
-"""Adapter / reward model location: as ModelURI plus job://<name>."""
+"""Adapter / reward model location: as ModelURI plus job://<name> (its final adapter) or job://<name>@<step> (the
+checkpoint it kept at that step, status.checkpoints)."""
 DataURI = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_data_uri)]
 OutputURI = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_output_uri)]
 

@@ -34,29 +34,7 @@ class Algorithm(StrEnum):
     RPO = "rpo"
 
 
-#: Offline algorithms that learn from preference pairs (or unpaired labels for KTO).
-PREFERENCE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO,
-                                   Algorithm.RPO})
-#: Algorithms that need a frozen reference policy.
-REFERENCE_ALGORITHMS = frozenset(
-    {Algorithm.DPO, Algorithm.KTO, Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO,
-     Algorithm.REFT, Algorithm.RLAIF, Algorithm.TPO, Algorithm.RPO}
-)
-#: Online algorithms: the policy generates and something scores it.
-ONLINE_ALGORITHMS = frozenset(
-    {Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO, Algorithm.ONLINE_DPO, Algorithm.REFT, Algorithm.RLAIF,
-     Algorithm.TPO}
-)
-#: Algorithms with our own training loop (no TRL trainer): ppo (TRL dropped it), rlaif (our PPO), tpo (rounds).
-OWN_LOOP_ALGORITHMS = frozenset({Algorithm.PPO, Algorithm.RLAIF, Algorithm.TPO})
-#: Algorithms whose beta is the DPO-family inverse temperature (must be > 0).
-BETA_ALGORITHMS = frozenset(
-    {Algorithm.DPO, Algorithm.KTO, Algorithm.CPO, Algorithm.SIMPO, Algorithm.ORPO, Algorithm.ONLINE_DPO,
-     Algorithm.TPO, Algorithm.RPO}
-)
-#: Offline preference algorithms that can instead run iterative rounds (hyperparameters.rounds): sample from the
-#: policy, score with spec.grader, train on best-vs-worst pairs, repeat.
-ITERATIVE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.RPO})
+# What each algorithm is and needs (online, reference, own loop, ...): align_api.algorithms.TABLE.
 
 
 class Phase(StrEnum):
@@ -67,9 +45,10 @@ class Phase(StrEnum):
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
 
 
-TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 
 
 class ConditionType(StrEnum):
@@ -82,7 +61,10 @@ class ConditionType(StrEnum):
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
     EVALUATED = "Evaluated"
+    #: False (reason NoLearningSignal) when the first grading batches gave every prompt's samples one reward
+    LEARNING_SIGNAL = "LearningSignal"
 
 
 class Reason(StrEnum):
@@ -94,7 +76,13 @@ class Reason(StrEnum):
     UPSTREAM_FAILED = "UpstreamFailed"
     QUEUED_BY_KUEUE = "QueuedByKueue"
     SUSPENDED_BY_USER = "SuspendedByUser"
+    #: Stop requested (suspend or cancel): the trainer pods are checkpointing and exiting; not stopped yet.
+    SUSPENDING = "Suspending"
     RESUMED = "Resumed"
+    CANCELLED_BY_USER = "CancelledByUser"
+    #: runPolicy.maxGpuHours or maxWallClockMinutes used up: the job is paused until a limit is raised.
+    BUDGET_EXHAUSTED = "BudgetExhausted"
+    BUDGET_WARNING = "BudgetWarning"  # 80% of a budget used
     PODS_RUNNING = "PodsRunning"
     TRAINING_SUCCEEDED = "TrainingSucceeded"
     IMAGE_PULL_FAILED = "ImagePullFailed"
@@ -115,6 +103,8 @@ class Reason(StrEnum):
     PREFLIGHT_FAILED = "PreflightFailed"
     #: The grader failed on more samples than spec.runPolicy.maxGraderErrorRate allows.
     GRADER_FAILING = "GraderFailing"
+    #: The first grading batches gave every prompt's samples the same reward (spec.runPolicy.noLearningSignalSteps).
+    NO_LEARNING_SIGNAL = "NoLearningSignal"
     JOB_DELETED = "JobDeleted"
     FORBIDDEN = "Forbidden"  # the operator's RBAC does not allow a call it needs
     JOB_FIELDS_DROPPED = "JobFieldsDropped"  # an older API server pruned Job fields (suspend, podFailurePolicy, ...)
@@ -132,9 +122,10 @@ class ExitCode:
     UPSTREAM_ERROR = 14
     PREFLIGHT_FAILED = 15
     GRADER_FAILING = 16
+    NO_LEARNING_SIGNAL = 17
 
     PERMANENT = (CONFIG_ERROR, DATA_ERROR, DIVERGED, EVALUATION_GATE_FAILED, UPSTREAM_ERROR, PREFLIGHT_FAILED,
-                 GRADER_FAILING)
+                 GRADER_FAILING, NO_LEARNING_SIGNAL)
     REASONS = {
         CONFIG_ERROR: Reason.CONFIG_ERROR,
         DATA_ERROR: Reason.DATA_ERROR,
@@ -143,6 +134,7 @@ class ExitCode:
         UPSTREAM_ERROR: Reason.UPSTREAM_FAILED,
         PREFLIGHT_FAILED: Reason.PREFLIGHT_FAILED,
         GRADER_FAILING: Reason.GRADER_FAILING,
+        NO_LEARNING_SIGNAL: Reason.NO_LEARNING_SIGNAL,
     }
 
 

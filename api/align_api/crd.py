@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from .constants import CATEGORY, CRD_NAME, GROUP, ITERATIVE_ALGORITHMS, KIND, ONLINE_ALGORITHMS, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from .algorithms import ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS
+from .constants import CATEGORY, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
 from .spec import AlignmentJobSpec
 from .status import Status
 
@@ -35,6 +36,10 @@ SPEC_RULES: list[dict[str, str]] = [
      "fieldPath": ".model", "reason": "FieldValueForbidden"},
     {"rule": "self.data == oldSelf.data", "message": "spec.data is immutable; create a new AlignmentJob",
      "fieldPath": ".data", "reason": "FieldValueForbidden"},
+    {"rule": "!has(oldSelf.runPolicy) || !has(oldSelf.runPolicy.cancel) || !oldSelf.runPolicy.cancel "
+             "|| (has(self.runPolicy) && has(self.runPolicy.cancel) && self.runPolicy.cancel)",
+     "message": "spec.runPolicy.cancel cannot be unset: a cancelled job stays cancelled; create a new AlignmentJob",
+     "fieldPath": ".runPolicy.cancel", "reason": "FieldValueForbidden"},
     {"rule": "!(self.algorithm in [" + ", ".join(f"'{a.value}'" for a in sorted(ONLINE_ALGORITHMS)) + "]) || has(self.grader)",
      "message": "grader is required for online algorithms (ppo, grpo, rloo, online-dpo, reft, rlaif, tpo)",
      "fieldPath": ".grader", "reason": "FieldValueRequired"},
@@ -236,6 +241,8 @@ def build_crd() -> dict[str, Any]:
                     {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm"},
                     {"name": "Model", "type": "string", "jsonPath": ".spec.model.base"},
                     {"name": "Progress", "type": "string", "jsonPath": ".status.progress.percent"},
+                    {"name": "GPU-h", "type": "number", "jsonPath": ".status.usage.gpuHours"},
+                    {"name": "Pod-h", "type": "number", "jsonPath": ".status.usage.podHours", "priority": 1},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                 ],
                 "schema": {"openAPIV3Schema": root},

@@ -90,7 +90,7 @@ class TextSimilarityGrader(_GraderBase):
 
 
 class PythonGrader(_GraderBase):
-    """Untrusted Python: `def grade(sample, item) -> float`, run in a sandboxed worker."""
+    """Untrusted Python: `def grade(sample, item) -> float`, run in the grader jail (a confined worker process)."""
 
     type: Literal["python"] = Field(description="Grader type.")
     source: str = Field(min_length=1, max_length=256_000, description="Python source defining grade(sample, item).")

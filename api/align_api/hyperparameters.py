@@ -11,20 +11,26 @@ from typing import Any, Literal
 from pydantic import Field
 
 from .common import SpecModel
+from .algorithms import ITERATIVE_ALGORITHMS, TABLE, variant_of, where
 from .constants import Algorithm as A
 
 ALL = tuple(A)
-OFFLINE_PREF = (A.DPO, A.KTO, A.CPO, A.SIMPO, A.ORPO)
-#: offline preference algorithms that may instead run iterative rounds (`rounds`): they sample, so they take
-#: the generation knobs too (only together with `rounds`; checked in spec.py)
-ITERATIVE = (A.DPO, A.RPO)
-GENERATIVE = (A.PPO, A.GRPO, A.RLOO, A.ONLINE_DPO, A.REFT, A.RLAIF, A.TPO)
-POLICY_GRADIENT = (A.PPO, A.GRPO, A.RLOO, A.REFT, A.RLAIF)
-#: Algorithms whose generation TRL can hand to vLLM (`use_vllm`).
-VLLM = (A.GRPO, A.RLOO, A.ONLINE_DPO)
-#: Algorithms trained by a TRL/HF Trainer (its `use_liger_kernel`); ppo, reft, rlaif and tpo run their own loops.
-TRL_TRAINERS = (A.SFT, A.DPO, A.RPO, A.KTO, A.CPO, A.SIMPO, A.ORPO, A.REWARD, A.GRPO, A.RLOO, A.ONLINE_DPO)
-PPO_LOOP = (A.PPO, A.RLAIF, A.REFT)  # reft with rlStage: ppo
+
+
+def _where(**properties: object) -> tuple[A, ...]:
+    """The algorithms of the table with these properties, in the enum's order (stable "Used by" lists)."""
+    found = where(**properties)
+    return tuple(a for a in A if a in found)
+
+
+#: the groups the fields below are declared with, all from the algorithm table
+ITERATIVE = _where(iterative=True)  # they sample in rounds, so they take the generation knobs (with `rounds`)
+GENERATIVE = _where(online=True)
+POLICY_GRADIENT = _where(policy_gradient=True)
+VLLM = _where(vllm=True)  # TRL can hand their generation to vLLM (`use_vllm`)
+TRL_TRAINERS = _where(loop="trl")  # trained by a TRL/HF Trainer (its `use_liger_kernel`)
+PPO_LOOP = _where(ppo=True)  # reft with rlStage: ppo, too
+BETA = _where(beta=True)
 
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard",
                   "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
@@ -82,7 +88,7 @@ class Hyperparameters(SpecModel):
 
     # --- DPO family ---
     beta: float = hp(0.1, "Inverse temperature of the implicit reward (DPO-family; ORPO's lambda). Must be > 0.",
-                     OFFLINE_PREF + (A.ONLINE_DPO, A.TPO, A.RPO), gt=0, le=100)
+                     BETA, gt=0, le=100)
     loss_type: str | None = hp(None, "Loss variant. dpo, tpo: " + ", ".join(DPO_LOSS_TYPES) + "; cpo: "
                                + ", ".join(CPO_LOSS_TYPES) + "; kto: " + ", ".join(KTO_LOSS_TYPES) + "; online-dpo: "
                                + ", ".join(ONLINE_DPO_LOSS_TYPES) + "; grpo, reft (GRPO stage): "
@@ -175,21 +181,32 @@ def algorithms_for(field: str) -> tuple[A, ...]:
     return tuple(A(a) for a in extra.get("x-align-algorithms", ()))  # type: ignore[union-attr]
 
 
-#: reft: hyperparameters of the RL stage it does not run (hyperparameters.rlStage)
-REFT_UNUSED: dict[str, tuple[str, ...]] = {
-    "ppo": ("scale_rewards", "loss_type"),
-    "grpo": ("vf_coef", "clip_range_value", "gamma", "lam", "adaptive_kl", "target_kl", "kl_horizon", "whiten_rewards"),
-}
-
-
-#: rlaif fields read only with feedback: preference (the reward-model stage)
-RLAIF_PREFERENCE_ONLY = frozenset({"reward_model_epochs", "reward_model_learning_rate"})
+#: Hyperparameters iterative dpo/rpo read only in rounds (setting them without `rounds` would be silently ignored).
+ROUND_ONLY = ("num_generations", "max_completion_length", "temperature", "top_p", "round_reference")
 
 
 def used_by(name: str, algorithm: A, hp: Hyperparameters) -> bool:
-    """Whether `algorithm` (with these hyperparameters: reft's rlStage, rlaif's feedback) reads the field `name`."""
-    return algorithm in algorithms_for(name) and not (algorithm == A.REFT and name in REFT_UNUSED[hp.rl_stage]) \
-        and not (algorithm == A.RLAIF and hp.feedback == "direct" and name in RLAIF_PREFERENCE_ONLY)
+    """Whether `algorithm` (with these hyperparameters: reft's rlStage, rlaif's feedback, dpo/rpo's rounds) reads
+    the field `name`."""
+    variant = variant_of(algorithm, hp)
+    return algorithm in algorithms_for(name) and not (variant is not None and name in variant.ignores) \
+        and not (algorithm in ITERATIVE_ALGORITHMS and hp.rounds is None and name in ROUND_ONLY)
+
+
+def variants(algorithm: A) -> tuple[dict[str, Any], ...]:
+    """The settings that select each variant of `algorithm` ({} alone for one without variants), as
+    Hyperparameters field -> value: ({"rl_stage": "grpo"}, {"rl_stage": "ppo"}) for reft, and for iterative
+    dpo/rpo once without rounds and once with ({"rounds": None}, {"rounds": 2})."""
+    if algorithm in ITERATIVE_ALGORITHMS:
+        return ({"rounds": None}, {"rounds": 2})
+    return tuple({v.setting: v.value} for v in TABLE[algorithm].variants) or ({},)
+
+
+def accepted(algorithm: A, variant: dict[str, Any] | None = None) -> frozenset[str]:
+    """The Hyperparameters fields `algorithm` accepts (in that variant, one of variants(algorithm); default: its
+    first). Setting any other field is refused by validation; the generated knob check walks this relation."""
+    settings = Hyperparameters.model_construct(**(variant if variant is not None else variants(algorithm)[0]))
+    return frozenset(name for name in Hyperparameters.model_fields if used_by(name, algorithm, settings))
 
 
 LOSS_TYPES: dict[A, tuple[str, ...]] = {

@@ -28,7 +28,8 @@ class Adapter(SpecModel):
         default_factory=lambda: ["all-linear"], max_length=64,
         description="Modules to adapt: [all-linear] or module names (q_proj, v_proj, ...).")
     init: ArtifactURI | None = Field(
-        default=None, description="Initialise the policy from this adapter (e.g. an SFT adapter, or job://<sft-job>).")
+        default=None, description="Initialise the policy from this adapter (e.g. an SFT adapter, job://<sft-job>, or "
+                                  "job://<sft-job>@<step>: the checkpoint that job kept at that step).")
     use_rslora: bool = Field(default=False, description="Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
 
     @model_validator(mode="after")

@@ -109,7 +109,20 @@ class RunPolicy(SpecModel):
 
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Pod restarts (retryable failures) before the job fails.")
     active_deadline_seconds: int | None = Field(default=None, ge=60, description="Fail the job after this many seconds.")
-    suspend: bool = Field(default=False, description="Suspend (stop pods, keep state) while true; resume by setting false.")
+    suspend: bool = Field(default=False, description=(
+        "Pause while true: the trainer checkpoints (SIGTERM) and its pods go; phase Suspended once no pod runs. "
+        "Setting it false resumes the same run from its newest checkpoint. Servers without Job suspend "
+        "(Kubernetes < 1.21) get the Job deleted and re-created under the same name."))
+    cancel: bool = Field(default=False, description=(
+        "Stop for good: the trainer checkpoints and its pods go, checkpoints, metrics and logs are kept, and the "
+        "job ends in phase Cancelled (final; deleting the object is a separate step). Cannot be unset."))
+    max_gpu_hours: float | None = Field(default=None, gt=0, le=10_000_000, description=(
+        "Budget: pause the job (phase Suspended, reason BudgetExhausted, checkpoint kept) once its trainer pods have "
+        "run this many GPU-hours (running time x GPUs requested; a CPU job counts pod-hours). A Warning event at "
+        "80%. Raising it resumes the job."))
+    max_wall_clock_minutes: float | None = Field(default=None, gt=0, le=10_000_000, description=(
+        "Budget: pause the job (reason BudgetExhausted) once its trainer has run this many minutes (the rank-0 "
+        "pod's running time, pauses excluded). A Warning event at 80%. Raising it resumes the job."))
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, description="Delete the Job this long after it finishes.")
     queue_name: str | None = Field(default=None, max_length=63, description="Kueue LocalQueue (sets kueue.x-k8s.io/queue-name).")
     max_grader_error_rate: float = Field(
@@ -118,6 +131,14 @@ class RunPolicy(SpecModel):
                     "gradings in the last graderErrorWindow steps; 1 never stops.")
     grader_error_window: int = Field(default=3, ge=1, le=10_000,
                                      description="Grading batches (training steps) the grader error rate is measured over.")
+    no_learning_signal_steps: int = Field(
+        default=4, ge=0, le=10_000,
+        description="Online algorithms: when the rewards of every prompt's samples are identical (no variance: nothing "
+                    "to learn from) in each of the first this many grading batches, warn with an event, the condition "
+                    "LearningSignal=False (reason NoLearningSignal) and the metric align_trainer_warning, quoting "
+                    "sampled answers beside what the grader compared them with; 0 never checks.")
+    fail_on_no_learning_signal: bool = Field(
+        default=False, description="Fail the job (reason NoLearningSignal) instead of warning, see noLearningSignalSteps.")
 
 
 class Secrets(SpecModel):

@@ -7,20 +7,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import SpecModel, is_job_uri
-from .constants import (BETA_ALGORITHMS, ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS, OWN_LOOP_ALGORITHMS,
-                        REFERENCE_ALGORITHMS, TPO_DEFAULT_THOUGHT_PROMPT, Algorithm)
+from .algorithms import (BETA_ALGORITHMS, ITERATIVE_ALGORITHMS, ONLINE_ALGORITHMS, REFERENCE_ALGORITHMS, TABLE,
+                         loop_of, variant_of)
+from .constants import TPO_DEFAULT_THOUGHT_PROMPT, Algorithm
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
-from .hyperparameters import LOSS_TYPES, Hyperparameters, algorithms_for, used_by
+from .hyperparameters import LOSS_TYPES, ROUND_ONLY, Hyperparameters, algorithms_for, used_by
 from .model import ModelSpec
 from .runtime import Checkpoints, Metrics, Output, Resources, RunPolicy, Secrets
 from .status import Status
 
 #: Algorithms whose data are preference pairs (or unpaired labels, KTO) and which algorithm needs what.
-NEEDS_GRADER = frozenset(ONLINE_ALGORITHMS)
-#: Hyperparameters iterative dpo/rpo use only in rounds (setting them without `rounds` would be silently ignored).
-ROUND_ONLY = ("num_generations", "max_completion_length", "temperature", "top_p", "round_reference")
+NEEDS_GRADER = ONLINE_ALGORITHMS
 
 
 class AlignmentJobSpec(SpecModel):
@@ -45,16 +44,24 @@ class AlignmentJobSpec(SpecModel):
     def _cross_field(self) -> "AlignmentJobSpec":
         algo = self.algorithm
         hp = self.hyperparameters
-        for name in hp.model_fields_set:
+        if algo in ITERATIVE_ALGORITHMS and hp.rounds is None:
+            for name in sorted(set(ROUND_ONLY) & hp.model_fields_set):
+                alias = Hyperparameters.model_fields[name].alias or name
+                raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} unless "
+                                 "hyperparameters.rounds is set (iterative rounds sample with it)")
+        variant = variant_of(algo, hp)
+        for name in sorted(hp.model_fields_set):
             users = algorithms_for(name)
             alias = Hyperparameters.model_fields[name].alias or name
             if algo not in users:
                 raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} "
                                  f"(used by: {', '.join(a.value for a in users)})")
-            if not used_by(name, algo, hp):
-                where = f"reft's {hp.rl_stage} stage (hyperparameters.rlStage: {hp.rl_stage})" \
-                    if algo == Algorithm.REFT else "rlaif with feedback: direct (only with feedback: preference)"
-                raise ValueError(f"[hyperparameters.{alias}] is not used by {where}")
+            if not used_by(name, algo, hp) and variant is not None:
+                setting = Hyperparameters.model_fields[variant.setting].alias or variant.setting
+                others = [v.value for v in TABLE[algo].variants if name not in v.ignores]
+                raise ValueError(f"[hyperparameters.{alias}] is not used by {algo.value} with "
+                                 f"hyperparameters.{setting}: {variant.value} (only with {setting}: "
+                                 f"{' or '.join(others)})")
         if hp.loss_type is not None:
             allowed = LOSS_TYPES.get(algo, ())
             if hp.loss_type not in allowed:
@@ -76,11 +83,6 @@ class AlignmentJobSpec(SpecModel):
         if algo in BETA_ALGORITHMS and not hp.beta > 0:
             raise ValueError("[hyperparameters.beta] must be > 0 for the DPO family")
         iterative = algo in ITERATIVE_ALGORITHMS and hp.rounds is not None
-        if algo in ITERATIVE_ALGORITHMS and hp.rounds is None:
-            for name in sorted(set(ROUND_ONLY) & hp.model_fields_set):
-                alias = Hyperparameters.model_fields[name].alias or name
-                raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} unless "
-                                 "hyperparameters.rounds is set (iterative rounds sample with it)")
         if iterative and self.grader is None:
             raise ValueError(f"[grader] is required for iterative {algo.value} (hyperparameters.rounds): it scores "
                              "the policy's samples of each round")
@@ -114,8 +116,11 @@ class AlignmentJobSpec(SpecModel):
             raise ValueError("[hyperparameters.vllmServerUrl] is required with vllm: server and only used with it")
         if hp.liger_kernel and self.resources.gpus_per_node == 0:
             raise ValueError("[hyperparameters.ligerKernel] needs GPUs (Triton kernels); set resources.gpusPerNode >= 1")
-        if self.resources.strategy == "fsdp" and algo in OWN_LOOP_ALGORITHMS:
-            raise ValueError(f"[resources.strategy] fsdp is for the TRL-based algorithms; {algo.value} runs its own "
+        if self.resources.strategy == "fsdp" and loop_of(algo, hp) == "own":
+            variant = variant_of(algo, hp)
+            setting = variant and (Hyperparameters.model_fields[variant.setting].alias or variant.setting)
+            which = algo.value + (f" with hyperparameters.{setting}: {variant.value}" if variant else "")
+            raise ValueError(f"[resources.strategy] fsdp is for the TRL-based algorithms; {which} runs its own "
                              "loop with ddp (a LoRA policy fits every rank)")
         if self.evaluation and self.evaluation.scorer in ("grader", "judge") and self.evaluation.grader is None \
                 and self.grader is None and self.evaluation.enabled is not False and algo != Algorithm.REWARD:
@@ -180,8 +185,6 @@ class AlignmentJob(BaseModel):
                 for name, field in Hyperparameters.model_fields.items()
                 if used_by(name, algo, self.spec.hyperparameters)
                 and (field.alias or name) in data["spec"]["hyperparameters"]
-                and not (algo in ITERATIVE_ALGORITHMS and self.spec.hyperparameters.rounds is None
-                         and name in ROUND_ONLY)
             }
         return data
 

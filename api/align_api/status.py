@@ -43,6 +43,45 @@ class Artifacts(SpecModel):
     metrics: str | None = Field(default=None, description="URI of metrics.jsonl.")
 
 
+class PodUsage(SpecModel):
+    """A trainer pod that was running when usage was last accounted (folded into the totals once it ends)."""
+
+    uid: str = Field(description="The pod's uid.")
+    gpus: int = Field(default=0, ge=0, description="GPUs the pod requests.")
+    rank0: bool = Field(default=True, description="Whether it is the rank-0 pod (its time is the wall clock).")
+    start: str = Field(description="When its container started running (RFC 3339).")
+    until: str = Field(description="The last time it was seen running, or when it finished (RFC 3339).")
+
+
+class Usage(SpecModel):
+    """What the trainer pods used, derived from their start and finish times (pauses excluded)."""
+
+    gpu_hours: float = Field(default=0, ge=0, description="Running time x GPUs requested, in hours.")
+    pod_hours: float = Field(default=0, ge=0, description="Running time of all trainer pods, in hours.")
+    wall_clock_minutes: float = Field(default=0, ge=0, description="Running time of the rank-0 pod, in minutes.")
+    budget_used: float | None = Field(default=None, ge=0, description=(
+        "The largest fraction of a runPolicy budget (maxGpuHours, maxWallClockMinutes) used; 1 or more pauses "
+        "the job."))
+    warned: bool = Field(default=False, description="A BudgetWarning event was posted for this budget (80%).")
+    settled: dict[str, float] | None = Field(default=None, description=(
+        "Seconds of pods that ended: gpu, pod and wall (the totals are these plus the running pods)."))
+    running: list[PodUsage] | None = Field(default=None, description="Trainer pods running at the last account.")
+    counted: list[str] | None = Field(default=None, description="uids of ended pods already in `settled`.")
+
+
+class Checkpoint(SpecModel):
+    """A checkpoint the trainer keeps (spec.checkpoints.keep newest), as it listed it."""
+
+    step: int = Field(ge=0, description="Optimizer step it was saved at.")
+    time: str | None = Field(default=None, description="When it was saved (RFC 3339).")
+    metrics: dict[str, float | None] | None = Field(default=None, description="Training metrics at that step.")
+    evaluation: dict[str, float | None] | None = Field(default=None, description=(
+        "Eval metrics logged at that step (eval_ prefix), where evaluation ran at the checkpoint."))
+    uri: str | None = Field(default=None, description=(
+        "Where it is (pvc://<checkpoints.volume>/<job>/checkpoints/checkpoint-<step>); none on an emptyDir, which "
+        "goes with the pod."))
+
+
 class LastError(SpecModel):
     reason: str = Field(description="Machine-readable reason.")
     message: str = Field(description="What went wrong (from the trainer's termination message when available).")
@@ -50,7 +89,9 @@ class LastError(SpecModel):
 
 
 class Status(SpecModel):
-    phase: Phase = Field(default=Phase.PENDING, description="Pending, Waiting, Queued, Running, Suspended, Succeeded or Failed.")
+    phase: Phase = Field(default=Phase.PENDING, description=(
+        "Pending, Waiting, Queued, Running, Suspended, Succeeded, Failed or Cancelled (docs/operator.md has the "
+        "state diagram)."))
     conditions: list[Condition] = Field(default_factory=list, description="KEP-1623 conditions.")
     observed_generation: int | None = Field(default=None, description="Last metadata.generation reconciled.")
     job_name: str | None = Field(default=None, description="Name of the batch/v1 Job running the trainer.")
@@ -65,4 +106,6 @@ class Status(SpecModel):
         "The error that explains the job's current state: why it is blocked (Pending), the failure behind a "
         "running retry, or why it failed. Removed once that is over (the pod was scheduled, the job succeeded); "
         "each error stays in the job's events."))
+    checkpoints: list[Checkpoint] | None = Field(default=None, description="The kept checkpoints, oldest first.")
+    usage: Usage | None = Field(default=None, description="GPU-hours, pod-hours and wall clock used, and the budget.")
     resolved_uris: dict[str, str] | None = Field(default=None, description="job:// references resolved to artifact URIs.")

@@ -38,9 +38,6 @@ if status == nil or status.phase == nil then
 end
 
 local phase = status.phase
-local suspended_in_spec = obj.spec ~= nil and obj.spec.runPolicy ~= nil and obj.spec.runPolicy.suspend == true
-local generation = obj.metadata ~= nil and obj.metadata.generation or nil
-local stale = generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation
 
 if phase == "Succeeded" then
   hs.status = "Healthy"
@@ -53,12 +50,17 @@ elseif phase == "Failed" then
     message = status.lastError.message or message
   end
   hs.message = reason .. ": " .. (message or "see kubectl describe")
-elseif phase == "Suspended" or (suspended_in_spec and not stale) then
+elseif phase == "Cancelled" then
+  -- a deliberate, final stop: not a failure (Degraded), and nothing is progressing
+  hs.status = "Suspended"
+  hs.message = "Cancelled" .. progress(status) .. "; checkpoints kept (final)"
+elseif phase == "Suspended" then
+  -- the operator says Suspended only once no trainer pod runs; while they checkpoint the phase is Running
   hs.status = "Suspended"
   hs.message = "Suspended" .. progress(status) .. "; set spec.runPolicy.suspend=false to resume"
 elseif phase == "Running" then
   hs.status = "Progressing"
-  hs.message = "Training" .. progress(status)
+  hs.message = (condition_message(status, "Running") or "Training") .. progress(status)
 elseif phase == "Pending" or phase == "Waiting" or phase == "Queued" then
   hs.status = "Progressing"
   hs.message = condition_message(status, phase) or phase

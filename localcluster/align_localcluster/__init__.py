@@ -1,14 +1,14 @@
-"""A local sandbox cluster: an emulated Kubernetes API, a node agent that runs pods as processes, the operator.
+"""A local cluster: an emulated Kubernetes API, a node agent that runs pods as processes, the operator.
 
 Python API (used by `alignctl local run`, the tests and anyone scripting a local run)::
 
-    from align_localcluster import Sandbox
+    from align_localcluster import LocalCluster
 
-    with Sandbox(workdir="/tmp/sb") as sb:          # or sb = Sandbox(...).start(); ...; sb.stop()
+    with LocalCluster(workdir="/tmp/sb") as sb:          # or sb = LocalCluster(...).start(); ...; sb.stop()
         sb.url                                     # "http://127.0.0.1:<port>": the API server
         sb.kubeconfig                              # Path of a kubeconfig for it (KUBECONFIG=... alignctl get)
         sb.namespace                               # "default"
-        sb.create_secret("hf", {"token": "..."})   # Secrets the pods reference (values stay in the sandbox)
+        sb.create_secret("hf", {"token": "..."})   # Secrets the pods reference (values stay in the local cluster)
         sb.apply("examples/dpo.yaml")              # dict | YAML text | path; any kind; create or merge-patch
         job = sb.wait("dpo-tiny", timeout=600)     # until phase Succeeded/Failed; returns the AlignmentJob
         sb.get("dpo-tiny")                         # AlignmentJob dict or None; sb.get("x-trainer", kind="Job")
@@ -17,10 +17,10 @@ Python API (used by `alignctl local run`, the tests and anyone scripting a local
 Constructor options (all keyword, all optional):
     workdir           local directory for pod volumes, logs and the kubeconfig (default: a temp dir, removed on stop)
     namespace         namespace of applied objects without one (default "default")
-    operator          "thread" (Kopf in the sandbox's event loop), "process" (`python -m align_operator` as a
+    operator          "thread" (Kopf in the local cluster's event loop), "process" (`python -m align_operator` as a
                       child process: `restart_operator()` / `kill_operator()` work) or "none" (bring your own)
     settings          dict of align_operator.settings.Settings overrides for the operator (e.g.
-                      {"scrape_interval_seconds": 1}); the sandbox defaults are fast polls
+                      {"scrape_interval_seconds": 1}); the local cluster defaults are fast polls
     trainer_command   argv that replaces every pod's command (a fake trainer for tests); default: the pod's own
                       command, run with this Python (`python -m align_trainer --config ...`)
     cwd               working directory of pod processes (default: the current directory)
@@ -30,11 +30,11 @@ Constructor options (all keyword, all optional):
     env               extra environment for pod processes
     container_image   run every pod as a container of this image with podman (runc), e.g. the trainer image
                       scripts/build_images.sh builds: the pod's command, env, volumes, security context and
-                      limits as rendered (see sandbox/containers.py); default: pods are local processes
+                      limits as rendered (see containers.py); default: pods are local processes
 
 Fault injection for tests: `sb.emulator.inject(503, times=3, method="POST", resource="jobs")` refuses the next
 matching requests without acting on them (see `apiserver.ClusterEmulator`).
-The sandbox runs in a background thread with its own event loop; every method here is thread-safe.
+The local cluster runs in a background thread with its own event loop; every method here is thread-safe.
 """
 
 from __future__ import annotations
@@ -60,15 +60,15 @@ import yaml
 from align_api import yamlio
 from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES
 
-from align_operator.kube import Resource
+from .kube import Resource
 from .cluster import Cluster
 
-__all__ = ["Sandbox", "SANDBOX_SETTINGS", "poll_until", "resource_of"]
+__all__ = ["LocalCluster", "LOCAL_SETTINGS", "poll_until", "resource_of"]
 
 T = TypeVar("T")
 
-#: Operator settings for the sandbox: quick polling, no metrics port clash.
-SANDBOX_SETTINGS: dict[str, Any] = {
+#: Operator settings for the local cluster: quick polling, no metrics port clash.
+LOCAL_SETTINGS: dict[str, Any] = {
     "scrape_interval_seconds": 1.0, "status_interval_seconds": 2.0, "upstream_poll_seconds": 1.0,
     "metrics_port": 0, "termination_grace_seconds": 30, "trainer_image": "align-trainer:local",
     "image_pull_policy": "Never",
@@ -88,7 +88,7 @@ def resource_of(kind: str) -> Resource:
     try:
         return _KINDS[kind]
     except KeyError:
-        raise ValueError(f"the sandbox does not serve kind {kind!r}; known: {', '.join(_KINDS)}") from None
+        raise ValueError(f"the local cluster does not serve kind {kind!r}; known: {', '.join(_KINDS)}") from None
 
 
 def poll_until(check: Callable[[], T | None], timeout: float = 60.0, message: str = "condition not met",
@@ -104,7 +104,7 @@ def poll_until(check: Callable[[], T | None], timeout: float = 60.0, message: st
         time.sleep(poll)
 
 
-class Sandbox:
+class LocalCluster:
     """A local cluster with the operator; see the module docstring for the API."""
 
     def __init__(self, workdir: str | os.PathLike[str] | None = None, *, namespace: str = "default",
@@ -116,10 +116,10 @@ class Sandbox:
         if operator not in ("thread", "process", "none"):
             raise ValueError("operator must be 'thread', 'process' or 'none'")
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="align-sandbox-")).resolve()
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="align-local-")).resolve()
         self.namespace = namespace
         self.operator_mode = operator
-        self.settings = {**SANDBOX_SETTINGS, **(settings or {})}
+        self.settings = {**LOCAL_SETTINGS, **(settings or {})}
         self.operator_log = Path(operator_log) if operator_log else self.workdir / "operator.log"
         self._cluster = Cluster(self.workdir, namespace=namespace, port=port, node_agent=node_agent,
                                 command_override=trainer_command, cwd=Path(cwd).resolve() if cwd else None,
@@ -132,10 +132,10 @@ class Sandbox:
         self._process: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "Sandbox":
+    def start(self) -> "LocalCluster":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="align-sandbox", daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="align-localcluster", daemon=True)
         self._thread.start()
         self._call(self._cluster.start())
         self._http = httpx.Client(base_url=self.url, timeout=30.0)
@@ -158,7 +158,7 @@ class Sandbox:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> "LocalCluster":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -174,11 +174,11 @@ class Sandbox:
 
     @property
     def agent(self) -> Any:
-        """The node agent (`nodeagent.NodeAgent`, Node "sandbox") or None with node_agent=False."""
+        """The node agent (`nodeagent.NodeAgent`, Node "local") or None with node_agent=False."""
         return self._cluster.agent
 
     def call(self, coro: Any, timeout: float = 60.0) -> Any:
-        """Run a coroutine in the sandbox's event loop (e.g. `sb.call(sb.agent.stop())`)."""
+        """Run a coroutine in the local cluster's event loop (e.g. `sb.call(sb.agent.stop())`)."""
         return self._call(coro, timeout)
 
     @property
@@ -187,7 +187,7 @@ class Sandbox:
         return self._cluster.emulator
 
     def operator_env(self) -> dict[str, str]:
-        """Environment of an operator process pointed at this sandbox."""
+        """Environment of an operator process pointed at this local cluster."""
         from align_operator.settings import Settings
         env = dict(os.environ)
         env.update(Settings.from_env({}, **self.settings).to_env())
@@ -208,7 +208,7 @@ class Sandbox:
             from align_operator.runner import operate
             from align_operator.settings import Settings
             assert self._loop is not None
-            self._operator_stop = asyncio.Event()  # created in the sandbox loop's thread below
+            self._operator_stop = asyncio.Event()  # created in the local cluster loop's thread below
             settings = Settings.from_env({}, **self.settings)
 
             async def _run() -> None:
@@ -333,7 +333,7 @@ class Sandbox:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
 
     def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
-        assert self._http is not None, "the sandbox is not started"
+        assert self._http is not None, "the local cluster is not started"
         for attempt in range(20):
             response = self._http.request(method, path, **kwargs)
             if response.status_code in (429, 500, 502, 503, 504) and attempt < 19:

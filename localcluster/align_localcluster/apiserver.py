@@ -1,18 +1,16 @@
-"""An in-memory Kubernetes API server for the sandbox: kmock's KubernetesEmulator plus the API semantics
+"""An in-memory Kubernetes API server for the local cluster: kmock's KubernetesEmulator plus the API semantics
 the operator, kubectl-style clients and the node agent rely on.
 
 kmock stores JSON objects and streams watch events; it leaves the "special" fields to subclasses. Added here:
-- metadata on create: uid, creationTimestamp, generation, resourceVersion (one global counter),
-  generateName, the namespace from the URL;
-- resourceVersion on every write and generation bumps on spec changes, so Kopf's JSON-patch
-  `test` on resourceVersion works (a failed test answers 422, as a real server does);
-- the status subresource: PATCH .../status changes only status, PATCH of the object keeps status;
-- PUT (replace) and server-side apply (`application/apply-patch+yaml`, create or merge);
+- what a write does to the object (writes.py): metadata on create, resourceVersion on every write (one global
+  counter) and generation bumps on spec changes, so Kopf's JSON-patch `test` on resourceVersion works (a failed
+  test answers 422, as a real server does); the status subresource; PUT (replace) and server-side apply;
 - label and field selectors on list and watch; watches that cannot miss an event between the
   initial snapshot and the stream;
 - background cascading deletion through ownerReferences (the garbage collector);
 - bounded memory: object histories and request logs are trimmed;
-- `pods/{name}/binding` and `pods/{name}/log` as a real server serves them (`nodeproxy.py`).
+- `pods/{name}/binding` and `pods/{name}/log` as a real server serves them (`nodeproxy.py`);
+- validating admission webhooks registered by ValidatingWebhookConfigurations (`admission.py`), and `?dryRun=All`.
 Error injection: `emulator.inject(503, times=3, method="POST", resource="jobs")` refuses requests before they act
 (kmock's own reactions, `emulator[...] << ...`, still work but act after the state change, as kmock does).
 """
@@ -24,33 +22,25 @@ import copy
 import itertools
 import json
 import re
-import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp.web
 import attrs
-import jsonpatch
 import kmock
-from kmock._internal import enums, rendering  # kmock exports no names for these two
 
-from align_api import yamlio
-
-from . import nodeproxy, openapi, tables
+from . import admission, nodeproxy, openapi, tables
 from .watches import RecordingBus, _in_scope, _selected, parse_selector
+from .writes import WriteSemantics, method_of, now_rfc3339
 
-#: Requests kept for kmock's assertions before older ones are dropped (long sandbox runs).
+#: Requests kept for kmock's assertions before older ones are dropped (long local-cluster runs).
 MAX_REQUESTS_KEPT = 200
 
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
 _NS_PLACEHOLDER = "x-align-namespaces"
+_WEBHOOK_CONFIGURATIONS = kmock.resource(admission.CONFIGURATIONS)
 _DISCOVERY_PATH = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/?$")
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -64,10 +54,10 @@ class Fault:
     subresource: str | None = None   # "status"; None = any
     served: int = 0
 
-    def matches(self, request: rendering.Request) -> bool:
+    def matches(self, request: kmock.Request) -> bool:
         if self.served >= self.times:
             return False
-        if self.method and _method(request) != self.method.upper():
+        if self.method and method_of(request) != self.method.upper():
             return False
         if self.resource and request.resource is not None:
             res = request.resource
@@ -79,9 +69,9 @@ class Fault:
         return request.resource is not None
 
 
-_DIRECT = {enums.action.LIST: "_serve_list", enums.action.WATCH: "_serve_watch", enums.action.FETCH: "_serve_fetch",
-           enums.action.CREATE: "_serve_create", enums.action.UPDATE: "_serve_update",
-           enums.action.DELETE: "_serve_delete"}
+_DIRECT = {kmock.action.LIST: "_serve_list", kmock.action.WATCH: "_serve_watch", kmock.action.FETCH: "_serve_fetch",
+           kmock.action.CREATE: "_serve_create", kmock.action.UPDATE: "_serve_update",
+           kmock.action.DELETE: "_serve_delete"}
 
 
 @attrs.define(kw_only=True)
@@ -89,10 +79,10 @@ class _DirectRouting(kmock.RawHandler):
     """Serve the emulator's own reactions without kmock's request matching.
 
     kmock finds a reaction by re-filtering every request it has recorded, which is quadratic in the
-    number of requests; a sandbox that runs for an hour or a benchmark with 500 jobs cannot afford it.
+    number of requests; a local cluster that runs for an hour or a benchmark with 500 jobs cannot afford it.
     While nobody has added reactions of their own, the action alone says which reaction serves."""
 
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         routes = getattr(self, "_routes", None)
         if routes and request.action in routes and request.resource is not None and request.resource.plural \
                 and len(self._payloads) == len(self._builtin):
@@ -101,7 +91,7 @@ class _DirectRouting(kmock.RawHandler):
 
 
 @attrs.define(kw_only=True)
-class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
+class ClusterEmulator(WriteSemantics, kmock.KubernetesEmulator, _DirectRouting):
     """kmock's KubernetesEmulator with the semantics listed in the module docstring."""
 
     _versions: itertools.count = attrs.field(factory=lambda: itertools.count(1), init=False)
@@ -109,6 +99,8 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
     _builtin: frozenset[int] = attrs.field(factory=frozenset, init=False)
     _routes: dict[Any, Any] = attrs.field(factory=dict, init=False)
     _deletions_seen: int = attrs.field(default=0, init=False)
+    #: Whether a ValidatingWebhookConfiguration was ever written (until then, writes skip admission).
+    _webhooks_seen: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -125,7 +117,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         return fault
 
     # ----------------------------------------------------------------- request rewriting
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         request = self._namespace_paths(request)
         if request.resource is None:
             return await super()._handle(request)
@@ -136,7 +128,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                     status=fault.status, reason="Injected", message=f"injected {fault.status} for tests"))
         if request.subresource == "log" and request.name:
             return await nodeproxy.proxy_log(self, request)
-        if request.subresource == "binding" and request.name and _method(request) == "POST":
+        if request.subresource == "binding" and request.name and method_of(request) == "POST":
             request = nodeproxy.binding_update(self, request)
         original, request = request, self._rewrite(request)
         if request is not original:  # kmock finds reactions by request identity
@@ -144,6 +136,13 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 if self._requests[index] is original:
                     self._requests[index] = request
                     break
+        if request.resource == _WEBHOOK_CONFIGURATIONS:
+            self._webhooks_seen = True
+        refused = await self._admit(original, request) if self._webhooks_seen else None
+        if refused is not None:
+            return await self._render_error(refused)
+        if request.params.get("dryRun") and method_of(original) in ("POST", "PUT", "PATCH", "DELETE"):
+            return await self._dry_run(request)
         try:
             return await super()._handle(request)
         finally:
@@ -176,7 +175,33 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             return aiohttp.web.json_response(tables.as_table(json.loads(bytes(response.body)), columns))  # type: ignore[arg-type]
         return response
 
-    def _namespace_paths(self, request: rendering.Request) -> rendering.Request:
+    async def _admit(self, original: kmock.Request, request: kmock.Request) -> kmock.KubernetesError | None:
+        """Validating admission (admission.py) of the object a create or update would store."""
+        if method_of(original) not in ("POST", "PUT", "PATCH"):
+            return None
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            operation, new, old = "CREATE", request.data, None
+        elif request.action == kmock.action.UPDATE and _replacement(request) is not None:
+            operation, new, old = "UPDATE", _replacement(request), self._current(request)
+        else:
+            return None  # not a write of a whole object (kmock answers it: 404, ...)
+        info = self._info(request)
+        return await admission.review(self, request, operation, new, old, info.kind if info else None)
+
+    async def _dry_run(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """`?dryRun=All`: the answer the write would get, with nothing stored (admission has run)."""
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            existing = self._lookup(request, from_body=True)
+            if existing is not None and not existing.deleted:
+                return await self._render_error(kmock.KubernetesError(
+                    status=409, reason="AlreadyExists", message=f'"{request.data["metadata"]["name"]}" already exists'))
+            return aiohttp.web.json_response(request.data, status=201)
+        current = self._current(request)
+        if current is None:
+            return await self._render_error(kmock.KubernetesObjectNotFoundError())
+        return aiohttp.web.json_response(_replacement(request) or current)
+
+    def _namespace_paths(self, request: kmock.Request) -> kmock.Request:
         if request.resource is None or request.resource.plural != _NS_PLACEHOLDER:
             return request
         fixed = attrs.evolve(request, resource=kmock.resource("v1/namespaces"))
@@ -186,103 +211,18 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
                 break
         return fixed
 
-    def _info(self, request: rendering.Request) -> kmock.ResourceInfo | None:
+    def _info(self, request: kmock.Request) -> kmock.ResourceInfo | None:
         return self.resources[request.resource] if request.resource in self.resources else None
 
-    def _current(self, request: rendering.Request) -> dict[str, Any] | None:
+    def _current(self, request: kmock.Request) -> dict[str, Any] | None:
         key = (request.resource, request.namespace, request.name)
         if key in self.objects and not self.objects[key].deleted:
             return self.objects[key].raw
         return None
 
-    def _rewrite(self, request: rendering.Request) -> rendering.Request:
-        """Turn every write into a full, versioned object so kmock's plain merge keeps K8s semantics."""
-        content_type = request.headers.get("Content-Type", "")
-        method = _method(request)
-        if method == "PATCH" and "apply-patch" in content_type:
-            data = yamlio.load(request.text) or {}  # as a real API server reads YAML
-            current = self._current(request)
-            if current is None:
-                data.setdefault("metadata", {})["name"] = request.name
-                return self._rewrite_create(attrs.evolve(request, action=enums.action.CREATE, data=data,
-                                                         name=None))
-            return self._rewrite_update(attrs.evolve(request, action=enums.action.UPDATE, data=data))
-        if method == "PUT" and request.name:
-            current = self._current(request)
-            if current is None:
-                raise kmock.KubernetesObjectNotFoundError()
-            replacement = dict(request.data or {})
-            if request.subresource == "status":
-                replacement = dict(current, status=replacement.get("status"))
-            return self._rewrite_update(attrs.evolve(request, action=enums.action.UPDATE, data=replacement),
-                                        replace=True)
-        if request.action == enums.action.CREATE:
-            return self._rewrite_create(request)
-        if request.action == enums.action.UPDATE:
-            return self._rewrite_update(request)
-        return request
-
-    def _rewrite_create(self, request: rendering.Request) -> rendering.Request:
-        data = copy.deepcopy(request.data) if isinstance(request.data, dict) else {}
-        meta = data.setdefault("metadata", {})
-        if not meta.get("name"):
-            if not meta.get("generateName"):
-                raise kmock.KubernetesError(status=422, reason="Invalid", message="metadata.name: Required value")
-            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
-        info = self._info(request)
-        if request.namespace:
-            meta["namespace"] = request.namespace
-        elif info is not None and info.namespaced:
-            meta.setdefault("namespace", "default")
-        if info is not None and info.kind:
-            res = request.resource
-            data.setdefault("apiVersion", f"{res.group}/{res.version}" if res.group else res.version)
-            data.setdefault("kind", info.kind)
-        meta.update(uid=_uid(), creationTimestamp=now_rfc3339(), generation=1,
-                    resourceVersion=str(next(self._versions)))
-        meta.pop("deletionTimestamp", None)
-        return attrs.evolve(request, data=data, namespace=meta.get("namespace"))
-
-    def _rewrite_update(self, request: rendering.Request, *, replace: bool = False) -> rendering.Request:
-        current = self._current(request)
-        if current is None:
-            return request  # kmock answers 404
-        try:
-            if replace:
-                new = copy.deepcopy(request.data)
-            elif isinstance(request.data, list):
-                new = jsonpatch.apply_patch(copy.deepcopy(current), request.data)
-            elif isinstance(request.data, dict):
-                new = _merge(current, request.data)
-            else:
-                raise ValueError("the patch body must be a JSON object or a JSON patch")
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, ValueError, TypeError) as exc:
-            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from None
-        info = self._info(request)
-        if request.subresource == "status":
-            new = dict(current, status=new.get("status"))
-        elif info is not None and "status" in info.subresources and "status" in current:
-            new["status"] = current["status"]
-        elif info is not None and "status" in info.subresources:
-            new.pop("status", None)
-        meta = new.setdefault("metadata", {})
-        old_meta = current.get("metadata", {})
-        for key in ("uid", "creationTimestamp", "namespace", "name", "generation"):
-            if key in old_meta:
-                meta[key] = old_meta[key]
-        if old_meta.get("deletionTimestamp"):
-            meta["deletionTimestamp"] = old_meta["deletionTimestamp"]
-        if new.get("spec") != current.get("spec"):
-            meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        meta["resourceVersion"] = str(next(self._versions))
-        if new.get("status") is None:
-            new.pop("status", None)
-        # kmock applies a JSON patch as-is: replacing the root makes the stored object exactly `new`.
-        return attrs.evolve(request, data=[{"op": "replace", "path": "", "value": new}])
-
     # ----------------------------------------------------------------- reads
     # kmock finds the one object of a request by scanning all objects; a dict lookup does the same in O(1).
-    def _lookup(self, request: rendering.Request, *, from_body: bool = False) -> Any:
+    def _lookup(self, request: kmock.Request, *, from_body: bool = False) -> Any:
         namespace, name = request.namespace, request.name
         if from_body and isinstance(request.data, dict):
             meta = request.data.get("metadata") or {}
@@ -290,28 +230,28 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         key = (request.resource, namespace, name)
         return self.objects._objects.get(key)
 
-    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_fetch(self, request: kmock.Request) -> kmock.Payload:
         obj = self._lookup(request)
         if obj is None or obj.deleted:
             raise kmock.KubernetesObjectNotFoundError()
         return obj.raw
 
-    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
-        return self._lookup(request, from_body=True).raw
+    async def _serve_create(self, request: kmock.Request) -> kmock.Payload:
+        return kmock.Response(status=201, payload=self._lookup(request, from_body=True).raw)  # 201 Created
 
-    async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_update(self, request: kmock.Request) -> kmock.Payload:
         return self._lookup(request).last.raw
 
-    async def _serve_delete(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_delete(self, request: kmock.Request) -> kmock.Payload:
         return self._lookup(request).last.raw
 
-    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
         result = await super()._serve_version(request)
         if isinstance(result, dict) and str(result.get("groupVersion", "")).startswith("/"):
             result["groupVersion"] = result["groupVersion"][1:]  # the core group is "v1", not "/v1"
         return result
 
-    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_list(self, request: kmock.Request) -> kmock.Payload:
         result = await super()._serve_list(request)
         assert isinstance(result, dict)
         labels = parse_selector(request.params.get("labelSelector"))
@@ -322,7 +262,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
         result["apiVersion"] = "v1"
         return result
 
-    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[kmock.Payload]:
         yield b""
         assert request.resource is not None
         labels = parse_selector(request.params.get("labelSelector"))
@@ -376,7 +316,7 @@ class ClusterEmulator(kmock.KubernetesEmulator, _DirectRouting):
             if not orphans:
                 return
 
-    def _trim(self, request: rendering.Request) -> None:
+    def _trim(self, request: kmock.Request) -> None:
         key = (request.resource, request.namespace, request.name)
         if request.name and key in self.objects:
             obj = self.objects[key]
@@ -418,6 +358,15 @@ def _table_columns(raw_request: aiohttp.web.BaseRequest) -> list[dict[str, Any]]
     return tables.printer_columns(build_crd()).get((match.group(1), match.group(2), match.group(3)))
 
 
+def _replacement(request: kmock.Request) -> dict[str, Any] | None:
+    """The whole new object of an update as writes.py rewrites it (a JSON patch replacing the root), else None."""
+    data = request.data
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and data[0].get("path") == "" \
+            and data[0].get("op") == "replace":
+        return data[0].get("value")
+    return None
+
+
 def discovery_as_served(doc: dict[str, Any]) -> dict[str, Any]:
     """A real server lists subresources without short names or categories (kmock copies them from the resource, and
     kubectl then warns that `aj` could also mean alignmentjobs/status)."""
@@ -427,27 +376,3 @@ def discovery_as_served(doc: dict[str, Any]) -> dict[str, Any]:
             entry = {k: v for k, v in entry.items() if k not in ("shortNames", "categories")} | {"singularName": ""}
         resources.append(entry)
     return {**doc, "resources": resources}
-
-
-def _method(request: rendering.Request) -> str:
-    return str(getattr(request.method, "value", request.method)).upper()
-
-
-def _merge(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch (also what strategic-merge patches of our flat fields need)."""
-    result = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = _merge(result[key], value)
-        elif isinstance(value, Mapping):
-            result[key] = _merge({}, value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
-def _uid() -> str:
-    raw = secrets.token_hex(16)
-    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"

@@ -1,4 +1,4 @@
-"""The sandbox's cluster: the emulated API server on a local port, its Job controller and the node agent, in one
+"""The local cluster's cluster: the emulated API server on a local port, its Job controller and the node agent, in one
 event loop. The Job controller stands in for kube-controller-manager and reads the emulator's store; the node
 agent is an ordinary API client (HTTP only), the same one that runs pods for a real API server."""
 
@@ -13,14 +13,14 @@ import kmock
 
 from align_api.constants import CATEGORY, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
 
-from align_operator.kube import NAMESPACES, Client, Resource, write_kubeconfig
+from .kube import NAMESPACES, Client, Resource, write_kubeconfig
 from .apiserver import ClusterEmulator
 from .jobcontroller import JobController
 from .nodeagent import NodeAgent
 
-log = logging.getLogger("align.sandbox")
+log = logging.getLogger("align.localcluster")
 
-#: (resource, kind, namespaced, subresources, short names): what the sandbox API server serves.
+#: (resource, kind, namespaced, subresources, short names): what the emulated API server serves.
 RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...], tuple[str, ...]], ...] = (
     ("v1/namespaces", "Namespace", False, ("status",), ("ns",)),
     ("v1/pods", "Pod", True, ("status", "log", "binding"), ("po",)),
@@ -33,13 +33,15 @@ RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...], tuple[str, ...]], ...] =
     ("events.k8s.io/v1/events", "Event", True, (), ("ev",)),
     ("batch/v1/jobs", "Job", True, ("status",), ()),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False, ("status",), ("crd",)),
+    ("admissionregistration.k8s.io/v1/validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False, (),
+     ()),
     (f"{GROUP}/{VERSION}/{PLURAL}", KIND, True, ("status",), (SHORT_NAME,)),
 )
 VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 
 
 class ServerStopping(Exception):
-    """Raised inside every open watch stream when the sandbox stops."""
+    """Raised inside every open watch stream when the local cluster stops."""
 
 
 def alignmentjob_crd() -> dict[str, Any]:
@@ -105,7 +107,7 @@ class Cluster:
                                         alignmentjob_crd())
         if self.node_agent:
             self.agent = NodeAgent(Client(kopf.ConnectionInfo(server=self.url), retries=20), self.workdir,
-                                   name="sandbox", on_exit=self._wake.set, resync_seconds=self.tick,
+                                   name="local", on_exit=self._wake.set, resync_seconds=self.tick,
                                    **self._kubelet_args)  # type: ignore[arg-type]
             await self.agent.start()
             self._agent_task = asyncio.create_task(self._jobs_loop())
@@ -121,7 +123,7 @@ class Cluster:
             await self.client.close()
         # End open watch streams (a client may keep one forever); the HTTP server then closes at once.
         for bus in list(self.emulator._buses.values()):
-            await bus.put(ServerStopping("the sandbox API server is stopping"))
+            await bus.put(ServerStopping("the emulated API server is stopping"))
         if self._server is not None:
             await self._server.__aexit__(None, None, None)
         await self.emulator.__aexit__(None, None, None)

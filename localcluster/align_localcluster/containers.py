@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-#: podman settings (runc, no default ulimits): crun fails on setrlimit in these sandboxes.
-CONTAINERS_CONF = Path(__file__).resolve().parents[3] / "deploy" / "images" / "containers.conf"
+#: podman settings (runc, no default ulimits): crun fails on setrlimit in nested containers such as this machine.
+CONTAINERS_CONF = Path(__file__).resolve().parents[2] / "deploy" / "images" / "containers.conf"
 TERMINATION_LOG_PATH = "/dev/termination-log"
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
 _MEMORY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,

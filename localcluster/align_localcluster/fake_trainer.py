@@ -8,6 +8,12 @@ a chosen code. Behaviour comes from the manifest's labels (copied into the train
     fake.align.dev/step-ms: "100"      milliseconds per step
     fake.align.dev/exit-code: "0"      exit code at the end (12 = Diverged, 11 = DataError, ...)
     fake.align.dev/message: "json"     "json" (default) or "text": termination message format
+    fake.align.dev/warning: "Reason"   from step 1 on, serve align_trainer_warning{reason="Reason"} 1 (as the
+                                       trainer does for NoLearningSignal) with WARNING_MESSAGE
+
+With `spec.checkpoints.volume` it keeps state as the trainer does, in $ALIGN_OUTPUT_DIR (the job's directory on
+that volume): one metrics.jsonl line per step, and on SIGTERM (suspend, cancel, preemption) `fake-checkpoint.json`
+with the step reached, from which the next pod continues; exit 1 after a SIGTERM, as the trainer's Interrupted.
 """
 
 from __future__ import annotations
@@ -34,9 +40,13 @@ MESSAGES = {
 }
 
 
+WARNING_MESSAGE = "no learning signal: grader 'exact' gave every prompt's samples the same reward; 'A: bowling' vs 'A' -> 0"
+
+
 class _Gauges:
     def __init__(self) -> None:
         self.values = {"step": 0.0, "total_steps": 0.0, "epoch": 0.0, "loss": float("nan"), "learning_rate": 0.0}
+        self.warning: str | None = None  #: a warning reason, served once set
         self.lock = threading.Lock()
 
     def render(self, job: str) -> bytes:
@@ -45,6 +55,10 @@ class _Gauges:
             for name, value in self.values.items():
                 lines.append(f"# TYPE align_trainer_{name} gauge")
                 lines.append(f'align_trainer_{name}{{job="{job}"}} {value}')
+            if self.warning:
+                message = WARNING_MESSAGE.replace("\\", "\\\\").replace('"', '\\"')
+                lines += ["# TYPE align_trainer_warning gauge",
+                          f'align_trainer_warning{{job="{job}",reason="{self.warning}",message="{message}"}} 1.0']
         return ("\n".join(lines) + "\n").encode()
 
 
@@ -88,19 +102,40 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output or os.environ.get("TMPDIR", "/tmp")) / "fake-output"
     gauges = _Gauges()
     server = _serve(gauges, int(doc["spec"].get("metrics", {}).get("port", 9400)), name)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    state = Path(os.environ["ALIGN_OUTPUT_DIR"]) if (doc["spec"].get("checkpoints") or {}).get("volume") \
+        and os.environ.get("ALIGN_OUTPUT_DIR") else None
+    first = 1
+    if state is not None:
+        state.mkdir(parents=True, exist_ok=True)
+        checkpoint = state / "fake-checkpoint.json"
+        if checkpoint.is_file():
+            first = int(json.loads(checkpoint.read_text())["step"]) + 1
+            print(f"resuming from step {first - 1}", flush=True)
     print(f"fake trainer {name}: {steps} steps, exit {exit_code}, resolved {os.environ.get('ALIGN_RESOLVED_URIS', '{}')}",
           flush=True)
     secrets = [k for k in ("HF_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ALIGN_JUDGE_API_KEY") if os.environ.get(k)]
     print(f"secrets set: {', '.join(secrets) or 'none'}", flush=True)  # names only, never values
     with gauges.lock:
         gauges.values["total_steps"] = steps
-    for step in range(1, steps + 1):
-        time.sleep(step_seconds)
+    for step in range(first, steps + 1):
+        if stop.wait(step_seconds):
+            if state is not None:
+                (state / "fake-checkpoint.json").write_text(json.dumps({"step": step - 1}))
+            print(f"SIGTERM: checkpoint at step {step - 1}", flush=True)
+            server.shutdown()
+            return 1
         with gauges.lock:
             gauges.values.update(step=step, epoch=step / steps, loss=1.0 / step, learning_rate=1e-4)
+            gauges.warning = labels.get("fake.align.dev/warning")
+        if state is not None:
+            with (state / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps({"step": step, "loss": 1.0 / step}) + "\n")
         print(f"step {step}/{steps} loss {1.0 / step:.3f}", flush=True)
     server.shutdown()
+    if state is not None:  # as the trainer's last checkpoint: a Job run again after the end trains nothing twice
+        (state / "fake-checkpoint.json").write_text(json.dumps({"step": steps}))
     if exit_code:
         reason, message = MESSAGES.get(exit_code, ("TrainerError", f"exit {exit_code}"))
         text = json.dumps({"reason": reason, "message": message}) \

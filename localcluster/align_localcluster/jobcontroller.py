@@ -1,4 +1,4 @@
-"""The sandbox's Job controller: the part of kube-controller-manager that turns a batch/v1 Job into Pods.
+"""The local cluster's Job controller: the part of kube-controller-manager that turns a batch/v1 Job into Pods.
 
 Only what trainer Jobs use: Indexed completion mode (one pod per index, `completions` indexes), `suspend`,
 `backoffLimit`, `podFailurePolicy` (onExitCodes and onPodConditions; FailJob, Ignore, Count), `activeDeadlineSeconds`
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from align_operator.kube import JOBS, PODS, Client
+from .kube import JOBS, PODS, Client
 from .apiserver import now_rfc3339
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"

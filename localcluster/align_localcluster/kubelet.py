@@ -3,7 +3,7 @@
 Everything it knows about the cluster comes through the API server over HTTP (the pods it is handed by
 `nodeagent.NodeAgent`, ConfigMaps and Secrets read with `Client`); what it reports is pod status (phase,
 conditions, containerStatuses with exit code and termination message) through `pods/{name}/status`.
-A pod's volumes become local directories under the sandbox's work directory (configMap and secret
+A pod's volumes become local directories under the local cluster's work directory (configMap and secret
 volumes are written out, emptyDir is per pod, a persistentVolumeClaim is one directory per claim that
 outlives pods, so checkpoints survive restarts as on a cluster). Paths under mount points in the
 command, args and env are rewritten to those directories. The pod IP is 127.0.0.1; the trainer's metrics
@@ -22,15 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import yaml
-
-from align_api import yamlio
-from align_api.constants import CONFIG_FILE_NAME
-
-from align_operator.kube import CONFIGMAPS, PODS, SECRETS, SERVICES, ApiError, Client, NotFound
+from .kube import PODS, ApiError, Client, NotFound
 from .apiserver import now_rfc3339
 from .containers import TERMINATION_LOG_PATH, Mount, podman_env, podman_run_argv
-from .podenv import field_value, map_path, pod_argv, rendezvous_argv, rendezvous_services, secret_data, write_items
+from .podenv import map_path, pod_argv, rendezvous_argv
+from .podinputs import PodInputs, host_paths
 
 __all__ = ["Kubelet", "free_port", "log_path", "pod_argv", "rendezvous_argv"]
 
@@ -67,16 +63,16 @@ class Container:
 
 
 @dataclass
-class Kubelet:
+class Kubelet(PodInputs):
     """Starts, watches and stops pod processes; reports pod status through the API."""
 
     client: Client
     workdir: Path
-    node_name: str = "sandbox"
+    node_name: str = "local"
     cwd: Path = field(default_factory=Path.cwd)
     command_override: Sequence[str] | None = None
     #: Run pods as containers of this image with podman (runc) instead of local processes: the image the chart
-    #: deploys, with the pod's command, env, volumes, security context and limits (sandbox/containers.py).
+    #: deploys, with the pod's command, env, volumes, security context and limits (containers.py).
     container_image: str | None = None
     failing_images: tuple[str, ...] = ("invalid.example/",)
     max_grace_seconds: float = 10.0
@@ -248,22 +244,13 @@ class Kubelet:
                 for path in (local, *local.rglob("*")):
                     os.chown(path, owner, group)
             binds.append(Mount(mount_path, local, declared[mount_path]))
-        for path in _host_paths(mounts):
+        for path in host_paths(mounts):
             binds.append(Mount(str(path), path, True))
         termination_log.chmod(0o666)
         name = f"align-{meta['namespace']}-{meta['name']}"[:63]
         return podman_run_argv(name=name, image=self.container_image or "", container=container, pod_spec=spec,
                                env={**env, TERMINATION_LOG_ENV: TERMINATION_LOG_PATH}, mounts=binds,
                                termination_log=termination_log)
-
-    async def _headless_services(self, argv: Sequence[str], namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
-        """The headless Services that torchrun's --master-addr names (read over the API, as DNS would resolve)."""
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        for name in rendezvous_services(argv, namespace):
-            service = await self.client.get_or_none(SERVICES, name, namespace)
-            if service and (service.get("spec") or {}).get("clusterIP") == "None":
-                found[(namespace, name)] = service
-        return found
 
     def _blocker(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, Any] | None:
         """Why this pod cannot start here (image pull), as a pod status; None if it can. (Whether it fits the
@@ -274,82 +261,6 @@ class Kubelet:
                     "containerStatuses": [_waiting(container, "ImagePullBackOff",
                                                    f'Back-off pulling image "{image}": not found')]}
         return None
-
-    async def _mount_volumes(self, pod: Mapping[str, Any], container: Mapping[str, Any],
-                             poddir: Path) -> list[tuple[str, Path]]:
-        ns = pod["metadata"]["namespace"]
-        volumes: dict[str, Path] = {}
-        for volume in (pod.get("spec") or {}).get("volumes") or []:
-            name = volume["name"]
-            if "persistentVolumeClaim" in volume:
-                path = self.workdir / "volumes" / ns / volume["persistentVolumeClaim"]["claimName"]
-            else:
-                path = poddir / "volumes" / name
-            path.mkdir(parents=True, exist_ok=True)
-            if "configMap" in volume:
-                obj = await self.client.get_or_none(CONFIGMAPS, volume["configMap"]["name"], ns)
-                if obj is None:
-                    raise LookupError(f'configmap "{volume["configMap"]["name"]}" not found')
-                write_items(path, obj.get("data") or {}, volume["configMap"].get("items"))
-            elif "secret" in volume:
-                obj = await self.client.get_or_none(SECRETS, volume["secret"]["secretName"], ns)
-                if obj is None:
-                    raise LookupError(f'secret "{volume["secret"]["secretName"]}" not found')
-                write_items(path, secret_data(obj) or {}, volume["secret"].get("items"))
-            volumes[name] = path
-        mounts = []
-        for mount in container.get("volumeMounts") or []:
-            local = volumes.get(mount["name"])
-            if local is None:
-                continue
-            if mount.get("subPath"):
-                local = local / mount["subPath"]
-            mounts.append((mount["mountPath"].rstrip("/"), local))
-            claim = next((v["persistentVolumeClaim"]["claimName"] for v in (pod.get("spec") or {}).get("volumes") or []
-                          if v["name"] == mount["name"] and "persistentVolumeClaim" in v), None)
-            if claim and Path(mount["mountPath"]).name == claim and not mount.get("subPath"):
-                # Claims mounted as <root>/<claim> make <root> itself a place (e.g. $ALIGN_PVC_ROOT).
-                mounts.append((str(Path(mount["mountPath"]).parent), local.parent))
-        return sorted(dict(mounts).items(), key=lambda m: -len(m[0]))
-
-    async def _env(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, str]:
-        ns = pod["metadata"]["namespace"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-        env.update(self.extra_env)
-        for item in container.get("env") or []:
-            if "value" in item:
-                env[item["name"]] = str(item["value"])
-                continue
-            source = item.get("valueFrom") or {}
-            if "secretKeyRef" in source:
-                ref = source["secretKeyRef"]
-                secret = await self.client.get_or_none(SECRETS, ref["name"], ns)
-                data = secret_data(secret) if secret else None
-                if data is None or ref["key"] not in data:
-                    if ref.get("optional"):
-                        continue
-                    raise LookupError(f'secret "{ref["name"]}" not found' if data is None else
-                                      f"couldn't find key {ref['key']} in Secret {ns}/{ref['name']}")
-                env[item["name"]] = data[ref["key"]]
-            elif "configMapKeyRef" in source:
-                ref = source["configMapKeyRef"]
-                obj = await self.client.get_or_none(CONFIGMAPS, ref["name"], ns) or {}
-                if ref["key"] in (obj.get("data") or {}):
-                    env[item["name"]] = obj["data"][ref["key"]]
-            elif "fieldRef" in source:
-                env[item["name"]] = field_value(pod, source["fieldRef"]["fieldPath"], self.node_name)
-        return env
-
-    @staticmethod
-    def _rewrite_config(mounts: list[tuple[str, Path]], port: int) -> None:
-        """Point the trainer config at the local metrics port (several pods share one host here)."""
-        for _, local in mounts:
-            config = local / CONFIG_FILE_NAME
-            if config.is_file():
-                doc = yamlio.load(config.read_text()) or {}
-                if isinstance(doc.get("spec"), dict):
-                    doc["spec"].setdefault("metrics", {})["port"] = port
-                    config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     # ------------------------------------------------------------------ run, stop, report
     async def _wait(self, pod: dict[str, Any], container: Mapping[str, Any], running: Container) -> None:
@@ -435,26 +346,3 @@ def _conditions(*, scheduled: bool, ready: bool) -> list[dict[str, Any]]:
             {"type": "Initialized", "status": "True", "lastTransitionTime": now},
             {"type": "ContainersReady", "status": flag(ready), "lastTransitionTime": now},
             {"type": "Ready", "status": flag(ready), "lastTransitionTime": now}]
-
-
-def _host_paths(mounts: list[tuple[str, Path]]) -> list[Path]:
-    """Directories of absolute local files the trainer config names (data, graders' files), to bind read-only."""
-    found: set[Path] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, str):
-            path = value[len("file://"):] if value.startswith("file:///") else value
-            if path.startswith("/") and "\n" not in path and os.path.isfile(path):
-                found.add(Path(path).parent)
-
-    for _, local in mounts:
-        config = local / CONFIG_FILE_NAME
-        if config.is_file():
-            walk(yaml.safe_load(config.read_text()) or {})
-    return sorted(found)

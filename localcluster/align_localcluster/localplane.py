@@ -4,12 +4,14 @@
 `alignctl get / describe / logs / wait` work as on a cluster until `down`. Two kinds behind one interface:
 
 - **emulator** (the default): one background process (`python -m align_localcluster.localplane serve`) holds
-  the sandbox: the emulated API server, the Job controller and the node agent; the operator runs as its own child
+  the local cluster: the emulated API server, the Job controller and the node agent; the operator runs as its own child
   process. Objects live in that process's memory (`down` forgets them); pod volumes, logs and adapters stay in the
   work directory.
 - **real** (`--real`): `scripts/realk8s.sh up` (etcd, kube-apiserver 1.20, kube-controller-manager, and the 1.36
   CRD server when built), the CRD installed, then the operator and the node agent as background processes, each
-  pointed at the real server by its kubeconfig. Needs the binaries (`scripts/realk8s.sh build`, cached under
+  pointed at the real server by its kubeconfig. As the chart does, the operator serves the validating admission
+  webhook (on 127.0.0.1, TLS made here) and a ValidatingWebhookConfiguration registers it (webhook.py), so
+  `kubectl apply` of an invalid manifest fails at apply time as on a cluster. Needs the binaries (`scripts/realk8s.sh build`, cached under
   ~/.cache/realk8s) and the HTTP node agent (`python -m align_localcluster.nodeagent`).
 
 Where things are: $ALIGN_LOCAL_HOME (default ~/.align/local) holds `state.json` (what runs, with PIDs),
@@ -28,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -36,7 +37,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import psutil
 import yaml
@@ -68,6 +69,8 @@ class PlaneState:
     processes: dict[str, int] = field(default_factory=dict)
     realk8s_state: str | None = None
     started: str = ""
+    #: The admission webhook's URL (real plane), registered on the API server.
+    webhook: str | None = None
 
 
 # ------------------------------------------------------------------------------------------ locations
@@ -197,16 +200,22 @@ def _realk8s(command: str, state_dir: Path, port_base: int) -> str:
     return proc.stdout
 
 
+def register_webhook(kubeconfig: Path, port: int, ca_pem: bytes, operator_running: Callable[[], bool], log: Path,
+                     timeout: float = 60.0) -> str:
+    """webhook.register, with the operator's log in the error when the API server never calls it."""
+    from . import webhook
+    try:
+        return webhook.register(kubeconfig, port, ca_pem, operator_running, timeout)
+    except webhook.NotCalled as exc:
+        raise PlaneError(f"{exc}:\n{_log_tail(log)}") from None
+
+
 def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
     """Create the AlignmentJob CRD on the server of `kubeconfig` (tolerating an existing one); wait until served."""
-    import httpx
-
     from align_api.crd import build_crd
 
-    from align_operator.kube import connection_from_kubeconfig
-    info = connection_from_kubeconfig(kubeconfig)
-    headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-    with httpx.Client(base_url=info.server, verify=_verify(info), headers=headers, timeout=30) as client:
+    from .kube import http_client
+    with http_client(kubeconfig) as client:
         crd = build_crd()
         response = client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
         if response.status_code not in (201, 409):
@@ -220,18 +229,13 @@ def install_crd(kubeconfig: Path, timeout: float = 60.0) -> None:
             time.sleep(0.2)
 
 
-def _verify(info: Any) -> ssl.SSLContext | bool:
-    """TLS verification against the kubeconfig's CA file (httpx wants a context, not a path)."""
-    return ssl.create_default_context(cafile=info.ca_path) if info.ca_path else True
-
-
 def operator_env(settings: dict[str, Any]) -> dict[str, str]:
     from align_operator.settings import Settings
     return {**os.environ, **Settings.from_env({}, **settings).to_env()}
 
 
 def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneState:
-    from . import SANDBOX_SETTINGS
+    from . import LOCAL_SETTINGS, webhook
     if not real_binaries_built():
         raise PlaneError(f"the real control plane is not built (no {', '.join(REALK8S_BINARIES)} under "
                          f"{realk8s_home() / 'bin'}): run scripts/realk8s.sh build (3-6 min), or use the emulator")
@@ -248,10 +252,16 @@ def _up_real(home: Path, cwd: Path, port_base: int, timeout: float) -> PlaneStat
         config = yaml.safe_load((home / "kubeconfig").read_text())
         state.server = config["clusters"][0]["cluster"]["server"]
         install_crd(home / "kubeconfig", timeout=timeout)
+        port = port_base + webhook.PORT_OFFSET
+        ca_pem = webhook.write_tls(home / "webhook-tls")
+        operator_log = home / "logs" / "operator.log"
         operator = _spawn([sys.executable, "-m", "align_operator", "--kubeconfig", str(home / "kubeconfig"),
-                           "--all-namespaces"], home / "logs" / "operator.log", cwd=cwd,
-                          env=operator_env(SANDBOX_SETTINGS))
+                           "--all-namespaces"], operator_log, cwd=cwd,
+                          env={**operator_env(LOCAL_SETTINGS), **webhook.operator_env(port, home / "webhook-tls")})
         state.processes["operator"] = operator.pid
+        write_state(home, state)
+        state.webhook = register_webhook(home / "kubeconfig", port, ca_pem, lambda: operator.poll() is None,
+                                         operator_log, timeout)
         agent = _spawn(node_agent_command(home / "kubeconfig", home / "work"), home / "logs" / "node-agent.log",
                        cwd=cwd)
         state.processes["node agent"] = agent.pid
@@ -311,7 +321,8 @@ def status(home: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"running": all(p["running"] for p in processes.values()), "home": str(home),
                               "mode": state.mode, "server": state.server, "kubeconfig": state.kubeconfig,
                               "workdir": state.workdir, "cwd": state.cwd, "started": state.started,
-                              "processes": processes, "api": _api_answers(Path(state.kubeconfig))}
+                              "processes": processes, "api": _api_answers(Path(state.kubeconfig)),
+                              "webhook": state.webhook}
     if state.realk8s_state:
         report["control plane"] = _realk8s("status", Path(state.realk8s_state), REAL_PORT_BASE).strip()
     return report
@@ -320,30 +331,37 @@ def status(home: Path) -> dict[str, Any]:
 def _api_answers(kubeconfig: Path) -> bool:
     import httpx
 
-    from align_operator.kube import connection_from_kubeconfig
+    from .kube import http_client
     try:
-        info = connection_from_kubeconfig(kubeconfig)
-        headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-        return httpx.get(f"{info.server}/api", verify=_verify(info), headers=headers, timeout=3).status_code == 200
+        with http_client(kubeconfig) as client:
+            return client.get("/api", timeout=3).status_code == 200
     except (OSError, httpx.HTTPError, KeyError, TypeError):
         return False
 
 
 # ------------------------------------------------------------------------------------------ the emulator process
 def serve(home: Path, port: int, cwd: Path) -> None:
-    """The emulator plane's background process: the sandbox until SIGTERM/SIGINT."""
-    from . import Sandbox
+    """The emulator plane's background process: the local cluster until SIGTERM/SIGINT. As on the real plane, the
+    operator serves the admission webhook and the emulated API server calls it (admission.py)."""
+    from . import LocalCluster, webhook
+    from .kubelet import free_port
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with Sandbox(home / "work", operator="process", cwd=cwd, port=port,
-                 operator_log=home / "logs" / "operator.log") as sb:
+    hook_port, tls = free_port(), home / "webhook-tls"
+    ca_pem = webhook.write_tls(tls)
+    settings = {"webhook_port": hook_port, "webhook_addr": "127.0.0.1", "webhook_cert_dir": str(tls)}
+    log = home / "logs" / "operator.log"
+    with LocalCluster(home / "work", operator="process", cwd=cwd, port=port, operator_log=log,
+                      settings=settings) as sb:
         shutil.copy(sb.kubeconfig, home / "kubeconfig")
         assert sb.operator_pid is not None
+        operator_pid = sb.operator_pid
+        url = register_webhook(home / "kubeconfig", hook_port, ca_pem, lambda: alive(operator_pid), log)
         write_state(home, PlaneState(
             mode="emulator", server=sb.url, kubeconfig=str(home / "kubeconfig"), workdir=str(sb.workdir),
             cwd=str(cwd), processes={"plane": os.getpid(), "operator": sb.operator_pid},
-            started=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+            started=datetime.now(timezone.utc).isoformat(timespec="seconds"), webhook=url))
         print(f"local plane: API {sb.url}, KUBECONFIG={home / 'kubeconfig'}", flush=True)
         stop.wait()
         print("local plane: stopping", flush=True)

@@ -4,7 +4,7 @@ A real kube-apiserver answers `GET /api/v1/namespaces/{ns}/pods/{pod}/log` by co
 (address from `status.addresses`, port from `status.daemonEndpoints.kubeletEndpoint.Port`) over HTTPS and
 fetching `/containerLogs/{ns}/{pod}/{container}` with the same query (tailLines, limitBytes, follow). Without
 `--kubelet-certificate-authority` it does not verify the kubelet's certificate (the usual self-signed kubelet
-serving certificate), so a self-signed one made at start serves here. The sandbox's emulated API server proxies
+serving certificate), so a self-signed one made at start serves here. The local cluster's emulated API server proxies
 to the same endpoint. It listens on 127.0.0.1 only.
 """
 

@@ -1,7 +1,7 @@
 """The node agent: one Kubernetes Node whose pods run as local processes, on any API server, over HTTP only.
 
 It does what a kubelet (and, on a control plane without one, the scheduler) does for the pods that trainer Jobs
-make, through the API server alone, so the same agent serves the sandbox's emulator and a real kube-apiserver:
+make, through the API server alone, so the same agent serves the local cluster's emulator and a real kube-apiserver:
 - registers a Node (capacity cpu/memory/pods and `nvidia.com/gpu` when `gpus` is set; address InternalIP
   127.0.0.1; `status.daemonEndpoints.kubeletEndpoint.port` = its log endpoint) and keeps it Ready with heartbeats;
 - lists and watches pods; with `bind=True` binds Pending pods that have no node and fit this one
@@ -14,7 +14,7 @@ make, through the API server alone, so the same agent serves the sandbox's emula
   NotReady; after a crash, the next agent of the Node stops the pods it cannot follow and reports them Failed
   (reason NodeAgentRestarted).
 
-Python API (used by the sandbox and `alignctl local up`)::
+Python API (used by the local cluster and `alignctl local up`)::
 
     agent = NodeAgent(Client(connection_from_kubeconfig(path)), workdir=Path("/tmp/node"), name="align-node",
                       gpus=None, bind=True)
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from align_operator.kube import PODS, ApiError, Client, NotFound, Resource, connection_from_kubeconfig
+from .kube import PODS, ApiError, Client, NotFound, Resource, connection_from_kubeconfig
 from .apiserver import now_rfc3339
 from .kubelet import Kubelet
 from .logserver import LogServer

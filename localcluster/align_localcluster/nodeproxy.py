@@ -11,15 +11,15 @@ import aiohttp
 import aiohttp.web
 import attrs
 import kmock
-from kmock._internal import enums, rendering  # kmock exports no names for these two
+
 
 if TYPE_CHECKING:
     from .apiserver import ClusterEmulator
 
 
-def binding_update(emulator: "ClusterEmulator", request: rendering.Request) -> rendering.Request:
+def binding_update(emulator: "ClusterEmulator", request: kmock.Request) -> kmock.Request:
     """POST pods/{name}/binding: an update that sets spec.nodeName, once (409 if the pod has a node)."""
-    pod = attrs.evolve(request, subresource=None, action=enums.action.UPDATE)
+    pod = attrs.evolve(request, subresource=None, action=kmock.action.UPDATE)
     current = emulator._current(pod)
     if current is None:
         raise kmock.KubernetesObjectNotFoundError()
@@ -32,7 +32,7 @@ def binding_update(emulator: "ClusterEmulator", request: rendering.Request) -> r
     return attrs.evolve(pod, data={"spec": {"nodeName": node}})
 
 
-async def proxy_log(emulator: "ClusterEmulator", request: rendering.Request) -> aiohttp.web.StreamResponse:
+async def proxy_log(emulator: "ClusterEmulator", request: kmock.Request) -> aiohttp.web.StreamResponse:
     """Proxy to the kubelet log endpoint of the pod's node, streaming (follow) included."""
     pod = emulator.get_object("v1/pods", request.namespace or "default", request.name or "")
     if pod is None:

@@ -52,7 +52,7 @@ def document(group: str, version: str, kinds: Iterable[tuple[str, str, bool]]) -
                                            "put": _operation("put", group, version, kind, plural, True),
                                            "patch": _operation("patch", group, version, kind, plural, True),
                                            "delete": _operation("delete", group, version, kind, plural, False)}
-    return {"openapi": "3.0.0", "info": {"title": "align-operator sandbox", "version": version}, "paths": paths,
+    return {"openapi": "3.0.0", "info": {"title": "align-operator local cluster", "version": version}, "paths": paths,
             "components": {"schemas": {}}}
 
 

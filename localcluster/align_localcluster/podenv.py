@@ -88,8 +88,8 @@ _POD_DNS = re.compile(r"^(?P<host>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.(?P<service>[a
 
 def rendezvous_argv(argv: list[str], namespace: str, headless_service: Callable[[str, str], Mapping[str, Any] | None],
                     ports: dict[tuple[str, str, int], int]) -> list[str]:
-    """torchrun's rendezvous in the sandbox: `--master-addr=<job>-0.<service>` (the rank-0 pod's name under the
-    job's headless Service, as cluster DNS resolves it) becomes the address every sandbox pod has, 127.0.0.1,
+    """torchrun's rendezvous in the local cluster: `--master-addr=<job>-0.<service>` (the rank-0 pod's name under the
+    job's headless Service, as cluster DNS resolves it) becomes the address every local pod has, 127.0.0.1,
     and `--master-port=<a port of that Service>` one free local port per (namespace, Service, port), shared
     by all pods of the job (several jobs, and other programs on this host, must not collide on 29500).
     Names that are not a pod under a headless Service are left alone, as DNS would fail them on a cluster."""

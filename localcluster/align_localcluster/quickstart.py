@@ -1,4 +1,4 @@
-"""The README's quickstart: a DPO job end to end in the local sandbox, then its plot.
+"""The README's quickstart: a DPO job end to end in the local cluster, then its plot.
 
 `python -m align_localcluster.quickstart [MANIFEST] [--workdir DIR]` runs `alignctl local run` (emulated API
 server, the real operator, the trainer as a local process) on `examples/dpo.yaml`, then `alignctl plot` on
@@ -25,7 +25,7 @@ def _alignctl(*args: str, capture: bool = False) -> subprocess.CompletedProcess[
 
 
 def find_adapter(job: dict[str, Any], workdir: Path) -> Path | None:
-    """The final adapter: from status.artifacts when it is a local path, else in the sandbox's pod volumes."""
+    """The final adapter: from status.artifacts when it is a local path, else in the local cluster's pod volumes."""
     adapter = (((job.get("status") or {}).get("artifacts") or {}).get("adapter") or "").removeprefix("file://")
     if adapter and Path(adapter).is_dir():
         return Path(adapter)

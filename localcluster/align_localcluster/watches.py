@@ -1,4 +1,4 @@
-"""Watch semantics for the sandbox API server: label/field selectors and resumable watch streams."""
+"""Watch semantics for the emulated API server: label/field selectors and resumable watch streams."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kmock
-from kmock._internal import rendering  # kmock exports no name for it
+
 
 _SELECTOR_TERM = re.compile(r"^\s*([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)\s*$|^\s*(!?)([\w./-]+)\s*$")
 
@@ -82,7 +82,7 @@ def _rv(obj: Mapping[str, Any]) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-def _in_scope(request: rendering.Request, namespace: str | None, name: str | None) -> bool:
+def _in_scope(request: kmock.Request, namespace: str | None, name: str | None) -> bool:
     return (request.namespace is None or namespace == request.namespace) and \
         (request.name is None or name == request.name)
 

@@ -1,1 +1,1 @@
-"""align_operator: the Kopf operator that turns AlignmentJobs into trainer Jobs, its local sandbox and alignctl."""
+"""align_operator: the Kopf operator that turns AlignmentJobs into trainer Jobs, its local cluster and alignctl."""

@@ -24,6 +24,8 @@ from align_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, AlignmentJob, P
 from align_api.constants import TERMINAL_PHASES
 from align_api.status import Status
 
+from .events import event_time, is_about, timestamp
+
 FIELD_MANAGER = "alignctl"
 #: Labels that tie a pod to its trainer Job (the Job controller sets the first two on every pod).
 POD_JOB_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -223,12 +225,13 @@ class AlignClient:
             job.status = parse_status(obj)
         return job
 
-    def list(self, *, all_namespaces: bool = False, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(self, *, all_namespaces: bool = False, label_selector: str | None = None,
+             namespace: str | None = None) -> list[dict[str, Any]]:
         extra = {"label_selector": label_selector} if label_selector else {}
         if all_namespaces:
             result = self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **extra)
         else:
-            result = self._custom("list", self.namespace, PLURAL, **extra)
+            result = self._custom("list", namespace or self.namespace, PLURAL, **extra)
         items = list((result or {}).get("items") or [])
         return sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"].get("name", "")))
 
@@ -240,26 +243,41 @@ class AlignClient:
 
     def set_suspend(self, name: str, suspend: bool, namespace: str | None = None) -> dict[str, Any]:
         """Flip spec.runPolicy.suspend with a merge patch (an apply would drop the rest of alignctl's fields)."""
+        return self._set_run_policy(name, {"suspend": suspend}, namespace)
+
+    def cancel(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """Set spec.runPolicy.cancel: the trainer checkpoints and stops, the job ends Cancelled and stays."""
+        return self._set_run_policy(name, {"cancel": True}, namespace)
+
+    def _set_run_policy(self, name: str, fields: dict[str, Any], namespace: str | None) -> dict[str, Any]:
         ns = namespace or self.namespace
-        return self._custom("patch", ns, PLURAL, name, {"spec": {"runPolicy": {"suspend": suspend}}},
+        return self._custom("patch", ns, PLURAL, name, {"spec": {"runPolicy": fields}},
                             _content_type="application/merge-patch+json",
                             not_found=f'alignmentjob "{name}" not found in namespace "{ns}"')
 
     # --- events, pods, logs --------------------------------------------------------------------
 
     def events(self, name: str, namespace: str | None = None, *, include_job: bool = True) -> list[dict[str, Any]]:
-        """Events about the AlignmentJob (and its trainer Job), oldest first."""
+        """Events about the AlignmentJob (and its trainer Job), oldest first. Matched by the object's uid, so an
+        earlier, deleted object of the same name lends none of its events to this one."""
         ns = namespace or self.namespace
-        obj = self.get(name, ns)
-        names = {name}
-        job_name = (obj.get("status") or {}).get("jobName")
+        objects = [self.get(name, ns)]
+        job_name = (objects[0].get("status") or {}).get("jobName")
         if include_job and job_name:
-            names.add(job_name)
-        result = self._call(self.core.list_namespaced_event, ns, _preload_content=False)
-        items = json.loads(result.data or b"{}").get("items") or []
+            try:
+                result = self._call(self.batch.read_namespaced_job, job_name, ns, _preload_content=False,
+                                    not_found=job_name)
+                objects.append(json.loads(result.data or b"{}"))
+            except JobNotFound:
+                pass  # not made yet, or already gone: no events of its own to show
         # Field selectors are a server optimisation some servers lack; filter here in any case.
-        mine = [e for e in items if (e.get("involvedObject") or {}).get("name") in names]
+        mine = [e for e in self.namespace_events(ns) if any(is_about(e, obj) for obj in objects)]
         return sorted(mine, key=event_time)
+
+    def namespace_events(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every core/v1 Event of the namespace, as the server returns them."""
+        result = self._call(self.core.list_namespaced_event, namespace or self.namespace, _preload_content=False)
+        return json.loads(result.data or b"{}").get("items") or []
 
     def trainer_pods(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The trainer pods of a job, rank 0 first and newest first within a rank."""
@@ -280,7 +298,7 @@ class AlignClient:
         def order(pod: dict[str, Any]) -> tuple[int, float]:
             meta = pod.get("metadata") or {}
             index = (meta.get("annotations") or {}).get(COMPLETION_INDEX) or (meta.get("labels") or {}).get(COMPLETION_INDEX)
-            return int(index) if str(index).isdigit() else 0, -_timestamp(meta.get("creationTimestamp"))
+            return int(index) if str(index).isdigit() else 0, -timestamp(meta.get("creationTimestamp"))
 
         return sorted(pods, key=order)
 
@@ -375,23 +393,3 @@ def _belongs(pod: Mapping[str, Any], name: str, job_name: str) -> bool:
     if labels.get(JOB_LABEL) == name:
         return True
     return any(ref.get("kind") == "Job" and ref.get("name") == job_name for ref in meta.get("ownerReferences") or [])
-
-
-def _timestamp(value: Any) -> float:
-    from datetime import datetime
-
-    if not value:
-        return 0.0
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def event_time(event: Mapping[str, Any]) -> float:
-    """When an event last happened (events carry one of several timestamps depending on their API)."""
-    meta = event.get("metadata") or {}
-    for key in ("lastTimestamp", "eventTime", "firstTimestamp"):
-        if event.get(key):
-            return _timestamp(event[key])
-    return _timestamp(meta.get("creationTimestamp"))

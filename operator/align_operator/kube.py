@@ -1,4 +1,4 @@
-"""A small asyncio Kubernetes client: the few verbs the operator and the sandbox need, with retries.
+"""A small asyncio Kubernetes client: the few verbs the operator needs, with retries.
 
 Kopf brings its own client for watching and patching the resources it serves; children (ConfigMap,
 Service, Job), status of upstream jobs and metrics scraping go through this one. It takes the same
@@ -6,6 +6,7 @@ Service, Job), status of upstream jobs and metrics scraping go through this one.
 
 Retries: 429 and 5xx answers and connection errors are retried with exponential backoff and jitter
 (honouring Retry-After), up to `retries` times; 409 on create is the caller's to tolerate (`create_or_get`).
+The local cluster extends it (align_localcluster.kube) with the list-and-watch its node agent needs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping
 
 import aiohttp
 import kopf
@@ -66,24 +67,7 @@ class Resource:
 
 CONFIGMAPS = Resource("v1", "configmaps")
 SERVICES = Resource("v1", "services")
-SECRETS = Resource("v1", "secrets")
-PODS = Resource("v1", "pods")
-EVENTS = Resource("v1", "events")
-NAMESPACES = Resource("v1", "namespaces", namespaced=False)
 JOBS = Resource("batch/v1", "jobs")
-
-
-def resource_for(obj: Mapping[str, Any]) -> Resource:
-    """The Resource of a manifest (for the kinds this project creates)."""
-    kind = obj.get("kind", "")
-    known = {"ConfigMap": CONFIGMAPS, "Service": SERVICES, "Secret": SECRETS, "Pod": PODS, "Event": EVENTS,
-             "Namespace": NAMESPACES, "Job": JOBS}
-    if kind in known:
-        return known[kind]
-    if kind == "AlignmentJob":
-        from align_api.constants import API_VERSION, PLURAL
-        return Resource(API_VERSION, PLURAL)
-    raise ValueError(f"unknown kind {kind!r}")
 
 
 # --------------------------------------------------------------------------- credentials
@@ -117,21 +101,6 @@ def connection_from_kubeconfig(path: str | os.PathLike[str], context: str | None
         private_key_data=base64.b64decode(user["client-key-data"]) if user.get("client-key-data") else None,
         default_namespace=ctx.get("namespace"),
     )
-
-
-def write_kubeconfig(path: str | os.PathLike[str], server: str, namespace: str = "default",
-                     name: str = "align-sandbox") -> Path:
-    """A kubeconfig for an unauthenticated local server (the sandbox)."""
-    doc = {
-        "apiVersion": "v1", "kind": "Config", "current-context": name,
-        "clusters": [{"name": name, "cluster": {"server": server}}],
-        "users": [{"name": name, "user": {}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
@@ -227,12 +196,6 @@ class Client:
         except NotFound:
             return None
 
-    async def list(self, resource: Resource, namespace: str | None = None,
-                   label_selector: str | None = None) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        result = await self.request("GET", resource.url(namespace), params=params)
-        return list(result.get("items", []))
-
     async def create(self, resource: Resource, body: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
         namespace = namespace or body.get("metadata", {}).get("namespace")
         return await self.request("POST", resource.url(namespace), body=body)
@@ -259,33 +222,6 @@ class Client:
             return True
         except NotFound:
             return False
-
-    async def text(self, path: str, params: Mapping[str, str] | None = None) -> str:
-        return await self.request("GET", path, params=params, raw=True)
-
-    async def list_with_version(self, resource: Resource, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        """The items and the list's resourceVersion (where a watch continues from)."""
-        result = await self.request("GET", resource.url(namespace))
-        return list(result.get("items", [])), str((result.get("metadata") or {}).get("resourceVersion") or "")
-
-    async def watch(self, resource: Resource, resource_version: str, namespace: str | None = None,
-                    timeout_seconds: int = 300) -> AsyncIterator[dict[str, Any]]:
-        """Watch events ({"type", "object"}) after `resource_version` until the server ends the stream.
-        An ERROR event (410 Gone: the version is too old) is raised as ApiError; the caller lists again."""
-        params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(timeout_seconds)}
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
-        async with self.session.get(resource.url(namespace).lstrip("/"), params=params, timeout=timeout) as response:
-            if response.status >= 400:
-                raise _error(response.status, await response.text())
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise _error(int(status.get("code") or 500), json.dumps(status))
-                yield event
 
 
 def _error(status: int, text: str) -> ApiError:

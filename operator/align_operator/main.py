@@ -39,11 +39,10 @@ if Settings.from_env().webhook_port:
     kopf.on.validate(*ALIGNMENT_JOBS, id=admission.WEBHOOK_ID, operations=["CREATE", "UPDATE"])(admission.validate)
 # Deletion needs no handler: the children are owned by the AlignmentJob and garbage-collected with it.
 
-# Status: one daemon per live AlignmentJob; Job/pod events wake it, indexes hold what it reads. It needs no
-# finalizer (deleting never waits for the operator); the AlignmentJob's deletion event ends it.
-kopf.daemon(*ALIGNMENT_JOBS, id="track", when=_live, cancellation_timeout=2.0)(track.track)
-setup.daemons_without_finalizer(kopf.get_default_registry())
-kopf.on.event(*ALIGNMENT_JOBS, id="end_on_delete")(track.end_on_delete)
+# Status: one task of the operator's own per live AlignmentJob, started and ended by the AlignmentJob's events
+# (no Kopf daemon, so no finalizer: deleting never waits for the operator); Job/pod events wake it, indexes hold
+# what it reads.
+kopf.on.event(*ALIGNMENT_JOBS, id="track")(track.follow)
 kopf.index("batch", "v1", "jobs", id="index_jobs", **OURS)(track.index_jobs)
 kopf.index("v1", "pods", id="index_pods", **OURS)(track.index_pods)
 kopf.on.event("batch", "v1", "jobs", id="wake_on_job", **OURS)(track.wake)

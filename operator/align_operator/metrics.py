@@ -33,8 +33,38 @@ class _JobsByPhase(Collector):
         yield family
 
 
+#: (namespace, name) -> status.usage, from the stored AlignmentJobs (so it survives an operator restart).
+USAGE: dict[tuple[str, str], dict[str, float]] = {}
+#: status.usage key -> (metric name, help)
+USAGE_SERIES = {
+    "gpuHours": ("align_operator_job_gpu_hours", "GPU-hours the job's trainer pods used (running time x GPUs)."),
+    "podHours": ("align_operator_job_pod_hours", "Running time of the job's trainer pods, in hours."),
+    "wallClockMinutes": ("align_operator_job_wall_clock_minutes", "Running time of the job's rank-0 pod."),
+    "budgetUsed": ("align_operator_job_budget_used_ratio",
+                   "Largest fraction of a runPolicy budget used (1 pauses the job: BudgetExhausted)."),
+}
+
+
+class _JobUsage(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for key, (metric, text) in USAGE_SERIES.items():
+            family = GaugeMetricFamily(metric, text, labels=["namespace", "name"])
+            for (namespace, name), usage in list(USAGE.items()):
+                if usage.get(key) is not None:
+                    family.add_metric([namespace, name], float(usage[key]))
+            yield family
+
+
+def record_usage(namespace: str, name: str, usage: dict[str, float] | None) -> None:
+    if usage:
+        USAGE[(namespace, name)] = {k: usage[k] for k in USAGE_SERIES if isinstance(usage.get(k), (int, float))}
+    else:
+        USAGE.pop((namespace, name), None)
+
+
 _COLLECTOR = _JobsByPhase()
 REGISTRY.register(_COLLECTOR)
+REGISTRY.register(_JobUsage())
 _SERVED: set[int] = set()
 
 

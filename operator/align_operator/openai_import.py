@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 from align_api import API_VERSION, KIND, Algorithm
 from align_api.hyperparameters import Hyperparameters
+
+from .openai_files import DATA_FORMATS, data_uri, data_warnings, sniff_format
+from .openai_types import Kind, Note, Options, RequestError
+
+__all__ = ["DATA_FORMATS", "Kind", "Note", "Options", "RequestError", "RL_ALGORITHMS", "convert", "dns_name",
+           "open_model"]
 
 #: OpenAI `method.type` -> our algorithm. Reinforcement fine-tuning samples several answers per prompt,
 #: scores them with the grader and reinforces the above-average ones with a KL leash to the start model:
 #: that is GRPO (group-relative advantages). ReFT would add an SFT warm-up the request has no data for.
 METHODS: dict[str, Algorithm] = {"supervised": Algorithm.SFT, "dpo": Algorithm.DPO, "reinforcement": Algorithm.GRPO}
 RL_ALGORITHMS = (Algorithm.GRPO, Algorithm.RLOO, Algorithm.REFT, Algorithm.PPO)
-DATA_FORMATS = {"supervised": "openai-chat", "dpo": "openai-preference", "reinforcement": "openai-rft"}
 
 #: Open-weight stand-ins for OpenAI-hosted models (their weights cannot be downloaded): a model of a similar
 #: role, not an equivalent. Longest matching prefix wins; `--model` overrides.
@@ -42,7 +46,6 @@ OPEN_MODELS: tuple[tuple[str, str], ...] = (
     ("gpt-5", "Qwen/Qwen3-32B"),
 )
 DEFAULT_OPEN_MODEL = "Qwen/Qwen2.5-7B-Instruct"
-_FILE_ID = re.compile(r"^file-[A-Za-z0-9_-]+$")
 _ANNOTATION_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 ANNOTATION_PREFIX = "openai.align.dev/"
 #: Our defaults, read from the spec (never re-declared here).
@@ -57,38 +60,6 @@ DPO_RANGE = (5e-6, 5e-5)
 GROUPED = frozenset({Algorithm.GRPO, Algorithm.RLOO})
 #: Where an OpenAI-hosted judge keeps running when imported: OpenAI's own API, key from a Secret.
 OPENAI_ENDPOINT = {"base_url": "https://api.openai.com/v1", "api_key": {"name": "openai", "key": "api-key"}}
-
-Kind = Literal["mapped", "default", "approx", "dropped"]
-
-
-@dataclass(frozen=True)
-class Note:
-    """What happened to one OpenAI field."""
-
-    field: str
-    kind: Kind
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.kind:>7}  {self.field}: {self.message}"
-
-
-class RequestError(ValueError):
-    """The request cannot be converted at all (not a fine-tuning request, unknown method)."""
-
-
-@dataclass(frozen=True)
-class Options:
-    """Choices the request cannot make for us."""
-
-    name: str | None = None               #: metadata.name (default: from suffix or the file name)
-    model: str | None = None              #: replace the OpenAI model (builtin://tiny, a hub id, s3://...)
-    files_dir: Path | None = None         #: where downloaded OpenAI files are (<file-id>.jsonl)
-    base_dir: Path | None = None          #: relative paths in the request are relative to this
-    data_prefix: str | None = None        #: rewrite data URIs to <prefix>/<basename> (s3://bucket/data)
-    rl_algorithm: Algorithm = Algorithm.GRPO
-    source: str | None = None             #: the request file's name, recorded in an annotation
-
 
 def dns_name(text: str, limit: int = 50) -> str:
     """A DNS-1123 label (children get a '-trainer' suffix, so keep room under 63)."""
@@ -115,85 +86,6 @@ def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RequestError(f"{field}: expected a number or 'auto', got {value!r}")
     return float(value)
-
-
-def _data_uri(value: str, field: str, opts: Options, notes: list[Note]) -> str:
-    """A local path, a downloaded OpenAI file, or a placeholder the user must fill."""
-    if _FILE_ID.match(value):
-        found = None
-        if opts.files_dir is not None:
-            for candidate in (opts.files_dir / f"{value}.jsonl", opts.files_dir / value):
-                if candidate.is_file():
-                    found = candidate.resolve()
-                    break
-        if found is None:
-            notes.append(Note(field, "approx", f"{value} is an OpenAI file ID; download it (curl "
-                              f"https://api.openai.com/v1/files/{value}/content -H \"Authorization: Bearer "
-                              f"$OPENAI_API_KEY\" -o {value}.jsonl) and pass --files-dir, or edit the URI"))
-            path = f"{value}.jsonl"
-        else:
-            notes.append(Note(field, "mapped", f"{value} -> {found}"))
-            path = str(found)
-    elif "://" in value:
-        path = value
-        notes.append(Note(field, "mapped", f"-> {value}"))
-    else:
-        local = Path(value).expanduser()
-        if not local.is_absolute() and opts.base_dir is not None:
-            local = opts.base_dir / local
-        path = str(local.resolve())
-        state = "" if local.is_file() else " (not found here yet)"
-        notes.append(Note(field, "mapped", f"-> {path}{state}"))
-    if opts.data_prefix:
-        path = f"{opts.data_prefix.rstrip('/')}/{Path(path).name}"
-        notes.append(Note(field, "mapped", f"--data-prefix: -> {path} (upload the file there)"))
-    return path
-
-
-def _sniff_format(uri: str, method: str) -> str:
-    """openai-chat unless a readable local file holds legacy prompt/completion rows (babbage/davinci)."""
-    if method != "supervised" or "://" in uri:
-        return DATA_FORMATS[method]
-    try:
-        with open(uri, encoding="utf-8") as fh:
-            first = json.loads(fh.readline() or "{}")
-    except (OSError, ValueError):
-        return DATA_FORMATS[method]
-    return "trl" if isinstance(first, dict) and "prompt" in first and "messages" not in first else "openai-chat"
-
-
-def _has_image(messages: Any) -> bool:
-    return any(isinstance(m, Mapping) and isinstance(m.get("content"), list) and
-               any(isinstance(p, Mapping) and p.get("type") in ("image_url", "input_image") for p in m["content"])
-               for m in messages or [])
-
-
-def _data_warnings(uri: str, field: str, notes: list[Note], limit: int = 20_000) -> None:
-    """Rows the trainer will refuse (function calling, images), found before a GPU is spent on them."""
-    if "://" in uri:
-        return
-    tools = images = 0
-    try:
-        with open(uri, encoding="utf-8") as fh:
-            for index, line in enumerate(fh):
-                if index >= limit:
-                    break
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # the trainer reports malformed rows with file and line
-                if not isinstance(row, dict):
-                    continue
-                source = row.get("input") if isinstance(row.get("input"), dict) else row
-                tools += bool(source.get("tools"))
-                images += _has_image(source.get("messages"))
-    except OSError:
-        return
-    if tools:
-        notes.append(Note(field, "dropped", f"{tools} row(s) define tools (function calling), which the trainer "
-                          "does not train on yet: remove them or the job fails with a DataError naming the row"))
-    if images:
-        notes.append(Note(field, "dropped", f"{images} row(s) contain images; only text content is supported"))
 
 
 def _judges(grader: dict[str, Any], path: str, notes: list[Note]) -> dict[str, Any]:
@@ -315,9 +207,9 @@ def _data(request: Mapping[str, Any], kind: str, opts: Options, notes: list[Note
     data: dict[str, Any] = {}
     for split, field in (("train", "training_file"), ("eval", "validation_file")):
         if request.get(field):
-            uri = _data_uri(str(request[field]), field, opts, notes)
-            _data_warnings(uri, field, notes)
-            data[split] = {"uri": uri, "format": _sniff_format(uri, kind)}
+            uri = data_uri(str(request[field]), field, opts, notes)
+            data_warnings(uri, field, notes)
+            data[split] = {"uri": uri, "format": sniff_format(uri, kind)}
     return data
 
 

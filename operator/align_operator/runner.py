@@ -1,4 +1,4 @@
-"""Running the operator: `python -m align_operator`, `alignctl operator` and the sandbox all come here."""
+"""Running the operator: `python -m align_operator`, `alignctl operator` and the local cluster all come here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .settings import Settings
 
 
 #: Handlers that run on every Job/pod/AlignmentJob event; Kopf would log each success at INFO.
-ROUTINE_HANDLERS = ("index_jobs", "index_pods", "wake_on_job", "wake_on_pod", "phase_metric", "end_on_delete")
+ROUTINE_HANDLERS = ("index_jobs", "index_pods", "wake_on_job", "wake_on_pod", "phase_metric", "track")
 
 
 class _RoutineFilter(logging.Filter):

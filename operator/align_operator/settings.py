@@ -1,6 +1,6 @@
 """Operator settings: every knob in one place, read from the environment with defaults.
 
-The Helm chart sets these as environment variables of the operator Deployment; the sandbox sets
+The Helm chart sets these as environment variables of the operator Deployment; the local cluster sets
 them for its in-process or subprocess operator.
 """
 

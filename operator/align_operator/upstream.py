@@ -1,4 +1,5 @@
-"""Pipelines without a workflow engine: job://<name> references wait for, then read, another job's artifacts."""
+"""Pipelines without a workflow engine: job://<name> references wait for, then read, another job's artifacts;
+job://<name>@<step> reads the checkpoint it kept at that step (status.checkpoints) as soon as it is listed."""
 
 from __future__ import annotations
 
@@ -21,19 +22,43 @@ class Resolution:
         return not self.waiting and not self.failed
 
 
+def upstream_name(ref: str) -> str:
+    """The AlignmentJob a reference names ("sft" of "sft@200")."""
+    return ref.split("@", 1)[0]
+
+
+def _checkpoint(result: Resolution, ref: str, obj: Mapping[str, Any] | None, fields: str) -> None:
+    name, step = upstream_name(ref), int(ref.split("@", 1)[1])
+    status = (obj or {}).get("status") or {}
+    kept = {c.get("step"): c for c in status.get("checkpoints") or []}
+    if step in kept and kept[step].get("uri"):
+        result.resolved[f"job://{ref}"] = kept[step]["uri"]
+    elif step in kept:
+        result.failed.append(f"upstream job {name!r} ({fields}) keeps checkpoint {step} in its pod only (an "
+                             "emptyDir); give it spec.checkpoints.volume to start other jobs from its checkpoints")
+    elif obj is not None and status.get("phase") in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED):
+        result.failed.append(f"upstream job {name!r} ({fields}) did not keep a checkpoint at step {step} (kept: "
+                             + (", ".join(str(s) for s in sorted(kept)) or "none") + ")")
+    else:
+        result.waiting.append(ref)
+
+
 def resolve(refs: Mapping[str, str], upstreams: Mapping[str, Mapping[str, Any] | None]) -> Resolution:
-    """`refs`: {field path: upstream name} (spec.upstream_jobs()); `upstreams`: {name: AlignmentJob or None}."""
+    """`refs`: {field path: upstream name, or name@step} (spec.upstream_jobs()); `upstreams`: {that: AlignmentJob
+    or None}."""
     result = Resolution()
     for name in dict.fromkeys(refs.values()):
         obj = upstreams.get(name)
         status = (obj or {}).get("status") or {}
         phase = status.get("phase")
         fields = ", ".join(sorted(path for path, ref in refs.items() if ref == name))
-        if obj is None or phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        if "@" in name:
+            _checkpoint(result, name, obj, fields)
+        elif obj is None or phase not in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED):
             result.waiting.append(name)
-        elif phase == Phase.FAILED:
+        elif phase in (Phase.FAILED, Phase.CANCELLED):
             error = status.get("lastError") or {}
-            result.failed.append(f"upstream job {name!r} ({fields}) failed"
+            result.failed.append(f"upstream job {name!r} ({fields}) {'failed' if phase == Phase.FAILED else 'was cancelled'}"
                                  + (f": {error.get('reason')}: {error.get('message', '')}".rstrip(": ") if error else ""))
         else:
             adapter = (status.get("artifacts") or {}).get("adapter")

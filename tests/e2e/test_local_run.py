@@ -1,4 +1,4 @@
-"""End to end: `alignctl local run examples/dpo.yaml` trains on builtin://tiny through the operator and the sandbox."""
+"""End to end: `alignctl local run examples/dpo.yaml` trains on builtin://tiny through the operator and the local cluster."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_alignctl_local_run_dpo_example_succeeds(tmp_path: Path) -> None:
-    workdir = tmp_path / "sandbox"
+    workdir = tmp_path / "local"
     result = subprocess.run(
         [sys.executable, "-c", "from align_operator.cli import main; main()", "local", "run",
          str(REPO / "examples" / "dpo.yaml"), "-o", "json", "--quiet", "--workdir", str(workdir), "--timeout", "600"],

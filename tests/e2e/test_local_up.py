@@ -1,5 +1,6 @@
 """`alignctl local up` (emulator) -> `kubectl apply -f examples/dpo.yaml` -> `alignctl wait` -> Succeeded ->
-`alignctl local down`, with `alignctl local status` reporting what runs at each point."""
+`alignctl local down`, with `alignctl local status` reporting what runs at each point; every invalid manifest of
+ours is refused at `kubectl apply` by the operator's admission webhook, as the chart registers it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from align_operator.cli import _register, app
+from tests.real.parity_corpus import WEBHOOK_DENIED, invalid_manifests, refused_at_apply
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +46,13 @@ def test_local_up_kubectl_apply_wait_down(tmp_path: Path) -> None:
                                                    .stdout)["processes"] == report["processes"]
 
         env = {**os.environ, "KUBECONFIG": kubeconfig}
+        assert report["webhook"] and report["webhook"].startswith("https://127.0.0.1:"), report
+        files = invalid_manifests(tmp_path / "invalid")
+        refused = refused_at_apply(env, files)
+        assert sorted(set(files) - set(refused)) == []  # none accepted (the emulator prunes no unknown field)
+        by_webhook = [case for case, error in refused.items() if WEBHOOK_DENIED in error]
+        assert len(by_webhook) >= 29 and "invalid-python-does-not-compile" in by_webhook, by_webhook
+
         applied = subprocess.run(["kubectl", "apply", "-f", str(REPO / "examples" / "dpo.yaml")], env=env,
                                  capture_output=True, text=True, timeout=60)
         assert applied.returncode == 0, applied.stderr

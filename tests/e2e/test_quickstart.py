@@ -1,4 +1,4 @@
-"""The README's quickstart, through its entry point: the DPO example, unchanged, in the local sandbox."""
+"""The README's quickstart, through its entry point: the DPO example, unchanged, in the local cluster."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_quickstart_trains_evaluates_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    workdir = tmp_path / "sandbox"
+    workdir = tmp_path / "local"
     code = quickstart.run(quickstart.DEFAULT_MANIFEST, workdir)
     out = capsys.readouterr().out
     assert code == 0, out

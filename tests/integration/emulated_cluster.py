@@ -28,6 +28,7 @@ RESOURCES = {
 AJ = kmock.resource(GROUP, VERSION, PLURAL)
 POD = kmock.resource("", "v1", "pods")
 EVENT = kmock.resource("", "v1", "events")
+JOB = kmock.resource("batch", "v1", "jobs")
 T = TypeVar("T")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from align_operator.cli import _register, app
 from align_operator.client import AlignClient, build, manifest
 
-from .emulated_cluster import AJ, EVENT, POD, EmulatedCluster
+from .emulated_cluster import AJ, EVENT, JOB, POD, EmulatedCluster
 
 NS = "research"
 
@@ -78,14 +79,17 @@ def test_submit_rejects_an_invalid_manifest_before_calling_the_server(cluster: E
 def test_get_and_list_print_printer_columns(cluster: EmulatedCluster, kubeconfig: Path) -> None:
     cluster.put(AJ, NS, "table-a", job_with_status("table-a", "Running", progress={"step": 4, "totalSteps": 10,
                                                                                     "percent": 40.0},
-                                                   metrics={"loss": 0.6931}))
+                                                   metrics={"loss": 0.6931},
+                                                   usage={"gpuHours": 1.25, "podHours": 0.625}))
     cluster.put(AJ, NS, "table-b", job_with_status("table-b", "Succeeded"))
     listed = run(kubeconfig, "list", "-o", "wide")
     assert listed.exit_code == 0, listed.output
     header, *rows = listed.output.splitlines()
-    assert header.split()[:6] == ["NAME", "PHASE", "ALGORITHM", "MODEL", "PROGRESS", "AGE"]
+    assert header.split()[:8] == ["NAME", "PHASE", "ALGORITHM", "MODEL", "PROGRESS", "GPU-H", "POD-H", "AGE"]
     row_a = next(r for r in rows if r.startswith("table-a"))
-    assert row_a.split()[1:5] == ["Running", "dpo", "builtin://tiny", "40%"]
+    assert row_a.split()[1:7] == ["Running", "dpo", "builtin://tiny", "40%", "1.25", "0.625"]
+    narrow = run(kubeconfig, "list").output.splitlines()[0].split()
+    assert "GPU-H" in narrow and "POD-H" not in narrow       # priority 1: -o wide only, as in kubectl
     assert "4/10" in row_a and "0.6931" in row_a
     one = run(kubeconfig, "get", "table-b", "-o", "json")
     assert one.exit_code == 0 and '"phase": "Succeeded"' in one.output
@@ -122,6 +126,29 @@ def test_describe_shows_status_conditions_metrics_and_events(cluster: EmulatedCl
                      "OOMKilled", "pvc://ckpt/desc/step-20", "JobCreated", "align-operator"):
         assert expected in result.output, expected
     assert "Unrelated" not in result.output
+
+
+def test_describe_shows_only_the_events_of_this_job_not_of_a_deleted_one_of_the_same_name(
+        cluster: EmulatedCluster, kubeconfig: Path) -> None:
+    """A job deleted and created again under the same name: the old job's (and old Job's) events are not listed."""
+    job = job_with_status("again", "Running", jobName="again-trainer")
+    job["metadata"]["uid"] = "uid-new"
+    cluster.put(AJ, NS, "again", job)
+    cluster.put(JOB, NS, "again-trainer", {"metadata": {"uid": "uid-job-new"}})
+
+    def event(name: str, kind: str, about: str, uid: str, reason: str) -> None:
+        cluster.put(EVENT, NS, name, {"type": "Normal", "reason": reason, "message": reason,
+                                      "involvedObject": {"kind": kind, "name": about, "uid": uid},
+                                      "lastTimestamp": "2026-01-01T00:00:30Z"})
+
+    event("again.1", "AlignmentJob", "again", "uid-old", "EarlierJobsEvent")
+    event("again.2", "AlignmentJob", "again", "uid-new", "ThisJobsEvent")
+    event("again-trainer.1", "Job", "again-trainer", "uid-job-old", "EarlierTrainerEvent")
+    event("again-trainer.2", "Job", "again-trainer", "uid-job-new", "ThisTrainerEvent")
+    result = run(kubeconfig, "describe", "again")
+    assert result.exit_code == 0, result.output
+    assert "ThisJobsEvent" in result.output and "ThisTrainerEvent" in result.output
+    assert "EarlierJobsEvent" not in result.output and "EarlierTrainerEvent" not in result.output
 
 
 def test_describe_unknown_job_fails(kubeconfig: Path) -> None:
@@ -196,11 +223,17 @@ def test_suspend_a_finished_job_fails(cluster: EmulatedCluster, kubeconfig: Path
     assert result.exit_code == 1 and "already Succeeded" in result.output
 
 
-def test_cancel_deletes_the_job_and_fails_on_unknown(cluster: EmulatedCluster, kubeconfig: Path) -> None:
+def test_cancel_sets_run_policy_cancel_and_delete_deletes(cluster: EmulatedCluster, kubeconfig: Path) -> None:
     cluster.put(AJ, NS, "unwanted", job_with_status("unwanted", "Running"))
     result = run(kubeconfig, "cancel", "unwanted")
-    assert result.exit_code == 0 and "cancelled" in result.output
-    assert cluster.get(AJ, NS, "unwanted") is None
+    assert result.exit_code == 0 and "cancelling" in result.output
+    stored = cluster.get(AJ, NS, "unwanted")
+    assert stored and stored["spec"]["runPolicy"]["cancel"] is True and stored["spec"]["algorithm"] == "dpo"
+    cluster.put(AJ, NS, "finished", job_with_status("finished", "Cancelled"))
+    twice = run(kubeconfig, "cancel", "finished")
+    assert twice.exit_code == 1 and "already Cancelled" in twice.output
+    deleted = run(kubeconfig, "cancel", "unwanted", "--delete")
+    assert deleted.exit_code == 0 and cluster.get(AJ, NS, "unwanted") is None
     again = run(kubeconfig, "cancel", "unwanted")
     assert again.exit_code == 1 and "not found" in again.output
 
@@ -233,3 +266,53 @@ def test_shell_completion_lists_job_names(cluster: EmulatedCluster, kubeconfig: 
     ctx = type("Ctx", (), {"params": {"kubeconfig": kubeconfig}})()
     assert "complete-me" in complete_job_name(ctx, "comp")  # type: ignore[arg-type]
     assert complete_job_name(type("Ctx", (), {"params": {"server": "http://127.0.0.1:9"}})(), "") == []  # type: ignore[arg-type]
+
+
+def test_checkpoints_prints_each_kept_checkpoint_with_its_metrics(cluster: EmulatedCluster, kubeconfig: Path) -> None:
+    kept = [{"step": 50, "time": "2026-01-01T00:01:00Z", "metrics": {"loss": 0.5},
+             "uri": "pvc://ckpt/kept/checkpoints/checkpoint-50"},
+            {"step": 100, "time": "2026-01-01T00:02:00Z", "metrics": {"loss": 0.25},
+             "evaluation": {"eval_winrate": 0.625}, "uri": "pvc://ckpt/kept/checkpoints/checkpoint-100"}]
+    cluster.put(AJ, NS, "kept", job_with_status("kept", "Running", checkpoints=kept))
+    table = run(kubeconfig, "checkpoints", "kept")
+    assert table.exit_code == 0, table.output
+    header, *rows = table.output.splitlines()
+    assert header.split() == ["STEP", "SAVED", "LOSS", "EVAL_WINRATE", "URI"]
+    assert rows[1].split() == ["100", "2026-01-01T00:02:00Z", "0.25", "0.625", "pvc://ckpt/kept/checkpoints/checkpoint-100"]
+    assert rows[0].split()[:3] == ["50", "2026-01-01T00:01:00Z", "0.5"]
+    as_json = run(kubeconfig, "checkpoints", "kept", "-o", "json")
+    assert [c["step"] for c in yaml.safe_load(as_json.output)] == [50, 100]
+    cluster.put(AJ, NS, "fresh", job_with_status("fresh", "Running"))
+    assert "no checkpoints" in run(kubeconfig, "checkpoints", "fresh").output
+
+
+def test_events_follow_prints_each_event_once_in_time_order_until_the_job_ends(cluster: EmulatedCluster,
+                                                                                kubeconfig: Path) -> None:
+    job = job_with_status("feed", "Running", jobName="feed-trainer")
+    job["metadata"]["uid"] = "uid-feed"
+    cluster.put(AJ, NS, "feed", job)
+
+    def event(name: str, reason: str, second: int, kind: str = "AlignmentJob", obj: str = "feed") -> None:
+        cluster.put(EVENT, NS, name, {"type": "Normal", "reason": reason, "message": reason.lower(),
+                                      "involvedObject": {"kind": kind, "name": obj,
+                                                         **({"uid": "uid-feed"} if kind == "AlignmentJob" else {})},
+                                      "lastTimestamp": f"2026-01-01T00:00:{second:02d}Z"})
+
+    event("feed.2", "Scheduled", 2, kind="Pod", obj="feed-trainer-0-abcde")
+    event("feed.1", "JobCreated", 1)
+    event("feed.x", "Unrelated", 1, kind="Pod", obj="other-trainer-0-x")
+
+    def later() -> None:
+        time.sleep(1.0)
+        event("feed.3", "CheckpointSaved", 3)
+        cluster.put(AJ, NS, "feed", {**job, "status": {**job["status"], "phase": "Cancelled"}})
+
+    threading.Thread(target=later, daemon=True).start()
+    result = run(kubeconfig, "events", "feed", "--follow", "--interval", "0.2", "-o", "json")
+    assert result.exit_code == 0, result.output
+    entries = [json.loads(line) for line in result.output.splitlines()]
+    assert [(e["reason"], e["object"]) for e in entries] == [
+        ("JobCreated", "AlignmentJob/feed"), ("Scheduled", "Pod/feed-trainer-0-abcde"),
+        ("CheckpointSaved", "AlignmentJob/feed")]
+    table = run(kubeconfig, "events", "feed")
+    assert table.exit_code == 0 and "CheckpointSaved" in table.output and "Unrelated" not in table.output

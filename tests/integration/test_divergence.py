@@ -71,7 +71,7 @@ def test_ppo_at_an_absurd_learning_rate_diverges(tmp_path: Path, monkeypatch: py
 def test_operator_reports_a_real_divergence_as_failed_diverged(tmp_path: Path) -> None:
     """The same sft run as a pod of the operator on the emulated cluster (the real trainer, not the fake one):
     exit code 12 -> podFailurePolicy FailJob -> phase Failed, reason Diverged, no retry."""
-    from align_localcluster import Sandbox
+    from align_localcluster import LocalCluster
     from .trainer_support import DATA
     job = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "absurd-lr"},
            "spec": {"algorithm": "sft", "model": {"base": "builtin://tiny", "adapter": {"r": 8, "alpha": 16}},
@@ -80,7 +80,7 @@ def test_operator_reports_a_real_divergence_as_failed_diverged(tmp_path: Path) -
                                         "batchSize": 8, "maxLength": 96},
                     "resources": {"gpusPerNode": 0}, "evaluation": {"enabled": False}}}
     settings = {"scrape_interval_seconds": 0.5, "status_interval_seconds": 1.0}
-    with Sandbox(tmp_path, gpus=0, env={"OMP_NUM_THREADS": "1"}, settings=settings) as sb:
+    with LocalCluster(tmp_path, gpus=0, env={"OMP_NUM_THREADS": "1"}, settings=settings) as sb:
         sb.apply(job)
         done = sb.wait("absurd-lr", timeout=300)
         logs = "".join(sb.logs(p["metadata"]["name"]) for p in sb.list(kind="Pod"))

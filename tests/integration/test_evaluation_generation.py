@@ -92,14 +92,14 @@ def test_reward_model_scorer_and_inputs(tiny: tuple[Any, Any]) -> None:
     from transformers import AutoModelForSequenceClassification
 
     from align_trainer import builtin
-    from align_trainer.evaluation.scoring import RewardModelScorer, reward_model_input
+    from align_trainer.evaluation.scoring import LoadedRewardModelScorer, reward_model_input
     _, tok = tiny
     rm = AutoModelForSequenceClassification.from_pretrained(builtin.materialize("tiny"), num_labels=1)
     rm.config.pad_token_id = tok.pad_token_id
     assert reward_model_input("Q: ", "yes", tok) == "Q: yes" + tok.eos_token
     conversational = reward_model_input([{"role": "user", "content": "hi"}], [{"role": "assistant", "content": "yo"}], tok)
     assert "hi" in conversational and "yo" in conversational
-    scores = RewardModelScorer(rm, tok, batch_size=2).score([{"prompt": "Q: "}] * 3, ["a", "bb bb", "a"])
+    scores = LoadedRewardModelScorer(rm, tok, batch_size=2).score([{"prompt": "Q: "}] * 3, ["a", "bb bb", "a"])
     assert all(math.isfinite(s.reward) for s in scores)
     assert scores[0].reward == pytest.approx(scores[2].reward, abs=1e-5)  # padding does not change a score
 

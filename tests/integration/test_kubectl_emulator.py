@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from align_localcluster import Sandbox
+from align_localcluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration,
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration,
 
 
 def test_kubectl_apply_and_get_on_the_emulator(tmp_path: Path) -> None:
-    with Sandbox(tmp_path, operator="none", node_agent=False) as sb:
+    with LocalCluster(tmp_path, operator="none", node_agent=False) as sb:
         env = {**os.environ, "KUBECONFIG": str(sb.kubeconfig)}
 
         def kubectl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -67,12 +67,7 @@ def test_trainer_endpoint_passes_promtool_and_serves_what_alerts_read() -> None:
 
 
 def _operator_metrics_module() -> Any:
-    try:
-        return importlib.import_module("align_operator.metrics")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("align_operator"):
-            pytest.skip("align_operator.metrics does not exist yet (operator issue): no operator endpoint to scrape")
-        raise
+    return importlib.import_module("align_operator.metrics")
 
 
 def _free_port() -> int:

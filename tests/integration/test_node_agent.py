@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from align_localcluster import Sandbox
+from align_localcluster import LocalCluster
 
 pytestmark = [pytest.mark.integration]
 
@@ -33,22 +33,22 @@ def pod(name: str, ticks: int, **spec: Any) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def sb(tmp_path: Path) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path, operator="none", gpus=0) as box:
+def sb(tmp_path: Path) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path, operator="none", gpus=0) as box:
         box.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "demo"}, "data": {"greeting": "hi"}})
         box.create_secret("demo", {"token": "s3cret"})
         yield box
 
 
-def test_a_pod_is_bound_run_and_reported_and_its_logs_come_through_the_api(sb: Sandbox) -> None:
-    node = sb.get("sandbox", kind="Node")
+def test_a_pod_is_bound_run_and_reported_and_its_logs_come_through_the_api(sb: LocalCluster) -> None:
+    node = sb.get("local", kind="Node")
     assert node["status"]["capacity"]["nvidia.com/gpu"] == "0"
     assert node["status"]["addresses"] == [{"type": "InternalIP", "address": "127.0.0.1"}]
     assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == sb.agent.log_port
     sb.apply(pod("printer", ticks=3))
     done = sb.wait_for(lambda: (p := sb.get("printer", kind="Pod")) and (p.get("status") or {}).get("phase") == "Succeeded" and p,
                        timeout=60)
-    assert done["spec"]["nodeName"] == "sandbox"                       # bound through pods/binding
+    assert done["spec"]["nodeName"] == "local"                       # bound through pods/binding
     terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0 and terminated["message"] == "all done"
     text = sb.logs("printer")                                          # API server -> node log endpoint
@@ -57,7 +57,7 @@ def test_a_pod_is_bound_run_and_reported_and_its_logs_come_through_the_api(sb: S
         == "tick 2\n"
 
 
-def test_follow_streams_until_the_process_ends(sb: Sandbox) -> None:
+def test_follow_streams_until_the_process_ends(sb: LocalCluster) -> None:
     sb.apply(pod("follower", ticks=15))
     sb.wait_for(lambda: (p := sb.get("follower", kind="Pod")) and (p.get("status") or {}).get("phase") == "Running", timeout=30)
     with httpx.stream("GET", f"{sb.url}/api/v1/namespaces/default/pods/follower/log", params={"follow": "true"},
@@ -66,7 +66,7 @@ def test_follow_streams_until_the_process_ends(sb: Sandbox) -> None:
     assert [line for line in body.splitlines() if line.startswith("tick")] == [f"tick {i}" for i in range(15)]
 
 
-def test_a_pod_that_fits_no_node_is_named_unschedulable(sb: Sandbox) -> None:
+def test_a_pod_that_fits_no_node_is_named_unschedulable(sb: LocalCluster) -> None:
     gpu = pod("greedy", ticks=1)
     gpu["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": 2}}
     sb.apply(gpu)
@@ -76,19 +76,19 @@ def test_a_pod_that_fits_no_node_is_named_unschedulable(sb: Sandbox) -> None:
     assert not sb.get("greedy", kind="Pod")["spec"].get("nodeName")
 
 
-def test_stopping_the_agent_reports_a_final_status(sb: Sandbox) -> None:
+def test_stopping_the_agent_reports_a_final_status(sb: LocalCluster) -> None:
     sb.apply(pod("sleeper", ticks=600))
     sb.wait_for(lambda: (p := sb.get("sleeper", kind="Pod")) and (p.get("status") or {}).get("phase") == "Running", timeout=30)
     sb.call(sb.agent.stop())
     final = sb.get("sleeper", kind="Pod")["status"]
     assert final["phase"] == "Failed" and final["reason"] == "Terminated", final
     assert final["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143   # SIGTERM, within its grace
-    ready = {c["type"]: c for c in sb.get("sandbox", kind="Node")["status"]["conditions"]}["Ready"]
+    ready = {c["type"]: c for c in sb.get("local", kind="Node")["status"]["conditions"]}["Ready"]
     assert ready["status"] == "False"
 
 
-def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
-    from align_operator.kube import Client, connection_from_kubeconfig
+def test_a_pod_is_left_to_the_node_it_fits(sb: LocalCluster) -> None:
+    from align_localcluster.kube import Client, connection_from_kubeconfig
     from align_localcluster.nodeagent import NodeAgent
 
     async def second_node() -> NodeAgent:  # Ready and fitting, but not binding yet
@@ -99,7 +99,7 @@ def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
     other = sb.call(second_node())
     try:
         sb.apply(pod("picky", ticks=1, nodeSelector={"pool": "b"}))
-        time.sleep(1.5)  # several passes of the sandbox's agent, which this pod does not fit
+        time.sleep(1.5)  # several passes of the local cluster's agent, which this pod does not fit
         picky = sb.get("picky", kind="Pod")
         assert not (picky.get("status") or {}).get("conditions"), picky["status"]   # no Unschedulable: b fits
         other.bind = True
@@ -111,8 +111,8 @@ def test_a_pod_is_left_to_the_node_it_fits(sb: Sandbox) -> None:
         sb.call(other.client.close())
 
 
-def test_a_restarted_agent_stops_and_fails_the_pods_it_cannot_follow(sb: Sandbox) -> None:
-    from align_operator.kube import Client, connection_from_kubeconfig
+def test_a_restarted_agent_stops_and_fails_the_pods_it_cannot_follow(sb: LocalCluster) -> None:
+    from align_localcluster.kube import Client, connection_from_kubeconfig
     from align_localcluster.nodeagent import NodeAgent
 
     sb.apply(pod("orphan", ticks=600))
@@ -126,7 +126,7 @@ def test_a_restarted_agent_stops_and_fails_the_pods_it_cannot_follow(sb: Sandbox
     sb.call(sb.agent.client.close())  # its connections die with it (a watch left open would delay the teardown)
 
     async def restart() -> NodeAgent:
-        agent = NodeAgent(Client(connection_from_kubeconfig(sb.kubeconfig)), sb.workdir, name="sandbox",
+        agent = NodeAgent(Client(connection_from_kubeconfig(sb.kubeconfig)), sb.workdir, name="local",
                           resync_seconds=0.2)
         await agent.start()
         return agent

@@ -1,7 +1,7 @@
 """Prometheus for real: Debian's Prometheus server scrapes the operator and a running trainer, and evaluates the
 chart's alert rules (charts/align-operator/files/alerts.yaml) on those samples.
 
-The sandbox stands in for the cluster: the operator runs as its own process with its metrics port, the node agent
+The local cluster stands in for the cluster: the operator runs as its own process with its metrics port, the node agent
 runs the real trainer (`python -m align_trainer`, builtin://tiny, DPO, a few steps). Targets come from a file_sd
 file that the test writes from the pods' `prometheus.io/*` annotations, standing in for the chart's PodMonitor
 (`honorLabels: true`, plus the pod's namespace as a target label, as the Prometheus operator adds it) and a static
@@ -102,7 +102,7 @@ def dpo_job(name: str) -> dict[str, Any]:
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus missing: scripts/setup.sh installs Debian's package as root")
 def test_prometheus_scrapes_trainer_and_operator_and_evaluates_the_chart_alerts(tmp_path: Path) -> None:
-    from align_localcluster import Sandbox
+    from align_localcluster import LocalCluster
 
     operator_port, prom_port = free_port(), free_port()
     sd_file = tmp_path / "trainers.json"
@@ -117,7 +117,7 @@ def test_prometheus_scrapes_trainer_and_operator_and_evaluates_the_chart_alerts(
     api = Prometheus(f"http://127.0.0.1:{prom_port}")
     try:
         until(lambda: api.ready(), 60, "Prometheus did not become ready (see prometheus.log)")
-        with Sandbox(tmp_path / "sb", operator="process", cwd=REPO / "examples",
+        with LocalCluster(tmp_path / "sb", operator="process", cwd=REPO / "examples",
                      settings={"metrics_port": operator_port, "scrape_interval_seconds": 1.0},
                      env={"OMP_NUM_THREADS": "1"}) as sb:
             sb.apply(dpo_job("prom-dpo"))

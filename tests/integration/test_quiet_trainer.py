@@ -1,4 +1,4 @@
-"""A real training job in the local sandbox makes no outbound connection: a loopback listener stands in for the
+"""A real training job in the local cluster makes no outbound connection: a loopback listener stands in for the
 Hugging Face Hub (HF_ENDPOINT points at it) and is never contacted, although the pods start from an environment
 in which TRL's telemetry ping does reach that listener (shown by the same call in a process with that
 environment). Without the operator's HF_HUB_DISABLE_TELEMETRY / HF_HUB_OFFLINE the job pings it."""
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from align_localcluster import Sandbox
+from align_localcluster import LocalCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def run_job(tmp_path: Path, listener: Listener, settings: dict[str, Any]) -> dic
                     "data": {"train": {"uri": f"file://{REPO}/examples/openai/sft_train.jsonl"}},
                     "hyperparameters": {"maxSteps": 2, "batchSize": 2, "maxLength": 256},
                     "resources": {"gpusPerNode": 0}}}
-    with Sandbox(tmp_path, gpus=0, env=loud_env(listener), settings={**FAST, **settings}) as sb:
+    with LocalCluster(tmp_path, gpus=0, env=loud_env(listener), settings={**FAST, **settings}) as sb:
         sb.apply(job)
         done = sb.wait("quiet", timeout=600)
         logs = "".join(sb.logs(p["metadata"]["name"]) for p in sb.list(kind="Pod"))
@@ -87,7 +87,7 @@ def ping_like_a_loud_pod(listener: Listener) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
 
 
-def test_a_sandbox_job_never_contacts_the_hub(tmp_path: Path) -> None:
+def test_a_local_cluster_job_never_contacts_the_hub(tmp_path: Path) -> None:
     listener = Listener()
     try:
         run_job(tmp_path, listener, {})

@@ -1,7 +1,8 @@
 """algorithm: rpo and iterative dpo/rpo on builtin://tiny.
 
-- Offline rpo on a synthetic preference set with known, varying gaps (rpo_support): the trained policy ranks
-  held-out near-equal pairs clearly better than the reference (a flipped loss sign ranks them worse).
+- Offline dpo and rpo side by side on a synthetic preference set with known, varying gaps (rpo_support): both
+  rank held-out near-equal pairs better than the reference, rpo (which sees the gaps) better than dpo (a flipped
+  loss sign ranks them worse).
 - Iterative dpo and rpo, 2 rounds against a grader: the held-out grader score after round 2 beats round 1's,
   and both beat the starting policy; samples and pairs of each round are written; a restart in the middle of a
   round reuses that round's samples instead of sampling and grading again.
@@ -23,13 +24,30 @@ from .trainer_support import manifest, read_metrics, series
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
+#: RPO's mean held-out ranking accuracy over DPO's on the same data, over SEEDS (one synthetic task each).
+#: Measured rpo - dpo per seed: 1: +0.131, 2: +0.069, 3: +0.094 (last-bit perturbations of the weights,
+#: tests/perturb.py: seed 1 +0.100..+0.144, 2 +0.062, 3 +0.094), so the mean of seeds 1-3 is 0.085..0.10. One seed
+#: alone is no test: over seeds 1-10 the advantage is -0.019..+0.131 (mean +0.043; docs/algorithms.md, rpo).
+ADVANTAGE = 0.03
+SEEDS = (1, 2, 3)
 
-def test_rpo_ranks_held_out_near_equal_pairs(tmp_path: Path) -> None:
-    rows, held_out = make_task(seed=1)
-    final = train(tmp_path, "rpo", job("rpo-ranking", "rpo", write_rows(tmp_path / "train.jsonl", rows), seed=1))
-    reference, policy = ranking_accuracy(None, held_out), ranking_accuracy(final, held_out)
-    assert policy > reference + 0.12 and policy > 0.68, (reference, policy)
-    metrics = read_metrics(tmp_path / "rpo")
+
+def test_rpo_ranks_held_out_near_equal_pairs_better_than_dpo_on_the_same_data(tmp_path: Path) -> None:
+    """DPO and RPO side by side: per seed the same 128 pairs, settings and seed; RPO also sees the reward gaps.
+    Both rank held-out near ties better than the reference, and RPO better than DPO on average over the seeds."""
+    found: dict[str, list[float]] = {"reference": [], "dpo": [], "rpo": []}
+    for seed in SEEDS:
+        rows, held_out = make_task(seed=seed)
+        data = write_rows(tmp_path / f"train-{seed}.jsonl", rows)
+        found["reference"].append(ranking_accuracy(None, held_out))
+        for algorithm in ("dpo", "rpo"):
+            name = f"{algorithm}-{seed}"
+            found[algorithm].append(ranking_accuracy(train(tmp_path, name, job(name, algorithm, data, seed)), held_out))
+    mean = {k: sum(v) / len(v) for k, v in found.items()}
+    assert mean["dpo"] > mean["reference"] and mean["rpo"] > mean["reference"], found
+    assert mean["rpo"] > mean["dpo"] + ADVANTAGE, found
+    rows, _ = make_task(seed=SEEDS[-1])
+    metrics = read_metrics(tmp_path / f"rpo-{SEEDS[-1]}")
     assert series(metrics, "rpo/reward_gap_mean")[0] == pytest.approx(
         sum(r["chosen_reward"] - r["rejected_reward"] for r in rows) / len(rows), abs=1e-4)
     errors = series(metrics, "rpo/margin_error")

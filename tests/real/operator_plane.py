@@ -21,8 +21,8 @@ from typing import Any, Callable, TypeVar
 
 import yaml
 
-from align_operator.kube import Client, connection_from_kubeconfig
-from align_localcluster import SANDBOX_SETTINGS, poll_until
+from align_localcluster.kube import Client, connection_from_kubeconfig
+from align_localcluster import LOCAL_SETTINGS, poll_until
 from align_localcluster.nodeagent import NodeAgent
 from align_operator.settings import Settings
 from tests.realk8s import RealCluster
@@ -32,7 +32,7 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
 OPERATOR_NS = "align-system"
 FAKE_TRAINER = [sys.executable, "-m", "align_localcluster.fake_trainer", "--config", "/etc/align/job.yaml",
                 "--output", "/workspace/output"]
-SETTINGS = {**SANDBOX_SETTINGS, "scrape_interval_seconds": 0.5, "status_interval_seconds": 1.0,
+SETTINGS = {**LOCAL_SETTINGS, "scrape_interval_seconds": 0.5, "status_interval_seconds": 1.0,
             "forbidden_retry_seconds": 2.0}
 T = TypeVar("T")
 

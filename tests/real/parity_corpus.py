@@ -8,6 +8,7 @@ one-letter booleans, sexagesimal-looking and date-looking strings, whole floats 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -85,3 +86,39 @@ def corpus() -> dict[str, str]:
     grpo = _build(GRPO)
     out["valid-grpo-grader"] = yaml.safe_dump(_named(grpo, "valid-grpo-grader"), sort_keys=False)
     return out
+
+
+WEBHOOK_DENIED = 'admission webhook "validate-spec.align.dev" denied the request: '
+
+
+def invalid_manifests(directory: Path) -> dict[str, Path]:
+    """Every manifest of the parity corpus that `alignctl validate` refuses, and the issue's two not in it (a
+    70-character name, an output scheme we do not support), as files; case -> path."""
+    directory.mkdir()
+    cases = dict(corpus())
+    dpo = yaml.safe_load((REPO / "examples" / "dpo.yaml").read_text())
+    cases["invalid-name-of-70-characters"] = yaml.safe_dump({**dpo, "metadata": {"name": "n" * 70}})
+    dpo["metadata"]["name"], dpo["spec"]["output"] = "invalid-output-scheme", {"uri": "ftp://host/out"}
+    cases["invalid-output-scheme"] = yaml.safe_dump(dpo)
+    from align_operator.cli.validate_cmd import validate_paths
+    files = {}
+    for case, text in cases.items():
+        path = directory / f"{case}.yaml"
+        path.write_text(text)
+        if validate_paths([path])[1]:
+            files[case] = path
+        else:
+            path.unlink()
+    return files
+
+
+def refused_at_apply(env: dict[str, str], files: dict[str, Path]) -> dict[str, str]:
+    """`kubectl apply` of all the files at once; case -> kubectl's error for that file (absent: it was applied)."""
+    for path in files.values():  # a manifest's own namespace exists, so only its content can be refused
+        for ns in re.findall(r"(?m)^  namespace: *(\S+)", path.read_text()):
+            subprocess.run(["kubectl", "create", "namespace", ns], env=env, capture_output=True, timeout=60)
+    proc = subprocess.run(["kubectl", "apply", "-f", str(next(iter(files.values())).parent)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    errors = re.split(r'(?=error validating "|Error from server|error when)', proc.stderr)
+    return {case: next(e for e in errors if f'"{path}"' in e) for case, path in files.items()
+            if any(f'"{path}"' in e for e in errors)}

@@ -92,6 +92,19 @@ def test_cel_immutability_rules_fire_on_the_1_36_server(installed: RealCluster, 
         assert r.status_code == 200, r.text
 
 
+def test_cancel_cannot_be_unset_on_the_1_36_server(installed: RealCluster) -> None:
+    path = f"{CR_PATH.format(ns='default')}/cancelled"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    with installed.client(crd=True) as c:
+        assert c.post(CR_PATH.format(ns="default"), json=_job("cancelled")).status_code == 201
+        r = c.patch(path, content=json.dumps({"spec": {"runPolicy": {"cancel": True}}}), headers=merge)
+        assert r.status_code == 200, r.text
+        r = c.patch(path, content=json.dumps({"spec": {"runPolicy": {"cancel": False}}}), headers=merge)
+        assert r.status_code == 422 and "spec.runPolicy.cancel cannot be unset" in r.text, r.text
+        r = c.patch(path, content=json.dumps({"spec": {"runPolicy": {"suspend": True}}}), headers=merge)
+        assert r.status_code == 200, r.text                               # the rest of runPolicy stays mutable
+
+
 def test_online_algorithm_without_grader_is_rejected_by_cel(installed: RealCluster) -> None:
     doc = yaml.safe_load((REPO / "examples" / "grpo.yaml").read_text())
     doc["spec"].pop("grader")
@@ -106,7 +119,7 @@ def test_kubectl_get_explain_and_printer_columns_on_the_core_server(installed: R
     assert "created" in applied.stdout
     table = installed.kubectl("get", "aj", "-n", ns).stdout
     header = table.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "ALGORITHM", "MODEL", "PROGRESS", "AGE"], table
+    assert header == ["NAME", "PHASE", "ALGORITHM", "MODEL", "PROGRESS", "GPU-H", "AGE"], table   # Pod-h: -o wide
     assert "dpo" in table and "builtin://tiny" in table
     explained = installed.kubectl("explain", "alignmentjob.spec.hyperparameters.beta").stdout
     assert "beta" in explained.lower() and "FIELD" in explained

@@ -4,9 +4,6 @@ itself (`kopf run -m align_operator.main`) as a subprocess with the webhook enab
 
 from __future__ import annotations
 
-import base64
-import datetime
-import ipaddress
 import os
 import signal
 import subprocess
@@ -17,60 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from align_api import crd
-from align_operator.handlers.admission import CERT_FILE, KEY_FILE, WEBHOOK_ID
+from align_localcluster import webhook
+from align_localcluster.webhook import write_tls
 from tests.realk8s import RealCluster
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_NAME = "align-webhook-test"
-#: Offset of the webhook port from the instance's port base (realk8s.sh uses 379-381, 443, 479-481, 543).
-PORT_OFFSET = 643
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def write_tls(directory: Path) -> bytes:
-    """A CA and a serving certificate for 127.0.0.1 (what the chart's genCA/genSignedCert make); returns the CA PEM."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("align-webhook-ca")).issuer_name(_name("align-webhook-ca"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CERT_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / KEY_FILE).write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
-    return ca.public_bytes(serialization.Encoding.PEM)
-
-
-def webhook_configuration(url: str, ca_pem: bytes) -> dict:
-    """What the chart installs, with clientConfig.url instead of a Service (the chart's rules and policy)."""
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": CONFIG_NAME},
-        "webhooks": [{
-            "name": "validate-spec.align.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-            "failurePolicy": "Fail", "matchPolicy": "Equivalent", "timeoutSeconds": 10,
-            "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
-            "rules": [{"apiGroups": ["align.dev"], "apiVersions": ["v1alpha1"], "resources": ["alignmentjobs"],
-                       "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}],
-        }],
-    }
 
 
 def install_crd(cluster: RealCluster, crd_server: bool) -> None:
@@ -106,15 +56,10 @@ class ServedWebhook:
     log: Path
 
 
-PROBE = {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob", "metadata": {"name": "webhook-probe"},
-         "spec": {"algorithm": "dpo", "model": {"base": "builtin://tiny"}, "data": {"train": {"uri": "d.jsonl"}},
-                  "hyperparameters": {"numGenerations": 8}}}  # valid to the schema, invalid to align_api
-
-
 def _denied_by_webhook(cluster: RealCluster, crd_server: bool) -> bool:
     path = "/apis/align.dev/v1alpha1/namespaces/default/alignmentjobs?dryRun=All"
-    r = cluster.api("POST", path, PROBE, crd=crd_server)
-    return r.status_code == 422 and "validate-spec.align.dev" in r.text
+    r = cluster.api("POST", path, webhook.PROBE, crd=crd_server)
+    return webhook.denies_probe(r.status_code, r.text)
 
 
 @contextmanager
@@ -123,7 +68,7 @@ def served_webhook(cluster: RealCluster, workdir: Path, crd_servers: tuple[bool,
     same registrations through its kubeconfig). Waits until every server in crd_servers calls it."""
     for crd_server in (False, True):
         install_crd(cluster, crd_server)
-    port = cluster.base + PORT_OFFSET
+    port = cluster.base + webhook.PORT_OFFSET
     ca = write_tls(workdir / "tls")
     log = workdir / "operator.log"
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "ALIGN_OPERATOR_WEBHOOK_PORT": str(port),
@@ -133,10 +78,11 @@ def served_webhook(cluster: RealCluster, workdir: Path, crd_servers: tuple[bool,
         proc = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
                                  "-m", "align_operator.main"], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    url = f"https://127.0.0.1:{port}/{WEBHOOK_ID}"
+    url = webhook.url(port)
     try:
         r = cluster.api("POST", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
-                        webhook_configuration(url, ca))
+                        # failing closed, so that a test sees a webhook the server does not call
+                        webhook.configuration(CONFIG_NAME, port, ca, failure_policy="Fail"))
         assert r.status_code in (201, 409), r.text
         deadline = time.monotonic() + 60
         pending = set(crd_servers)

@@ -25,6 +25,7 @@ EXPECTED = {
     Phase.SUSPENDED: "Suspended",
     Phase.SUCCEEDED: "Healthy",
     Phase.FAILED: "Degraded",
+    Phase.CANCELLED: "Suspended",
 }
 
 
@@ -78,10 +79,12 @@ def test_queued_message_comes_from_its_condition() -> None:
     assert result == {"status": "Progressing", "message": "waiting for quota in queue gpu-a100"}
 
 
-def test_suspend_observed_by_the_operator_is_suspended_even_before_pods_stop() -> None:
-    assert health(job("Running", suspend=True, generation=2, observed=2))["status"] == "Suspended"
-    # Not yet observed: the operator has not acted on the new spec, so it is still running.
-    assert health(job("Running", suspend=True, generation=2, observed=1))["status"] == "Progressing"
+def test_suspend_is_suspended_only_once_the_operator_says_the_pods_stopped() -> None:
+    stopping = [{"type": "Running", "status": "True", "reason": "Suspending",
+                 "message": "Stopping to suspend: 1 trainer pod(s) checkpointing and exiting"}]
+    result = health(job("Running", suspend=True, generation=2, observed=2, conditions=stopping))
+    assert result["status"] == "Progressing" and "checkpointing" in result["message"]
+    assert health(job("Suspended", suspend=True, generation=2, observed=2))["status"] == "Suspended"
 
 
 def test_terminal_phases_win_over_suspend() -> None:

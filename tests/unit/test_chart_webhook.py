@@ -104,3 +104,21 @@ def test_webhook_off_renders_nothing_and_the_operator_serves_nothing(docs: dict[
     assert {e["name"]: e.get("value") for e in container["env"]}["ALIGN_OPERATOR_WEBHOOK_PORT"] == "0"
     assert all(p["name"] != "webhook" for p in container["ports"])
     assert all(v["name"] != "webhook-tls" for v in _pod(objs)["volumes"])
+
+
+def test_the_local_plane_registers_the_webhook_the_chart_installs(docs: dict[str, list[dict[str, Any]]],
+                                                                  tmp_path: Any) -> None:
+    """`alignctl local up --real` registers align_localcluster.webhook's configuration: the chart's, field for field,
+    but for how the API server reaches the operator (a loopback URL, no Service) and its CA."""
+    from align_localcluster import webhook
+
+    chart = _hook(docs["defaults"])
+    ca_pem = webhook.write_tls(tmp_path)
+    local = webhook.configuration("align-operator-local", 61643, ca_pem)["webhooks"]
+    assert len(local) == 1
+    assert {k: v for k, v in local[0].items() if k != "clientConfig"} == \
+        {k: v for k, v in chart.items() if k != "clientConfig"}
+    assert local[0]["clientConfig"]["url"] == f"https://127.0.0.1:61643{chart['clientConfig']['service']['path']}"
+    ca = x509.load_pem_x509_certificate(base64.b64decode(local[0]["clientConfig"]["caBundle"]))
+    cert = x509.load_pem_x509_certificate((tmp_path / CERT_FILE).read_bytes())
+    cert.verify_directly_issued_by(ca)  # what the operator serves chains to what the API server is given

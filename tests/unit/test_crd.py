@@ -62,7 +62,8 @@ def test_names_columns_and_subresource() -> None:
     assert names["shortNames"] == ["aj"] and names["categories"] == ["align"]
     version = CRD["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Algorithm", "Model", "Progress", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Algorithm", "Model", "Progress",
+                                                                        "GPU-h", "Pod-h", "Age"]
 
 
 def test_enums_minimums_and_defaults_present() -> None:

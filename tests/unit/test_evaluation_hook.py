@@ -29,7 +29,7 @@ def _ctx(tmp_path: Path, gates: list[str], output_uri: str | None = None) -> Sim
     (out / "final").mkdir(parents=True)
     (out / "final" / "README.md").write_text("# model card\n")
     paths = SimpleNamespace(output_dir=out, final_dir=out / "final", base_dir=tmp_path)
-    return SimpleNamespace(spec=job.spec, name="j", hp=job.spec.hyperparameters, paths=paths, scratch={},
+    return SimpleNamespace(spec=job.spec, name="j", hp=job.spec.hyperparameters, paths=paths, output_uri=job.spec.output.uri,
                            metrics=SimpleNamespace(), eval_dataset=None, train_dataset=None)
 
 

@@ -87,6 +87,24 @@ def test_policy_outputs_with_constant_rewards(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 5_000 for p in outcome.charts)
 
 
+def test_report_shows_answers_side_by_side_when_all_tie(tmp_path: Path) -> None:
+    # Issue 22: with tie rate 1 there are no gains or losses, yet the reader must see both models' answers.
+    samples = [Sample(f"What is {i} + {i}?", f"policy says {2 * i}", f"policy says {2 * i}" if i < 3 else "no idea",
+                      1.0, 1.0, 4, 4) for i in range(7)]
+    ev = evaluate_policy(samples)
+    assert ev.metrics["tieRate"] == 1 and not ev.top_gains and not ev.top_losses
+    report = write_policy_evaluation(tmp_path, "ties", samples, ev, [], {}, charts=False).report.read_text()
+    section = report.split("## Sample answers, policy and reference")[1].split("## Largest gains")[0]
+    assert "identical answers on 3 of 7 prompts" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "What is" in line]
+    assert len(rows) == 5  # the first top_k prompts, in order
+    assert rows[0].split(" | ")[1:4] == ["What is 0 + 0?", "policy says 0", "policy says 0"] and rows[0].endswith("| yes |")
+    assert "| no idea |" in rows[4] and rows[4].endswith("| no |")
+    same = [Sample("q", "same", "same", 0.0, 0.0, 1, 1)] * 3
+    text = write_policy_evaluation(tmp_path / "same", "same", same, evaluate_policy(same), [], {}, charts=False)
+    assert "identical answers on 3 of 3 prompts (the adapter changed nothing" in text.report.read_text()
+
+
 def test_reward_model_outputs(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     pairs = []

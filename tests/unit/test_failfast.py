@@ -327,7 +327,7 @@ def test_evaluation_grades_the_same_item_fields_as_training() -> None:
 
 def test_relative_data_paths_fall_back_to_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # In a pod the "manifest" is the mounted config: a relative data path is the pod's working directory's (the
-    # sandbox runs pods where `alignctl local up --cwd` says). The manifest's directory still wins when it has it.
+    # local cluster runs pods where `alignctl local up --cwd` says). The manifest's directory still wins when it has it.
     from align_trainer import storage
     manifest_dir, work = tmp_path / "config", tmp_path / "work"
     (work / "data").mkdir(parents=True)

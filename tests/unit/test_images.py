@@ -183,7 +183,7 @@ def test_trainer_user_is_the_operators_default_run_as_user() -> None:
     uid = int(ops(TRAINER, "USER")[-1].split(":")[0])
     chart_values = yaml.safe_load((REPO / "charts" / "align-operator" / "values.yaml").read_text())
     assert chart_values["trainer"]["runAsUser"] == uid
-    settings = pytest.importorskip("align_operator.settings")
+    from align_operator import settings
     assert settings.Settings().run_as_user == uid
 
 
@@ -192,8 +192,7 @@ def test_operator_entrypoint_matches_the_chart() -> None:
     cmd = exec_form(ops(OPERATOR, "CMD")[-1])
     assert entry == ["kopf", "run"]
     module = next(a.split("=", 1)[1] for a in cmd if a.startswith("--module="))
-    if not (REPO / "operator" / Path(*module.split(".")).with_suffix(".py")).exists():
-        pytest.skip(f"{module} (the operator's Kopf registration module, issue 4) has not landed yet")
+    assert (REPO / "operator" / Path(*module.split(".")).with_suffix(".py")).exists(), module
     deployment = (REPO / "charts" / "align-operator" / "templates" / "deployment.yaml").read_text()
     assert 'command: ["kopf", "run"]' in deployment and f"--module={module}" in deployment
     assert "--standalone" in cmd and "--liveness=http://0.0.0.0:8080/healthz" in cmd

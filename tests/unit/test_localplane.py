@@ -116,8 +116,9 @@ def test_table_of_the_crd_printer_columns() -> None:
     now = datetime(2026, 11, 30, 10, 7, 0, tzinfo=timezone.utc)
     table = tables.as_table({"kind": "AlignmentJobList", "metadata": {"resourceVersion": "9"}, "items": [job]},
                             columns, now)
-    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Phase", "Algorithm", "Model", "Progress", "Age"]
-    assert table["rows"][0]["cells"] == ["a", None, "dpo", "builtin://tiny", "50", "7m"]
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Phase", "Algorithm", "Model", "Progress", "GPU-h", "Pod-h",
+                                                               "Age"]
+    assert table["rows"][0]["cells"] == ["a", None, "dpo", "builtin://tiny", "50", None, None, "7m"]
     assert table["rows"][0]["object"]["metadata"]["name"] == "a"
     assert tables.as_table(job, columns, now)["rows"][0]["cells"][0] == "a"  # one object, not a list
     assert [tables._age(f"2026-11-30T{t}Z", now) for t in ("10:06:30", "10:05:30", "08:00:00")] == ["30s", "90s", "127m"]

@@ -1,9 +1,12 @@
-"""Deleting never waits for the operator: no handler asks Kopf for a finalizer, and the status daemon ends itself
-when its AlignmentJob is deleted (Kopf only stops daemons of objects that carry its finalizer)."""
+"""Deleting never waits for the operator: no handler asks Kopf for a finalizer (no daemons, timers or deletion
+handlers: Kopf gives those one), and each job's status task, the operator's own, ends when its AlignmentJob is
+deleted. Only Kopf's public API: the registrations in main.py are read from its source."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 from typing import Any
 
 import kopf
@@ -13,35 +16,46 @@ from align_operator.handlers.setup import Wakeups
 from align_operator.settings import Settings
 
 
-def test_no_handler_of_the_operator_requires_a_finalizer() -> None:
-    from align_operator import main  # noqa: F401  (registers the handlers)
-    registry = kopf.get_default_registry()
-    spawning = registry._spawning.get_all_handlers()
-    assert [h.id for h in spawning] == ["track"]
-    assert not any(h.requires_finalizer for h in [*spawning, *registry._changing.get_all_handlers()])
+def test_no_handler_of_the_operator_asks_kopf_for_a_finalizer() -> None:
+    from align_operator import main
+    calls = {ast.unparse(node.func) for node in ast.walk(ast.parse(inspect.getsource(main)))
+             if isinstance(node, ast.Call)}
+    registrations = {c for c in calls if c.startswith(("kopf.on.", "kopf.daemon", "kopf.timer", "kopf.index"))}
+    assert "kopf.on.event" in registrations and "kopf.on.create" in registrations, registrations
+    assert not {c for c in registrations if c in ("kopf.daemon", "kopf.timer", "kopf.on.delete")}, registrations
 
 
-class _Running:
-    def __bool__(self) -> bool:  # kopf.DaemonStopped is falsy until the daemon is asked to stop
-        return False
+def body(phase: str, version: str = "1") -> dict[str, Any]:
+    return {"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
+            "metadata": {"name": "j", "namespace": "ns", "resourceVersion": version}, "spec": {},
+            "status": {"phase": phase}}
 
 
-def test_the_status_daemon_ends_when_its_alignmentjob_is_deleted() -> None:
+def test_the_status_task_starts_for_a_live_job_and_ends_when_it_is_deleted() -> None:
     memo = kopf.Memo(settings=Settings(status_interval_seconds=3600, scrape_interval_seconds=3600),
                      wakeups=Wakeups(), client=None)
-    body: dict[str, Any] = {"metadata": {"name": "j", "namespace": "ns"}, "status": {"phase": "Running"}}
+    key = ("ns", "j")
+
+    async def event(type: str | None, phase: str = "Running") -> None:
+        await track.follow(type=type, body=body(phase), name="j", namespace="ns", memo=memo, logger=None,
+                           index_jobs={}, index_pods={})
 
     async def scenario() -> None:
-        daemon = asyncio.create_task(track.track(
-            body=body, spec={}, meta=body["metadata"], name="j", namespace="ns", stopped=_Running(), memo=memo,
-            logger=None, index_jobs={}, index_pods={}))
+        await event(None, "Succeeded")  # a finished job (operator start-up listing): no task
+        assert not memo.wakeups.running(key)
+        await event(None)
         await asyncio.sleep(0.05)
-        assert not daemon.done()
-        await track.end_on_delete(type="MODIFIED", name="j", namespace="ns", memo=memo)   # only deletion ends it
+        first = memo.wakeups._tasks[key]
+        assert memo.wakeups.running(key)
+        await event("MODIFIED")  # only deletion ends it, and one task per job
         await asyncio.sleep(0.05)
-        assert not daemon.done()
-        await track.end_on_delete(type="DELETED", name="j", namespace="ns", memo=memo)
-        await asyncio.wait_for(daemon, timeout=5)
-        assert not memo.wakeups.is_gone(("ns", "j"))       # a new object of that name gets a fresh daemon
+        assert memo.wakeups.running(key) and memo.wakeups._tasks[key] is first
+        await event("DELETED")
+        await asyncio.wait_for(first, timeout=5)
+        assert not memo.wakeups.running(key)
+        await event("ADDED")  # a new object of that name gets a fresh task
+        await asyncio.sleep(0.05)
+        assert memo.wakeups.running(key) and memo.wakeups._tasks[key] is not first
+        await memo.wakeups.close()  # the operator's cleanup cancels it
+        assert not memo.wakeups.running(key)
     asyncio.run(scenario())
-

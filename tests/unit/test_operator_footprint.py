@@ -37,7 +37,8 @@ JOB = {
 def test_index_entries_hold_only_what_the_status_logic_reads() -> None:
     summary = asyncio.run(track.index_jobs(namespace="default", labels=JOB["metadata"]["labels"],
                                            body=kopf.Body(JOB)))[("default", "a")]
-    assert summary == {"metadata": {"name": "a-trainer", "annotations": {"align.dev/spec-hash": "abc"}, "uid": "u-1"},
+    assert summary == {"metadata": {"name": "a-trainer", "annotations": {"align.dev/spec-hash": "abc"}, "uid": "u-1",
+                                    "deletionTimestamp": None},
                        "spec": {"suspend": False}, "status": {"active": 1, "startTime": "2026-11-30T00:00:00Z"}}
     assert len(json.dumps(summary)) * 10 < len(json.dumps(JOB))
 

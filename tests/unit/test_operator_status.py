@@ -193,7 +193,7 @@ def test_upstream_resolution() -> None:
     assert len(failed.failed) == 2 and "DataError" in failed.failed[0] and "no adapter" in failed.failed[1]
 
 
-# --- the sandbox's Job controller (pure part) -------------------------------------------------------------
+# --- the local cluster's Job controller (pure part) -------------------------------------------------------------
 def _k8s_job(**spec: Any) -> dict[str, Any]:
     return {"metadata": {"name": "x-trainer", "namespace": "ns", "uid": "u1"},
             "spec": {"completions": 2, "parallelism": 2, "backoffLimit": 1, "template": {"spec": {}}, **spec},
@@ -225,7 +225,7 @@ def test_job_controller_pod_failure_policy_and_backoff() -> None:
     assert compress_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
 
 
-def test_sandbox_pod_command_maps_pod_paths_but_not_the_host_interpreter(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_local_pod_command_maps_pod_paths_but_not_the_host_interpreter(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Regression: with the host's venv under /tmp and a pod volume at /tmp, the interpreter stayed unmapped."""
     import sys
     from pathlib import Path

@@ -102,6 +102,9 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("ranks-differ-from-gpus", {"spec.resources": {"gpusPerNode": 2, "processesPerNode": 4}},
      "spec.resources.processesPerNode", "one rank per GPU"),
     ("fsdp-own-loop", {**GRPO, "algorithm": "ppo", "spec.resources": {"strategy": "fsdp"}}, "spec.resources.strategy", "TRL-based"),
+    # reft's ppo stage is our own loop too (the one algorithm table, align_api.algorithms)
+    ("fsdp-reft-ppo", {**GRPO, "algorithm": "reft", "spec.hyperparameters": {"rlStage": "ppo"},
+                       "spec.resources": {"strategy": "fsdp"}}, "spec.resources.strategy", "rlStage: ppo"),
     ("fsdp-on-cpu", {"spec.resources": {"strategy": "fsdp", "gpusPerNode": 0}}, "spec.resources.strategy", "needs GPUs"),
     ("bad-strategy", {"spec.resources": {"strategy": "zero3"}}, "spec.resources.strategy", "ddp"),
     ("collective-timeout-too-short", {"spec.resources": {"collectiveTimeoutSeconds": 1}},

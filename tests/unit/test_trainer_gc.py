@@ -53,7 +53,7 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, own_process: bool) 
     def context(*_: Any, **__: Any) -> SimpleNamespace:
         seen["context"] = gc.isenabled()
         metrics = SimpleNamespace(write_status=lambda **_: None, close=lambda: None)
-        return SimpleNamespace(scratch={}, device=SimpleNamespace(device="cpu", dtype="float32"),
+        return SimpleNamespace(previous_sigterm_handler=None, keep_local=False, device=SimpleNamespace(device="cpu", dtype="float32"),
                                paths=SimpleNamespace(output_dir=tmp_path / "out"), resume_from=None, metrics=metrics)
 
     def train(_ctx: Any) -> None:

@@ -36,3 +36,14 @@ def test_success_message_fits_the_kubelet_limit_and_keeps_the_artifacts(tmp_path
     assert len(text.encode()) <= MAX_TERMINATION_MESSAGE
     doc = json.loads(text)
     assert doc["artifacts"]["adapter"] == str(tmp_path / "final") and "finalMetrics" not in doc
+
+
+def test_the_kept_checkpoints_go_first_when_the_message_is_too_long(tmp_path: Path) -> None:
+    kept = [{"step": 10 * i, "time": "2026-01-01T00:00:00Z", "metrics": {"loss": 1.0 / i}} for i in range(1, 13)]
+    small = json.loads(success_message(TrainResult(steps=120, total_steps=120, adapter_dir=tmp_path / "final",
+                                                   checkpoint_index=kept)))
+    assert [c["step"] for c in small["checkpointIndex"]] == [10 * i for i in range(3, 13)]   # the newest 10
+    many = {f"metric_with_a_long_name_{i}": float(i) for i in range(60)}
+    big = json.loads(success_message(TrainResult(steps=1, total_steps=1, metrics=many, adapter_dir=tmp_path / "final",
+                                                 checkpoint_index=[{**c, "metrics": many} for c in kept])))
+    assert "checkpointIndex" not in big and "finalMetrics" in big

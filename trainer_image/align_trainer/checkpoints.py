@@ -12,23 +12,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import distributed, storage
+from .checkpoint_index import PREFIX, index, list_checkpoints, step_of
 from .errors import Interrupted
 from .modelcard import model_card
 
 if TYPE_CHECKING:
-    from .runtime import TrainContext, TrainResult
+    from .contracts import TrainResult
+    from .runtime import TrainContext
 
 log = logging.getLogger(__name__)
 
-PREFIX = "checkpoint-"
-_STEP = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILES = ("trainer_state.json", "align_state.json")  # HF trainers write the first, custom loops the second
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
 
@@ -71,11 +70,6 @@ def clean_staging(parent: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def step_of(path: Path) -> int | None:
-    match = _STEP.match(path.name)
-    return int(match.group(1)) if match else None
-
-
 def validate(path: Path) -> str | None:
     """None when `path` is a usable checkpoint, else why not."""
     if not path.is_dir():
@@ -105,14 +99,6 @@ def validate(path: Path) -> str | None:
     return None
 
 
-def list_checkpoints(directory: Path) -> list[Path]:
-    """checkpoint-<N> directories, oldest first."""
-    if not directory.is_dir():
-        return []
-    found = [p for p in directory.iterdir() if step_of(p) is not None]
-    return sorted(found, key=lambda p: step_of(p) or 0)
-
-
 def find_resume(directory: Path) -> Path | None:
     """The newest valid checkpoint (after removing leftovers of a killed save)."""
     clean_staging(directory)
@@ -139,7 +125,13 @@ def rotate(directory: Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def install_atomic_saves(trainer: Any, directory: Path, keep: int) -> None:
+def export_index(ctx: "TrainContext") -> None:
+    """Publish the kept checkpoints (after a save, and at the start of a resumed run); rank 0 only."""
+    if distributed.is_main():
+        ctx.metrics.checkpoints(index(ctx.paths.checkpoint_dir, ctx.paths.metrics_file))
+
+
+def install_atomic_saves(trainer: Any, directory: Path, keep: int, on_commit: Any = None) -> None:
     """Make an HF/TRL trainer write each checkpoint into a staging directory that is renamed into place,
     then rotate to `keep`. (transformers writes `checkpoint-N` in place; a kill mid-save would leave a
     directory that looks complete to its own resume logic.)"""
@@ -163,6 +155,8 @@ def install_atomic_saves(trainer: Any, directory: Path, keep: int) -> None:
             commit_dir(written, directory / written.name)
             shutil.rmtree(staging, ignore_errors=True)
             rotate(directory, keep)
+            if on_commit is not None:
+                on_commit()
         distributed.barrier()
 
     trainer._save_checkpoint = save
@@ -183,7 +177,8 @@ def run_hf_trainer(ctx: "TrainContext", trainer: Any) -> "TrainResult":
     """ctx.train(trainer): resume, train, checkpoint on SIGTERM, publish the final adapter."""
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # our ProgressLogCallback prints one readable line per log
-    install_atomic_saves(trainer, ctx.paths.checkpoint_dir, ctx.spec.checkpoints.keep)
+    install_atomic_saves(trainer, ctx.paths.checkpoint_dir, ctx.spec.checkpoints.keep,
+                         on_commit=lambda: export_index(ctx))
     resume = ctx.resume_from
     if resume is not None and finished_checkpoint(resume):
         # transformers would train one more step past max_steps on resume from the last checkpoint: a retry
@@ -224,6 +219,7 @@ def save_custom_checkpoint(ctx: "TrainContext", model: Any, step: int, state: Ma
     target = directory / f"{PREFIX}{step}"
     commit_dir(staging, target)
     rotate(directory, ctx.spec.checkpoints.keep)
+    export_index(ctx)
     return target
 
 
@@ -239,7 +235,7 @@ def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: in
                   metrics: dict[str, float], eval_metrics: dict[str, float]) -> "TrainResult":
     """Final adapter (+ tokenizer, model card) -> final/; optional merged/; upload to spec.output.uri."""
     from .models import DEFAULT_ADAPTER, _unwrap_peft, portable_base_reference
-    from .runtime import TrainResult
+    from .contracts import TrainResult
     if not distributed.is_main():  # rank 0 writes, evaluates and uploads; the other ranks report the numbers
         return TrainResult(steps=step, total_steps=total_steps, metrics=metrics, eval_metrics=eval_metrics)
     paths = ctx.paths
@@ -255,12 +251,13 @@ def publish_final(ctx: "TrainContext", model: Any, *, step: int, total_steps: in
                                        encoding="utf-8")
     commit_dir(staging, paths.final_dir)
     result = TrainResult(steps=step, total_steps=total_steps, metrics=metrics, eval_metrics=eval_metrics,
-                         adapter_dir=paths.final_dir, checkpoints=list_checkpoints(paths.checkpoint_dir))
+                         adapter_dir=paths.final_dir, checkpoints=list_checkpoints(paths.checkpoint_dir),
+                         checkpoint_index=index(paths.checkpoint_dir, paths.metrics_file))
     for hook in ctx.before_publish:  # e.g. evaluation gates: raising here keeps the adapter unpublished
         hook(ctx, model, result)
     if ctx.spec.output.merge:
         result.merged_dir = merge(ctx, paths.final_dir, paths.output_dir / "merged")
-    uri = ctx.scratch.get("output_uri", ctx.spec.output.uri)
+    uri = ctx.output_uri
     if uri:
         result.adapter_uri = storage.upload(paths.final_dir, uri, base_dir=paths.base_dir, name="adapter")
         if result.merged_dir is not None:
@@ -287,5 +284,5 @@ def merge(ctx: "TrainContext", adapter_dir: Path, target: Path) -> Path:
     return target
 
 
-__all__ = ["Interrupted", "commit_dir", "find_resume", "install_atomic_saves", "list_checkpoints", "publish_final",
+__all__ = ["Interrupted", "commit_dir", "export_index", "find_resume", "install_atomic_saves", "list_checkpoints", "publish_final",
            "run_hf_trainer", "save_custom_checkpoint", "validate"]

@@ -4,14 +4,16 @@ Three steps, all before any model is loaded, so a bad row fails the job in secon
 1. `read_rows`: JSONL / JSON / Parquet / CSV file or folder (path, file://, s3://, pvc://) or a hub dataset,
    each row tagged with where it came from (file and line) for error messages.
 2. `parse_row` (formats.py): one row of a format (openai-chat, openai-preference, openai-rft, trl,
-   ranked-pair, after the `fields` renaming) -> a `Record` of one TRL dataset type.
+   ranked-pair, LLaMA-Factory's alpaca and sharegpt, after the `fields` renaming) -> a `Record` of one TRL dataset type.
 3. `convert` (formats.py): Records -> rows of the algorithm's `DataKind` (e.g. preference -> unpaired for KTO).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,7 +24,8 @@ from align_api.data import DataSpec
 from . import storage
 from .errors import DataError, TrainerError
 from .formats import Record, convert, detect_format, parse_row
-from .runtime import DataKind
+from .contracts import DataKind
+from .formats_llamafactory import detect_mapped
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 
@@ -33,10 +36,11 @@ class Row:
 
     data: dict[str, Any]
     file: str
-    line: int  #: 1-based line for JSONL, 1-based item/row number otherwise
+    line: int  #: 1-based line for JSONL and JSON arrays, 1-based row number otherwise
+    item: int | None = None  #: 1-based position in a JSON array
 
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}" + (f" (item {self.item})" if self.item is not None else "")
 
 
 def _read_jsonl(path: Path) -> Iterator[Row]:
@@ -53,19 +57,41 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
             yield Row(value, str(path), number)
 
 
+def _item_lines(text: str) -> list[int]:
+    """The 1-based line where each item of a top-level JSON array starts (LLaMA-Factory files are pretty-printed
+    arrays: an error names the line an editor jumps to, not only the item's index)."""
+    decoder, lines = json.JSONDecoder(), []
+    pos, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
+    while True:
+        start = pos
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        line += text.count("\n", start, pos)
+        if pos >= len(text) or text[pos] == "]":
+            return lines
+        lines.append(line)
+        _, end = decoder.raw_decode(text, pos)
+        line += text.count("\n", pos, end)
+        pos = end
+
+
 def _read_json(path: Path) -> Iterator[Row]:
+    text = path.read_text(encoding="utf-8")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     if isinstance(value, dict) and isinstance(value.get("data"), list):
-        value = value["data"]
-    if not isinstance(value, list):
+        value, lines = value["data"], None
+    elif isinstance(value, list):
+        lines = _item_lines(text)
+    else:
         raise DataError(f"{path}: a .json dataset must be a list of objects (or {{\"data\": [...]}})")
     for number, item in enumerate(value, start=1):
+        row = Row(item, str(path), lines[number - 1], number) if lines else Row(item, f"{path} item", number)
         if not isinstance(item, dict):
-            raise DataError(f"{path}: item {number} must be an object, got {type(item).__name__}")
-        yield Row(item, f"{path} item", number)
+            raise DataError(f"{row.where()}: must be an object, got {type(item).__name__}")
+        yield row
 
 
 def _read_table(path: Path) -> Iterator[Row]:
@@ -128,14 +154,32 @@ def rename_fields(row: Row, fields: dict[str, str] | None) -> Row:
             raise DataError(f"{row.where()}: field {column!r} (mapped to {canonical!r} by data.fields) is missing; "
                             f"the row has: {', '.join(sorted(row.data))}")
         data[canonical] = data.pop(column)
-    return Row(data, row.file, row.line)
+    return dataclasses.replace(row, data=data)
+
+
+def _source_column(message: str, fields: dict[str, str] | None) -> str:
+    """A parse error names the canonical field; with `fields`, name the file's own column the user knows."""
+    match = re.search(r": field ([A-Za-z_0-9]+)", message)
+    if not fields or not match or match.group(1) not in fields:
+        return message
+    return message[:match.start(1)] + fields[match.group(1)] + message[match.end(1):]
+
+
+def parse_rows(spec: DatasetSpec, rows: list[Row]) -> list[Record]:
+    """Renamed rows of one split as Records in `spec.format` (auto: detected from the first row); None rows
+    (no training signal) are left out. Errors name the file's own column."""
+    fmt = spec.format if spec.format != "auto" else \
+        detect_mapped(spec.fields, rows[0].data) or detect_format(rows[0].data, rows[0].where())
+    try:
+        return [r for r in (parse_row(fmt, row.data, row.where(), tags=spec.tags) for row in rows) if r is not None]
+    except DataError as exc:
+        raise DataError(_source_column(str(exc), spec.fields)) from None
 
 
 def parse_split(spec: DatasetSpec, *, base_dir: Path, cache_dir: Path, seed: int) -> list[Record]:
     """Read, rename and parse every row of a split (all errors are DataError naming file, line, field)."""
     rows = [rename_fields(r, spec.fields) for r in read_rows(spec, base_dir=base_dir, cache_dir=cache_dir)]
-    fmt = spec.format if spec.format != "auto" else detect_format(rows[0].data, rows[0].where())
-    records = [r for r in (parse_row(fmt, row.data, row.where()) for row in rows) if r is not None]
+    records = parse_rows(spec, rows)
     if not records:
         raise DataError(f"dataset {spec.uri}: no usable rows (all {len(rows)} rows carry no preference)")
     first = records[0].type

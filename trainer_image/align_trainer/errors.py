@@ -67,3 +67,10 @@ class GraderFailing(TrainerError):
 
     exit_code = ExitCode.GRADER_FAILING
     reason = Reason.GRADER_FAILING
+
+
+class NoLearningSignal(TrainerError):
+    """spec.runPolicy.failOnNoLearningSignal: the first grading batches gave every prompt's samples one reward."""
+
+    exit_code = ExitCode.NO_LEARNING_SIGNAL
+    reason = Reason.NO_LEARNING_SIGNAL

@@ -7,11 +7,11 @@ preference, unpaired, stepwise); values are strings ("standard") or lists of {ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from .contracts import DataKind
 from .errors import DataError
-from .runtime import DataKind
+from .records import Record, _bool_label, _fail  # noqa: F401  (Record: formats.Record for the loaders)
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TEXT_KEYS = ("prompt", "completion", "chosen", "rejected", "text")
@@ -19,18 +19,6 @@ RECORD_TYPES = ("language_modeling", "prompt_only", "prompt_completion", "prefer
 #: Per-answer rewards a preference row may carry (rpo's reward gap = chosen_reward - rejected_reward).
 REWARD_KEYS = ("chosen_reward", "rejected_reward")
 _TRL_KEYS = {"text", "messages", "prompt", "completion", "chosen", "rejected", "label", "completions", "labels"}
-
-
-@dataclass
-class Record:
-    type: str
-    data: dict[str, Any]
-    where: str
-    extra: dict[str, Any] = field(default_factory=dict)  #: other columns (graders read them)
-
-
-def _fail(where: str, path: str, message: str) -> DataError:
-    return DataError(f"{where}: field {path}: {message}")
 
 
 def _content(value: Any, where: str, path: str) -> str:
@@ -88,20 +76,14 @@ def _text_or_messages(value: Any, where: str, path: str) -> str | list[dict[str,
     raise _fail(where, path, f"must be a string or a list of messages, got {type(value).__name__}")
 
 
-def _bool_label(value: Any, where: str, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise _fail(where, path, f"must be a boolean (desirable or not), got {value!r}")
-
-
 # --- formats ------------------------------------------------------------------------------------------
 
 def detect_format(row: dict[str, Any], where: str) -> str:
     """Guess a row's format from its keys (spec.data.*.format: auto)."""
+    from .formats_llamafactory import detect
+    llamafactory = detect(row)  # before openai-chat: a sharegpt KTO row is {messages, label}
+    if llamafactory:
+        return llamafactory
     if "input" in row and ("preferred_output" in row or "non_preferred_output" in row):
         return "openai-preference"
     if "response_1" in row and "response_2" in row:
@@ -223,8 +205,12 @@ PARSERS = {"openai-chat": _openai_chat, "openai-preference": _openai_preference,
            "ranked-pair": _ranked_pair, "trl": _trl}
 
 
-def parse_row(fmt: str, row: dict[str, Any], where: str) -> Record | None:
-    """One row of `fmt` as a Record (None: the row carries no training signal, e.g. a ranked-pair tie)."""
+def parse_row(fmt: str, row: dict[str, Any], where: str, *, tags: dict[str, str] | None = None) -> Record | None:
+    """One row of `fmt` as a Record (None: the row carries no training signal, e.g. a ranked-pair tie).
+    `tags`: spec.data.*.tags, for sharegpt rows."""
+    if fmt in ("alpaca", "sharegpt"):
+        from . import formats_llamafactory
+        return formats_llamafactory.sharegpt(row, where, tags) if fmt == "sharegpt" else formats_llamafactory.alpaca(row, where)
     return PARSERS[fmt](row, where)
 
 
@@ -308,7 +294,7 @@ CONVERTERS = {DataKind.SFT: _to_sft, DataKind.PREFERENCE: _to_preference, DataKi
 
 
 def convert(records: list[Record], kind: DataKind) -> list[dict[str, Any]]:
-    """Rows of `kind` (see runtime.DataKind) from parsed records."""
+    """Rows of `kind` (see contracts.DataKind) from parsed records."""
     rows = []
     for record in records:
         _check_same_style(record, ("prompt", "completion", "chosen", "rejected"))

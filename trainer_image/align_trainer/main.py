@@ -121,6 +121,9 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     distributed.init(device.device, spec.resources.collective_timeout_seconds)
     main_rank = distributed.is_main()
     tokenizer = models.tokenizer()
+    from .truncation import fit_dataset  # prompts cut from the left so the answers fit maxLength (TRL keeps the start)
+    train = fit_dataset(train, tokenizer, spec.hyperparameters, "train")
+    evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval")
     # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
     metrics = Metrics(job.name, paths.metrics_file if main_rank else None, port=metrics_port if main_rank else None,
                       status_file=paths.output_dir / "status.json" if main_rank else None)
@@ -134,7 +137,8 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     ctx = TrainContext(job=job, paths=paths, device=device, tokenizer=tokenizer, models=models, metrics=metrics,
                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
-    ctx.scratch["previous_sigterm_handler"] = previous_handler
+    ctx.previous_sigterm_handler = previous_handler
+    checkpoints.export_index(ctx)  # a resumed run lists the checkpoints it found
     from transformers import set_seed
     set_seed(spec.hyperparameters.seed)  # LoRA initialisation happens before the trainer seeds: make it reproducible
     return ctx
@@ -150,9 +154,10 @@ def quiet_libraries() -> None:
 
 
 def evaluation_hook(ctx: TrainContext):  # type: ignore[no-untyped-def]
-    """The evaluation runner's `after_training(ctx, model, result)` when this job evaluates and this image has a
-    runner; else None. The plan is decided first (a light module): a job that does not evaluate never imports
-    the runner (generation, scoring, graders, charts: 0.1-0.2 s of every run). ConfigError as plan raises it."""
+    """The evaluation's `after_training(ctx, model, result)` (evaluation/hook.py) when this job evaluates and this
+    image has the evaluation; else None. The plan is decided first (a light module): a job that does not evaluate
+    never imports the hook and its runner (generation, scoring, graders, charts: 0.1-0.2 s of every run).
+    ConfigError as plan raises it."""
     try:
         plan = importlib.import_module("align_trainer.evaluation.plan").plan
     except ModuleNotFoundError:
@@ -160,10 +165,10 @@ def evaluation_hook(ctx: TrainContext):  # type: ignore[no-untyped-def]
     if plan(ctx) is None:
         return None
     try:
-        runner = importlib.import_module("align_trainer.evaluation.runner")
+        hook = importlib.import_module("align_trainer.evaluation.hook")
     except ModuleNotFoundError:
         return None
-    return getattr(runner, "after_training", None)
+    return getattr(hook, "after_training", None)
 
 
 def write_termination_log(text: str) -> None:
@@ -198,10 +203,12 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
                        if isinstance(v, (int, float)) or v is None}})
     if result.extra.get("evaluation_problem"):
         doc["evaluationProblem"] = result.extra["evaluation_problem"]  # -> Evaluated=False, never "passed"
-    for drop in ("finalMetrics", "evaluation"):
+    if result.checkpoint_index:  # the kept checkpoints (status.checkpoints), newest last
+        doc["checkpointIndex"] = json_safe(result.checkpoint_index[-10:])
+    for drop in ("checkpointIndex", "finalMetrics", "evaluation"):
         if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
             break
-        doc.pop(drop)
+        doc.pop(drop, None)
     return json.dumps(doc)
 
 
@@ -257,7 +264,7 @@ def run(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
         ctx = build_context(job, manifest=args.config, output=output, data_kind=data_kind(module, job.spec),
                             metrics_port=None if port < 0 else port)
         if args.output is not None:
-            ctx.scratch["output_uri"] = None  # --output overrides spec.output.uri: keep everything local
+            ctx.keep_local = True  # --output overrides spec.output.uri: keep everything local
         hook = evaluation_hook(ctx)
         if hook is not None:
             # --- evaluation: check its grader and prompts before training, evaluate at checkpoints (evaluation/hook.py) ---
@@ -292,7 +299,7 @@ def run(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
         distributed.destroy()
         if ctx is not None:
             ctx.metrics.close()  # type: ignore[attr-defined]
-            previous = ctx.scratch.get("previous_sigterm_handler")
+            previous = ctx.previous_sigterm_handler
             if previous is not None and threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, previous)  # in-process callers (tests, sandbox) get theirs back
 

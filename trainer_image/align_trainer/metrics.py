@@ -4,6 +4,8 @@ Gauges are `align_trainer_<name>{job, split}` for the series the operator and da
 learning_rate, grad_norm, rewards_*, logps_*, tokens_per_second, step, total_steps, epoch), plus
 `align_trainer_metric{job, split, name}` for any other scalar a trainer logs (kl, entropy, reward, ...).
 Values are exported raw: a NaN loss shows up as NaN, and then the run stops with Diverged.
+`align_trainer_warning{job, reason, message} 1` carries a warning the run goes on with (e.g. NoLearningSignal);
+the operator turns it into an event and a condition.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import math
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,7 +62,7 @@ def is_bad(value: float) -> bool:
 
 
 class Metrics:
-    """runtime.MetricsSink: one per job. `port=None` serves nothing; `port=0` picks a free port (tests)."""
+    """contracts.MetricsSink: one per job. `port=None` serves nothing; `port=0` picks a free port (tests)."""
 
     def __init__(self, job: str, metrics_file: Path | None, *, port: int | None = None,
                  status_file: Path | None = None, registry: CollectorRegistry | None = None) -> None:
@@ -76,7 +79,14 @@ class Metrics:
                                       registry=self.registry)
         self.generic = Gauge(PREFIX + "metric", "Any other scalar logged by the trainer.", labels + ["name"],
                              registry=self.registry)
+        self.warnings = Gauge(PREFIX + "warning", "1 while the trainer reports this warning (reason, message).",
+                              ["job", "reason", "message"], registry=self.registry)
         self.info = Gauge(PREFIX + "up", "1 while the trainer process serves metrics.", ["job"], registry=self.registry)
+        self.checkpoint = Gauge(PREFIX + "checkpoint", "Kept checkpoints: save time (unix seconds) by step.",
+                                ["job", "step"], registry=self.registry)
+        self.checkpoint_metric = Gauge(PREFIX + "checkpoint_metric", "Metrics of each kept checkpoint (eval_ "
+                                       "prefix: evaluation at that step).", ["job", "step", "name"],
+                                       registry=self.registry)
         self.info.labels(job=job).set(1)
         self.latest: dict[str, float] = {}
         self.state: dict[str, Any] = {"job": job, "step": 0, "total_steps": None, "epoch": None}
@@ -131,6 +141,13 @@ class Metrics:
                            ", ".join(f"{k}={scalars[k]}" for k in bad) + why +
                            " (try a lower learningRate, a smaller maxGradNorm or fp32 precision)")
 
+    def warn(self, reason: str, message: str) -> None:
+        """A warning the run goes on with: the warning gauge (the operator's event and condition) and
+        status.json's `warnings` (local runs)."""
+        self.warnings.labels(job=self.job, reason=reason, message=message[:1024]).set(1)
+        self.state.setdefault("warnings", []).append({"reason": reason, "message": message})
+        self.write_status(state="Running")
+
     def progress(self, *, step: int, total_steps: int | None, epoch: float | None = None) -> None:
         self.gauges["step"].labels(job=self.job).set(step)
         if total_steps is not None:
@@ -138,6 +155,17 @@ class Metrics:
         if epoch is not None:
             self.gauges["epoch"].labels(job=self.job).set(epoch)
         self.state.update(step=step, total_steps=total_steps, epoch=epoch)
+
+    def checkpoints(self, records: list[dict[str, Any]]) -> None:
+        """Export the kept checkpoints (checkpoint_index.index): the series of rotated-away ones go."""
+        self.checkpoint.clear()
+        self.checkpoint_metric.clear()
+        for record in records:
+            step = str(record["step"])
+            saved = datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
+            self.checkpoint.labels(job=self.job, step=step).set(saved)
+            for name, value in {**record.get("metrics", {}), **record.get("evaluation", {})}.items():
+                self.checkpoint_metric.labels(job=self.job, step=step, name=gauge_name(name)).set(value)
 
     def write_status(self, **extra: Any) -> None:
         """status.json in the output: progress and latest metrics for local runs (atomic replace). A "Running"

@@ -18,7 +18,7 @@ from align_api.model import ModelSpec, Quantization
 
 from . import builtin, storage
 from .errors import ConfigError, UpstreamError
-from .runtime import DeviceChoice
+from .contracts import DeviceChoice
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -94,13 +94,14 @@ def hf_token() -> str | None:
 
 
 class Models:
-    """Implements runtime.ModelProvider for one job."""
+    """Implements contracts.ModelProvider for one job."""
 
     def __init__(self, spec: ModelSpec, device: DeviceChoice, *, base_dir: Path, cache_dir: Path) -> None:
         self.spec, self.device = spec, device
         self.base_dir, self.cache_dir = Path(base_dir), Path(cache_dir)
         self.base_name = self.resolve(spec.base)
         self._ref_dir: str | None = None
+        self.end_of_turn: int | None = None  #: the chat template's end-of-turn token id, once tokenizer() ran
         #: called with every trainable model built here (the metrics sink watches its activations)
         self.on_trainable: list[Callable[[Any], None]] = []
 
@@ -134,6 +135,8 @@ class Models:
             tok.pad_token = tok.eos_token
         if tok.chat_template is None:
             tok.chat_template = builtin.CHAT_TEMPLATE
+        from .chat import end_of_turn_id
+        self.end_of_turn = end_of_turn_id(tok)
         return tok
 
     def base(self, auto_class: Any = None, **extra: Any) -> "PreTrainedModel":
@@ -147,7 +150,19 @@ class Models:
             model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")  # torchrun: this rank's GPU
         for p in model.parameters():
             p.requires_grad_(False)
+        self._stop_at_end_of_turn(model)
         return model
+
+    def _stop_at_end_of_turn(self, model: Any) -> None:
+        """The template's end-of-turn token joins generation_config.eos_token_id, where TRL's samplers (GRPO,
+        RLOO, online DPO) and model.generate look for stop tokens."""
+        config = getattr(model, "generation_config", None)
+        if self.end_of_turn is None or config is None:
+            return
+        declared = config.eos_token_id
+        declared = [declared] if isinstance(declared, int) else list(declared or [])
+        if self.end_of_turn not in declared:
+            config.eos_token_id = declared + [self.end_of_turn] if declared else self.end_of_turn
 
     # --- adapters --------------------------------------------------------------------------------------
     def lora_config(self, task_type: str = "CAUSAL_LM") -> "LoraConfig":
@@ -190,7 +205,7 @@ class Models:
         return model
 
     def bind_reference(self, model: Any) -> None:
-        """Make the "ref" adapter match spec.model.reference (see runtime.ModelProvider)."""
+        """Make the "ref" adapter match spec.model.reference (see contracts.ModelProvider)."""
         peft_model = _unwrap_peft(model)
         if peft_model is None:
             return

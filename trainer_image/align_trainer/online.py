@@ -13,14 +13,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
+from .chat import prompt_text
 from .runtime import TrainContext
 
 
-def prompt_text(tokenizer: Any, prompt: Any) -> str:
-    """A conversational prompt rendered with a generation prompt; a plain prompt as is."""
-    if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return str(prompt)
 
 
 @dataclass
@@ -35,13 +31,9 @@ class Rollout:
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every id that ends a completion: the tokenizer's EOS and each one the model's generation_config
-    declares (chat models end turns with their own token, e.g. <|im_end|> next to <|endoftext|>; TRL's GRPO
-    stops on all of them too)."""
-    declared = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    declared = [declared] if isinstance(declared, int) else list(declared or [])
-    first = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return list(dict.fromkeys(first + [int(t) for t in declared]))
+    """Every id that ends a completion (chat.stop_ids: EOS, the generation_config's, the template's end of turn)."""
+    from .chat import stop_ids
+    return stop_ids(model, tokenizer)
 
 
 def sample_texts(ctx: Any, model: Any, prompts: Sequence[Any]) -> list[str]:

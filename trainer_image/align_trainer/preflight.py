@@ -32,7 +32,7 @@ from align_api.graders import LabelModelGrader, MultiGrader, ScoreModelGrader, S
 
 from . import storage
 from .errors import DataError, PreflightFailed, TrainerError
-from .runtime import DataKind
+from .contracts import DataKind
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,8 @@ def first_rows(path: Path, limit: int = FIRST_ROWS) -> list[Any]:
 def check_dataset(field: str, spec: DatasetSpec, base_dir: Path, kind: DataKind, *, in_pod: bool = True
                   ) -> tuple[list[Problem], list[dict], list[str]]:
     """(problems, the first rows converted to `kind`, where each came from: file:line) for one dataset."""
-    from .data import rename_fields
-    from .formats import convert, detect_format, parse_row
+    from .data import parse_rows, rename_fields
+    from .formats import convert
     path = local_data_path(spec.uri, base_dir, pvc=in_pod)
     if path is None:
         return [], [], []  # s3://, hub and job:// data are fetched by the trainer; nothing local to look at
@@ -158,8 +158,7 @@ def check_dataset(field: str, spec: DatasetSpec, base_dir: Path, kind: DataKind,
         rows = [rename_fields(r, spec.fields) for r in first_rows(path)]
         if not rows:
             return [Problem(f"{field}.uri", f"{path} has no rows", "point it at a file with data", "data")], [], []
-        fmt = spec.format if spec.format != "auto" else detect_format(rows[0].data, rows[0].where())
-        records = [r for r in (parse_row(fmt, row.data, row.where()) for row in rows) if r is not None]
+        records = parse_rows(spec, rows)
         converted = convert(records, kind) if records else []
     except TrainerError as exc:
         return [Problem(f"{field}.format" if spec.format != "auto" else f"{field}.uri", str(exc),

@@ -72,7 +72,7 @@ def pvc_path(uri: str) -> Path:
 def file_path(uri: str, base_dir: Path) -> Path:
     """file:///abs, file://rel or a plain path; relative ones resolve against the manifest's directory, else the
     working directory (in a pod the manifest is the mounted config, so a relative path is the pod's working
-    directory's, as for any process: the sandbox runs pods in the directory `alignctl local up --cwd` names)."""
+    directory's, as for any process: the local cluster runs pods in the directory `alignctl local up --cwd` names)."""
     raw = uri[len("file://"):] if uri.startswith("file://") else uri
     path = Path(raw).expanduser()
     if path.is_absolute():

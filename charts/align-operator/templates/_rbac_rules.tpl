@@ -1,8 +1,8 @@
 {{/*
 What the operator does, verb by verb (docs/operations.md#permissions-rbac), read off align_operator.main and its
 handlers. No wildcards; Secrets are never read: the operator passes secret references to trainer pods as env
-secretKeyRef, which the kubelet resolves. Children are deleted by garbage collection (owner references), so no
-delete verb.
+secretKeyRef, which the kubelet resolves. Children are deleted by garbage collection (owner references); the one
+delete is of the trainer Job, to suspend or cancel on servers that prune Job.spec.suspend (Kubernetes < 1.21).
 */}}
 {{- define "align-operator.rules.namespaced" -}}
 # Kopf lists/watches AlignmentJobs and patches them (handler progress; no finalizer); get reads job:// upstreams.
@@ -17,10 +17,11 @@ delete verb.
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "create"]
-# The trainer Job: created once, patched for suspend/resume and deadlines, watched through a Kopf index.
+# The trainer Job: created, patched for suspend/resume and deadlines, watched through a Kopf index; deleted (and
+# created again on resume) to suspend where the server has no Job suspend.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Trainer pods, watched through a Kopf index: phases, restarts, termination messages, IPs to scrape /metrics.
 - apiGroups: [""]
   resources: ["pods"]

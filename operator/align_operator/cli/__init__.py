@@ -14,6 +14,7 @@ app = typer.Typer(name="alignctl", help="Align models on Kubernetes: validate, s
 COMMAND_MODULES = (
     "validate_cmd",   # alignctl validate
     "jobs_cmd",       # submit, get, list, describe, logs, wait, suspend, resume, cancel
+    "lifecycle_cmd",  # events, checkpoints
     "local_cmd",      # alignctl local run
     "operator_cmd",   # alignctl operator
     "grade_cmd",      # alignctl grade
@@ -21,6 +22,7 @@ COMMAND_MODULES = (
     "import_cmd",     # alignctl import openai
     "report_cmd",     # alignctl report
     "crd_cmd",        # alignctl crd (print/write the generated CRD)
+    "console_cmd",    # alignctl console (read-only web console)
 )
 
 

@@ -33,7 +33,7 @@ Namespace = Annotated[str | None, typer.Option(
     "--namespace", "-n", help="Namespace (default: the context's namespace, else 'default').", show_default=False,
     rich_help_panel="Cluster")]
 Server = Annotated[str | None, typer.Option(
-    "--server", help="API server URL, bypassing the kubeconfig (e.g. the local sandbox's).", show_default=False,
+    "--server", help="API server URL, bypassing the kubeconfig (e.g. the local cluster's).", show_default=False,
     envvar="ALIGNCTL_SERVER", rich_help_panel="Cluster")]
 
 

@@ -27,7 +27,7 @@ WIDE_COLUMNS = [
     {"name": "Loss", "type": "number", "jsonPath": ".status.metrics.loss"},
     {"name": "Trainer-Job", "type": "string", "jsonPath": ".status.jobName"},
 ]
-PHASE_STYLE = {"Succeeded": "green", "Failed": "red", "Running": "cyan", "Suspended": "yellow",
+PHASE_STYLE = {"Succeeded": "green", "Failed": "red", "Running": "cyan", "Suspended": "yellow", "Cancelled": "yellow",
                "Queued": "magenta", "Waiting": "magenta", "Pending": "white"}
 
 
@@ -84,7 +84,8 @@ def cell(obj: Mapping[str, Any], column: Mapping[str, Any], now: datetime) -> st
 def table_rows(objs: list[Mapping[str, Any]], *, wide: bool = False, all_namespaces: bool = False,
                now: datetime | None = None) -> tuple[list[str], list[list[str]]]:
     now = now or datetime.now(timezone.utc)
-    columns = printer_columns() + (WIDE_COLUMNS if wide else [])
+    # priority > 0: only with -o wide, as kubectl shows them
+    columns = [c for c in printer_columns() if wide or not c.get("priority")] + (WIDE_COLUMNS if wide else [])
     headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME"] + [c["name"].upper() for c in columns]
     rows = []
     for obj in objs:

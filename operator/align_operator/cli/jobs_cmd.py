@@ -323,11 +323,21 @@ def resume(
 @app.command(rich_help_panel="Jobs")
 def cancel(
     name: JobName,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the AlignmentJob (its Job, pods and config go "
+                                                          "with it) instead of keeping it as Cancelled.")] = False,
     kubeconfig: Kubeconfig = None, context: Context = None, namespace: Namespace = None, server: Server = None,
 ) -> None:
-    """Cancel a job: delete it; its trainer Job, pods and config go with it. Use `suspend` to keep it."""
+    """Cancel a job for good (spec.runPolicy.cancel: true): the trainer checkpoints and stops, the job ends in
+    phase Cancelled and keeps its checkpoints, metrics and logs. `--delete` deletes the object instead."""
     client = make_client(kubeconfig, context, namespace, server)
     with cluster_errors():
-        client.delete(name)
-    console.print(f"{RESOURCE}/{name} cancelled (deleted)")
+        if delete:
+            client.delete(name)
+            console.print(f"{RESOURCE}/{name} deleted")
+            return
+        phase = phase_of(client.get(name))
+        if phase in {p.value for p in TERMINAL_PHASES}:
+            fail(f'alignmentjob "{name}" already {phase}; nothing to cancel')
+        client.cancel(name)
+    console.print(f"{RESOURCE}/{name} cancelling (phase Cancelled once its trainer pods have stopped)")
 

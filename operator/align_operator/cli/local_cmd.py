@@ -3,6 +3,7 @@ pods as processes), or a persistent local control plane that kubectl and alignct
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Any, Mapping
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from align_api import ManifestError, load_file
@@ -19,9 +21,28 @@ from align_api.constants import TERMINAL_PHASES
 
 from . import app
 
-local_app = typer.Typer(help="Run AlignmentJobs in a local sandbox (no cluster needed).", no_args_is_help=True)
+local_app = typer.Typer(help="Run AlignmentJobs in a local cluster (emulated or real control plane, the real "
+                                  "operator, pods as local processes; no cluster needed).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 _err = Console(stderr=True)
+
+#: The local cluster lives in its own package (align_localcluster), with its own extra; the operator image has neither.
+LOCAL_EXTRA = "local"
+
+
+def local_package(module: str = "") -> Any:
+    """align_localcluster (or one of its modules), imported on first use; a clear error when the `local` extra
+    (the package or one of its dependencies, e.g. kmock) is not installed."""
+    name = "align_localcluster" + (f".{module}" if module else "")
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing.startswith("align_") and missing != "align_localcluster":
+            raise  # a module of ours is missing: a bug, not an install choice
+        _err.print(f"[red]error:[/red] alignctl local needs the local cluster ({missing or exc} is not installed): "
+                   + escape(f"pip install 'align-operator[{LOCAL_EXTRA}]'"), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 _PATH_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".py", ".txt")
 
@@ -67,7 +88,7 @@ def _describe(job: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _watch(sandbox: Any, names: list[str], timeout: float, quiet: bool) -> list[dict[str, Any]]:
+def _watch(cluster: Any, names: list[str], timeout: float, quiet: bool) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
     interactive = _err.is_terminal and not quiet
@@ -76,7 +97,7 @@ def _watch(sandbox: Any, names: list[str], timeout: float, quiet: bool) -> list[
     tasks: dict[str, TaskID] = {n: progress.add_task("Pending", total=100, name=n) for n in names}
     with progress:
         while True:
-            jobs = [sandbox.get(n) or {"metadata": {"name": n}} for n in names]
+            jobs = [cluster.get(n) or {"metadata": {"name": n}} for n in names]
             for job in jobs:
                 name, text = job["metadata"]["name"], _describe(job)
                 percent = ((job.get("status") or {}).get("progress") or {}).get("percent") or 0
@@ -93,9 +114,9 @@ def _watch(sandbox: Any, names: list[str], timeout: float, quiet: bool) -> list[
             time.sleep(0.5)
 
 
-def _local_artifacts(sandbox: Any, name: str) -> list[str]:
-    """Adapter directories this job's pods left in the sandbox work directory (for the summary)."""
-    root = Path(sandbox.workdir) / "pods" / sandbox.namespace
+def _local_artifacts(cluster: Any, name: str) -> list[str]:
+    """Adapter directories this job's pods left in the local cluster work directory (for the summary)."""
+    root = Path(cluster.workdir) / "pods" / cluster.namespace
     return sorted(str(p) for p in root.glob(f"{name}-trainer-*/volumes/work/output/final") if p.is_dir())
 
 
@@ -104,7 +125,7 @@ SAVED_JOBS = "jobs"
 
 
 def save_jobs(workdir: Path, jobs: list[dict[str, Any]], events: Mapping[str, list[dict[str, Any]]]) -> Path:
-    """The final objects as <workdir>/jobs/<name>.json: inspectable once the sandbox (and its API) is gone."""
+    """The final objects as <workdir>/jobs/<name>.json: inspectable once the local cluster (and its API) is gone."""
     folder = workdir / SAVED_JOBS
     folder.mkdir(parents=True, exist_ok=True)
     for job in jobs:
@@ -128,9 +149,9 @@ def load_saved_jobs(path: Path) -> list[tuple[dict[str, Any], list[dict[str, Any
     return out
 
 
-def _print_places(sandbox: Any, names: list[str]) -> None:
+def _print_places(cluster: Any, names: list[str]) -> None:
     """Where each job's pods kept their working directory (checkpoints, metrics, final/) and log."""
-    root = Path(sandbox.workdir) / "pods" / sandbox.namespace
+    root = Path(cluster.workdir) / "pods" / cluster.namespace
     for name in names:
         for pod in sorted(root.glob(f"{name}-trainer-*")):
             _err.print(f"{name}: pod {pod.name}: output {pod / 'volumes' / 'work' / 'output'}, log {pod / 'log.txt'}",
@@ -150,9 +171,9 @@ def run(
     preflight: bool = typer.Option(True, "--preflight/--no-preflight",
                                    help="Check data, grader templates and outputs before starting (as validate --preflight)."),
 ) -> None:
-    """Apply FILE to a local sandbox, show progress, print the final AlignmentJob; exit 0 only if it Succeeded.
+    """Apply FILE to a local cluster, show progress, print the final AlignmentJob; exit 0 only if it Succeeded.
     Everything the run writes (pod volumes: checkpoints, caches, outputs; logs) stays under --workdir."""
-    from align_localcluster import Sandbox
+    LocalCluster = local_package().LocalCluster
 
     if output not in ("yaml", "json"):
         raise typer.BadParameter("use -o yaml or -o json", param_hint="--output")
@@ -172,23 +193,23 @@ def run(
             raise typer.Exit(2)
     workdir = workdir.resolve()
     command = trainer_command.split() if trainer_command else None
-    with Sandbox(workdir, trainer_command=command, cwd=file.resolve().parent) as sandbox:
+    with LocalCluster(workdir, trainer_command=command, cwd=file.resolve().parent) as cluster:
         if not quiet:
-            _err.print(f"sandbox: API {sandbox.url} (KUBECONFIG={sandbox.kubeconfig}), work dir {workdir}")
+            _err.print(f"local cluster: API {cluster.url} (KUBECONFIG={cluster.kubeconfig}), work dir {workdir}")
         for doc in docs:
-            sandbox.apply(doc)
+            cluster.apply(doc)
         names = [doc["metadata"]["name"] for doc in docs]
-        jobs = _watch(sandbox, names, timeout, quiet)
-        saved = save_jobs(workdir, jobs, {n: sandbox.events(n) for n in names})
+        jobs = _watch(cluster, names, timeout, quiet)
+        saved = save_jobs(workdir, jobs, {n: cluster.events(n) for n in names})
         if not quiet:
-            _print_places(sandbox, names)
-            _err.print(f"after the sandbox stops: alignctl get {saved}, alignctl describe {saved}",
+            _print_places(cluster, names)
+            _err.print(f"after the local cluster stops: alignctl get {saved}, alignctl describe {saved}",
                        highlight=False, soft_wrap=True)
             for job in jobs:
                 status = job.get("status") or {}
                 if status.get("phase") == "Succeeded":
                     where = (status.get("artifacts") or {}).get("adapter") or \
-                        ", ".join(_local_artifacts(sandbox, job["metadata"]["name"])) or "(not reported)"
+                        ", ".join(_local_artifacts(cluster, job["metadata"]["name"])) or "(not reported)"
                     _err.print(f"[green]{job['metadata']['name']} Succeeded[/green]: adapter {where}")
                 else:
                     error = status.get("lastError") or {}
@@ -222,9 +243,10 @@ def up(
                                   help="Real: REALK8S_PORT_BASE (API server on BASE+443; default 61000)."),
     timeout: float = typer.Option(120.0, help="Give up starting after this many seconds."),
 ) -> None:
-    """Start a local control plane in the background (API server, operator, node agent) and write a kubeconfig,
+    """Start a local control plane in the background (API server, the operator and its admission webhook as the
+    chart installs them, node agent) and write a kubeconfig,
     so kubectl and alignctl work against it as against a cluster until `alignctl local down`."""
-    from align_localcluster import localplane
+    localplane = local_package("localplane")
 
     mode = "auto" if real is None else ("real" if real else "emulator")
     try:
@@ -241,7 +263,7 @@ def up(
 @local_app.command("down")
 def down(home: Path = _home_option()) -> None:
     """Stop the local control plane (node agent, operator, API server). Pod outputs stay in its work directory."""
-    from align_localcluster import localplane
+    localplane = local_package("localplane")
 
     try:
         state = localplane.down(home or localplane.default_home())
@@ -257,7 +279,7 @@ def status(
     output: str = typer.Option("text", "--output", "-o", help="text or json."),
 ) -> None:
     """What runs: mode, API server, each background process with its PID; exit 1 if not (fully) running."""
-    from align_localcluster import localplane
+    localplane = local_package("localplane")
 
     report = localplane.status(home or localplane.default_home())
     if output == "json":
@@ -272,6 +294,8 @@ def status(
             lines.append(f"{role + ':':<11} {'running' if proc['running'] else 'STOPPED'} (pid {proc['pid']})")
         if report["mode"] == "emulator":
             lines.append("node agent: in the plane process (emulator)")
+        if report.get("webhook"):
+            lines.append(f"webhook:    {report['webhook']} (validates AlignmentJobs at kubectl apply, as the chart's)")
         if report.get("control plane"):
             lines.append(report["control plane"])
         sys.stdout.write("\n".join(lines) + "\n")

@@ -12,11 +12,13 @@ from align_api.constants import API_VERSION, KIND, PLURAL, TERMINAL_PHASES, Cond
 from align_api.status import now_rfc3339
 
 from .. import metrics
-from ..kube import CONFIGMAPS, JOBS, SERVICES, ApiError, Client, Resource
+from ..kube import CONFIGMAPS, JOBS, SERVICES, ApiError, Client, NotFound, Resource
 from ..renderers import job_name, render_configmap, render_job, render_service
 from ..settings import Settings
 from ..status.conditions import get_condition, phase_conditions, set_condition
-from ..upstream import resolve
+from ..status.lifecycle import Want, want
+from ..status.usage import exhausted
+from ..upstream import resolve, upstream_name
 
 ALIGNMENT_JOBS = Resource(API_VERSION, PLURAL)
 #: Seconds between attempts while the operator's RBAC denies a call (an admin has to act; no busy loop).
@@ -71,12 +73,15 @@ def dropped_fields(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> list[s
 
 
 async def create_children(client: Client, body: Mapping[str, Any], job: AlignmentJob, namespace: str,
-                          settings: Settings, resolved: Mapping[str, str]) -> tuple[bool, list[str]]:
+                          settings: Settings, resolved: Mapping[str, str], *,
+                          with_job: bool = True) -> tuple[bool, list[str]]:
     """ConfigMap, Service and Job, owned by the AlignmentJob; 409 means a previous attempt made it. Returns whether
-    the Job was created now, and the Job fields the server dropped."""
+    the Job was created now, and the Job fields the server dropped. `with_job=False`: a job asked to stop
+    (suspend, cancel) gets no Job yet; the status daemon creates it on resume (handlers/lifecycle.py)."""
     job = with_operator_defaults(job, settings)
-    children = [(CONFIGMAPS, render_configmap(job, namespace)), (SERVICES, render_service(job, namespace)),
-                (JOBS, render_job(job, namespace, settings, resolved))]
+    children = [(CONFIGMAPS, render_configmap(job, namespace)), (SERVICES, render_service(job, namespace))]
+    if with_job:
+        children.append((JOBS, render_job(job, namespace, settings, resolved)))
     created, dropped = False, []
     for resource, child in children:
         kopf.adopt(child, owner=dict(body))
@@ -118,7 +123,8 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
     resolved: dict[str, str] = dict(status.get("resolvedUris") or {})
     refs = job.spec.upstream_jobs()
     if refs and not status.get("jobName"):
-        upstreams = {ref: await client.get_or_none(ALIGNMENT_JOBS, ref, namespace) for ref in set(refs.values())}
+        upstreams = {ref: await client.get_or_none(ALIGNMENT_JOBS, upstream_name(ref), namespace)
+                     for ref in set(refs.values())}
         resolution = resolve(refs, upstreams)
         if resolution.failed:
             message = "; ".join(resolution.failed)[:1024]
@@ -138,7 +144,11 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
         resolved = resolution.resolved
 
     try:
-        created, dropped = await create_children(client, body, job, namespace, settings, resolved)
+        # A job created suspended (or suspended, then the operator restarted) gets its Job on resume, so that no
+        # server that prunes Job.spec.suspend starts its pods.
+        created, dropped = await create_children(client, body, job, namespace, settings, resolved,
+                                                 with_job=want(body.get("spec") or {},
+                                                               exhausted(status.get("usage"))) == Want.RUN)
     except ApiError as exc:
         metrics.ERRORS.labels(f"api_{exc.status}").inc()
         if exc.status == 403:
@@ -157,6 +167,11 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
     if created:
         kopf.event(body, type="Normal", reason=Reason.JOB_CREATED, message=f"Created Job {job_name(name)}")
         logger.info(f"Created Job {job_name(name)}")
+    report_dropped(body, dropped, logger)
+
+
+def report_dropped(body: Mapping[str, Any], dropped: list[str], logger: Any) -> None:
+    """A Warning event naming the Job fields an older API server pruned, and what is lost with them."""
     if dropped:
         message = (f"the API server dropped Job field(s) {', '.join(dropped)} (an older Kubernetes); lost: "
                    + "; ".join(VERSIONED_JOB_FIELDS[name] for name in dropped))[:1024]
@@ -216,21 +231,16 @@ async def _on_update(body: kopf.Body, status: dict[str, Any], name: str, namespa
         "activeDeadlineSeconds": run.active_deadline_seconds,
         "ttlSecondsAfterFinished": run.ttl_seconds_after_finished,
     }}
-    if run.suspend:
-        job_patch["spec"]["suspend"] = True
-    elif not run.queue_name:
-        job_patch["spec"]["suspend"] = False  # with a queue, Kueue decides when to unsuspend
-    await client.patch(JOBS, job_name(name), job_patch, namespace)
+    try:  # suspend, resume and cancel: the status daemon's lifecycle step (handlers/lifecycle.py)
+        await client.patch(JOBS, job_name(name), job_patch, namespace)
+    except NotFound:
+        pass  # stopped on a server without Job suspend: the re-created Job renders the current spec
     ignored = sorted("spec." + ".".join(str(p) for p in path) for _, path, _, _ in diff
                      if not any(tuple(path[:len(prefix)]) == prefix for prefix in MUTABLE_PREFIXES))
     if ignored:
         kopf.event(body, type="Warning", reason="SpecChangeNotApplied",
                    message=f"{', '.join(ignored)} changed after the Job was created; it applies to new jobs only")
     patch.status["observedGeneration"] = generation
-    suspend_changed = any(tuple(path) in (("runPolicy", "suspend"), ("runPolicy",), ()) for _, path, _, _ in diff)
-    if suspend_changed:
-        reason = Reason.SUSPENDED_BY_USER if run.suspend else Reason.RESUMED
-        kopf.event(body, type="Normal", reason=reason, message="Suspended" if run.suspend else "Resumed")
     memo.wakeups.wake((namespace, name))
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
-from typing import Any
+from typing import Any, Coroutine, Mapping
 
 import aiohttp
 import kopf
@@ -23,14 +22,21 @@ CHILD_SELECTOR = ",".join([JOB_LABEL, *(f"{key}={value}" for key, value in MANAG
 
 
 class Wakeups:
-    """One asyncio.Event per AlignmentJob: Job and pod events wake that job's status daemon; deletion ends it."""
+    """The status task of each live AlignmentJob, its wake-up event and the latest body its watch events brought.
+
+    The tasks are the operator's own (asyncio tasks started from the AlignmentJob's watch events, cancelled at
+    cleanup), not Kopf daemons: Kopf gives every daemon a finalizer, and with one an AlignmentJob could not be
+    deleted while the operator is down, nor the CRD after `helm uninstall`. Job and pod events wake a job's task;
+    the AlignmentJob's deletion ends it."""
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], asyncio.Event] = {}
         self._gone: set[tuple[str, str]] = set()
+        self._bodies: dict[tuple[str, str], dict[str, Any]] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def event(self, key: tuple[str, str]) -> asyncio.Event:
-        self._gone.discard(key)  # a new daemon: an object of that name exists again
+        self._gone.discard(key)  # a new task: an object of that name exists again
         return self._events.setdefault(key, asyncio.Event())
 
     def wake(self, key: tuple[str, str]) -> None:
@@ -38,8 +44,33 @@ class Wakeups:
         if event is not None:
             event.set()
 
+    def see(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
+        """The latest AlignmentJob as its watch delivered it (what the task reads), and a wake-up."""
+        self._bodies[key] = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                             "metadata": dict(body.get("metadata") or {}), "spec": dict(body.get("spec") or {}),
+                             "status": dict(body.get("status") or {})}
+        self.wake(key)
+
+    def body(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        return self._bodies.get(key)
+
+    def running(self, key: tuple[str, str]) -> bool:
+        task = self._tasks.get(key)
+        return task is not None and not task.done()
+
+    def start(self, key: tuple[str, str], work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as this job's status task; a task still ending for a deleted object of that name is
+        cancelled (the caller checked that no task of a live object is running)."""
+        old = self._tasks.get(key)
+        if old is not None and not old.done():
+            old.cancel()
+        self._gone.discard(key)
+        self._events.pop(key, None)
+        self._tasks[key] = asyncio.get_running_loop().create_task(work, name=f"status {key[0]}/{key[1]}")
+
     def gone(self, key: tuple[str, str]) -> None:
-        """The AlignmentJob was deleted: its daemon (if any) ends at once."""
+        """The AlignmentJob was deleted: its task (if any) ends at once."""
+        self._bodies.pop(key, None)
         if key in self._events:
             self._gone.add(key)
             self._events[key].set()
@@ -48,23 +79,25 @@ class Wakeups:
         return key in self._gone
 
     def discard(self, key: tuple[str, str]) -> None:
-        self._events.pop(key, None)
-        self._gone.discard(key)
+        """The calling task of this job ends (a newer task of an object of the same name keeps its state)."""
+        if self._tasks.get(key) is asyncio.current_task():
+            self._tasks.pop(key, None)
+            self._events.pop(key, None)
+            self._gone.discard(key)
 
-
-def daemons_without_finalizer(registry: kopf.OperatorRegistry) -> None:
-    """Kopf gives every daemon a finalizer, so that it can stop the daemon before the object goes away. Ours needs
-    none: the status daemon holds nothing that must outlive the object and ends itself when the object is deleted
-    (`Wakeups.gone`). With a finalizer, an AlignmentJob could not be deleted while the operator is down, nor the
-    CRD after `helm uninstall`. Kopf also removes the finalizer from objects an older operator marked.
-    Kopf has no public switch for this (kopf/on.py hard-codes `requires_finalizer=True` for daemons and timers)."""
-    spawning = registry._spawning
-    spawning._handlers[:] = [dataclasses.replace(handler, requires_finalizer=False)
-                             for handler in spawning._handlers]
+    async def close(self) -> None:
+        """Cancel every status task (the operator is stopping)."""
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
 
 
 class SlimDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
-    """Kopf's last-handled-configuration, built without deep-copying what it throws away.
+    """Kopf's last-handled-configuration, built without deep-copying what it throws away. A storage class is
+    Kopf's documented seam for this (settings.persistence.diffbase_storage; `build` is the storages' public method
+    that defines an object's essence): the essence is the same as Kopf's, only cheaper to make.
 
     Kopf's `build()` deep-copies the whole object on every event (managedFields and status included: most of a
     real server's object) and then deletes all of metadata but labels and annotations, and the status. That copy
@@ -164,6 +197,9 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    wakeups = memo.get("wakeups")
+    if wakeups is not None:
+        await wakeups.close()
     for name in ("client", "http"):
         resource = memo.get(name)
         if resource is not None:

@@ -1,7 +1,8 @@
-"""Status from the Job and its pods, and progress from the trainer's /metrics: one daemon per live job.
+"""Status from the Job and its pods, and progress from the trainer's /metrics: one status task per live job.
 
-Job and pod watch events only wake the daemon (Kopf indexes hold the latest Job and pods); the daemon is the
-single writer of phase and conditions once the Job exists, so concurrent events never race each other.
+The task is the operator's own (setup.Wakeups: started and ended by the AlignmentJob's watch events, no Kopf
+daemon and so no finalizer). Job and pod watch events only wake it (Kopf indexes hold the latest Job and pods);
+it is the single writer of phase and conditions once the Job exists, so concurrent events never race each other.
 Scrapes are bounded per job (settings.scrape_interval_seconds) and across jobs (a semaphore).
 """
 
@@ -24,8 +25,11 @@ from ..renderers.names import JOB_LABEL
 from ..settings import Settings
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
-from ..status.observe import observe
+from ..status.checkpoints import listed, parse_index, uri
+from ..status.milestones import milestones
 from ..status.progress import key_metrics, parse_metrics, progress
+from . import lifecycle
+from ..status.warnings import new_warnings, parse_warnings, warning_conditions
 from .reconcile import ALIGNMENT_JOBS
 
 WARNING_PHASES = {Phase.FAILED}
@@ -37,9 +41,14 @@ WARNING_PHASES = {Phase.FAILED}
 def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a Job or Pod the status logic reads (indexes stay small)."""
     meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
     return {"metadata": {"name": meta.get("name"), "annotations": dict(meta.get("annotations") or {}),
-                         "uid": meta.get("uid")},
-            "spec": {"suspend": (body.get("spec") or {}).get("suspend")},
+                         "uid": meta.get("uid"), "deletionTimestamp": meta.get("deletionTimestamp")},
+            # whether the key is there at all tells a server without Job suspend (status/lifecycle.py); a pod's
+            # containers' resources say how many GPUs its running time costs (status/usage.py)
+            "spec": {**({"suspend": spec["suspend"]} if "suspend" in spec else {}),
+                     **({"containers": [{"resources": c.get("resources") or {}} for c in spec["containers"]]}
+                        if "containers" in spec else {})},
             "status": dict(body.get("status") or {})}
 
 
@@ -58,20 +67,53 @@ async def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: 
         wakeups.wake((namespace, labels[JOB_LABEL]))
 
 
-async def end_on_delete(type: str | None, name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """The AlignmentJob is gone (no finalizer holds it): its status daemon stops now."""
+async def follow(type: str | None, body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
+                 logger: kopf.Logger, index_jobs: kopf.Index, index_pods: kopf.Index, **_: Any) -> None:
+    """Every AlignmentJob watch event: the latest body for the job's status task, which starts for a live job (at
+    creation, and for every live job when the operator starts: Kopf lists them first) and ends on deletion."""
     wakeups = memo.get("wakeups")
-    if type == "DELETED" and wakeups is not None:
-        wakeups.gone((namespace, name))
+    if wakeups is None:
+        return
+    key = (namespace, name)
+    if type == "DELETED":
+        wakeups.gone(key)
+        return
+    wakeups.see(key, body)
+    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES or \
+            (wakeups.running(key) and not wakeups.is_gone(key)):
+        return
+    wakeups.start(key, supervise(key, memo, logger, index_jobs, index_pods))
+
+
+async def supervise(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, index_jobs: kopf.Index,
+                    index_pods: kopf.Index) -> None:
+    """The job's status task: `track`, restarted with a backoff if it fails (as Kopf restarts a daemon)."""
+    backoff = 1.0
+    while not memo.wakeups.is_gone(key) and memo.wakeups.body(key) is not None:
+        try:
+            await track(key, memo, logger, index_jobs, index_pods)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (one job's bug must not end its tracking for good)
+            metrics.ERRORS.labels("status_task").inc()
+            logger.error(f"status task failed, restarting in {backoff:.0f}s: {exc!r}")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
 
 
 async def phase_metric(type: str | None, status: kopf.Status, name: str, namespace: str, **_: Any) -> None:
-    """Keep align_operator_jobs{phase} true for every AlignmentJob seen, finished ones included."""
+    """Keep align_operator_jobs{phase} and the per-job usage series true for every AlignmentJob seen, finished
+    ones included."""
     metrics.record_phase(namespace, name, None if type == "DELETED" else status.get("phase") or Phase.PENDING.value)
+    metrics.record_usage(namespace, name, None if type == "DELETED" else status.get("usage"))
 
 
 # ---------------------------------------------------------------------------------------------- scraping
-async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, float] | None:
+async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]
+                 ) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, str]] | None:
+    """The trainer's gauges by name, its kept checkpoints (status/checkpoints.py) and its warnings
+    {reason: message} (status/warnings.py)."""
     ip, port, path = endpoint
     async with memo.scrapes:
         try:
@@ -84,12 +126,12 @@ async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]) -> dict[str, f
             metrics.SCRAPES.labels("unreachable").inc()
             return None
     try:
-        values = parse_metrics(text)
+        values, index, warnings = parse_metrics(text), parse_index(text), parse_warnings(text)
     except ValueError:
         metrics.SCRAPES.labels("unparseable").inc()
         return None
     metrics.SCRAPES.labels("ok").inc()
-    return values
+    return values, index, warnings
 
 
 def fallback_artifacts(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -117,39 +159,49 @@ def _diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]
     return patch
 
 
-# ---------------------------------------------------------------------------------------------- the daemon
-async def track(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, name: str, namespace: str,
-                stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger,
-                index_jobs: kopf.Index, index_pods: kopf.Index, **_: Any) -> None:
+# ---------------------------------------------------------------------------------------------- the task
+async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, index_jobs: kopf.Index,
+                index_pods: kopf.Index) -> None:
+    """Until the job ends or is deleted: observe its Job and pods, scrape the trainer, write status."""
     client: Client = memo.client
     settings: Settings = memo.settings
-    key = (namespace, name)
+    namespace, name = key
     wakeup = memo.wakeups.event(key)
     state: dict[str, Any] = {}      # the status as of our last write (the live body may lag behind it)
     state_version = -1
     last_scrape = 0.0
     scraped: dict[str, float] | None = None
     try:
-        while not stopped and not memo.wakeups.is_gone(key):
+        while not memo.wakeups.is_gone(key) and (body := memo.wakeups.body(key)) is not None:
+            spec, meta = body["spec"], body["metadata"]
             live = dict(body.get("status") or {})
             current = live if _version(meta) >= state_version else {**live, **state}
             jobs = list(index_jobs.get(key, []))
-            if jobs and current.get("phase") not in TERMINAL_PHASES:
+            # jobName: the creation handler is done; from then on a missing Job is the lifecycle's to create
+            if (jobs or current.get("jobName")) and current.get("phase") not in TERMINAL_PHASES:
                 started = time.monotonic()
-                job, pods = jobs[0], list(index_pods.get(key, []))
-                run_policy = spec.get("runPolicy") or {}
-                obs = observe(job, pods, queued=bool(run_policy.get("queueName")) and not run_policy.get("suspend"))
+                job, pods = (jobs[0] if jobs else None), list(index_pods.get(key, []))
                 now = now_rfc3339()
+                # usage, budget, and the step toward what the spec asks (run, suspend, cancel)
+                obs, usage = await lifecycle.advance(client, settings, body, spec, current, job, pods, now, logger)
                 new = next_status(current, obs, generation=meta.get("generation"), now=now,
-                                  fallback_artifacts=fallback_artifacts(spec, name))
-                if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None:
+                                  fallback_artifacts=fallback_artifacts(spec, name),
+                                  checkpoint_uri=lambda step: uri(spec, name, step))
+                new["usage"] = usage
+                if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None and job is not None:
                     new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
                                                       Reason.JOB_CREATED, f"Job {job['metadata']['name']} created",
                                                       meta.get("generation"), now)
                 if obs.phase == Phase.RUNNING and obs.metrics_endpoint and \
                         time.monotonic() - last_scrape >= settings.scrape_interval_seconds:
                     last_scrape = time.monotonic()
-                    scraped = await scrape(memo, obs.metrics_endpoint) or scraped
+                    got = await scrape(memo, obs.metrics_endpoint)
+                    if got is not None:
+                        scraped = got[0]
+                        if got[1]:  # the kept checkpoints, as the trainer lists them
+                            new["checkpoints"] = listed(got[1], spec, name)
+                        new["conditions"] = warning_conditions(new.get("conditions") or [], got[2],
+                                                               meta.get("generation"), now)
                     if scraped:
                         new_progress = progress(scraped, _elapsed(new), now)
                         if new_progress is not None:
@@ -198,11 +250,15 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
         return None
     previous = current.get("phase")
     phase = new.get("phase")
+    for kind, reason, message in milestones(current, new):  # the trainer's story: progress, evaluation
+        kopf.event(body, type=kind, reason=reason, message=message[:1024])
     if phase != previous and phase is not None:
         reason, message = _phase_reason(new)
         kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
                    message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
         logger.info(f"phase {previous} -> {phase} ({reason})")
+    for cond in new_warnings(current.get("conditions") or [], new.get("conditions") or []):
+        kopf.event(body, type="Warning", reason=cond.get("reason", "Warning"), message=str(cond.get("message"))[:1024])
     error = new.get("lastError")
     if error and error != current.get("lastError") and phase not in WARNING_PHASES and \
             not (phase != previous and _phase_reason(new)[0] == error.get("reason")):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from align_api.constants import TERMINAL_PHASES, ConditionType, Phase, Reason
 
@@ -13,7 +13,8 @@ from .progress import completed
 
 
 def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int | None, now: str,
-                fallback_artifacts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                fallback_artifacts: Mapping[str, Any] | None = None,
+                checkpoint_uri: Callable[[int], str | None] | None = None) -> dict[str, Any]:
     """The status after `obs`; the same dict content when nothing changed (callers compare)."""
     status = copy.deepcopy(dict(current))
     if status.get("phase") in TERMINAL_PHASES:
@@ -44,6 +45,10 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
         # lastError explains the current state; what it explained is over (the job succeeded, or the pod it waited
         # for got scheduled, pulled or created). Its history stays in the job's events (handlers/track.py).
         status.pop("lastError", None)
+    if obs.phase == Phase.CANCELLED:  # what was written stays where it is; status says where
+        status["completionTime"] = obs.completion_time or now
+        if fallback_artifacts:
+            status["artifacts"] = {**dict(fallback_artifacts), **(status.get("artifacts") or {})}
     if obs.phase == Phase.SUCCEEDED:
         status["completionTime"] = obs.completion_time or now
         final = obs.success
@@ -56,6 +61,8 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
                 status["metrics"] = {**(status.get("metrics") or {}), **obs.success.final_metrics}
             if obs.success.evaluation:
                 status["evaluation"] = dict(obs.success.evaluation)
+            if obs.success.checkpoints:  # the final kept list (a scrape may have missed the last save)
+                status["checkpoints"] = _checkpoints(obs.success.checkpoints, checkpoint_uri)
             if obs.success.evaluation_problem is not None:  # it ran but measured nothing: never "passed"
                 reason, message = obs.success.evaluation_problem
                 status["conditions"] = set_condition(status["conditions"], ConditionType.EVALUATED, "False",
@@ -67,6 +74,17 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
         if artifacts:
             status["artifacts"] = artifacts
     return status
+
+
+def _checkpoints(records: list[dict[str, Any]], uri: Callable[[int], str | None] | None) -> list[dict[str, Any]]:
+    out = []
+    for record in sorted(records, key=lambda r: r["step"]):
+        item = {k: record[k] for k in ("step", "time", "metrics", "evaluation") if record.get(k) is not None}
+        location = uri(record["step"]) if uri is not None else None
+        if location:
+            item["uri"] = location
+        out.append(item)
+    return out
 
 
 def _set_error(status: dict[str, Any], reason: str, message: str, time: str) -> None:

@@ -11,7 +11,7 @@ from align_api.status import now_rfc3339
 PHASE_CONDITION = {
     Phase.WAITING: ConditionType.WAITING, Phase.QUEUED: ConditionType.QUEUED, Phase.RUNNING: ConditionType.RUNNING,
     Phase.SUSPENDED: ConditionType.SUSPENDED, Phase.SUCCEEDED: ConditionType.SUCCEEDED,
-    Phase.FAILED: ConditionType.FAILED,
+    Phase.FAILED: ConditionType.FAILED, Phase.CANCELLED: ConditionType.CANCELLED,
 }
 
 

@@ -99,12 +99,15 @@ def observe(job: Mapping[str, Any], pods: list[Mapping[str, Any]], *, queued: bo
             message = last_failure.message or message
         return Observation(Phase.FAILED, reason, message,
                            completion_time=failed.get("lastTransitionTime") or status.get("completionTime"), **base)
+    live = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
     if _condition(job, "Suspended") or (job.get("spec") or {}).get("suspend"):
         if queued:
             return Observation(Phase.QUEUED, Reason.QUEUED_BY_KUEUE, "Waiting for Kueue to admit the workload", **base)
+        if live:  # the Job controller deleted them; they checkpoint on SIGTERM: not suspended until they are gone
+            return Observation(Phase.RUNNING, Reason.SUSPENDING,
+                               f"Stopping: {len(live)} trainer pod(s) checkpointing and exiting", **base)
         return Observation(Phase.SUSPENDED, Reason.SUSPENDED_BY_USER, "Suspended by spec.runPolicy.suspend", **base)
 
-    live = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
     for pod in live:
         waiting = _waiting(pod) or {}
         if waiting.get("reason") in IMAGE_PULL_REASONS:

@@ -16,8 +16,9 @@ KEY_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards_margi
                "rewards_chosen", "rewards_rejected", "kl", "reward", "tokens_per_second")
 
 
-#: Series that describe the process, not the training.
-SKIPPED = {"up"}
+#: Series that describe the process or the checkpoints (status/checkpoints.py), not the training; warnings become
+#: conditions (status/warnings.py).
+SKIPPED = {"up", "checkpoint", "checkpoint_metric", "warning"}
 
 
 def parse_metrics(text: str) -> dict[str, float]:

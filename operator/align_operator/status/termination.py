@@ -4,7 +4,8 @@ The trainer writes either a JSON object or text (`<Reason>: <message>`, or anyth
 JSON keys understood here:
 `reason`, `message` (failures) and the artifact URIs `adapter`, `merged`, `checkpoints`, `report`, `metrics`
 (at the top level or under `artifacts`), `steps` and `totalSteps`, the final numbers under `finalMetrics`
-and the evaluation's numbers (winRate, rewardDelta, ...) under `evaluation`.
+the evaluation's numbers (winRate, rewardDelta, ...) under `evaluation`, and the kept checkpoints under
+`checkpointIndex`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Termination:
     evaluation: dict[str, float | None] = field(default_factory=dict)
     #: (reason, message) when the evaluation ran but measured nothing (e.g. no sample could be scored).
     evaluation_problem: tuple[str, str] | None = None
+    #: The kept checkpoints' records (`checkpointIndex`: step, time, metrics, evaluation).
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_message(text: str | None) -> dict[str, Any] | None:
@@ -85,6 +88,9 @@ def from_terminated(terminated: dict[str, Any]) -> Termination:
     problem = doc.get("evaluationProblem")
     if isinstance(problem, dict) and problem.get("reason"):
         result.evaluation_problem = (str(problem["reason"]), str(problem.get("message") or "")[:MAX_MESSAGE])
+    index = doc.get("checkpointIndex")
+    if isinstance(index, list):
+        result.checkpoints = [r for r in index if isinstance(r, dict) and isinstance(r.get("step"), int)]
     evaluation = doc.get("evaluation")
     if isinstance(evaluation, dict):
         result.evaluation = {str(k): _number(v) for k, v in evaluation.items() if not isinstance(v, (dict, list))}

@@ -17,7 +17,9 @@ restart after the warm-up resumes the RL stage from its checkpoint.
 Metrics: the warm-up's `reft/warmup_loss`; the reward of the policy before the warm-up (`reft/initial_reward`),
 after it (`reft/warmup_reward`) and after RL (`reft/final_reward`) on the held-out split (data.eval; else the
 training prompts, `reft/probe_heldout` 0), all from one seeded probe with the job's sampling settings, and
-`reft/final_kl`, the final policy's KL to the reference on those samples; then the RL stage's metrics.
+`reft/final_kl`, the final policy's KL to the reference on those samples; `reft/start_kl`, the same KL when the
+RL stage has bound its reference and not yet updated (0 up to float error: the reference is the warmed-up policy);
+then the RL stage's metrics.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ DATA = DataKind.PROMPT_ONLY
 WARMUP_DIR = "reft-warmup"
 #: prompts of the before/after probes (x numGenerations samples each)
 PROBE_PROMPTS = 64
+#: prompts of the start-of-RL KL probe (x numGenerations samples each): enough to see a wrong reference
+START_PROMPTS = 8
 log = logging.getLogger(__name__)
 
 
@@ -101,22 +105,35 @@ def keep_warmup_adapter(ctx: TrainContext, model: Any) -> None:
     staging.rename(target)
 
 
-def bind_warmup_reference(ctx: TrainContext) -> Any:
+def bind_warmup_reference(ctx: TrainContext, rows: list[dict[str, Any]] | None = None) -> Any:
     """A bind_reference that applies spec.model.reference and then, for kind=base after a warm-up, loads the
-    warm-up adapter as the frozen "ref" adapter (the reference of ReFT's KL term)."""
+    warm-up adapter as the frozen "ref" adapter (the reference of ReFT's KL term). With `rows`, on a fresh start,
+    logs `reft/start_kl` once bound: the KL to the reference the RL stage will use, before its first update."""
     def bind(model: Any) -> None:
         from ..models import DEFAULT_ADAPTER, REFERENCE_ADAPTER, _unwrap_peft
         ctx.models.bind_reference(model)
         path = ctx.paths.output_dir / WARMUP_DIR
-        if ctx.spec.model.reference.kind != "base" or not (path / "adapter_config.json").is_file():
-            return
-        peft_model = _unwrap_peft(model)
-        peft_model.load_adapter(str(path), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
-        for name, p in peft_model.named_parameters():
-            if f".{REFERENCE_ADAPTER}." in name:
-                p.requires_grad_(False)
-        peft_model.set_adapter(DEFAULT_ADAPTER)
+        if ctx.spec.model.reference.kind == "base" and (path / "adapter_config.json").is_file():
+            peft_model = _unwrap_peft(model)
+            peft_model.load_adapter(str(path), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+            for name, p in peft_model.named_parameters():
+                if f".{REFERENCE_ADAPTER}." in name:
+                    p.requires_grad_(False)
+            peft_model.set_adapter(DEFAULT_ADAPTER)
+        if rows and ctx.resume_from is None:
+            ctx.metrics.log({"reft/start_kl": start_kl(ctx, model, rows[:START_PROMPTS])}, step=0)
     return bind
+
+
+def start_kl(ctx: TrainContext, model: Any, rows: list[dict[str, Any]]) -> float:
+    """Mean KL(pi || pi_ref) per completion of numGenerations samples per prompt, in a forked random stream (the
+    RL stage's own samples are the same with or without this probe)."""
+    import torch
+    prompts = [r["prompt"] for r in rows for _ in range(ctx.hp.num_generations)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.hp.seed)
+        _, kls = online.sample_with_kl(ctx, model, prompts)
+    return sum(kls) / max(1, len(kls))
 
 
 def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
@@ -138,7 +155,7 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
             log.info("reft warm-up: loss %.4f, %s reward %.3f -> %.3f", found["reft/warmup_loss"],
                      "held-out" if held_out else "training-prompt", found["reft/initial_reward"], found["reft/warmup_reward"])
             ctx.metrics.log(dict(found), step=0)
-        result = rl_stage(ctx, model, reward)
+        result = rl_stage(ctx, model, reward, rows)
         final = probe(ctx, model, reward, rows, with_kl=True)
         found.update({"reft/final_reward": final["reward"], "reft/final_kl": final["kl"]})
         log.info("reft: %s reward after RL %.3f (KL to the reference %.4f)", "held-out" if held_out else
@@ -150,15 +167,15 @@ def run(ctx: TrainContext, *, judge: Any = None) -> TrainResult:
         reward.grader.close()
 
 
-def rl_stage(ctx: TrainContext, model: Any, reward: GraderReward) -> TrainResult:
+def rl_stage(ctx: TrainContext, model: Any, reward: GraderReward, rows: list[dict[str, Any]]) -> TrainResult:
     """PPO (Luong et al.) or GRPO from the warmed-up policy, with the warm-up adapter as the KL reference."""
     from trl import GRPOConfig, GRPOTrainer
 
     if ctx.hp.rl_stage == "ppo":
         return ppo.train_loop(ctx, ppo.grader_score_fn(reward), name="reft", model=model,
-                              bind_reference=bind_warmup_reference(ctx))
+                              bind_reference=bind_warmup_reference(ctx, rows))
     args = ctx.trainer_args(GRPOConfig, **grpo_settings(ctx.hp))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=ctx.train_dataset,
                           eval_dataset=ctx.eval_dataset, processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
-    bind_warmup_reference(ctx)(trainer.model)
+    bind_warmup_reference(ctx, rows)(trainer.model)
     return ctx.train(trainer)

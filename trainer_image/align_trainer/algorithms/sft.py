@@ -29,7 +29,8 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, Any]], *, com
     Trained spans are found in characters: render the conversation up to assistant turn i with a
     generation prompt (span start) and including turn i (span end); a token is trained when its
     characters lie inside a span. This works with any chat template whose renderings are prefixes of each
-    other, and with any fast tokenizer (offsets), without assuming token boundaries line up.
+    other, and with any fast tokenizer (offsets), without assuming token boundaries line up. A conversation
+    longer than `max_length` loses its start.
     """
     plain = [{"role": m["role"], "content": m["content"]} for m in messages]
     text = _render(tokenizer, plain, generation_prompt=False)
@@ -50,8 +51,10 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, Any]], *, com
     else:
         labels = [tok if any(s <= a and b <= e and b > a for s, e in spans) else IGNORE
                   for tok, (a, b) in zip(ids, encoded["offset_mapping"])]
-    if max_length is not None:
-        ids, labels = ids[:max_length], labels[:max_length]
+    if max_length is not None and len(ids) > max_length:
+        # keep the end: the last answer and its end-of-turn token survive, the oldest context goes (TRL's
+        # keep_start would cut the answer first; see align_trainer.truncation for the other row types)
+        ids, labels = ids[-max_length:], labels[-max_length:]
     return {"input_ids": ids, "labels": labels}
 
 
@@ -96,7 +99,7 @@ def build_trainer(ctx: TrainContext) -> Any:
     kwargs = dict(completion_only=hp.completion_only_loss, max_length=hp.max_length)
     train = prepare(ctx.train_dataset, ctx.tokenizer, **kwargs)
     if len(train) == 0:
-        raise DataError("no SFT rows left: every conversation was truncated before its first trained token "
+        raise DataError("no SFT rows left: no conversation has a trained token within its last maxLength tokens "
                         "(raise hyperparameters.maxLength)")
     trainer = SFTTrainer(model=ctx.models.policy(), args=args, train_dataset=train,
                          eval_dataset=prepare(ctx.eval_dataset, ctx.tokenizer, **kwargs),

@@ -13,6 +13,8 @@ from typing import Any, Iterator, Sequence
 
 from align_api.evaluation import Generation
 
+from ..inference import eval_mode
+
 REFERENCE_ADAPTER = "ref"
 
 
@@ -57,20 +59,6 @@ def as_reference(model: Any) -> Iterator[Any]:
             yield peft_model
 
 
-@contextlib.contextmanager
-def eval_mode(model: Any) -> Iterator[None]:
-    """model.eval() + no grad for the block, restoring train mode after (checkpoint evaluations run mid-training)."""
-    import torch
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if was_training:
-            model.train()
-
-
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], settings: Generation, *, seed: int,
              batch_size: int = 8, max_prompt_length: int | None = None) -> list[Answer]:
     """One answer per prompt. Batch i is sampled after torch.manual_seed(seed + i), so two models called with
@@ -78,8 +66,8 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], settings: Gener
     import torch
     texts = [prompt_text(p, tokenizer) for p in prompts]
     device = next(model.parameters()).device
-    eos = [t for t in {tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
-           if isinstance(t, int)]
+    from ..chat import stop_ids
+    eos = stop_ids(model, tokenizer)  # a generation_config list and the template's end of turn included
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     sampling = settings.temperature > 0
     answers: list[Answer] = []

@@ -36,7 +36,7 @@ REJECTED_DIR = "gate-failed"
 def _upload(ctx: Any, outcome: EvaluationOutcome) -> str | None:
     """Copy report.md, evaluation.json and the PNGs to <spec.output.uri>/evaluation/ (also for a failed gate:
     the report is how the user learns why)."""
-    uri = ctx.scratch.get("output_uri", ctx.spec.output.uri)  # --output runs keep everything local
+    uri = ctx.output_uri  # None for --output runs: they keep everything local
     if not uri or outcome.directory is None:
         return None
     from .. import storage

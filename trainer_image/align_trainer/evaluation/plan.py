@@ -10,7 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from align_api.constants import ONLINE_ALGORITHMS, PREFERENCE_ALGORITHMS, Algorithm
+from align_api.algorithms import ONLINE_ALGORITHMS, PREFERENCE_ALGORITHMS
+from align_api.constants import Algorithm
 from align_api.evaluation import Evaluation
 
 from ..errors import ConfigError

@@ -54,6 +54,9 @@ class PolicyEvaluation:
     details: dict[str, Any]
     top_gains: list[Sample] = field(default_factory=list)
     top_losses: list[Sample] = field(default_factory=list)
+    #: the first prompts in order, whatever their outcome: the report always shows answers side by side, also
+    #: when every prompt ties (then gains and losses are empty and these are all a reader can look at)
+    examples: list[Sample] = field(default_factory=list)
 
 
 def refusal_rate(labels: Iterable[str | None], pattern: re.Pattern[str] = REFUSAL_LABEL) -> float | None:
@@ -124,5 +127,9 @@ def evaluate_policy(samples: Sequence[Sample], *, confidence: float = 0.95, ci_m
         "lengthRewardSpearman": finite_or_none(spearman(all_len, all_reward)),
         "lengthDeltaRewardDeltaSpearman": finite_or_none(spearman(len_delta, [s.delta for s in samples])),
         "unscored": int(np.sum(~np.isfinite(np.asarray([s.delta for s in samples], dtype=float)))),
+        # identical text explains a tie rate of 1 (the adapter changed nothing the decoding shows) better than
+        # equal rewards do
+        "identicalAnswers": sum(1 for s in samples if s.policy == s.reference),
     }
-    return PolicyEvaluation(metrics=metrics, details=details, top_gains=gains, top_losses=losses)
+    return PolicyEvaluation(metrics=metrics, details=details, top_gains=gains, top_losses=losses,
+                            examples=list(samples[:top_k]))

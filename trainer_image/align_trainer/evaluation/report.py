@@ -11,6 +11,8 @@ from .reward_stats import Pair, RewardModelEvaluation
 
 #: Answers in the report are cut to this many characters (a report is read, not grepped for the full text).
 MAX_TEXT = 600
+#: ... and to this many in the side-by-side table, where three texts share a line.
+MAX_CELL = 240
 
 POLICY_ROWS = (
     ("winRate", "Win rate (ties count half)"), ("tieRate", "Tie rate"), ("lossRate", "Loss rate"),
@@ -78,6 +80,30 @@ def _charts_section(charts: Sequence[Path], out: Path) -> list[str]:
     return lines
 
 
+def _short(text: str) -> str:
+    text = text if len(text) <= MAX_CELL else text[:MAX_CELL] + " …"
+    return text if text.strip() else "(empty answer)"
+
+
+def side_by_side(evaluation: PolicyEvaluation) -> list[str]:
+    """The first prompts with both answers in one table, whatever the outcome: with every prompt tied the
+    gains and losses are empty, and this is what shows whether the two models even answered differently."""
+    d = evaluation.details
+    lines = ["## Sample answers, policy and reference", ""]
+    if not evaluation.examples:
+        return lines + ["(none)", ""]
+    total = int(d.get("wins", 0)) + int(d.get("ties", 0)) + int(d.get("losses", 0))
+    if "identicalAnswers" in d:
+        lines += [f"Policy and reference gave identical answers on {d['identicalAnswers']} of {total} prompts"
+                  + (" (the adapter changed nothing the decoding shows)." if d["identicalAnswers"] == total and total
+                     else "."), ""]
+    lines += table(["#", "prompt", "policy", "reference", "reward policy / reference", "same text"],
+                   [[i, _short(s.prompt), _short(s.policy), _short(s.reference),
+                     f"{fmt(s.policy_reward)} / {fmt(s.reference_reward)}", s.policy == s.reference]
+                    for i, s in enumerate(evaluation.examples, 1)])
+    return lines + [""]
+
+
 def _sample_block(rank: int, s: Sample) -> list[str]:
     return [f"### {rank}. delta {s.delta:+.4g} (policy {s.policy_reward:.4g}, reference {s.reference_reward:.4g})", "",
             "**Prompt**", "", *quote(s.prompt), "", f"**Policy** ({s.policy_length} tokens)", "", *quote(s.policy), "",
@@ -108,6 +134,7 @@ def policy_report(name: str, evaluation: PolicyEvaluation, gates: Sequence[GateR
                    [[stat, d["policyRewardSummary"][stat], d["referenceRewardSummary"][stat]]
                     for stat in ("mean", "std", "min", "p25", "median", "p75", "max")])
     lines += [""] + _charts_section(charts, out)
+    lines += side_by_side(evaluation)
     lines += ["## Largest gains", ""]
     lines += [x for i, s in enumerate(evaluation.top_gains, 1) for x in _sample_block(i, s)] or ["(none)", ""]
     lines += ["## Largest losses", ""]

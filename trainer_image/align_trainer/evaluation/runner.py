@@ -1,7 +1,7 @@
 """Run spec.evaluation against a trained model: choose prompts, generate, score, summarise, write, gate.
 
-`after_training(ctx, model, result)` is what the entry point registers in ctx.before_publish (it lives in
-hook.py with the checkpoint callback and is re-exported here, where main.evaluation_hook looks for it).
+What the entry point registers in ctx.before_publish, `after_training(ctx, model, result)`, lives in hook.py
+with the checkpoint callback; hook.py calls this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from .plan import DEFAULT_ON, Plan, plan  # noqa: F401  (re-exported: the runner
 from .outputs import EvaluationOutcome, write_policy_evaluation, write_reward_model_evaluation
 from .policy_stats import Sample, evaluate_policy
 from .reward_stats import Pair, evaluate_reward_model
-from .scoring import (GraderScorer, Scorer, completion_text, prompt_for_display, reward_model_input,
-                      reward_model_scores, token_length)
+from ..inference import reward_model_input, reward_model_scores
+from .scoring import AnswerScorer, GraderScorer, completion_text, prompt_for_display, token_length
 
 log = logging.getLogger("align_trainer.evaluation")
 
@@ -62,7 +62,7 @@ def _unique_prompts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def evaluation_rows(ctx: Any, evaluation: Evaluation, kind: str) -> tuple[list[dict[str, Any]], str]:
     """(rows, where they came from): evaluation.prompts, else the eval split, else (flagged) the train split."""
-    from ..runtime import DataKind
+    from ..contracts import DataKind
     data_kind = DataKind.PREFERENCE if kind == "reward_model" else DataKind.PROMPT_ONLY
     if evaluation.prompts is not None:
         rows, source = _rows(ctx, evaluation.prompts, data_kind), f"evaluation.prompts ({evaluation.prompts.uri})"
@@ -86,7 +86,7 @@ def _context(ctx: Any, source: str, extra: dict[str, Any]) -> dict[str, Any]:
             "reference": ctx.spec.model.reference.kind, "prompts": source, **extra}
 
 
-def evaluate_policy_model(ctx: Any, model: Any, plan_: Plan, out: Path, scorer: Scorer | None = None,
+def evaluate_policy_model(ctx: Any, model: Any, plan_: Plan, out: Path, scorer: AnswerScorer | None = None,
                           *, gates: Sequence[str] = (), charts: bool = True) -> EvaluationOutcome:
     rows, source = evaluation_rows(ctx, plan_.spec, "policy")
     settings = plan_.spec.generation
@@ -126,7 +126,7 @@ def evaluate_reward_model_in_memory(ctx: Any, model: Any, plan_: Plan, out: Path
     return write_reward_model_evaluation(out, ctx.name, pairs, result, gates, _context(ctx, source, {}), charts=charts)
 
 
-def run(ctx: Any, model: Any, out: Path, *, gates: Sequence[str] = (), scorer: Scorer | None = None,
+def run(ctx: Any, model: Any, out: Path, *, gates: Sequence[str] = (), scorer: AnswerScorer | None = None,
         plan_: Plan | None = None, charts: bool = True) -> EvaluationOutcome | None:
     plan_ = plan_ or plan(ctx)
     if plan_ is None:
@@ -164,8 +164,3 @@ def export_gauges(metrics_sink: Any, job: str, values: dict[str, float | None]) 
     if isinstance(state, dict):  # status.json of local runs carries the evaluation too
         state["evaluation"] = dict(values)
 
-
-def after_training(ctx: Any, model: Any, result: Any) -> None:
-    """ctx.before_publish hook: evaluate, gate (EvaluationGateFailed), record the numbers (see hook.py)."""
-    from .hook import after_training as _after_training
-    _after_training(ctx, model, result)

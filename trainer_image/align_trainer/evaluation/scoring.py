@@ -10,7 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from .generate import eval_mode, prompt_text
+from ..inference import reward_model_input, reward_model_scores
+from .generate import prompt_text
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Score:
     error: str | None = None
 
 
-class Scorer(Protocol):
+class AnswerScorer(Protocol):
     def score(self, items: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[Score]:
         """One score per (item, answer); `item` is the dataset row (prompt and extra columns)."""
 
@@ -32,36 +33,9 @@ def completion_text(completion: Any) -> str:
     return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
 
 
-def reward_model_input(prompt: Any, completion: Any, tokenizer: Any) -> str:
-    """What TRL's RewardTrainer feeds the model for (prompt, completion): conversational rows chat-templated
-    as one conversation, standard rows concatenated with EOS appended. Scoring must see the same text."""
-    if isinstance(prompt, list) or isinstance(completion, list):
-        messages = (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]) + \
-                   (completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}])
-        return tokenizer.apply_chat_template(messages, tokenize=False)
-    text = prompt + completion
-    eos = tokenizer.eos_token or ""
-    return text if text.endswith(eos) else text + eos
-
-
-def reward_model_scores(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 8,
-                        max_length: int | None = None) -> list[float]:
-    """Scalar rewards (logit 0 of a sequence-classification model) for full texts."""
-    import torch
-    rewards: list[float] = []
-    device = next(model.parameters()).device
-    with eval_mode(model):
-        for index in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[index:index + batch_size]), return_tensors="pt", padding=True,
-                              truncation=max_length is not None, max_length=max_length,
-                              add_special_tokens=False).to(device)
-            logits = model(**batch).logits.float()
-            rewards.extend(logits[:, 0].tolist())
-    return [float(r) if math.isfinite(r) else math.nan for r in rewards]
-
-
-class RewardModelScorer:
-    """Scores (prompt, answer) with a sequence-classification model already in memory."""
+class LoadedRewardModelScorer:
+    """Scores (prompt, answer) with a sequence-classification model already in memory (an AnswerScorer; the
+    reward_model *grader* of a spec is graders.reward_model.RewardModelScorer)."""
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, max_length: int | None = None) -> None:
         self.model, self.tokenizer = model, tokenizer

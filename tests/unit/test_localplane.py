@@ -122,3 +122,14 @@ def test_table_of_the_crd_printer_columns() -> None:
     assert table["rows"][0]["object"]["metadata"]["name"] == "a"
     assert tables.as_table(job, columns, now)["rows"][0]["cells"][0] == "a"  # one object, not a list
     assert [tables._age(f"2026-11-30T{t}Z", now) for t in ("10:06:30", "10:05:30", "08:00:00")] == ["30s", "90s", "127m"]
+
+
+def test_the_quickstart_runs_the_real_model_unless_told_tiny() -> None:
+    from align_localcluster import quickstart
+    assert quickstart.choose_manifest(None, tiny=False) == quickstart.REAL_MANIFEST
+    assert quickstart.choose_manifest(None, tiny=True) == quickstart.DEFAULT_MANIFEST
+    mine = Path("my.yaml")
+    assert quickstart.choose_manifest(mine, tiny=False) == mine
+    assert "smollm2" in quickstart.REAL_MANIFEST.read_text() and quickstart.DEFAULT_MANIFEST.is_file()
+    with pytest.raises(SystemExit):
+        quickstart.main(["--real", "--tiny"])

@@ -73,7 +73,9 @@ def test_pause_without_job_suspend_deletes_the_job_and_resume_recreates_it_to_th
     assert steps_written(plane, ns, "pause") == list(range(1, 101))   # continued, each step once
     assert "Resumed" in {e["reason"] for e in plane.events(ns, "pause")}
     assert len(sa_calls(plane, ns, "create", 201)) == 2 and len(sa_calls(plane, ns, "delete", 200) + sa_calls(plane, ns, "delete", 202)) == 1
-    assert denied(plane.cluster) == []
+    # this job's calls only: the audit log is the worker's whole control plane, where another module's test may
+    # have left a namespace the operator is meant to be refused in (an order-dependent failure seen once)
+    assert [d for d in denied(plane.cluster) if f"/namespaces/{ns}/" in d] == []
 
 
 def test_cancel_without_job_suspend_ends_cancelled_and_keeps_the_checkpoint(plane: Plane) -> None:

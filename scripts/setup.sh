@@ -19,12 +19,16 @@ if ! command -v promtool >/dev/null; then
 fi
 # Headless chromium for the console's browser tests (Playwright drives the system browser; nothing downloaded),
 # npm to vendor the console's charting library. Checked on its own, whether or not promtool was already there.
-if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+# Only what is missing: some machines carry NodeSource's nodejs (npm bundled), which conflicts with Debian's npm.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium chromium-driver)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver npm >/dev/null; } \
-      || { echo "setup: FAILED: apt-get install chromium chromium-driver npm (console browser tests)" >&2; exit 1; }
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+      || { echo "setup: FAILED: apt-get install ${missing[*]} (console browser tests)" >&2; exit 1; }
   else
-    echo "setup: WARNING: chromium or npm is missing and this is not root with apt-get: install Debian's chromium," \
+    echo "setup: WARNING: missing ${missing[*]} and this is not root with apt-get: install Debian's chromium," \
          "chromium-driver and npm; the console's browser tests fail without them" >&2
   fi
 fi

@@ -87,7 +87,8 @@ TABLE: dict[A, AlgorithmInfo] = {
     A.RLAIF: AlgorithmInfo("recipe", "RL from AI feedback: PPO on a judge's scores or on a reward model", "own",
                            online=True, reference=True, policy_gradient=True, ppo=True, variants=(
                                Variant("feedback", "direct", "own",
-                                       ignores=frozenset({"reward_model_epochs", "reward_model_learning_rate"})),
+                                       ignores=frozenset({"reward_model_epochs", "reward_model_learning_rate",
+                                                          "eval_steps"})),
                                Variant("feedback", "preference", "own"))),
     A.TPO: AlgorithmInfo("recipe", "Thought Preference Optimization (rounds of DPO on judged answers)", "own",
                          online=True, reference=True, beta=True),

@@ -42,6 +42,20 @@ ONLINE_DPO_LOSS_TYPES = ("sigmoid", "ipo")
 #: TRL GRPOConfig.loss_type values that work with token-level importance sampling (formulas: docs/algorithms.md)
 GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 
+def _all_but(*excluded: A) -> tuple[A, ...]:
+    return tuple(a for a in ALL if a not in excluded)
+
+
+#: Why an algorithm (or a variant) does not take a field that most do: validation's error says it.
+WHY_NOT: dict[tuple[str, A], str] = {
+    ("max_prompt_length", A.SFT): "it trains on whole conversations; maxLength cuts their start",
+    ("eval_steps", A.PPO): "its loop has no in-training evaluation; spec.evaluation scores the eval split after "
+                           "training",
+    ("eval_steps", A.RLAIF): "the PPO loop has no in-training evaluation; spec.evaluation scores the eval split "
+                             "after training",
+    ("num_generations", A.ONLINE_DPO): "TRL samples 2 per prompt",
+}
+
 #: field name -> algorithms that use it (filled by `hp` below).
 APPLIES_TO: dict[str, tuple[A, ...]] = {}
 
@@ -71,13 +85,21 @@ class Hyperparameters(SpecModel):
     warmup_ratio: float = hp(0.0, "Fraction of steps used for linear warm-up.", ge=0, le=0.5)
     weight_decay: float = hp(0.0, "AdamW weight decay.", ge=0, le=1)
     max_grad_norm: float = hp(1.0, "Gradient clipping norm.", gt=0, le=1e4)
-    max_length: int = hp(512, "Maximum tokens per sequence (prompt + completion); longer rows are truncated.", ge=8, le=131072)
-    max_prompt_length: int | None = hp(None, "Maximum prompt tokens (left-truncated).", ge=4, le=131072)
+    max_length: int = hp(512, "Maximum tokens per sequence (prompt + completion); longer rows are truncated. Offline "
+                         "rows keep their answers (prompts are cut from the left); where the policy generates, "
+                         "prompts are cut from the left to maxLength - maxCompletionLength tokens, which must leave "
+                         "at least 4.", ge=8, le=131072)
+    max_prompt_length: int | None = hp(None, "Maximum prompt tokens (cut from the left, chat template included). Not "
+                                       "sft's: it trains on whole conversations, maxLength cuts their start.",
+                                       _all_but(A.SFT), ge=4, le=131072)
     seed: int = hp(42, "Random seed for data order, initialisation and sampling.", ge=0, le=2**32 - 1)
-    gradient_checkpointing: bool = hp(False, "Recompute activations to save memory.")
+    gradient_checkpointing: bool = hp(False, "Recompute activations in the backward pass to save memory (TRL's "
+                                      "gradient_checkpointing; our PPO loop enables it on the policy).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = hp("auto", "Mixed precision; auto = bf16 on capable GPUs, fp32 on CPU.")
     logging_steps: int = hp(1, "Log metrics every N steps.", ge=1, le=100000)
-    eval_steps: int | None = hp(None, "Evaluate on the eval split every N steps (default: end of each epoch).", ge=1)
+    eval_steps: int | None = hp(None, "Evaluate on the eval split every N steps (default: end of each epoch). Not "
+                                "ppo's (nor rlaif's with feedback: direct): their loop has no in-training evaluation "
+                                "(spec.evaluation scores the eval split after training).", _all_but(A.PPO), ge=1)
     completion_only_loss: bool = hp(True, "SFT: compute the loss on assistant/completion tokens only.", (A.SFT, A.REFT))
     packing: bool = hp(False, "SFT: pack several examples into rows of maxLength tokens, padding-free (examples do "
                        "not attend to each other); about 2x real tokens/s on mixed lengths.", (A.SFT,))
@@ -109,8 +131,9 @@ class Hyperparameters(SpecModel):
     center_rewards_coefficient: float | None = hp(None, "Reward model: penalise non-zero mean rewards.", (A.REWARD,), ge=0, le=10)
 
     # --- generation (online) ---
-    num_generations: int = hp(4, "Completions sampled per prompt (group size; TPO's and iterative dpo/rpo's K).",
-                              GENERATIVE + ITERATIVE, ge=2, le=64)
+    num_generations: int = hp(4, "Completions sampled per prompt (group size; TPO's and iterative dpo/rpo's K). Not "
+                              "online-dpo's: TRL samples 2 per prompt.",
+                              tuple(a for a in GENERATIVE + ITERATIVE if a != A.ONLINE_DPO), ge=2, le=64)
     max_completion_length: int = hp(64, "Maximum generated tokens per completion.", GENERATIVE + ITERATIVE, ge=1, le=32768)
     temperature: float = hp(1.0, "Sampling temperature for generation.", GENERATIVE + ITERATIVE, gt=0, le=5)
     top_p: float = hp(1.0, "Nucleus sampling for generation.", GENERATIVE + ITERATIVE, gt=0, le=1)

@@ -13,7 +13,7 @@ from .constants import TPO_DEFAULT_THOUGHT_PROMPT, Algorithm
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
-from .hyperparameters import LOSS_TYPES, ROUND_ONLY, Hyperparameters, algorithms_for, used_by
+from .hyperparameters import LOSS_TYPES, ROUND_ONLY, WHY_NOT, GENERATIVE, Hyperparameters, algorithms_for, used_by
 from .model import ModelSpec
 from .runtime import Checkpoints, Metrics, Output, Resources, RunPolicy, Secrets
 from .status import Status
@@ -53,15 +53,21 @@ class AlignmentJobSpec(SpecModel):
         for name in sorted(hp.model_fields_set):
             users = algorithms_for(name)
             alias = Hyperparameters.model_fields[name].alias or name
+            why = f": {WHY_NOT[name, algo]}" if (name, algo) in WHY_NOT else ""
             if algo not in users:
-                raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r} "
+                raise ValueError(f"[hyperparameters.{alias}] is not used by algorithm {algo.value!r}{why} "
                                  f"(used by: {', '.join(a.value for a in users)})")
             if not used_by(name, algo, hp) and variant is not None:
                 setting = Hyperparameters.model_fields[variant.setting].alias or variant.setting
                 others = [v.value for v in TABLE[algo].variants if name not in v.ignores]
                 raise ValueError(f"[hyperparameters.{alias}] is not used by {algo.value} with "
-                                 f"hyperparameters.{setting}: {variant.value} (only with {setting}: "
+                                 f"hyperparameters.{setting}: {variant.value}{why} (only with {setting}: "
                                  f"{' or '.join(others)})")
+        generates = algo in GENERATIVE or (algo in ITERATIVE_ALGORITHMS and hp.rounds is not None)
+        if generates and hp.max_length - hp.max_completion_length < 4:
+            raise ValueError(f"[hyperparameters.maxLength] ({hp.max_length}) must exceed maxCompletionLength "
+                             f"({hp.max_completion_length}) by at least 4: {algo.value} cuts prompts to "
+                             "maxLength - maxCompletionLength tokens so that prompt + completion fit maxLength")
         if hp.loss_type is not None:
             allowed = LOSS_TYPES.get(algo, ())
             if hp.loss_type not in allowed:

@@ -1,5 +1,6 @@
 """What reaches the trainer, recorded (test_knob_wiring.py): every TRL trainer an algorithm builds is replaced by
-a recorder of its config and arguments (a TRL stage inside an algorithm "trains" in no time), our own loops run
+a recorder of its config, arguments and datasets (a TRL stage inside an algorithm "trains" in no time; the datasets
+show what truncation.py cut), the prompt budget beside generated completions, our own loops run
 one real step on builtin://tiny with their generation settings, loss arguments, optimizer, learning-rate
 schedule, KL controller and sampled completions recorded, and the run stops at its first complete step."""
 
@@ -59,7 +60,7 @@ def install(mp: pytest.MonkeyPatch, rec: Recording) -> None:
 
     import torch
 
-    from align_trainer import online, preference_rounds, runtime
+    from align_trainer import online, preference_rounds, runtime, truncation
     from align_trainer.algorithms import ppo
 
     class FakeTrainer:
@@ -73,8 +74,10 @@ def install(mp: pytest.MonkeyPatch, rec: Recording) -> None:
         def _record(self) -> None:
             own = {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str, bool)) and k != "state"}
             extra = {k: v for k, v in self.kwargs.items() if isinstance(v, (int, float, str, bool))}
+            data = {split: [dict(row) for row in self.kwargs[split]] for split in ("train_dataset", "eval_dataset")
+                    if self.kwargs.get(split) is not None}  # the rows it trains on: prompts as truncation.py cut them
             rec.add(type(self).__name__, {"config": self.args.to_dict() if self.args is not None else None,
-                                          "own": own, "kwargs": extra,
+                                          "own": own, "kwargs": extra, "data": data,
                                           "rewards": [getattr(f, "__name__", type(f).__name__)
                                                       for f in self.kwargs.get("reward_funcs") or []]})
 
@@ -117,6 +120,17 @@ def install(mp: pytest.MonkeyPatch, rec: Recording) -> None:
     spy(ppo, "gae")                                    # gamma, lambda
     spy(ppo, "penalised_rewards")                      # KL coefficient, reward whitening
     spy(preference_rounds, "move_reference")          # roundReference: previous, from round 2 on
+    spy(truncation, "prompt_budget", record_result=True)  # the prompt room beside generated completions
+
+    real_logprobs = online.token_logprobs
+
+    def token_logprobs(model: Any, *args: Any, **kwargs: Any) -> Any:  # how our loops' training forward runs
+        inner = getattr(model, "module", model)  # DDP
+        inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+        rec.add("token_logprobs", {"checkpointing": bool(getattr(inner, "is_activation_checkpointing", False)),
+                                   "training": model.training})
+        return real_logprobs(model, *args, **kwargs)
+    mp.setattr(online, "token_logprobs", token_logprobs)
 
     real_end = online.end_round
     in_rounds: list[int] = []

@@ -122,8 +122,9 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     main_rank = distributed.is_main()
     tokenizer = models.tokenizer()
     from .truncation import fit_dataset  # prompts cut from the left so the answers fit maxLength (TRL keeps the start)
-    train = fit_dataset(train, tokenizer, spec.hyperparameters, "train")
-    evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval")
+    generated = data_kind == DataKind.PROMPT_ONLY  # the policy writes the answers: prompts leave them room
+    train = fit_dataset(train, tokenizer, spec.hyperparameters, "train", generated=generated)
+    evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval", generated=generated)
     # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
     metrics = Metrics(job.name, paths.metrics_file if main_rank else None, port=metrics_port if main_rank else None,
                       status_file=paths.output_dir / "status.json" if main_rank else None)

@@ -7,7 +7,14 @@ from its start, as TRL's old `max_prompt_length` with `truncation_mode="keep_end
 
     budget = min(maxPromptLength, max(maxLength - longest answer, floor)),   floor = maxPromptLength or maxLength // 2
 
-tokens of the rendered prompt (chat template and generation prompt included). An answer that fits beside the floor
+tokens of the rendered prompt (chat template and generation prompt included). Where the policy generates the answer
+(prompt-only rows of the online algorithms and iterative rounds), the answer is at most maxCompletionLength tokens and
+every prompt is cut to
+
+    budget = prompt_budget(hp) = min(maxPromptLength, maxLength - maxCompletionLength)
+
+so prompt + completion fit maxLength (TRL's GRPO/RLOO configs have neither a maxLength nor a prompt limit; our loops
+pass the same budget to the sampler). An answer that fits beside the floor
 is kept whole, end-of-turn token included; a longer one keeps its start (TRL cuts its end). Conversational prompts
 lose content from their first message on (the system message first), never the template's structure, so the
 model still sees well-formed turns. A maxLength too small for the template's own tokens around an empty prompt
@@ -99,18 +106,47 @@ def fit_row(tokenizer: Any, row: dict[str, Any], max_length: int, max_prompt_len
     return {**row, "prompt": cut}
 
 
-def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str) -> Any:
-    """The dataset with every prompt fitted (rows without a prompt and an answer are returned as they are)."""
-    if dataset is None or "prompt" not in dataset.column_names or \
-            not any(k in dataset.column_names for k in ANSWERS):
+def prompt_budget(hp: Any) -> int:
+    """Prompt tokens left beside a generated completion: min(maxPromptLength, maxLength - maxCompletionLength)
+    (validation keeps it >= 4)."""
+    budget = hp.max_length - hp.max_completion_length
+    return min(budget, hp.max_prompt_length) if hp.max_prompt_length else budget
+
+
+def fit_prompt(tokenizer: Any, row: dict[str, Any], budget: int, report: FitReport) -> dict[str, Any]:
+    """A prompt-only row (the policy writes the answer) with its prompt cut from the left to `budget` tokens."""
+    prompt = row.get("prompt")
+    if prompt is None:
+        return row
+    report.rows += 1
+    prompt_len = len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+    report.longest_prompt = max(report.longest_prompt, prompt_len)
+    if prompt_len <= budget:
+        return row
+    report.cut += 1
+    return {**row, "prompt": cut_prompt(tokenizer, prompt, budget)}
+
+
+def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str, *, generated: bool = False) -> Any:
+    """The dataset with every prompt fitted (rows without a prompt and an answer are returned as they are).
+    `generated`: the rows are prompts the policy answers (DataKind.PROMPT_ONLY): cut to prompt_budget(hp)."""
+    if dataset is None or "prompt" not in dataset.column_names:
         return dataset
     report = FitReport()
-    rows = [fit_row(tokenizer, dict(row), hp.max_length, hp.max_prompt_length, report) for row in dataset]
+    if generated:
+        budget = prompt_budget(hp)
+        rows = [fit_prompt(tokenizer, dict(row), budget, report) for row in dataset]
+        why = f"maxLength ({hp.max_length}) - maxCompletionLength ({hp.max_completion_length})" + \
+            (f" / maxPromptLength ({hp.max_prompt_length})" if hp.max_prompt_length else "")
+    elif any(k in dataset.column_names for k in ANSWERS):
+        rows = [fit_row(tokenizer, dict(row), hp.max_length, hp.max_prompt_length, report) for row in dataset]
+        why = f"maxLength ({hp.max_length})" + \
+            (f" / maxPromptLength ({hp.max_prompt_length})" if hp.max_prompt_length else "") + " and keep the answers"
+    else:
+        return dataset
     if report.cut:
-        log.warning("%s: the prompts of %d of %d rows were cut from the left to fit hyperparameters.maxLength (%d)%s "
-                    "and keep the answers; the longest prompt has %d tokens", split, report.cut, report.rows,
-                    hp.max_length, f" / maxPromptLength ({hp.max_prompt_length})" if hp.max_prompt_length else "",
-                    report.longest_prompt)
+        log.warning("%s: the prompts of %d of %d rows were cut from the left to fit hyperparameters.%s; the longest "
+                    "prompt has %d tokens", split, report.cut, report.rows, why, report.longest_prompt)
     else:
         return dataset
     from datasets import Dataset

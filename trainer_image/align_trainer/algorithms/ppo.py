@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 from .. import distributed, online
 from ..graders.rewards import GraderReward, batch_metrics, grader_reward, log_failures, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
+from ..truncation import prompt_budget
 
 DATA = DataKind.PROMPT_ONLY
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def ppo_step(ctx: TrainContext, model: Any, value_head: Any, optimizer: Any, kl_
     prompts = [row["prompt"] for row in rows for _ in range(hp.num_generations)]
     texts = [online.prompt_text(ctx.tokenizer, p) for p in prompts]
     rollout = online.generate(distributed.unwrap(model), ctx.tokenizer, texts, max_new_tokens=hp.max_completion_length,
-                              temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
+                              temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=prompt_budget(hp))
     mask = rollout.completion_mask.float()
     scores_list, score_metrics = score([r for r in rows for _ in range(hp.num_generations)], prompts, rollout.texts)
     scores = torch.tensor(scores_list, dtype=torch.float32, device=mask.device)
@@ -193,6 +194,14 @@ def ppo_step(ctx: TrainContext, model: Any, value_head: Any, optimizer: Any, kl_
     return metrics
 
 
+def enable_gradient_checkpointing(model: Any) -> None:
+    """hyperparameters.gradientCheckpointing in our loop, as HF's Trainer does it for TRL's: each decoder layer's
+    activations are recomputed in the backward pass (non-reentrant checkpointing; transformers also makes the
+    frozen embeddings' output require grad, so the LoRA layers' gradients flow)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
 def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: Any = None,
                bind_reference: Callable[[Any], None] | None = None) -> TrainResult:
     """The PPO loop with checkpoints, SIGTERM and resume; shared by rlaif and reft (which passes its warmed-up
@@ -203,6 +212,8 @@ def train_loop(ctx: TrainContext, score: ScoreFn, *, name: str = "ppo", model: A
     model = model if model is not None else ctx.models.policy()
     (bind_reference or ctx.models.bind_reference)(model)
     online.disable_dropout(model)
+    if hp.gradient_checkpointing:  # activations of the training forward recomputed in backward (sampling is unaffected)
+        enable_gradient_checkpointing(model)
     hidden_size = model.config.get_text_config().hidden_size if hasattr(model.config, "get_text_config") else model.config.hidden_size
     value_head = torch.nn.Linear(hidden_size, 1).to(next(model.parameters()).device)
     torch.nn.init.zeros_(value_head.weight)

@@ -36,6 +36,9 @@ DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "
                   "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
 CPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo")
 KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")
+#: the loss types whose formula reads labelSmoothing (TRL 1.16 DPOTrainer / CPOTrainer); with any other it is ignored
+SMOOTHED_DPO_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
+SMOOTHED_CPO_LOSSES = ("sigmoid",)
 #: Reward-aware PO distances (Nemotron-4 340B; NeMo-Aligner calls them rpo_bwd_kl, rpo_fwd_kl, rpo_sq)
 RPO_LOSS_TYPES = ("bwd_kl", "fwd_kl", "sq")
 ONLINE_DPO_LOSS_TYPES = ("sigmoid", "ipo")
@@ -117,7 +120,10 @@ class Hyperparameters(SpecModel):
                                + ", ".join(GRPO_LOSS_TYPES) + " (unset: TRL's dapo); rpo: "
                                + ", ".join(RPO_LOSS_TYPES) + " (default bwd_kl).",
                                (A.DPO, A.CPO, A.KTO, A.ONLINE_DPO, A.TPO, A.GRPO, A.REFT, A.RPO))
-    label_smoothing: float = hp(0.0, "Conservative DPO / robust loss label noise.", (A.DPO, A.CPO), ge=0, lt=0.5)
+    label_smoothing: float = hp(0.0, "Label noise: the probability that a preference label is flipped. dpo: only "
+                                "with lossType " + ", ".join(SMOOTHED_DPO_LOSSES) + " (TRL's sigmoid loss has no "
+                                "smoothing); cpo: with its sigmoid loss (conservative, as in cDPO).", (A.DPO, A.CPO),
+                                ge=0, lt=0.5)
     desirable_weight: float = hp(1.0, "KTO weight of desirable examples.", (A.KTO,), gt=0, le=100)
     undesirable_weight: float = hp(1.0, "KTO weight of undesirable examples.", (A.KTO,), gt=0, le=100)
     simpo_gamma: float = hp(0.5, "SimPO target reward margin (gamma / beta ratio term).", (A.SIMPO,), ge=0, le=100)

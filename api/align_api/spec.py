@@ -13,7 +13,8 @@ from .constants import TPO_DEFAULT_THOUGHT_PROMPT, Algorithm
 from .data import DataSpec
 from .evaluation import Evaluation
 from .graders import Grader, iter_graders
-from .hyperparameters import LOSS_TYPES, ROUND_ONLY, WHY_NOT, GENERATIVE, Hyperparameters, algorithms_for, used_by
+from .hyperparameters import (GENERATIVE, LOSS_TYPES, ROUND_ONLY, SMOOTHED_CPO_LOSSES, SMOOTHED_DPO_LOSSES, WHY_NOT,
+                              Hyperparameters, algorithms_for, used_by)
 from .model import ModelSpec
 from .runtime import Checkpoints, Metrics, Output, Resources, RunPolicy, Secrets
 from .status import Status
@@ -68,6 +69,11 @@ class AlignmentJobSpec(SpecModel):
             raise ValueError(f"[hyperparameters.maxLength] ({hp.max_length}) must exceed maxCompletionLength "
                              f"({hp.max_completion_length}) by at least 4: {algo.value} cuts prompts to "
                              "maxLength - maxCompletionLength tokens so that prompt + completion fit maxLength")
+        smoothed = {Algorithm.DPO: SMOOTHED_DPO_LOSSES, Algorithm.CPO: SMOOTHED_CPO_LOSSES}.get(algo)
+        if smoothed and hp.label_smoothing and (hp.loss_type or "sigmoid") not in smoothed:
+            raise ValueError(f"[hyperparameters.labelSmoothing] is not used by {algo.value}'s lossType "
+                             f"{hp.loss_type or 'sigmoid'!r} (TRL's formula has no label noise); it is used with "
+                             f"lossType {', '.join(smoothed)}")
         if hp.loss_type is not None:
             allowed = LOSS_TYPES.get(algo, ())
             if hp.loss_type not in allowed:

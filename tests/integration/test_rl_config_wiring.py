@@ -110,10 +110,10 @@ def test_dpo_family_wiring(context: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     args = captured_args(monkeypatch, "trl.KTOTrainer", "kto", ctx)
     assert (args.beta, args.loss_type, args.desirable_weight, args.undesirable_weight) == \
         (0.2, "apo_zero_unpaired", 1.5, 0.6)
-    ctx = context("cpo", "preference.openai.jsonl", {"beta": 0.4, "lossType": "hinge", "labelSmoothing": 0.2,
+    ctx = context("cpo", "preference.openai.jsonl", {"beta": 0.4, "lossType": "sigmoid", "labelSmoothing": 0.2,
                                                      "cpoAlpha": 0.3})
     args = captured_args(monkeypatch, "trl.experimental.cpo.CPOTrainer", "cpo", ctx)
-    assert (args.beta, args.loss_type, args.label_smoothing, args.cpo_alpha) == (0.4, "hinge", 0.2, 0.3)
+    assert (args.beta, args.loss_type, args.label_smoothing, args.cpo_alpha) == (0.4, "sigmoid", 0.2, 0.3)
     ctx = context("simpo", "preference.openai.jsonl", {"beta": 2.5, "simpoGamma": 0.8, "cpoAlpha": 0.0})
     args = captured_args(monkeypatch, "trl.experimental.cpo.CPOTrainer", "simpo", ctx)
     assert (args.beta, args.loss_type, args.simpo_gamma, args.cpo_alpha) == (2.5, "simpo", 0.8, 0.0)

@@ -27,7 +27,11 @@ def train_cpo(ctx: TrainContext, **loss: Any) -> TrainResult:
     return ctx.train(trainer)
 
 
+def loss_settings(hp: Any) -> dict[str, Any]:
+    """CPOConfig loss fields from the spec (pure; tests/unit/test_loss_knob_directions.py)."""
+    return dict(beta=hp.beta, loss_type=hp.loss_type or "sigmoid", cpo_alpha=hp.cpo_alpha,
+                label_smoothing=hp.label_smoothing)
+
+
 def run(ctx: TrainContext) -> TrainResult:
-    hp = ctx.hp
-    return train_cpo(ctx, beta=hp.beta, loss_type=hp.loss_type or "sigmoid", cpo_alpha=hp.cpo_alpha,
-                     label_smoothing=hp.label_smoothing)
+    return train_cpo(ctx, **loss_settings(ctx.hp))

@@ -9,15 +9,22 @@ with the base model.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..runtime import DataKind, TrainContext, TrainResult
 
 DATA = DataKind.PREFERENCE
 
 
+def loss_settings(hp: Any) -> dict[str, Any]:
+    """RewardConfig loss fields from the spec (pure; tests/unit/test_loss_knob_directions.py)."""
+    return dict(center_rewards_coefficient=hp.center_rewards_coefficient)
+
+
 def run(ctx: TrainContext) -> TrainResult:
     from trl import RewardConfig, RewardTrainer
 
-    args = ctx.trainer_args(RewardConfig, center_rewards_coefficient=ctx.hp.center_rewards_coefficient)
+    args = ctx.trainer_args(RewardConfig, **loss_settings(ctx.hp))
     trainer = RewardTrainer(model=ctx.models.sequence_classifier(num_labels=1), args=args,
                             train_dataset=ctx.train_dataset, eval_dataset=ctx.eval_dataset,
                             processing_class=ctx.tokenizer, callbacks=ctx.callbacks)

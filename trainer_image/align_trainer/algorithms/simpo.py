@@ -8,12 +8,18 @@ Implemented as TRL's CPOTrainer with loss_type "simpo" (average log-probs, margi
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..runtime import DataKind, TrainContext, TrainResult
 from .cpo import train_cpo
 
 DATA = DataKind.PREFERENCE
 
 
+def loss_settings(hp: Any) -> dict[str, Any]:
+    """CPOConfig fields of SimPO from the spec (pure; tests/unit/test_loss_knob_directions.py)."""
+    return dict(beta=hp.beta, loss_type="simpo", simpo_gamma=hp.simpo_gamma, cpo_alpha=hp.cpo_alpha)
+
+
 def run(ctx: TrainContext) -> TrainResult:
-    hp = ctx.hp
-    return train_cpo(ctx, beta=hp.beta, loss_type="simpo", simpo_gamma=hp.simpo_gamma, cpo_alpha=hp.cpo_alpha)
+    return train_cpo(ctx, **loss_settings(ctx.hp))

@@ -89,7 +89,7 @@ class Hyperparameters(SpecModel):
     weight_decay: float = hp(0.0, "AdamW weight decay.", ge=0, le=1)
     max_grad_norm: float = hp(1.0, "Gradient clipping norm.", gt=0, le=1e4)
     max_length: int = hp(512, "Maximum tokens per sequence (prompt + completion); longer rows are truncated. Offline "
-                         "rows keep their answers (prompts are cut from the left); where the policy generates, "
+                         "rows keep their answers (prompts are cut from the left); where the policy generates (but tpo), "
                          "prompts are cut from the left to maxLength - maxCompletionLength tokens, which must leave "
                          "at least 4.", ge=8, le=131072)
     max_prompt_length: int | None = hp(None, "Maximum prompt tokens (cut from the left, chat template included). Not "

@@ -122,7 +122,9 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     main_rank = distributed.is_main()
     tokenizer = models.tokenizer()
     from .truncation import fit_dataset  # prompts cut from the left so the answers fit maxLength (TRL keeps the start)
-    generated = data_kind == DataKind.PROMPT_ONLY  # the policy writes the answers: prompts leave them room
+    # the policy writes the answers: prompts leave them room (not tpo's: it wraps each query in the thought prompt
+    # and checks maxLength against the wrapped prompt itself, algorithms/tpo.py)
+    generated = data_kind == DataKind.PROMPT_ONLY and spec.algorithm != "tpo"
     train = fit_dataset(train, tokenizer, spec.hyperparameters, "train", generated=generated)
     evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval", generated=generated)
     # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)

@@ -8,7 +8,7 @@ from its start, as TRL's old `max_prompt_length` with `truncation_mode="keep_end
     budget = min(maxPromptLength, max(maxLength - longest answer, floor)),   floor = maxPromptLength or maxLength // 2
 
 tokens of the rendered prompt (chat template and generation prompt included). Where the policy generates the answer
-(prompt-only rows of the online algorithms and iterative rounds), the answer is at most maxCompletionLength tokens and
+(prompt-only rows of the online algorithms but tpo, and iterative rounds), the answer is at most maxCompletionLength tokens and
 every prompt is cut to
 
     budget = prompt_budget(hp) = min(maxPromptLength, maxLength - maxCompletionLength)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from align_api import API_VERSION, KIND, Algorithm
-from align_api.hyperparameters import Hyperparameters
+from align_api.hyperparameters import WHY_NOT, Hyperparameters, accepted
 
 from .openai_files import DATA_FORMATS, data_uri, data_warnings, sniff_format
 from .openai_types import Kind, Note, Options, RequestError
@@ -147,6 +147,9 @@ def _hyperparameters(method: str, values: Mapping[str, Any], where: str, algorit
             hp["numGenerations"] = generations
             notes.append(Note(field, "approx", f"-> hyperparameters.numGenerations = {generations} "
                               f"({value} x {BASE_NUM_GENERATIONS} samples per prompt: the exploration budget)"))
+        elif key == "eval_interval" and method == "reinforcement" and "eval_steps" not in accepted(algorithm):
+            notes.append(Note(field, "dropped", f"{value!r}: {algorithm.value} has no in-training evaluation "
+                              f"({WHY_NOT.get(('eval_steps', algorithm), 'not accepted')})"))
         elif key == "eval_interval" and method == "reinforcement":
             hp["evalSteps"] = int(_number(value, field))
             notes.append(Note(field, "mapped", f"-> hyperparameters.evalSteps = {hp['evalSteps']}"))

@@ -107,6 +107,17 @@ def test_rft_hyperparameters_auto_values_and_request_fields() -> None:
     assert any("cannot be exported" in n.message for n in notes)
 
 
+def test_eval_interval_is_dropped_for_ppo_which_has_no_in_training_evaluation() -> None:
+    request = {"model": "gpt-4o-mini", "training_file": "train.jsonl", "method": {"type": "reinforcement",
+               "reinforcement": {"grader": {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+                                            "reference": "{{item.answer}}", "operation": "eq"},
+                                 "hyperparameters": {"eval_interval": 10}}}}
+    manifest, notes = convert(request, Options(base_dir=Path("/data"), rl_algorithm=Algorithm.PPO))
+    assert validate_document(manifest).spec.hyperparameters.eval_steps is None
+    note = next(n for n in notes if n.field == "method.reinforcement.hyperparameters.eval_interval")
+    assert note.kind == "dropped" and "no in-training evaluation" in note.message
+
+
 def test_legacy_top_level_hyperparameters_and_data_prefix() -> None:
     request = {"model": "gpt-3.5-turbo", "training_file": "file-xyz", "hyperparameters": {"n_epochs": 3}}
     manifest, notes = convert(request, Options(data_prefix="s3://bucket/ft/"))

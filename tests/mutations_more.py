@@ -22,6 +22,13 @@ STATS = "trainer_image/align_trainer/evaluation/stats.py"
 HEALTH = "trainer_image/align_trainer/graders/health.py"
 REWARDS = "trainer_image/align_trainer/graders/rewards.py"
 JOB = "operator/align_operator/renderers/job.py"
+TRUNCATION = "trainer_image/align_trainer/truncation.py"
+RLAIF = "trainer_image/align_trainer/algorithms/rlaif.py"
+SPEC = "api/align_api/spec.py"
+KTO = "trainer_image/align_trainer/algorithms/kto.py"
+SIMPO = "trainer_image/align_trainer/algorithms/simpo.py"
+ORPO = "trainer_image/align_trainer/algorithms/orpo.py"
+REWARD = "trainer_image/align_trainer/algorithms/reward.py"
 
 RPO_UNIT = "tests/unit/test_rpo.py::"
 RESUME = "tests/integration/test_resume_complete.py::"
@@ -32,6 +39,9 @@ NODE_AGENT_UNIT = "tests/unit/test_node_agent_pure.py::"
 STATS_UNIT = "tests/unit/test_evaluation_stats.py::"
 FAILFAST = "tests/unit/test_failfast.py::"
 RENDERERS = "tests/unit/test_operator_renderers.py::"
+KNOBS = "tests/integration/test_knob_wiring.py::test_every_accepted_hyperparameter_changes_what_reaches_the_trainer"
+BUDGET = "tests/unit/test_generation_budget.py::"
+DIRECTIONS = "tests/unit/test_loss_knob_directions.py::"
 
 MORE: tuple[Mutation, ...] = (
     # resume: every restore of runstate.py, online.resume_state, ppo and the rounds
@@ -142,4 +152,43 @@ MORE: tuple[Mutation, ...] = (
     Mutation("job: disruptions count against the backoff limit", JOB, '{"action": "Ignore", "onPodConditions"',
              '{"action": "Count", "onPodConditions"',
              (RENDERERS + "test_pod_failure_policy_fails_fast_on_permanent_codes_and_ignores_disruptions",)),
+    # the knob check's wiring (issue 24): maxLength/maxPromptLength beside generated completions, PPO's gradient
+    # checkpointing, the refusals and the loss knobs' directions
+    Mutation("knobs: ppo samples without the maxLength budget", PPO,
+             "temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=prompt_budget(hp))",
+             "temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)",
+             (KNOBS + "[ppo]",)),
+    Mutation("knobs: ppo gradientCheckpointing not enabled", PPO, "        enable_gradient_checkpointing(model)\n",
+             "        pass\n", (KNOBS + "[ppo]",)),
+    Mutation("knobs: generated prompts not cut to the budget", TRUNCATION,
+             "rows = [fit_prompt(tokenizer, dict(row), budget, report) for row in dataset]",
+             "rows = [dict(row) for row in dataset]",
+             (BUDGET + "test_prompt_only_rows_are_cut_from_the_left_to_the_budget", KNOBS + "[grpo]")),
+    Mutation("knobs: the prompt budget ignores maxLength", TRUNCATION,
+             "    budget = hp.max_length - hp.max_completion_length\n", "    budget = 512 - hp.max_completion_length\n",
+             (BUDGET + "test_prompt_budget_leaves_room_for_the_completion", KNOBS + "[grpo]")),
+    Mutation("knobs: prompt-only datasets not fitted before TRL sees them", TRAINER_MAIN,
+             '    generated = data_kind == DataKind.PROMPT_ONLY and spec.algorithm != "tpo"',
+             "    generated = False", (KNOBS + "[rloo]",)),
+    Mutation("knobs: refusals lose their reason", SPEC,
+             'why = f": {WHY_NOT[name, algo]}" if (name, algo) in WHY_NOT else ""', 'why = ""',
+             (BUDGET + "test_knobs_an_algorithm_cannot_use_are_refused_with_the_reason",)),
+    Mutation("knobs: maxLength not checked against maxCompletionLength", SPEC,
+             "if generates and hp.max_length - hp.max_completion_length < 4:", "if False:",
+             (BUDGET + "test_knobs_an_algorithm_cannot_use_are_refused_with_the_reason",)),
+    Mutation("knobs: labelSmoothing accepted where TRL ignores it", SPEC,
+             "if smoothed and hp.label_smoothing and (hp.loss_type or \"sigmoid\") not in smoothed:", "if False:",
+             (DIRECTIONS + "test_dpo_label_smoothing_is_refused_where_trl_ignores_it",)),
+    Mutation("directions: kto desirable weight ignored", KTO, "desirable_weight=hp.desirable_weight, ",
+             "desirable_weight=1.0, ", (DIRECTIONS + "test_kto_weights_scale_their_examples_loss",)),
+    Mutation("directions: simpo gamma sign flipped", SIMPO, "simpo_gamma=hp.simpo_gamma,",
+             "simpo_gamma=-hp.simpo_gamma,", (DIRECTIONS + "test_simpo_gamma_is_a_margin_to_beat",)),
+    Mutation("directions: orpo lambda ignored", ORPO, "    return dict(beta=hp.beta)", "    return dict(beta=0.1)",
+             (DIRECTIONS + "test_orpo_lambda_weighs_the_odds_ratio_term",)),
+    Mutation("directions: reward centering ignored", REWARD,
+             "return dict(center_rewards_coefficient=hp.center_rewards_coefficient)",
+             "return dict(center_rewards_coefficient=None)",
+             (DIRECTIONS + "test_reward_centering_penalises_off_centre_rewards",)),
+    Mutation("directions: rpo eta ignored", RPO, "return dict(eta=float(hp.eta), ", "return dict(eta=1.0, ",
+             (DIRECTIONS + "test_rpo_eta_scales_the_gap_the_implicit_gap_settles_at",)),
 )

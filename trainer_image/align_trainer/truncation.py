@@ -121,7 +121,7 @@ def fit_prompt(tokenizer: Any, row: dict[str, Any], budget: int, report: FitRepo
     report.rows += 1
     prompt_len = len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
     report.longest_prompt = max(report.longest_prompt, prompt_len)
-    if prompt_len <= budget:
+    if prompt_len <= budget:  # fits beside the completion
         return row
     report.cut += 1
     return {**row, "prompt": cut_prompt(tokenizer, prompt, budget)}

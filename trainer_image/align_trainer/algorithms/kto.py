@@ -17,8 +17,8 @@ DATA = DataKind.UNPAIRED
 
 def loss_settings(hp: Any) -> dict[str, Any]:
     """KTOConfig loss fields from the spec (pure; tests/unit/test_loss_knob_directions.py)."""
-    return dict(beta=hp.beta, loss_type=hp.loss_type or "kto", desirable_weight=hp.desirable_weight,
-                undesirable_weight=hp.undesirable_weight)
+    return dict(beta=hp.beta, loss_type=hp.loss_type or "kto",
+                desirable_weight=hp.desirable_weight, undesirable_weight=hp.undesirable_weight)
 
 
 def run(ctx: TrainContext) -> TrainResult:

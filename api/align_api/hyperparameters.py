@@ -45,6 +45,7 @@ ONLINE_DPO_LOSS_TYPES = ("sigmoid", "ipo")
 #: TRL GRPOConfig.loss_type values that work with token-level importance sampling (formulas: docs/algorithms.md)
 GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 
+
 def _all_but(*excluded: A) -> tuple[A, ...]:
     return tuple(a for a in ALL if a not in excluded)
 
@@ -88,10 +89,10 @@ class Hyperparameters(SpecModel):
     warmup_ratio: float = hp(0.0, "Fraction of steps used for linear warm-up.", ge=0, le=0.5)
     weight_decay: float = hp(0.0, "AdamW weight decay.", ge=0, le=1)
     max_grad_norm: float = hp(1.0, "Gradient clipping norm.", gt=0, le=1e4)
-    max_length: int = hp(512, "Maximum tokens per sequence (prompt + completion); longer rows are truncated. Offline "
-                         "rows keep their answers (prompts are cut from the left); where the policy generates (but tpo), "
-                         "prompts are cut from the left to maxLength - maxCompletionLength tokens, which must leave "
-                         "at least 4.", ge=8, le=131072)
+    max_length: int = hp(512, "Maximum tokens per sequence (prompt + completion); longer rows are truncated. "
+                         "Offline rows keep their answers (prompts are cut from the left); where the policy generates "
+                         "(but tpo), prompts are cut from the left to maxLength - maxCompletionLength tokens, which "
+                         "must leave at least 4.", ge=8, le=131072)
     max_prompt_length: int | None = hp(None, "Maximum prompt tokens (cut from the left, chat template included). Not "
                                        "sft's: it trains on whole conversations, maxLength cuts their start.",
                                        _all_but(A.SFT), ge=4, le=131072)

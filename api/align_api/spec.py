@@ -65,7 +65,8 @@ class AlignmentJobSpec(SpecModel):
                                  f"hyperparameters.{setting}: {variant.value}{why} (only with {setting}: "
                                  f"{' or '.join(others)})")
         # tpo checks maxLength against its thought prompt below (and in the trainer, with the tokenizer)
-        generates = (algo in GENERATIVE and algo != Algorithm.TPO) or (algo in ITERATIVE_ALGORITHMS and hp.rounds is not None)
+        generates = (algo in GENERATIVE and algo != Algorithm.TPO) or \
+            (algo in ITERATIVE_ALGORITHMS and hp.rounds is not None)
         if generates and hp.max_length - hp.max_completion_length < 4:
             raise ValueError(f"[hyperparameters.maxLength] ({hp.max_length}) must exceed maxCompletionLength "
                              f"({hp.max_completion_length}) by at least 4: {algo.value} cuts prompts to "

@@ -1,4 +1,4 @@
-"""Fit offline rows into hyperparameters.maxLength by cutting the prompt from the left, so the answer is kept.
+"""Fit rows into hyperparameters.maxLength by cutting the prompt from the left, so the answer is kept.
 
 TRL 1.16's trainers truncate prompt + answer with `keep_start` only (`keep_end` is deprecated) and DPO drops a row
 whose prompt alone fills `max_length`: with a real chat template (a system message, role headers) a small
@@ -7,18 +7,19 @@ from its start, as TRL's old `max_prompt_length` with `truncation_mode="keep_end
 
     budget = min(maxPromptLength, max(maxLength - longest answer, floor)),   floor = maxPromptLength or maxLength // 2
 
-tokens of the rendered prompt (chat template and generation prompt included). Where the policy generates the answer
-(prompt-only rows of the online algorithms but tpo, and iterative rounds), the answer is at most maxCompletionLength tokens and
-every prompt is cut to
-
-    budget = prompt_budget(hp) = min(maxPromptLength, maxLength - maxCompletionLength)
-
-so prompt + completion fit maxLength (TRL's GRPO/RLOO configs have neither a maxLength nor a prompt limit; our loops
-pass the same budget to the sampler). An answer that fits beside the floor
+tokens of the rendered prompt (chat template and generation prompt included). An answer that fits beside the floor
 is kept whole, end-of-turn token included; a longer one keeps its start (TRL cuts its end). Conversational prompts
 lose content from their first message on (the system message first), never the template's structure, so the
 model still sees well-formed turns. A maxLength too small for the template's own tokens around an empty prompt
 plus one answer token is a ConfigError naming hyperparameters.maxLength.
+
+Where the policy writes the answer (prompt-only rows: the online algorithms but tpo, which checks its wrapped
+prompt itself, and iterative rounds), the answer has at most maxCompletionLength tokens and every prompt is cut to
+
+    budget = prompt_budget(hp) = min(maxPromptLength, maxLength - maxCompletionLength)
+
+so prompt + completion fit maxLength: TRL 1.x's GRPO/RLOO configs have neither a maxLength nor a prompt limit, and
+our loops (ppo, rlaif) pass the same budget to the sampler. Validation keeps the budget >= 4.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ TRUNCATION = "trainer_image/align_trainer/truncation.py"
 RLAIF = "trainer_image/align_trainer/algorithms/rlaif.py"
 SPEC = "api/align_api/spec.py"
 KTO = "trainer_image/align_trainer/algorithms/kto.py"
+GRPO = "trainer_image/align_trainer/algorithms/grpo.py"
 SIMPO = "trainer_image/align_trainer/algorithms/simpo.py"
 ORPO = "trainer_image/align_trainer/algorithms/orpo.py"
 REWARD = "trainer_image/align_trainer/algorithms/reward.py"
@@ -191,4 +192,8 @@ MORE: tuple[Mutation, ...] = (
              (DIRECTIONS + "test_reward_centering_penalises_off_centre_rewards",)),
     Mutation("directions: rpo eta ignored", RPO, "return dict(eta=float(hp.eta), ", "return dict(eta=1.0, ",
              (DIRECTIONS + "test_rpo_eta_scales_the_gap_the_implicit_gap_settles_at",)),
+    Mutation("directions: grpo klCoef sign flipped", GRPO, "beta=hp.kl_coef, ", "beta=-hp.kl_coef, ",
+             (DIRECTIONS + "test_grpo_kl_coef_weighs_the_kl_penalty",)),
+    Mutation("directions: grpo clipRange fixed", GRPO, "epsilon=hp.clip_range,", "epsilon=0.2,",
+             (DIRECTIONS + "test_grpo_clip_range_bounds_how_far_a_ratio_counts",)),
 )

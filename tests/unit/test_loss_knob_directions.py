@@ -5,11 +5,13 @@ loss does not move) or whose sign is flipped (it moves the other way) fails.
 
 The knob check (tests/integration/test_knob_wiring.py) shows that a knob reaches the trainer; these show that it
 does what docs/algorithms.md says. PPO's knobs (klCoef, clipRange, clipRangeValue, vfCoef, whitenRewards, gamma,
-lam, adaptiveKl) are shown on our own loss pieces in tests/unit/test_rl_ppo_pieces.py.
+lam, adaptiveKl) are shown on our own loss pieces in tests/unit/test_rl_ppo_pieces.py; GRPO's klCoef and clipRange
+(shared with rloo and reft's GRPO stage through grpo.generation_settings) here on TRL's GRPO loss.
 """
 
 from __future__ import annotations
 
+import math
 import types
 from typing import Any, Callable, Sequence
 
@@ -17,9 +19,9 @@ import pytest
 import torch
 
 from align_api.hyperparameters import Hyperparameters
-from align_trainer.algorithms import cpo, dpo, kto, orpo, reward, rpo, simpo
+from align_trainer.algorithms import cpo, dpo, grpo, kto, orpo, reward, rpo, simpo
 
-from .test_trainer_losses import (COMPLETION_MASK, LENGTHS_CHOSEN, LENGTHS_REJECTED, T, StubModel, cpo_stub,
+from .test_trainer_losses import (COMPLETION_MASK, Accelerator, LENGTHS_CHOSEN, LENGTHS_REJECTED, T, StubModel, cpo_stub,
                                   per_token, trainer_stub)
 
 # a policy that prefers each chosen answer more than the reference does: every implicit reward gap h > 0
@@ -185,3 +187,48 @@ def test_rpo_eta_scales_the_gap_the_implicit_gap_settles_at(loss_type: str) -> N
             opt.step()
         return float(h.detach())
     assert strictly(walk("eta", [0.5, 1.0, 2.0], settle, beta=0.5, loss_type=loss_type), increasing=True)
+
+
+# --- GRPO (and RLOO, reft's GRPO stage: the same generation_settings) -------------------------------------------
+
+class GrpoAccelerator(Accelerator):
+    num_processes = 1
+    sync_gradients = True
+
+    @staticmethod
+    def reduce(x: Any, reduction: str = "sum") -> Any:
+        return x
+
+
+def grpo_loss(hp: Hyperparameters, *, ratio: float) -> float:
+    """TRL's GRPO loss (lossType grpo) on 2 completions of 3 tokens, both with advantage +1, each token's
+    probability `ratio` times what it was at sampling (pi / pi_old) and the reference's lower."""
+    from trl import GRPOConfig, GRPOTrainer
+    settings = grpo.grpo_settings(hp)
+    config = GRPOConfig(output_dir="/tmp/unused", use_cpu=True, report_to="none",
+                        **{**settings, "loss_type": "grpo"})
+    logps = torch.full((2, 3), -1.0)
+    stub = trainer_stub(args=config, beta=config.beta, epsilon_low=config.epsilon,
+                        epsilon_high=config.epsilon_high if config.epsilon_high is not None else config.epsilon,
+                        loss_type="grpo", top_entropy_quantile=1.0, off_policy_mask_threshold=None,
+                        importance_sampling_level="token", use_vllm=False, current_gradient_accumulation_steps=1,
+                        _entropy_bonus_enabled=False, accelerator=GrpoAccelerator(),
+                        max_completion_length=config.max_completion_length)
+    stub._get_per_token_logps_and_entropies = lambda *a, **k: (logps, torch.zeros(2, 3), None)
+    inputs = {"prompt_ids": torch.zeros(2, 2, dtype=torch.long), "prompt_mask": torch.ones(2, 2, dtype=torch.long),
+              "completion_ids": torch.zeros(2, 3, dtype=torch.long), "completion_mask": torch.ones(2, 3),
+              "advantages": torch.ones(2), "old_per_token_logps": logps - math.log(ratio),
+              "ref_per_token_logps": logps - 0.5}
+    return GRPOTrainer._compute_loss(stub, None, inputs).item()
+
+
+def test_grpo_kl_coef_weighs_the_kl_penalty() -> None:
+    """l = -min(rho A, clip(rho) A) + beta KL(pi || pi_ref), KL > 0 here: a larger klCoef (TRL's beta), more loss."""
+    assert strictly(walk("kl_coef", [0.0, 0.05, 0.5, 2.0], lambda hp: grpo_loss(hp, ratio=1.0)), increasing=True)
+
+
+def test_grpo_clip_range_bounds_how_far_a_ratio_counts() -> None:
+    """With A > 0 and rho = 1.5 beyond 1 + eps, the surrogate is clipped at (1 + eps) A: a wider clipRange (TRL's
+    epsilon) counts more of the ratio, so the loss -(1 + eps) A falls."""
+    assert strictly(walk("clip_range", [0.05, 0.1, 0.2, 0.4], lambda hp: grpo_loss(hp, ratio=1.5), kl_coef=0.0),
+                    increasing=False)

@@ -155,10 +155,6 @@ MORE: tuple[Mutation, ...] = (
              (RENDERERS + "test_pod_failure_policy_fails_fast_on_permanent_codes_and_ignores_disruptions",)),
     # the knob check's wiring (issue 24): maxLength/maxPromptLength beside generated completions, PPO's gradient
     # checkpointing, the refusals and the loss knobs' directions
-    Mutation("knobs: ppo samples without the maxLength budget", PPO,
-             "temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=prompt_budget(hp))",
-             "temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)",
-             (KNOBS + "[ppo]",)),
     Mutation("knobs: ppo gradientCheckpointing not enabled", PPO, "        enable_gradient_checkpointing(model)\n",
              "        pass\n", (KNOBS + "[ppo]",)),
     Mutation("knobs: generated prompts not cut to the budget", TRUNCATION,

@@ -19,7 +19,7 @@ prompt itself, and iterative rounds), the answer has at most maxCompletionLength
     budget = prompt_budget(hp) = min(maxPromptLength, maxLength - maxCompletionLength)
 
 so prompt + completion fit maxLength: TRL 1.x's GRPO/RLOO configs have neither a maxLength nor a prompt limit, and
-our loops (ppo, rlaif) pass the same budget to the sampler. Validation keeps the budget >= 4.
+our loops (ppo, rlaif) sample from these fitted rows. Validation keeps the budget >= 4.
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ from typing import Any, Callable, Sequence
 from .. import distributed, online
 from ..graders.rewards import GraderReward, batch_metrics, grader_reward, log_failures, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
-from ..truncation import prompt_budget
 
 DATA = DataKind.PROMPT_ONLY
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ def ppo_step(ctx: TrainContext, model: Any, value_head: Any, optimizer: Any, kl_
     prompts = [row["prompt"] for row in rows for _ in range(hp.num_generations)]
     texts = [online.prompt_text(ctx.tokenizer, p) for p in prompts]
     rollout = online.generate(distributed.unwrap(model), ctx.tokenizer, texts, max_new_tokens=hp.max_completion_length,
-                              temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=prompt_budget(hp))
+                              temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
     mask = rollout.completion_mask.float()
     scores_list, score_metrics = score([r for r in rows for _ in range(hp.num_generations)], prompts, rollout.texts)
     scores = torch.tensor(scores_list, dtype=torch.float32, device=mask.device)

@@ -29,7 +29,6 @@ from .. import distributed, online
 from ..errors import ConfigError
 from ..graders.rewards import GraderReward, grader_reward, row_items
 from ..runtime import DataKind, TrainContext, TrainResult
-from ..truncation import prompt_budget
 from . import ppo
 
 DATA = DataKind.PROMPT_ONLY
@@ -52,7 +51,7 @@ def judge_pairs(ctx: TrainContext, model: Any, reward: GraderReward,
         batch = rows[start:start + per_batch]
         prompts = [online.prompt_text(ctx.tokenizer, r["prompt"]) for r in batch for _ in range(k)]
         rollout = online.generate(model, ctx.tokenizer, prompts, max_new_tokens=hp.max_completion_length,
-                                  temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=prompt_budget(hp))
+                                  temperature=hp.temperature, top_p=hp.top_p, max_prompt_length=hp.max_prompt_length)
         results = reward.grader.grade_batch(row_items([r for r in batch for _ in range(k)]), rollout.texts)
         scores.extend(r.reward for r in results if not r.failed)
         for i, row in enumerate(batch):

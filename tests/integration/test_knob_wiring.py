@@ -1,8 +1,10 @@
 """The generated knob check: for every algorithm of the table (align_api.algorithms.TABLE), every variant
 (hyperparameters.variants) and every hyperparameter it accepts (hyperparameters.accepted), a non-default value
-changes what reaches the trainer: the TRL config or trainer arguments, our loops' generation settings, loss
-arguments, optimizer, learning-rate schedule and KL controller, or what the run samples (knob_support.py
-records them). A hyperparameter added to the table without wiring fails here with no test written for it."""
+changes what reaches the trainer: the TRL config, trainer arguments and datasets (the entry point's truncation, so
+each value gets its own context from build_context), our loops' generation settings, loss arguments, optimizer,
+learning-rate schedule, KL controller and gradient checkpointing, or what the run samples (knob_support.py records
+them). A hyperparameter added to the table without wiring fails here with no test written for it; one an algorithm
+cannot use is refused by validation instead (align_api.hyperparameters.WHY_NOT says why)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Where the policy generates the answer, maxLength bounds prompt + completion: prompts are cut from the left to
 truncation.prompt_budget(hp) = min(maxPromptLength, maxLength - maxCompletionLength) tokens (GRPO/RLOO/online DPO
-datasets before TRL sees them, our PPO sampler). Knobs an algorithm cannot use are refused with the reason."""
+datasets before TRL sees them, our loops' rows). Knobs an algorithm cannot use are refused with the reason; our PPO
+loop's gradient checkpointing recomputes without changing the gradients."""
 
 from __future__ import annotations
 
@@ -88,3 +89,29 @@ def test_what_stays_accepted() -> None:
     validate_document(job("ppo", {"gradientCheckpointing": True, "maxLength": 128}))
     validate_document(job("dpo", {"evalSteps": 5, "maxPromptLength": 64}))
     validate_document(job("sft", {"maxLength": 64}))
+
+
+def test_ppo_gradient_checkpointing_recomputes_without_changing_the_gradients() -> None:
+    """gradientCheckpointing in our PPO loop: the decoder layers checkpoint, and the LoRA gradients of a training
+    forward + backward are those without it (recomputation, not another computation)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from align_trainer.algorithms.ppo import enable_gradient_checkpointing
+
+    def grads(checkpointing: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = get_peft_model(builtin.build_model("tiny"), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                                       lora_dropout=0.0, init_lora_weights=False))
+        if checkpointing:
+            enable_gradient_checkpointing(model)
+        assert model.get_base_model().is_activation_checkpointing == checkpointing
+        model.train()
+        ids = torch.randint(0, 200, (2, 12), generator=torch.Generator().manual_seed(1))
+        model(input_ids=ids, labels=ids).loss.backward()
+        found = [p.grad.clone() for n, p in model.named_parameters() if p.requires_grad]
+        assert found and all(g is not None and g.abs().sum() > 0 for g in found)
+        return found
+
+    plain, checkpointed = grads(False), grads(True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))

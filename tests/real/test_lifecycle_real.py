@@ -64,14 +64,17 @@ def test_pause_without_job_suspend_deletes_the_job_and_resume_recreates_it_to_th
     # the phase is written first and its event posted after it: wait for the event rather than race it
     wait_for(lambda: {"Suspending", "SuspendedByUser"} <= {e["reason"] for e in plane.events(ns, "pause")}, 30,
              "the Suspending and SuspendedByUser events")
+    plane.operator.stop(kill=True)          # kill -9, then the resume request: the restart meets it pending
     resumed = alignctl(plane, "resume", "pause", "-n", ns)
     assert resumed.returncode == 0, resumed.stderr
+    plane.operator.start()
     done = plane.phase(ns, "pause", "Succeeded", "Failed", timeout=120)["status"]
     assert done["phase"] == "Succeeded" and done["progress"]["step"] == 100, done
     (again,) = plane.jobs(ns)
     assert again["metadata"]["name"] == first["metadata"]["name"] and again["metadata"]["uid"] != first["metadata"]["uid"]
     assert steps_written(plane, ns, "pause") == list(range(1, 101))   # continued, each step once
-    assert "Resumed" in {e["reason"] for e in plane.events(ns, "pause")}
+    reasons = [e["reason"] for e in plane.events(ns, "pause")]
+    assert "Resumed" in reasons and reasons.count("JobCreated") == 1, reasons   # one creation, one event
     assert len(sa_calls(plane, ns, "create", 201)) == 2 and len(sa_calls(plane, ns, "delete", 200) + sa_calls(plane, ns, "delete", 202)) == 1
     # this job's calls only: the audit log is the worker's whole control plane, where another module's test may
     # have left a namespace the operator is meant to be refused in (an order-dependent failure seen once)

@@ -183,7 +183,9 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
                 job, pods = (jobs[0] if jobs else None), list(index_pods.get(key, []))
                 now = now_rfc3339()
                 # usage, budget, and the step toward what the spec asks (run, suspend, cancel)
-                obs, usage = await lifecycle.advance(client, settings, body, spec, current, job, pods, now, logger)
+                defaults = await memo.defaults.get(client, namespace, logger) if memo.get("defaults") else None
+                obs, usage = await lifecycle.advance(client, settings, body, spec, current, job, pods, now, logger,
+                                                     defaults)
                 new = next_status(current, obs, generation=meta.get("generation"), now=now,
                                   fallback_artifacts=fallback_artifacts(spec, name),
                                   checkpoint_uri=lambda step: uri(spec, name, step))
@@ -253,22 +255,24 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
     for kind, reason, message in milestones(current, new):  # the trainer's story: progress, evaluation
         kopf.event(body, type=kind, reason=reason, message=message[:1024])
     if phase != previous and phase is not None:
-        reason, message = _phase_reason(new)
-        kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
-                   message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
+        reason, message = _phase_reason(new, previous)
+        if reason != Reason.JOB_CREATED:  # posted once, by the creation handler, when it makes the Job
+            kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
+                       message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
         logger.info(f"phase {previous} -> {phase} ({reason})")
     for cond in new_warnings(current.get("conditions") or [], new.get("conditions") or []):
         kopf.event(body, type="Warning", reason=cond.get("reason", "Warning"), message=str(cond.get("message"))[:1024])
     error = new.get("lastError")
     if error and error != current.get("lastError") and phase not in WARNING_PHASES and \
-            not (phase != previous and _phase_reason(new)[0] == error.get("reason")):
+            not (phase != previous and _phase_reason(new, previous)[0] == error.get("reason")):
         # the record that outlives lastError (cleared once the job moves on): one Warning per new error
         kopf.event(body, type="Warning", reason=error.get("reason", "Error"), message=str(error.get("message"))[:1024])
     return dict(stored.get("status") or new), _version(stored.get("metadata") or {})
 
 
-def _phase_reason(status: Mapping[str, Any]) -> tuple[str, str]:
-    """The reason and message of the condition that explains the phase (Pending has none of its own)."""
+def _phase_reason(status: Mapping[str, Any], previous: str | None = None) -> tuple[str, str]:
+    """The reason and message of the condition that explains the phase (Pending has none of its own: after
+    Suspended it is a resume, else the Created condition's, whose JobCreated event the creation handler posted)."""
     phase = status.get("phase")
     conditions = status.get("conditions") or []
     for cond in conditions:
@@ -277,5 +281,7 @@ def _phase_reason(status: Mapping[str, Any]) -> tuple[str, str]:
     error = status.get("lastError") or {}
     if phase == Phase.PENDING and error:
         return error.get("reason", phase), error.get("message", "")
+    if phase == Phase.PENDING and previous == Phase.SUSPENDED:
+        return Reason.RESUMED, "waiting for the trainer pods, which continue from the newest checkpoint"
     created = get_condition(conditions, ConditionType.CREATED) or {}
     return created.get("reason", str(phase)), created.get("message", "")

@@ -212,7 +212,7 @@ async def on_update(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name:
 
 
 #: Paths under spec (Kopf's diff of the `spec` field is relative to it) a running Job can follow.
-MUTABLE_PREFIXES = (("runPolicy",),)
+MUTABLE_PREFIXES = (("runPolicy",), ("promote",))
 
 
 async def _on_update(body: kopf.Body, status: dict[str, Any], name: str, namespace: str, generation: int | None,

@@ -28,7 +28,11 @@ from ..status.conditions import get_condition, set_condition
 from ..status.checkpoints import listed, parse_index, uri
 from ..status.milestones import milestones
 from ..status.progress import key_metrics, parse_metrics, progress
+from ..renderers.names import COMPONENT_LABEL
+from ..renderers.promote import PROMOTE_COMPONENT
+from ..status import promotion
 from . import lifecycle
+from . import promotion as promoting
 from ..status.warnings import new_warnings, parse_warnings, warning_conditions
 from .reconcile import ALIGNMENT_JOBS
 
@@ -52,12 +56,20 @@ def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
             "status": dict(body.get("status") or {})}
 
 
+def _key(namespace: str, labels: Mapping[str, str]) -> tuple[str, ...]:
+    """(namespace, job) for the trainer's Job and pods; (namespace, job, "promote") for the promote Jobs' (never
+    mistaken for the trainer's: the lifecycle and usage read only the former)."""
+    if labels.get(COMPONENT_LABEL) == PROMOTE_COMPONENT:
+        return namespace, labels[JOB_LABEL], PROMOTE_COMPONENT
+    return namespace, labels[JOB_LABEL]
+
+
 async def index_jobs(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels[JOB_LABEL]): _summary(body)}
+    return {_key(namespace, labels): _summary(body)}
 
 
 async def index_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels[JOB_LABEL]): _summary(body)}
+    return {_key(namespace, labels): _summary(body)}
 
 
 async def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
@@ -79,8 +91,10 @@ async def follow(type: str | None, body: kopf.Body, name: str, namespace: str, m
         wakeups.gone(key)
         return
     wakeups.see(key, body)
-    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES or \
-            (wakeups.running(key) and not wakeups.is_gone(key)):
+    status = body.get("status") or {}
+    ended = status.get("phase") in TERMINAL_PHASES and not promotion.pending(
+        body.get("spec") or {}, status, (body.get("metadata") or {}).get("generation"))
+    if ended or (wakeups.running(key) and not wakeups.is_gone(key)):
         return
     wakeups.start(key, supervise(key, memo, logger, index_jobs, index_pods))
 
@@ -190,6 +204,9 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
                                   fallback_artifacts=fallback_artifacts(spec, name),
                                   checkpoint_uri=lambda step: uri(spec, name, step))
                 new["usage"] = usage
+                step = promotion.asked(spec)
+                if step is not None and promotion.pending(spec, new, meta.get("generation")):  # promoted once ended
+                    new = promotion.apply(new, promotion.plan(step, new, None, [], now), meta.get("generation"), now)
                 if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None and job is not None:
                     new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
                                                       Reason.JOB_CREATED, f"Job {job['metadata']['name']} created",
@@ -221,7 +238,23 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
                         state, state_version = written
                         current = state
                 metrics.RECONCILE_SECONDS.labels("status").observe(time.monotonic() - started)
-                if current.get("phase") in TERMINAL_PHASES:
+            if current.get("phase") in TERMINAL_PHASES:
+                generation = meta.get("generation")
+                if promotion.pending(spec, current, generation):  # spec.promote, once training has ended
+                    promote_key = (namespace, name, PROMOTE_COMPONENT)
+                    new = await promoting.advance(client, settings, body, current,
+                                                  list(index_jobs.get(promote_key, [])),
+                                                  list(index_pods.get(promote_key, [])), now_rfc3339(), logger)
+                    patch = _diff(current, new)
+                    if patch:
+                        try:
+                            written = await _write(client, body, name, namespace, patch, current, new, logger)
+                        except NotFound:
+                            return
+                        if written is not None:
+                            state, state_version = written
+                            current = state
+                if not promotion.pending(spec, current, generation):
                     return
             interval = settings.scrape_interval_seconds if current.get("phase") == Phase.RUNNING \
                 else settings.status_interval_seconds

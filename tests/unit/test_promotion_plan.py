@@ -110,3 +110,19 @@ def test_alignctl_promote_refuses_what_the_operator_would() -> None:
     assert promote_problem(obj, 4) is None
     assert promote_problem(obj, 6) == "spec.promote.step: no checkpoint at step 6; kept: 4, 8"
     assert "spec.checkpoints.volume" in (promote_problem({"spec": {}, "status": ended()}, 4) or "")
+
+
+def test_job_name_of_a_promoting_upstream_waits_for_the_promoted_adapter_then_reads_it() -> None:
+    from align_operator.upstream import resolve
+    refs = {"spec.model.adapter.init": "src"}
+    upstream = {"metadata": {"generation": 2}, "spec": {"promote": {"step": 4}}, "status": ended()}
+    assert resolve(refs, {"src": upstream}).waiting == ["src"]          # not the last step's adapter
+    record = {"step": 4, "source": "s", "adapter": "/mnt/pvc/ckpt/src/final"}
+    upstream["status"] = apply(upstream["status"], plan(4, ended(), job("Complete"), [
+        pod(0, json.dumps({"promoted": record}))], NOW), 2, NOW)
+    assert resolve(refs, {"src": upstream}).resolved == {"job://src": "/mnt/pvc/ckpt/src/final"}
+    upstream["status"]["phase"] = "Cancelled"                           # a cancelled job's promotion counts too
+    assert resolve(refs, {"src": upstream}).resolved == {"job://src": "/mnt/pvc/ckpt/src/final"}
+    refused = {"metadata": {"generation": 3}, "spec": {"promote": {"step": 5}},
+               "status": apply(ended(), plan(5, ended(), None, [], NOW), 3, NOW)}
+    assert "could not promote checkpoint 5: PromoteStepNotFound" in resolve(refs, {"src": refused}).failed[0]

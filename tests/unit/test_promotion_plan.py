@@ -37,14 +37,15 @@ def test_waits_for_training_to_end_then_makes_one_job_then_publishes_its_record(
     assert first.action == Action.CREATE_JOB and first.condition[1] == "Promoting"
     running = plan(4, ended(), job(None), [], NOW)                    # made by an earlier pass: never a second
     assert running.action == Action.NONE and running.condition[1] == "Promoting"
-    record = {"step": 4, "source": "pvc://ckpt/p/checkpoints/checkpoint-4", "adapter": "/mnt/pvc/ckpt/p/final",
+    record = {"step": 4, "source": "pvc://ckpt/p/checkpoints/checkpoint-4", "adapter": "s3://out/p/adapter",
               "evaluation": {"winRate": 0.6}, "gates": ["winRate >= 0.5: passed (winRate=0.6)"]}
     done = plan(4, ended(), job("Complete"), [pod(0, json.dumps({"promoted": record}))], NOW)
     assert done.condition[:2] == ("True", "Promoted") and "checkpoint-4" in done.condition[2]
     assert "winRate >= 0.5: passed" in done.condition[2]
     status = apply(ended(), done, 2, NOW)
     assert status["promotion"] == {**record, "time": NOW}
-    assert status["artifacts"]["adapter"] == record["adapter"] and status["evaluation"] == {"winRate": 0.6}
+    assert status["artifacts"] == {"adapter": "s3://out/p/adapter"}       # what job://p reads from now on
+    assert status["evaluation"] == {"winRate": 0.6}
     assert not pending({"promote": {"step": 4}}, status, 2)            # settled: the task may end
     assert pending({"promote": {"step": 8}}, status, 3)                # another step: promote again
 

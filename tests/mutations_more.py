@@ -189,6 +189,10 @@ MORE: tuple[Mutation, ...] = (
              (BUDGET_UNIT + "test_namespace_defaults_apply_and_the_stricter_limit_wins_with_its_source",)),
     Mutation("budgets: a bad namespace default is used", USAGE, "        if not value > 0 or value == float(\"inf\"):",
              "        if False:", (BUDGET_UNIT + "test_a_bad_namespace_default_is_named_and_ignored",)),
+    Mutation("budgets: a bad namespace default is not warned about", "operator/align_operator/handlers/lifecycle.py",
+             "        if problems and configmap is not None and self._warned.get(namespace) != version:",
+             "        if False:",
+             (BUDGET_UNIT + "test_namespace_defaults_are_read_once_per_interval_and_a_bad_value_is_warned_once",)),
     # one JobCreated per job, also across an operator restart
     Mutation("restart: the creation handler re-creates a Job a stop deleted (a second JobCreated)", RECONCILE,
              '    return not status.get("jobName") and want(spec', "    return want(spec",

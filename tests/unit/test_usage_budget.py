@@ -119,3 +119,40 @@ def test_a_bad_namespace_default_is_named_and_ignored() -> None:
                         "data.maxGpuHours: 'lots' is not a positive number",
                         "data.maxWallClockMinutes: '-5' is not a positive number"]
     assert namespace_limits(None) == ({}, [])
+
+
+def test_namespace_defaults_are_read_once_per_interval_and_a_bad_value_is_warned_once(monkeypatch: Any) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    import kopf
+
+    from align_operator.handlers.lifecycle import NamespaceDefaults
+
+    stored = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "align-defaults", "namespace": "ml", "resourceVersion": "1"},
+              "data": {"maxGpuHours": "8", "maxWallClockMinutes": "soon"}}
+    reads: list[str] = []
+    warnings: list[str] = []
+
+    class Client:
+        async def get_or_none(self, resource: Any, name: str, namespace: str) -> dict[str, Any] | None:
+            reads.append(f"{namespace}/{name}")
+            return stored if namespace == "ml" else None
+
+    monkeypatch.setattr(kopf, "event", lambda obj, *, type, reason, message: warnings.append(f"{reason}: {message}"))
+    log = SimpleNamespace(warning=lambda *_: None)
+    defaults = NamespaceDefaults(ttl=3600)
+
+    async def scenario() -> None:
+        assert await defaults.get(Client(), "ml", log) == {"maxGpuHours": 8.0}
+        assert await defaults.get(Client(), "ml", log) == {"maxGpuHours": 8.0}      # cached: no second read
+        assert await defaults.get(Client(), "other", log) == {}
+        defaults.ttl = 0
+        assert await defaults.get(Client(), "ml", log) == {"maxGpuHours": 8.0}      # read again, warned once
+        stored["metadata"]["resourceVersion"] = "2"                                   # edited, still wrong
+        await defaults.get(Client(), "ml", log)
+    asyncio.run(scenario())
+    assert reads == ["ml/align-defaults", "other/align-defaults", "ml/align-defaults", "ml/align-defaults"]
+    assert warnings == ["InvalidNamespaceDefaults: ignored: data.maxWallClockMinutes: 'soon' is not a positive "
+                        "number"] * 2

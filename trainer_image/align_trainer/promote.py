@@ -81,6 +81,7 @@ def promote(job: align_api.AlignmentJob, step: int, *, manifest: Path, output: P
     """Publish checkpoint `step` as final/; returns the record for status.promotion."""
     from .contracts import Paths
     paths = Paths.under(output, manifest.resolve().parent, manifest)
+    checkpoints.clean_staging(paths.output_dir)  # what a promote pod killed mid-write left aside (training ended)
     checkpoint = find_checkpoint(paths.checkpoint_dir, step)
     source = source_uri(job, checkpoint)
     record_promoted(paths.output_dir, step)  # before anything is published: no later save may rotate it away

@@ -40,6 +40,7 @@ STATS_UNIT = "tests/unit/test_evaluation_stats.py::"
 FAILFAST = "tests/unit/test_failfast.py::"
 RENDERERS = "tests/unit/test_operator_renderers.py::"
 PROMOTE_UNIT = "tests/unit/test_promote_pieces.py::"
+PROMOTE_GATES = "tests/integration/test_promote_gates.py::"
 PROMOTION_UNIT = "tests/unit/test_promotion_plan.py::"
 BUDGET_UNIT = "tests/unit/test_usage_budget.py::"
 RESTART_UNIT = "tests/unit/test_reconcile_restart.py::"
@@ -161,6 +162,17 @@ MORE: tuple[Mutation, ...] = (
     Mutation("promote: retention ignores promoted.json (a later save deletes a promoted step)", CHECKPOINTS,
              "    spared = set(protect) | promoted_steps(directory.parent)", "    spared = set(protect)",
              (PROMOTE_UNIT + "test_rotation_spares_the_step_the_spec_promotes_and_the_steps_in_promoted_json",)),
+    Mutation("promote: the adapter is renamed into place before the gates judge it (not atomic)", PROMOTE_TRAINER,
+             "        outcome = evaluate_before_publish(staged, model)  # EvaluationGateFailed: final/ stays as it was",
+             "        checkpoints.commit_dir(staging, paths.final_dir)\n"
+             "        outcome = evaluate_before_publish(dataclasses.replace(staged, paths=ctx.paths), model)\n"
+             "        staging = checkpoints.staging_dir(paths.output_dir)\n"
+             "        __import__(\"shutil\").copytree(paths.final_dir, staging)",
+             (PROMOTE_GATES + "test_promote_reruns_the_gates_and_a_failed_gate_publishes_nothing",)),
+    Mutation("promote: the model card does not name the promoted checkpoint", PROMOTE_TRAINER,
+             "                                                  promoted_from=source), encoding=",
+             "                                                  promoted_from=None), encoding=",
+             (PROMOTE_GATES + "test_promote_reruns_the_gates_and_a_failed_gate_publishes_nothing",)),
     Mutation("promote: a step that is not kept is published anyway", PROMOTE_TRAINER, "    if step not in kept:",
              "    if False:", (PROMOTE_UNIT + "test_promoting_a_step_that_is_not_kept_names_the_field_and_the_kept_steps",)),
     Mutation("promote: the promote Job starts before training ends", PROMOTION, "    if phase not in ENDED:",

@@ -21,19 +21,18 @@ from align_api.status import now_rfc3339
 
 from .. import metrics
 from ..kube import ApiError, Client, NotFound
-from ..renderers.names import JOB_LABEL
+from ..renderers.names import COMPONENT_LABEL, JOB_LABEL
+from ..renderers.promote import PROMOTE_COMPONENT
 from ..settings import Settings
+from ..status import promotion
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
 from ..status.checkpoints import listed, parse_index, uri
 from ..status.milestones import milestones
 from ..status.progress import key_metrics, parse_metrics, progress
-from ..renderers.names import COMPONENT_LABEL
-from ..renderers.promote import PROMOTE_COMPONENT
-from ..status import promotion
+from ..status.warnings import new_warnings, parse_warnings, warning_conditions
 from . import lifecycle
 from . import promotion as promoting
-from ..status.warnings import new_warnings, parse_warnings, warning_conditions
 from .reconcile import ALIGNMENT_JOBS
 
 WARNING_PHASES = {Phase.FAILED}
@@ -241,19 +240,13 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
             if current.get("phase") in TERMINAL_PHASES:
                 generation = meta.get("generation")
                 if promotion.pending(spec, current, generation):  # spec.promote, once training has ended
-                    promote_key = (namespace, name, PROMOTE_COMPONENT)
-                    new = await promoting.advance(client, settings, body, current,
-                                                  list(index_jobs.get(promote_key, [])),
-                                                  list(index_pods.get(promote_key, [])), now_rfc3339(), logger)
-                    patch = _diff(current, new)
-                    if patch:
-                        try:
-                            written = await _write(client, body, name, namespace, patch, current, new, logger)
-                        except NotFound:
-                            return
-                        if written is not None:
-                            state, state_version = written
-                            current = state
+                    try:
+                        written = await _promote(client, settings, body, current, index_jobs, index_pods, logger)
+                    except NotFound:
+                        return
+                    if written is not None:
+                        state, state_version = written
+                        current = state
                 if not promotion.pending(spec, current, generation):
                     return
             interval = settings.scrape_interval_seconds if current.get("phase") == Phase.RUNNING \
@@ -265,6 +258,19 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
             wakeup.clear()
     finally:
         memo.wakeups.discard(key)
+
+
+async def _promote(client: Client, settings: Settings, body: kopf.Body, current: dict[str, Any],
+                   index_jobs: kopf.Index, index_pods: kopf.Index,
+                   logger: kopf.Logger) -> tuple[dict[str, Any], int] | None:
+    """One pass of spec.promote for an ended job (handlers/promotion.py); what _write returns, None if nothing
+    changed. Its promote Jobs and pods are indexed apart from the trainer's (`_key`)."""
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"], PROMOTE_COMPONENT)
+    new = await promoting.advance(client, settings, body, current, list(index_jobs.get(key, [])),
+                                  list(index_pods.get(key, [])), now_rfc3339(), logger)
+    patch = _diff(current, new)
+    return await _write(client, body, meta["name"], meta["namespace"], patch, current, new, logger) if patch else None
 
 
 def _version(meta: Mapping[str, Any]) -> int:

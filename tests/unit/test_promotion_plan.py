@@ -127,3 +127,17 @@ def test_job_name_of_a_promoting_upstream_waits_for_the_promoted_adapter_then_re
     refused = {"metadata": {"generation": 3}, "spec": {"promote": {"step": 5}},
                "status": apply(ended(), plan(5, ended(), None, [], NOW), 3, NOW)}
     assert "could not promote checkpoint 5: PromoteStepNotFound" in resolve(refs, {"src": refused}).failed[0]
+
+
+def test_promote_jobs_and_pods_are_indexed_apart_from_the_trainers() -> None:
+    """The lifecycle and usage read the trainer's Job and pods only: a promote pod is neither a trainer to stop
+    nor time to bill, and a promote Job must never be taken for the trainer Job."""
+    import asyncio
+
+    from align_operator.handlers.track import index_jobs, index_pods
+    trainer = {"align.dev/job": "p", "app.kubernetes.io/component": "trainer"}
+    promote = {"align.dev/job": "p", "app.kubernetes.io/component": "promote"}
+    body = {"metadata": {"name": "x"}, "spec": {}, "status": {}}
+    for index in (index_jobs, index_pods):
+        assert list(asyncio.run(index(namespace="ns", labels=trainer, body=body))) == [("ns", "p")]
+        assert list(asyncio.run(index(namespace="ns", labels=promote, body=body))) == [("ns", "p", "promote")]

@@ -168,6 +168,11 @@ def test_the_real_trainer_paused_mid_run_resumes_its_own_run_to_the_planned_step
     assert f"policy adapter initialised from job://sft-pause@{saved[-1]}" in pod_log.read_text()
 
 
+def promote_jobs(plane: Plane, ns: str) -> list[str]:
+    return [j["metadata"]["name"] for j in plane.jobs(ns)
+            if (j["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "promote"]
+
+
 def test_promote_on_the_real_plane_publishes_the_step_once_across_a_kill_and_a_second_job_starts_from_it(
         plane: Plane) -> None:
     """GitOps: spec.promote in the manifest from the start. The real Job controller runs the operator's promote Job
@@ -182,7 +187,7 @@ def test_promote_on_the_real_plane_publishes_the_step_once_across_a_kill_and_a_s
     plane.create(ns, doc)
     done = plane.phase(ns, "sft-promote", "Succeeded", "Failed", timeout=400)["status"]
     assert done["phase"] == "Succeeded", done
-    wait_for(lambda: [j for j in plane.jobs(ns) if "-promote-" in j["metadata"]["name"]], 60, "the promote Job")
+    wait_for(lambda: promote_jobs(plane, ns), 60, "the promote Job")
     plane.operator.stop(kill=True)                              # kill -9 mid-promotion
     plane.operator.start()
     promoted = wait_for(lambda: (j := plane.aj(ns, "sft-promote")) and {c["type"]: c for c in j["status"].get(
@@ -191,8 +196,7 @@ def test_promote_on_the_real_plane_publishes_the_step_once_across_a_kill_and_a_s
     assert promoted["promotion"]["step"] == 4
     assert promoted["promotion"]["source"] == "pvc://ckpt/sft-promote/checkpoints/checkpoint-4"
     assert promoted["artifacts"]["adapter"] == promoted["promotion"]["adapter"]
-    assert [j["metadata"]["name"] for j in plane.jobs(ns) if "-promote-" in j["metadata"]["name"]] == \
-        ["sft-promote-promote-4-1"]                             # one, across the restart
+    assert promote_jobs(plane, ns) == ["sft-promote-promote-4-1"]   # one, across the restart
     workdir = plane.agents.workdir / "real-node" / "volumes" / ns / "ckpt" / "sft-promote"
     assert sorted(int(p.name.split("-")[1]) for p in (workdir / "checkpoints").glob("checkpoint-*")) == [4, 12]
     card = (workdir / "final" / "README.md").read_text()

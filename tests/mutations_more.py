@@ -30,6 +30,13 @@ GRPO = "trainer_image/align_trainer/algorithms/grpo.py"
 SIMPO = "trainer_image/align_trainer/algorithms/simpo.py"
 ORPO = "trainer_image/align_trainer/algorithms/orpo.py"
 REWARD = "trainer_image/align_trainer/algorithms/reward.py"
+PROMOTE_TRAINER = "trainer_image/align_trainer/promote.py"
+PROMOTION = "operator/align_operator/status/promotion.py"
+MILESTONES = "operator/align_operator/status/milestones.py"
+UPSTREAM = "operator/align_operator/upstream.py"
+USAGE = "operator/align_operator/status/usage.py"
+RECONCILE = "operator/align_operator/handlers/reconcile.py"
+TRACK = "operator/align_operator/handlers/track.py"
 
 RPO_UNIT = "tests/unit/test_rpo.py::"
 RESUME = "tests/integration/test_resume_complete.py::"
@@ -43,6 +50,12 @@ RENDERERS = "tests/unit/test_operator_renderers.py::"
 KNOBS = "tests/integration/test_knob_wiring.py::test_every_accepted_hyperparameter_changes_what_reaches_the_trainer"
 BUDGET = "tests/unit/test_generation_budget.py::"
 DIRECTIONS = "tests/unit/test_loss_knob_directions.py::"
+PROMOTE_UNIT = "tests/unit/test_promote_pieces.py::"
+PROMOTE_GATES = "tests/integration/test_promote_gates.py::"
+PROMOTION_UNIT = "tests/unit/test_promotion_plan.py::"
+BUDGET_UNIT = "tests/unit/test_usage_budget.py::"
+RESTART_UNIT = "tests/unit/test_reconcile_restart.py::"
+LIFECYCLE_EMULATED = "tests/integration/test_lifecycle_localcluster.py::"
 
 MORE: tuple[Mutation, ...] = (
     # resume: every restore of runstate.py, online.resume_state, ppo and the rounds
@@ -192,4 +205,64 @@ MORE: tuple[Mutation, ...] = (
              (DIRECTIONS + "test_grpo_kl_coef_weighs_the_kl_penalty",)),
     Mutation("directions: grpo clipRange fixed", GRPO, "epsilon=hp.clip_range,", "epsilon=0.2,",
              (DIRECTIONS + "test_grpo_clip_range_bounds_how_far_a_ratio_counts",)),
+    # promote (spec.promote): retention, the trainer's lookup, the operator's plan, events, upstreams, admission
+    Mutation("promote: retention deletes the promoted checkpoint", CHECKPOINTS,
+             "        if step_of(path) not in spared:", "        if True:",
+             (PROMOTE_UNIT + "test_rotation_spares_the_step_the_spec_promotes_and_the_steps_in_promoted_json",)),
+    Mutation("promote: retention ignores promoted.json (a later save deletes a promoted step)", CHECKPOINTS,
+             "    spared = set(protect) | promoted_steps(directory.parent)", "    spared = set(protect)",
+             (PROMOTE_UNIT + "test_rotation_spares_the_step_the_spec_promotes_and_the_steps_in_promoted_json",)),
+    Mutation("promote: the adapter is renamed into place before the gates judge it (not atomic)", PROMOTE_TRAINER,
+             "        outcome = evaluate_before_publish(staged, model)  # EvaluationGateFailed: final/ stays as it was",
+             "        checkpoints.commit_dir(staging, paths.final_dir)\n"
+             "        outcome = evaluate_before_publish(dataclasses.replace(staged, paths=ctx.paths), model)\n"
+             "        staging = checkpoints.staging_dir(paths.output_dir)\n"
+             "        __import__(\"shutil\").copytree(paths.final_dir, staging)",
+             (PROMOTE_GATES + "test_promote_reruns_the_gates_and_a_failed_gate_publishes_nothing",)),
+    Mutation("promote: the model card does not name the promoted checkpoint", PROMOTE_TRAINER,
+             "                                                  promoted_from=source), encoding=",
+             "                                                  promoted_from=None), encoding=",
+             (PROMOTE_GATES + "test_promote_reruns_the_gates_and_a_failed_gate_publishes_nothing",)),
+    Mutation("promote: a step that is not kept is published anyway", PROMOTE_TRAINER, "    if step not in kept:",
+             "    if False:", (PROMOTE_UNIT + "test_promoting_a_step_that_is_not_kept_names_the_field_and_the_kept_steps",)),
+    Mutation("promote: the promote Job starts before training ends", PROMOTION, "    if phase not in ENDED:",
+             "    if False:", (PROMOTION_UNIT + "test_waits_for_training_to_end_then_makes_one_job_then_publishes_its_record",)),
+    Mutation("promote: a step the ended job does not keep still gets a promote Job", PROMOTION,
+             "        if kept and refused:", "        if False:",
+             (PROMOTION_UNIT + "test_a_step_not_kept_is_refused_with_the_kept_steps_and_no_job",)),
+    Mutation("promote: a settled refusal is retried forever", PROMOTION,
+             "                and cond.get(\"observedGeneration\") == generation)", "                and False)",
+             (PROMOTION_UNIT + "test_a_step_not_kept_is_refused_with_the_kept_steps_and_no_job",)),
+    Mutation("promote: the published adapter is not what job://name reads", PROMOTION,
+             '            new["artifacts"] = {**(status.get("artifacts") or {}), "adapter": step_plan.promotion["adapter"]}',
+             "            pass",
+             (PROMOTION_UNIT + "test_waits_for_training_to_end_then_makes_one_job_then_publishes_its_record",)),
+    Mutation("promote: the promote Job and pod are indexed as the trainer's", TRACK,
+             "    if labels.get(COMPONENT_LABEL) == PROMOTE_COMPONENT:", "    if False:",
+             (PROMOTION_UNIT + "test_promote_jobs_and_pods_are_indexed_apart_from_the_trainers",)),
+    Mutation("promote: no Promoted event", MILESTONES, "    if promoted is not None and [",
+             "    if False and promoted is not None and [", (PROMOTION_UNIT + "test_promoted_events_follow_the_condition",)),
+    Mutation("promote: job://name of a promoting upstream reads the last step's adapter", UPSTREAM,
+             '        elif obj is not None and promotion.asked(obj.get("spec") or {}) is not None:', "        elif False:",
+             (PROMOTION_UNIT + "test_job_name_of_a_promoting_upstream_waits_for_the_promoted_adapter_then_reads_it",)),
+    Mutation("promote: the webhook admits a step the ended job does not keep", ADMISSION,
+             "        if refused:\n            raise kopf.AdmissionError(refused, code=422)", "        pass",
+             (ADMISSION_UNIT + "test_promoting_a_step_an_ended_job_does_not_keep_is_denied_naming_the_kept_steps",)),
+    # namespace default budgets
+    Mutation("budgets: a job's looser runPolicy limit overrides its namespace's", USAGE,
+             "            if own is not None and (default is None or own <= default):", "            if own is not None:",
+             (BUDGET_UNIT + "test_namespace_defaults_apply_and_the_stricter_limit_wins_with_its_source",)),
+    Mutation("budgets: a bad namespace default is used", USAGE, "        if not value > 0 or value == float(\"inf\"):",
+             "        if False:", (BUDGET_UNIT + "test_a_bad_namespace_default_is_named_and_ignored",)),
+    Mutation("budgets: a bad namespace default is not warned about", "operator/align_operator/handlers/lifecycle.py",
+             "        if problems and configmap is not None and self._warned.get(namespace) != version:",
+             "        if False:",
+             (BUDGET_UNIT + "test_namespace_defaults_are_read_once_per_interval_and_a_bad_value_is_warned_once",)),
+    # one JobCreated per job, also across an operator restart
+    Mutation("restart: the creation handler re-creates a Job a stop deleted (a second JobCreated)", RECONCILE,
+             '    return not status.get("jobName") and want(spec', "    return want(spec",
+             (RESTART_UNIT + "test_a_restart_while_a_resume_is_pending_leaves_the_job_to_the_lifecycle",)),
+    Mutation("events: the New -> Pending phase change posts JobCreated again", TRACK,
+             "        if reason != Reason.JOB_CREATED:", "        if True:",
+             (LIFECYCLE_EMULATED + "test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothing",)),
 )

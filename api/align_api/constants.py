@@ -65,6 +65,8 @@ class ConditionType(StrEnum):
     EVALUATED = "Evaluated"
     #: False (reason NoLearningSignal) when the first grading batches gave every prompt's samples one reward
     LEARNING_SIGNAL = "LearningSignal"
+    #: spec.promote: True once the asked checkpoint is the published final adapter (False: waiting, or why not)
+    PROMOTED = "Promoted"
 
 
 class Reason(StrEnum):
@@ -107,6 +109,14 @@ class Reason(StrEnum):
     NO_LEARNING_SIGNAL = "NoLearningSignal"
     JOB_DELETED = "JobDeleted"
     FORBIDDEN = "Forbidden"  # the operator's RBAC does not allow a call it needs
+    #: spec.promote.step's checkpoint is the final adapter now; the steps before it:
+    PROMOTED = "Promoted"
+    PROMOTION_WAITING = "PromotionWaiting"      # training has not ended yet
+    PROMOTING = "Promoting"                     # the promote Job runs
+    PROMOTE_STEP_NOT_FOUND = "PromoteStepNotFound"
+    PROMOTION_FAILED = "PromotionFailed"
+    #: The namespace's ConfigMap align-defaults holds a value that is not a budget (ignored).
+    INVALID_NAMESPACE_DEFAULTS = "InvalidNamespaceDefaults"
     JOB_FIELDS_DROPPED = "JobFieldsDropped"  # an older API server pruned Job fields (suspend, podFailurePolicy, ...)
 
 

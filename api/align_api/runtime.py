@@ -97,6 +97,17 @@ class Checkpoints(SpecModel):
     _size = field_validator("size")(lambda cls, v: _quantity(v))
 
 
+class Promote(SpecModel):
+    """Publish a kept checkpoint as the job's final adapter (GitOps: set it in the manifest, or `alignctl promote`)."""
+
+    step: int = Field(ge=1, le=1_000_000_000, description=(
+        "The step of a kept checkpoint (status.checkpoints) to publish as the job's final adapter once training has "
+        "ended (Succeeded, Failed or Cancelled): written aside and renamed over final/ (and uploaded to "
+        "spec.output.uri), the model card naming the step and the source checkpoint, spec.evaluation.gates "
+        "re-run on it. Retention (checkpoints.keep) never deletes it. A step with no kept checkpoint is an error "
+        "that lists the kept ones."))
+
+
 class Output(SpecModel):
     """Where the final adapter goes."""
 

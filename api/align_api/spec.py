@@ -16,7 +16,7 @@ from .graders import Grader, iter_graders
 from .hyperparameters import (GENERATIVE, LOSS_TYPES, ROUND_ONLY, SMOOTHED_CPO_LOSSES, SMOOTHED_DPO_LOSSES, WHY_NOT,
                               Hyperparameters, algorithms_for, used_by)
 from .model import ModelSpec
-from .runtime import Checkpoints, Metrics, Output, Resources, RunPolicy, Secrets
+from .runtime import Checkpoints, Metrics, Output, Promote, Resources, RunPolicy, Secrets
 from .status import Status
 
 #: Algorithms whose data are preference pairs (or unpaired labels, KTO) and which algorithm needs what.
@@ -35,6 +35,8 @@ class AlignmentJobSpec(SpecModel):
     resources: Resources = Field(default_factory=Resources, description="Compute for the trainer pods.")
     checkpoints: Checkpoints = Field(default_factory=Checkpoints, description="Checkpointing and resume.")
     output: Output = Field(default_factory=Output, description="Where the trained adapter is written.")
+    promote: Promote | None = Field(default=None, description=(
+        "Publish the checkpoint of this step as the final adapter (instead of the last step's); see Promote."))
     run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Job lifecycle: retries, deadline, suspend, queue.")
     secrets: Secrets | None = Field(default=None, description="Secret references (never literal values).")
     metrics: Metrics = Field(default_factory=Metrics, description="Trainer metrics endpoint.")
@@ -136,6 +138,9 @@ class AlignmentJobSpec(SpecModel):
             which = algo.value + (f" with hyperparameters.{setting}: {variant.value}" if variant else "")
             raise ValueError(f"[resources.strategy] fsdp is for the TRL-based algorithms; {which} runs its own "
                              "loop with ddp (a LoRA policy fits every rank)")
+        if self.promote is not None and not self.checkpoints.volume:
+            raise ValueError("[promote] needs spec.checkpoints.volume: checkpoints on an emptyDir go with the pod, "
+                             "so there is no checkpoint left to promote")
         if self.evaluation and self.evaluation.scorer in ("grader", "judge") and self.evaluation.grader is None \
                 and self.grader is None and self.evaluation.enabled is not False and algo != Algorithm.REWARD:
             raise ValueError("[evaluation.grader] evaluation needs a grader: set evaluation.grader or spec.grader "

@@ -53,6 +53,15 @@ class PodUsage(SpecModel):
     until: str = Field(description="The last time it was seen running, or when it finished (RFC 3339).")
 
 
+class Limit(SpecModel):
+    """A budget in force and where it came from."""
+
+    name: str = Field(description="maxGpuHours or maxWallClockMinutes.")
+    value: float = Field(description="The limit.")
+    source: str = Field(description=(
+        "spec.runPolicy, or the namespace's ConfigMap (ConfigMap/align-defaults): the stricter of the two applies."))
+
+
 class Usage(SpecModel):
     """What the trainer pods used, derived from their start and finish times (pauses excluded)."""
 
@@ -67,6 +76,8 @@ class Usage(SpecModel):
         "Seconds of pods that ended: gpu, pod and wall (the totals are these plus the running pods)."))
     running: list[PodUsage] | None = Field(default=None, description="Trainer pods running at the last account.")
     counted: list[str] | None = Field(default=None, description="uids of ended pods already in `settled`.")
+    limits: list[Limit] | None = Field(default=None, description=(
+        "The budgets in force, each with its source: the job's runPolicy or its namespace's defaults."))
 
 
 class Checkpoint(SpecModel):
@@ -80,6 +91,17 @@ class Checkpoint(SpecModel):
     uri: str | None = Field(default=None, description=(
         "Where it is (pvc://<checkpoints.volume>/<job>/checkpoints/checkpoint-<step>); none on an emptyDir, which "
         "goes with the pod."))
+
+
+class Promotion(SpecModel):
+    """The checkpoint spec.promote published as the final adapter."""
+
+    step: int = Field(ge=0, description="The promoted checkpoint's step.")
+    source: str | None = Field(default=None, description="The checkpoint it came from.")
+    adapter: str | None = Field(default=None, description="Where the published adapter is (also artifacts.adapter).")
+    time: str | None = Field(default=None, description="When it was published (RFC 3339).")
+    evaluation: dict[str, float | None] | None = Field(default=None, description="Evaluation of the promoted adapter.")
+    gates: list[str] | None = Field(default=None, description="spec.evaluation.gates re-run on it, with results.")
 
 
 class LastError(SpecModel):
@@ -107,5 +129,6 @@ class Status(SpecModel):
         "running retry, or why it failed. Removed once that is over (the pod was scheduled, the job succeeded); "
         "each error stays in the job's events."))
     checkpoints: list[Checkpoint] | None = Field(default=None, description="The kept checkpoints, oldest first.")
+    promotion: Promotion | None = Field(default=None, description="The checkpoint published by spec.promote.")
     usage: Usage | None = Field(default=None, description="GPU-hours, pod-hours and wall clock used, and the budget.")
     resolved_uris: dict[str, str] | None = Field(default=None, description="job:// references resolved to artifact URIs.")

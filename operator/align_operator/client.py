@@ -249,6 +249,13 @@ class AlignClient:
         """Set spec.runPolicy.cancel: the trainer checkpoints and stops, the job ends Cancelled and stays."""
         return self._set_run_policy(name, {"cancel": True}, namespace)
 
+    def promote(self, name: str, step: int, namespace: str | None = None) -> dict[str, Any]:
+        """Set spec.promote.step: the operator publishes that kept checkpoint as the final adapter."""
+        ns = namespace or self.namespace
+        return self._custom("patch", ns, PLURAL, name, {"spec": {"promote": {"step": step}}},
+                            _content_type="application/merge-patch+json",
+                            not_found=f'alignmentjob "{name}" not found in namespace "{ns}"')
+
     def _set_run_policy(self, name: str, fields: dict[str, Any], namespace: str | None) -> dict[str, Any]:
         ns = namespace or self.namespace
         return self._custom("patch", ns, PLURAL, name, {"spec": {"runPolicy": fields}},

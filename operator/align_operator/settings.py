@@ -34,6 +34,8 @@ class Settings:
         "help": "Longest a running job's status goes without a refresh (Job/pod events refresh it sooner)."})
     upstream_poll_seconds: float = field(default=10.0, metadata={
         "help": "How often a Waiting job checks its upstream job:// dependencies."})
+    namespace_defaults_seconds: float = field(default=30.0, metadata={
+        "help": "How long a namespace's default budgets (ConfigMap align-defaults) are used before reading it again."})
     termination_grace_seconds: int = field(default=300, metadata={
         "help": "terminationGracePeriodSeconds of trainer pods: time to write a checkpoint on SIGTERM."})
     service_account: str = field(default="", metadata={

@@ -1,12 +1,15 @@
 """Pipelines without a workflow engine: job://<name> references wait for, then read, another job's artifacts;
-job://<name>@<step> reads the checkpoint it kept at that step (status.checkpoints) as soon as it is listed."""
+job://<name>@<step> reads the checkpoint it kept at that step (status.checkpoints) as soon as it is listed; job://<name>
+of a job with spec.promote reads the promoted adapter once it is published."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from align_api.constants import Phase
+from align_api.constants import ConditionType, Phase
+
+from .status import promotion
 
 
 @dataclass
@@ -43,6 +46,22 @@ def _checkpoint(result: Resolution, ref: str, obj: Mapping[str, Any] | None, fie
         result.waiting.append(ref)
 
 
+def _promoted(result: Resolution, name: str, obj: Mapping[str, Any], fields: str) -> None:
+    """An upstream that promotes a checkpoint (spec.promote): its adapter is the promoted one, once published
+    (whatever its final phase: a cancelled job's promoted checkpoint is a result); never the last step's."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    step = promotion.asked(spec)
+    published = status.get("promotion") or {}
+    if published.get("step") == step and published.get("adapter"):
+        result.resolved[f"job://{name}"] = published["adapter"]
+    elif promotion.pending(spec, status, (obj.get("metadata") or {}).get("generation")):
+        result.waiting.append(name)
+    else:
+        cond = next((c for c in status.get("conditions") or [] if c.get("type") == ConditionType.PROMOTED), {})
+        result.failed.append(f"upstream job {name!r} ({fields}) could not promote checkpoint {step}: "
+                             f"{cond.get('reason')}: {cond.get('message')}")
+
+
 def resolve(refs: Mapping[str, str], upstreams: Mapping[str, Mapping[str, Any] | None]) -> Resolution:
     """`refs`: {field path: upstream name, or name@step} (spec.upstream_jobs()); `upstreams`: {that: AlignmentJob
     or None}."""
@@ -54,6 +73,8 @@ def resolve(refs: Mapping[str, str], upstreams: Mapping[str, Mapping[str, Any] |
         fields = ", ".join(sorted(path for path, ref in refs.items() if ref == name))
         if "@" in name:
             _checkpoint(result, name, obj, fields)
+        elif obj is not None and promotion.asked(obj.get("spec") or {}) is not None:
+            _promoted(result, name, obj, fields)
         elif obj is None or phase not in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED):
             result.waiting.append(name)
         elif phase in (Phase.FAILED, Phase.CANCELLED):

@@ -104,6 +104,8 @@ def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothin
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert sb.get("crash-trainer", kind="Job")["metadata"]["uid"] == first   # suspended, never re-created
     assert steps_written(sb, "crash") == list(range(1, 61))
+    reasons = [e["reason"] for e in sb.events("crash")]
+    assert reasons.count("JobCreated") == 1 and "Resumed" in reasons, reasons   # one creation, one event
 
 
 def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: LocalCluster) -> None:
@@ -128,3 +130,24 @@ def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: Lo
     assert steps_written(sb, "budget") == list(range(1, 41))
     usage = done["status"]["usage"]
     assert usage["running"] == [] and usage["podHours"] > status["usage"]["podHours"]
+
+
+def test_a_namespace_default_budget_pauses_a_job_without_its_own_and_says_where_it_came_from(sb: LocalCluster) -> None:
+    ns = "team-b"     # the ConfigMap governs its namespace only: the other tests' jobs run in the default one
+    sb.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "align-defaults", "namespace": ns},
+              "data": {"maxGpuHours": "0.0012", "maxWallClockMinutes": "600"}})
+    doc = aj("nsbudget", steps=40, step_ms=200, checkpoints={"volume": "ckpt"}, runPolicy={"maxWallClockMinutes": 900})
+    doc["metadata"]["namespace"] = ns
+    sb.apply(doc)
+    paused = sb.wait("nsbudget", namespace=ns, until=["Suspended", "Succeeded", "Failed"], timeout=60)
+    status = paused["status"]
+    assert status["phase"] == "Suspended", status
+    cond = conditions(paused)["Suspended"]
+    assert cond["reason"] == "BudgetExhausted" and "ConfigMap/align-defaults maxGpuHours" in cond["message"], cond
+    # the job's own looser wall-clock limit does not loosen the namespace's
+    assert status["usage"]["limits"] == [
+        {"name": "maxGpuHours", "value": 0.0012, "source": "ConfigMap/align-defaults"},
+        {"name": "maxWallClockMinutes", "value": 600, "source": "ConfigMap/align-defaults"}]
+    assert status["usage"]["podHours"] >= 0.0012 and not [
+        p for p in sb.list("Pod", namespace=ns, labels="align.dev/job=nsbudget")
+        if p["status"].get("phase") not in ("Succeeded", "Failed")]

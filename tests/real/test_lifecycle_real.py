@@ -64,14 +64,17 @@ def test_pause_without_job_suspend_deletes_the_job_and_resume_recreates_it_to_th
     # the phase is written first and its event posted after it: wait for the event rather than race it
     wait_for(lambda: {"Suspending", "SuspendedByUser"} <= {e["reason"] for e in plane.events(ns, "pause")}, 30,
              "the Suspending and SuspendedByUser events")
+    plane.operator.stop(kill=True)          # kill -9, then the resume request: the restart meets it pending
     resumed = alignctl(plane, "resume", "pause", "-n", ns)
     assert resumed.returncode == 0, resumed.stderr
+    plane.operator.start()
     done = plane.phase(ns, "pause", "Succeeded", "Failed", timeout=120)["status"]
     assert done["phase"] == "Succeeded" and done["progress"]["step"] == 100, done
     (again,) = plane.jobs(ns)
     assert again["metadata"]["name"] == first["metadata"]["name"] and again["metadata"]["uid"] != first["metadata"]["uid"]
     assert steps_written(plane, ns, "pause") == list(range(1, 101))   # continued, each step once
-    assert "Resumed" in {e["reason"] for e in plane.events(ns, "pause")}
+    reasons = [e["reason"] for e in plane.events(ns, "pause")]
+    assert "Resumed" in reasons and reasons.count("JobCreated") == 1, reasons   # one creation, one event
     assert len(sa_calls(plane, ns, "create", 201)) == 2 and len(sa_calls(plane, ns, "delete", 200) + sa_calls(plane, ns, "delete", 202)) == 1
     # this job's calls only: the audit log is the worker's whole control plane, where another module's test may
     # have left a namespace the operator is meant to be refused in (an order-dependent failure seen once)
@@ -163,3 +166,60 @@ def test_the_real_trainer_paused_mid_run_resumes_its_own_run_to_the_planned_step
     assert follow["resolvedUris"] == {f"job://sft-pause@{saved[-1]}": listed[saved[-1]]["uri"]}
     pod_log = next((plane.agents.workdir / "real-node" / "pods" / ns).glob("sft-from-checkpoint-*/log.txt"))
     assert f"policy adapter initialised from job://sft-pause@{saved[-1]}" in pod_log.read_text()
+
+
+def promote_jobs(plane: Plane, ns: str) -> list[str]:
+    return [j["metadata"]["name"] for j in plane.jobs(ns)
+            if (j["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "promote"]
+
+
+def test_promote_on_the_real_plane_publishes_the_step_once_across_a_kill_and_a_second_job_starts_from_it(
+        plane: Plane) -> None:
+    """GitOps: spec.promote in the manifest from the start. The real Job controller runs the operator's promote Job
+    (the product's trainer, `python -m align_trainer.promote`) on the checkpoint volume once training has ended."""
+    ns = plane.cluster.namespace("promote")
+    doc = yaml.safe_load((REPO / "examples" / "sft.yaml").read_text())
+    doc["metadata"]["name"] = "sft-promote"
+    doc["spec"]["hyperparameters"].update(maxSteps=12, batchSize=2, loggingSteps=1)
+    doc["spec"]["checkpoints"] = {"everySteps": 4, "keep": 1, "volume": "ckpt"}   # keep 1 would rotate 4 away
+    doc["spec"]["promote"] = {"step": 4}
+    doc["spec"]["resources"]["nodeSelector"] = {"align.dev/trainer": "real"}
+    plane.create(ns, doc)
+    done = plane.phase(ns, "sft-promote", "Succeeded", "Failed", timeout=400)["status"]
+    assert done["phase"] == "Succeeded", done
+    wait_for(lambda: promote_jobs(plane, ns), 60, "the promote Job")
+    plane.operator.stop(kill=True)                              # kill -9 mid-promotion
+    plane.operator.start()
+    promoted = wait_for(lambda: (j := plane.aj(ns, "sft-promote")) and {c["type"]: c for c in j["status"].get(
+        "conditions", [])}.get("Promoted", {}).get("status") == "True" and j, 300,
+        f"Promoted=True (operator log tail: {plane.operator.text()[-1500:]})")["status"]
+    assert promoted["promotion"]["step"] == 4
+    assert promoted["promotion"]["source"] == "pvc://ckpt/sft-promote/checkpoints/checkpoint-4"
+    assert promoted["artifacts"]["adapter"] == promoted["promotion"]["adapter"]
+    assert promote_jobs(plane, ns) == ["sft-promote-promote-4-1"]   # one, across the restart
+    workdir = plane.agents.workdir / "real-node" / "volumes" / ns / "ckpt" / "sft-promote"
+    assert sorted(int(p.name.split("-")[1]) for p in (workdir / "checkpoints").glob("checkpoint-*")) == [4, 12]
+    card = (workdir / "final" / "README.md").read_text()
+    assert "for 4 optimizer steps" in card and "Promoted checkpoint: step 4" in card
+    assert (workdir / "final" / "adapter_model.safetensors").read_bytes() != b""
+    wait_for(lambda: "Promoted" in {e["reason"] for e in plane.events(ns, "sft-promote")}, 30, "the Promoted event")
+    # a step the ended job does not keep: kubectl alone is refused by the condition, naming the kept steps
+    plane.cluster.kubectl("patch", "-n", ns, "aj/sft-promote", "--type=merge", "-p", '{"spec":{"promote":{"step":6}}}')
+    refused = wait_for(lambda: (j := plane.aj(ns, "sft-promote")) and {c["type"]: c for c in j["status"][
+        "conditions"]}["Promoted"]["reason"] == "PromoteStepNotFound" and j, 60, "PromoteStepNotFound")["status"]
+    assert "kept: 4, 12" in {c["type"]: c for c in refused["conditions"]}["Promoted"]["message"]
+    assert (workdir / "final" / "README.md").read_text() == card
+    plane.cluster.kubectl("patch", "-n", ns, "aj/sft-promote", "--type=merge", "-p", '{"spec":{"promote":{"step":4}}}')
+    # a second job starts from the promoted adapter (job://name)
+    second = yaml.safe_load((REPO / "examples" / "sft.yaml").read_text())
+    second["metadata"]["name"] = "sft-after-promote"
+    second["spec"]["model"]["adapter"]["init"] = "job://sft-promote"
+    second["spec"]["hyperparameters"].update(maxSteps=2, batchSize=2)
+    second["spec"]["resources"]["nodeSelector"] = {"align.dev/trainer": "real"}
+    plane.create(ns, second)
+    follow = plane.phase(ns, "sft-after-promote", "Succeeded", "Failed", timeout=300)["status"]
+    assert follow["phase"] == "Succeeded", follow
+    assert follow["resolvedUris"] == {"job://sft-promote": promoted["promotion"]["adapter"]}
+    pod_log = next((plane.agents.workdir / "real-node" / "pods" / ns).glob("sft-after-promote-*/log.txt"))
+    assert "policy adapter initialised from job://sft-promote" in pod_log.read_text()
+    assert [d for d in denied(plane.cluster) if f"/namespaces/{ns}/" in d] == []

@@ -61,3 +61,14 @@ def test_the_server_needs_the_certificate_files(tmp_path: Path) -> None:
     (tmp_path / "tls.key").write_text("x")
     server = admission.server(settings)
     assert (server.port, server.certfile) == (9443, str(tmp_path / "tls.crt"))
+
+
+def test_promoting_a_step_an_ended_job_does_not_keep_is_denied_naming_the_kept_steps() -> None:
+    spec = {**VALID["spec"], "checkpoints": {"volume": "ckpt"}}
+    old = {**VALID, "spec": spec, "status": {"phase": "Cancelled", "checkpoints": [{"step": 40}, {"step": 50}]}}
+    with pytest.raises(kopf.AdmissionError) as info:
+        _call({**old, "spec": {**spec, "promote": {"step": 45}}}, "UPDATE", old=old)
+    assert info.value.code == 422 and str(info.value) == "spec.promote.step: no checkpoint at step 45; kept: 40, 50"
+    _call({**old, "spec": {**spec, "promote": {"step": 40}}}, "UPDATE", old=old)        # a kept step passes
+    running = {**old, "status": {"phase": "Running", "checkpoints": [{"step": 40}]}}
+    _call({**running, "spec": {**spec, "promote": {"step": 80}}}, "UPDATE", old=running)  # it may still come

@@ -85,3 +85,74 @@ def test_usage_is_exported_from_the_stored_status_and_dropped_with_the_job() -> 
     assert 'align_operator_job_budget_used_ratio{name="spent",namespace="team"} 1.0' in text
     asyncio.run(phase_metric(type="DELETED", status=status, name="spent", namespace="team"))
     assert 'name="spent"' not in generate_latest(REGISTRY).decode()
+
+
+def test_namespace_defaults_apply_and_the_stricter_limit_wins_with_its_source() -> None:
+    from align_operator.status.usage import namespace_limits
+    defaults, problems = namespace_limits({"data": {"maxGpuHours": "2", "maxWallClockMinutes": "90"}})
+    assert defaults == {"maxGpuHours": 2.0, "maxWallClockMinutes": 90.0} and problems == []
+    # no runPolicy: the namespace's limits, named as such
+    budget = Budget.from_spec({}, defaults)
+    assert (budget.max_gpu_hours, budget.max_wall_clock_minutes) == (2.0, 90.0)
+    assert budget.limits() == [{"name": "maxGpuHours", "value": 2.0, "source": "ConfigMap/align-defaults"},
+                               {"name": "maxWallClockMinutes", "value": 90.0, "source": "ConfigMap/align-defaults"}]
+    # a job may tighten a namespace limit (its own applies) but not loosen it (the namespace's applies)
+    budget = Budget.from_spec({"runPolicy": {"maxGpuHours": 1, "maxWallClockMinutes": 600}}, defaults)
+    assert (budget.max_gpu_hours, budget.max_wall_clock_minutes) == (1.0, 90.0)
+    assert {l["name"]: l["source"] for l in budget.limits()} == {"maxGpuHours": "spec.runPolicy",
+                                                                 "maxWallClockMinutes": "ConfigMap/align-defaults"}
+    # usage counts against it, the pause message names where the limit came from, status shows it
+    spent = account(None, [pod("a", 0, gpus=1)], at(5400), budget)
+    assert exhausted(spent) and spent["limits"] == budget.limits()
+    assert "(ConfigMap/align-defaults maxWallClockMinutes)" in describe(spent, budget)
+    assert "(runPolicy.maxGpuHours)" in describe(spent, budget)
+    assert Budget.from_spec({"runPolicy": {"maxGpuHours": 3}}, None).limits() == [
+        {"name": "maxGpuHours", "value": 3.0, "source": "spec.runPolicy"}]
+
+
+def test_a_bad_namespace_default_is_named_and_ignored() -> None:
+    from align_operator.status.usage import namespace_limits
+    limits, problems = namespace_limits({"data": {"maxGpuHours": "lots", "maxWallClockMinutes": "-5",
+                                                  "maxGPUHours": "1"}})
+    assert limits == {}
+    assert problems == ["data.maxGPUHours: unknown key (known: maxGpuHours, maxWallClockMinutes)",
+                        "data.maxGpuHours: 'lots' is not a positive number",
+                        "data.maxWallClockMinutes: '-5' is not a positive number"]
+    assert namespace_limits(None) == ({}, [])
+
+
+def test_namespace_defaults_are_read_once_per_interval_and_a_bad_value_is_warned_once(monkeypatch: Any) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    import kopf
+
+    from align_operator.handlers.lifecycle import NamespaceDefaults
+
+    stored = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "align-defaults", "namespace": "ml", "resourceVersion": "1"},
+              "data": {"maxGpuHours": "8", "maxWallClockMinutes": "soon"}}
+    reads: list[str] = []
+    warnings: list[str] = []
+
+    class Client:
+        async def get_or_none(self, resource: Any, name: str, namespace: str) -> dict[str, Any] | None:
+            reads.append(f"{namespace}/{name}")
+            return stored if namespace == "ml" else None
+
+    monkeypatch.setattr(kopf, "event", lambda obj, *, type, reason, message: warnings.append(f"{reason}: {message}"))
+    log = SimpleNamespace(warning=lambda *_: None)
+    defaults = NamespaceDefaults(ttl=3600)
+
+    async def scenario() -> None:
+        assert await defaults.get(Client(), "ml", log) == {"maxGpuHours": 8.0}
+        assert await defaults.get(Client(), "ml", log) == {"maxGpuHours": 8.0}      # cached: no second read
+        assert await defaults.get(Client(), "other", log) == {}
+        defaults.ttl = 0
+        assert await defaults.get(Client(), "ml", log) == {"maxGpuHours": 8.0}      # read again, warned once
+        stored["metadata"]["resourceVersion"] = "2"                                   # edited, still wrong
+        await defaults.get(Client(), "ml", log)
+    asyncio.run(scenario())
+    assert reads == ["ml/align-defaults", "other/align-defaults", "ml/align-defaults", "ml/align-defaults"]
+    assert warnings == ["InvalidNamespaceDefaults: ignored: data.maxWallClockMinutes: 'soon' is not a positive "
+                        "number"] * 2

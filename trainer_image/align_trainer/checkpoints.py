@@ -120,9 +120,33 @@ def finished_checkpoint(path: Path) -> bool:
     return isinstance(steps, int) and isinstance(planned, int) and planned > 0 and steps >= planned
 
 
-def rotate(directory: Path, keep: int) -> None:
+#: In the output directory (the checkpoint directory's parent): the steps promote.py published, never rotated away.
+PROMOTED_FILE = "promoted.json"
+
+
+def promoted_steps(output_dir: Path) -> set[int]:
+    """The steps recorded as promoted in `output_dir` (promote.py writes them before it publishes)."""
+    try:
+        steps = json.loads((output_dir / PROMOTED_FILE).read_text(encoding="utf-8")).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {int(s) for s in steps or [] if isinstance(s, int)}
+
+
+def protected(ctx: "TrainContext") -> set[int]:
+    """Checkpoints retention keeps whatever `keep` says: spec.promote.step (asked before training ended) and the
+    steps already promoted in this output directory."""
+    promote = ctx.spec.promote
+    return ({promote.step} if promote is not None else set()) | promoted_steps(ctx.paths.output_dir)
+
+
+def rotate(directory: Path, keep: int, protect: set[int] | frozenset[int] = frozenset()) -> None:
+    """Delete all but the `keep` newest checkpoints, never a protected (promoted) one nor one recorded in
+    promoted.json next to `directory`."""
+    spared = set(protect) | promoted_steps(directory.parent)
     for path in list_checkpoints(directory)[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+        if step_of(path) not in spared:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def export_index(ctx: "TrainContext") -> None:
@@ -157,7 +181,7 @@ def install_atomic_saves(trainer: Any, directory: Path, keep: int, on_commit: An
             written = staging / f"{PREFIX}{trainer.state.global_step}"
             commit_dir(written, directory / written.name)
             shutil.rmtree(staging, ignore_errors=True)
-            rotate(directory, keep)
+            rotate(directory, keep, protected(ctx) if ctx is not None else frozenset())
             if on_commit is not None:
                 on_commit()
         distributed.barrier()
@@ -222,7 +246,7 @@ def save_custom_checkpoint(ctx: "TrainContext", model: Any, step: int, state: Ma
     (staging / "align_state.json").write_text(json.dumps({"global_step": step, **plain}), encoding="utf-8")
     target = directory / f"{PREFIX}{step}"
     commit_dir(staging, target)
-    rotate(directory, ctx.spec.checkpoints.keep)
+    rotate(directory, ctx.spec.checkpoints.keep, protected(ctx))
     export_index(ctx)
     return target
 
@@ -288,5 +312,5 @@ def merge(ctx: "TrainContext", adapter_dir: Path, target: Path) -> Path:
     return target
 
 
-__all__ = ["Interrupted", "commit_dir", "export_index", "find_resume", "install_atomic_saves", "list_checkpoints", "publish_final",
+__all__ = ["PROMOTED_FILE", "Interrupted", "commit_dir", "promoted_steps", "protected", "export_index", "find_resume", "install_atomic_saves", "list_checkpoints", "publish_final",
            "run_hf_trainer", "save_custom_checkpoint", "validate"]

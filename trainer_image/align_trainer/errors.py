@@ -55,6 +55,13 @@ class EvaluationGateFailed(TrainerError):
     reason = Reason.EVALUATION_GATE_FAILED
 
 
+class PromoteStepNotFound(TrainerError):
+    """spec.promote.step names no kept, valid checkpoint (the message lists the kept steps)."""
+
+    exit_code = ExitCode.CONFIG_ERROR
+    reason = Reason.PROMOTE_STEP_NOT_FOUND
+
+
 class PreflightFailed(TrainerError):
     """The preflight (before any model is loaded) found problems; the message names each spec field."""
 

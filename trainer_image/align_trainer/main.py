@@ -94,8 +94,9 @@ def data_kind(module: Any, spec: Any) -> DataKind:
 
 
 def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output: Path, data_kind: DataKind,
-                  metrics_port: int | None) -> TrainContext:
-    """Everything but the algorithm: see runtime.TrainContext."""
+                  metrics_port: int | None, promote_from: Path | None = None) -> TrainContext:
+    """Everything but the algorithm: see runtime.TrainContext. `promote_from`: a checkpoint being promoted
+    (promote.py): the policy loads it, and the run's files (identity, metrics.jsonl, checkpoints) are only read."""
     from . import checkpoints
     from .callbacks import MetricsCallback, ProgressLogCallback, SigtermCallback, install_sigterm_handler
     from .data import load_for
@@ -108,14 +109,16 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     from . import identity
     # before metrics.jsonl is opened: another run's files move aside (rank 0 only; the others follow its resume)
-    own = identity.claim(paths.output_dir, job) if distributed.is_main() else True
+    own = identity.claim(paths.output_dir, job) if distributed.is_main() and promote_from is None else True
     device = choose_device(spec.model, spec.hyperparameters, gpus=spec.resources.gpus_per_node)
     started = time.monotonic()
     train, evals = load_for(data_kind, spec.data, base_dir=base_dir, cache_dir=paths.cache_dir,
                             seed=spec.hyperparameters.seed)
     log.info("data: %d train rows%s (%s) in %.1fs", len(train), f", {len(evals)} eval rows" if evals else "",
              data_kind.value, time.monotonic() - started)
-    models = Models(spec.model, device, base_dir=base_dir, cache_dir=paths.cache_dir)
+    model_spec = spec.model if promote_from is None else spec.model.model_copy(update={
+        "adapter": spec.model.adapter.model_copy(update={"init": str(promote_from)})})
+    models = Models(model_spec, device, base_dir=base_dir, cache_dir=paths.cache_dir)
     # after the base is on this pod's disk (transformers' save_pretrained writes nothing on ranks > 0 once a
     # process group exists) and before anything waits for a peer
     distributed.init(device.device, spec.resources.collective_timeout_seconds)
@@ -128,13 +131,14 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     train = fit_dataset(train, tokenizer, spec.hyperparameters, "train", generated=generated)
     evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval", generated=generated)
     # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
-    metrics = Metrics(job.name, paths.metrics_file if main_rank else None, port=metrics_port if main_rank else None,
-                      status_file=paths.output_dir / "status.json" if main_rank else None)
+    training = main_rank and promote_from is None  # a promotion writes none of the run's files
+    metrics = Metrics(job.name, paths.metrics_file if training else None, port=metrics_port if main_rank else None,
+                      status_file=paths.output_dir / "status.json" if training else None)
     models.on_trainable.append(metrics.watch)
     stop = threading.Event()
     previous_handler = install_sigterm_handler(stop)
-    resume = distributed.broadcast(checkpoints.find_resume(paths.checkpoint_dir) if main_rank and own else None)
-    if main_rank:  # what a killed run logged after its last checkpoint is logged again by this one
+    resume = distributed.broadcast(checkpoints.find_resume(paths.checkpoint_dir) if training and own else None)
+    if training:  # what a killed run logged after its last checkpoint is logged again by this one
         from .runstate import trim_metrics
         for record in trim_metrics(paths.metrics_file, checkpoints.step_of(resume) or 0 if resume else -1):
             metrics.latest.update({k: v for k, v in record.items() if k not in ("time", "step", "epoch")})
@@ -145,7 +149,8 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
                        train_dataset=train, eval_dataset=evals, resume_from=resume, stop_event=stop,
                        callbacks=[MetricsCallback(metrics), SigtermCallback(stop), ProgressLogCallback()])
     ctx.previous_sigterm_handler = previous_handler
-    checkpoints.export_index(ctx)  # a resumed run lists the checkpoints it found
+    if promote_from is None:
+        checkpoints.export_index(ctx)  # a resumed run lists the checkpoints it found
     from transformers import set_seed
     set_seed(spec.hyperparameters.seed)  # LoRA initialisation happens before the trainer seeds: make it reproducible
     return ctx

@@ -33,7 +33,9 @@ def _gguf_source(ctx: "TrainContext") -> list[str]:
             f"tensors {types}), dequantized to {source['dtype']}"]
 
 
-def model_card(ctx: "TrainContext", *, step: int, metrics: dict[str, float], eval_metrics: dict[str, float]) -> str:
+def model_card(ctx: "TrainContext", *, step: int, metrics: dict[str, float], eval_metrics: dict[str, float],
+               promoted_from: str | None = None) -> str:
+    """`promoted_from`: the checkpoint this adapter is (spec.promote), named with its step."""
     spec = ctx.spec
     resolved: dict[str, Any] = ctx.job.to_dict(defaults=True)["spec"]
     data = {k: v for k, v in resolved["data"].items()}
@@ -46,6 +48,8 @@ def model_card(ctx: "TrainContext", *, step: int, metrics: dict[str, float], eva
         "",
         f"A LoRA policy adapter trained with **{spec.algorithm.value}** by align-operator "
         f"(AlignmentJob `{ctx.name}`) for {step} optimizer steps.",
+        *([f"", f"Promoted checkpoint: step {step} (`{promoted_from}`), published as the final adapter by "
+           f"spec.promote.step={step}."] if promoted_from else []),
         "",
         f"- Base model: `{spec.model.base}`" + (f" (revision `{spec.model.revision}`)" if spec.model.revision else ""),
         *_gguf_source(ctx),
@@ -66,9 +70,9 @@ def model_card(ctx: "TrainContext", *, step: int, metrics: dict[str, float], eva
         json.dumps(resolved["hyperparameters"], indent=2),
         "```",
         "",
-        "## Final training metrics",
+        "## Training metrics at step " + str(step) if promoted_from else "## Final training metrics",
         _table(metrics),
-        "## Final evaluation metrics",
+        "## Evaluation metrics at step " + str(step) if promoted_from else "## Final evaluation metrics",
         _table(eval_metrics),
         "## Use",
         "```python",

@@ -13,12 +13,13 @@ delete is of the trainer Job, to suspend or cancel on servers that prune Job.spe
 - apiGroups: ["align.dev"]
   resources: ["alignmentjobs/status"]
   verbs: ["patch"]
-# Children: trainer config and headless rendezvous Service are created once (get when a retry finds them).
+# Children: trainer config and headless rendezvous Service are created once (get when a retry finds them); get
+# also reads the namespace's default budgets (ConfigMap align-defaults).
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "create"]
 # The trainer Job: created, patched for suspend/resume and deadlines, watched through a Kopf index; deleted (and
-# created again on resume) to suspend where the server has no Job suspend.
+# created again on resume) to suspend where the server has no Job suspend. Also the promote Job (spec.promote).
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

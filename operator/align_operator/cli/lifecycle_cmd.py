@@ -1,5 +1,5 @@
-"""alignctl events (one job's Kubernetes events and the trainer's milestones, as one time-ordered feed) and
-alignctl checkpoints (the checkpoints a job keeps, with their metrics)."""
+"""alignctl events (one job's Kubernetes events and the trainer's milestones, as one time-ordered feed),
+alignctl checkpoints (the checkpoints a job keeps, with their metrics) and alignctl promote (spec.promote.step)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import typer
 from align_api.constants import TERMINAL_PHASES
 from align_operator.cli import app
 from align_operator.cli import job_views as views
-from align_operator.cli.cluster import Context, Kubeconfig, Namespace, Server, cluster_errors, console, make_client
-from align_operator.cli.jobs_cmd import JobName
+from align_operator.cli.cluster import (Context, Kubeconfig, Namespace, Server, cluster_errors, console, fail,
+                                        make_client)
+from align_operator.cli.jobs_cmd import RESOURCE, JobName
 from align_operator.client import phase_of
 from align_operator.feed import feed, fresh
+from align_operator.status.promotion import refusal
 
 
 class FeedOutput(StrEnum):
@@ -103,4 +105,32 @@ def checkpoints(
     typer.echo(views.format_table(headers, rows))  # kubectl's plain columns: never cut, easy to parse
 
 
-__all__ = ["checkpoint_rows", "checkpoints", "events"]
+def promote_problem(obj: dict[str, Any], step: int) -> str | None:
+    """Why `alignctl promote` refuses `step` (None: it may be set): no checkpoint volume, or a step an ended job
+    does not keep."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if not (spec.get("checkpoints") or {}).get("volume"):
+        return ("spec.promote needs spec.checkpoints.volume: this job's checkpoints were on an emptyDir and went "
+                "with its pod")
+    return refusal({"promote": {"step": step}}, status)
+
+
+@app.command(rich_help_panel="Jobs")
+def promote(
+    name: JobName,
+    step: Annotated[int, typer.Option("--step", min=1, help="The kept checkpoint's step (alignctl checkpoints).")],
+    kubeconfig: Kubeconfig = None, context: Context = None, namespace: Namespace = None, server: Server = None,
+) -> None:
+    """Publish a kept checkpoint as the job's final adapter (sets spec.promote.step; kubectl can too). Once training
+    has ended the operator writes it over the final adapter, the model card naming the step, and re-runs the
+    evaluation gates on it; condition Promoted says when it is done, status.promotion where."""
+    client = make_client(kubeconfig, context, namespace, server)
+    with cluster_errors():
+        problem = promote_problem(client.get(name), step)
+        if problem:
+            fail(problem)
+        client.promote(name, step)
+    console.print(f"{RESOURCE}/{name} promoting checkpoint {step} (condition Promoted once published)")
+
+
+__all__ = ["checkpoint_rows", "checkpoints", "events", "promote", "promote_problem"]

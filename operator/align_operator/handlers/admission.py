@@ -16,6 +16,7 @@ import kopf
 from align_api import ManifestError
 
 from ..settings import Settings
+from ..status.promotion import refusal
 from .reconcile import invalid_message, parse
 
 #: Kopf's handler id, also the URL path Kopf serves it at (the chart's ValidatingWebhookConfiguration uses it).
@@ -33,6 +34,11 @@ def validate(body: kopf.Body, operation: str | None, old: kopf.Body | None, new:
         parse(body)
     except ManifestError as exc:
         raise kopf.AdmissionError(invalid_message(exc), code=422) from None
+    if operation == "UPDATE" and old is not None and new is not None and \
+            (old.get("spec") or {}).get("promote") != (new.get("spec") or {}).get("promote"):
+        refused = refusal(new.get("spec") or {}, old.get("status") or {})  # the API server's request holds status
+        if refused:
+            raise kopf.AdmissionError(refused, code=422)
 
 
 def server(settings: Settings) -> kopf.WebhookServer:

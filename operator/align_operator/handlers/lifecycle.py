@@ -6,6 +6,7 @@ each step is idempotent (a patch to the same value, a delete of what is gone, a 
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping, Sequence
 
 import kopf
@@ -14,20 +15,53 @@ from align_api import ManifestError
 from align_api.constants import Reason
 
 from .. import metrics
-from ..kube import JOBS, ApiError, Client
+from ..kube import CONFIGMAPS, JOBS, ApiError, Client
 from ..renderers import job_name
 from ..settings import Settings
 from ..status.lifecycle import Action, Plan, Want, observation, plan, verb, want
 from ..status.observe import Observation, observe
-from ..status.usage import Budget, account, describe, exhausted, to_warn
+from ..status.usage import DEFAULTS_CONFIGMAP, Budget, account, describe, exhausted, namespace_limits, to_warn
 from .reconcile import create_children, invalid_message, parse, report_dropped
+
+
+class NamespaceDefaults:
+    """Each namespace's default budgets (the ConfigMap align-defaults, status/usage.py), read at most every
+    settings.namespace_defaults_seconds per namespace (a GET, so an edit applies within that time). A value that is
+    not a number is left out and named in a Warning event on the ConfigMap, once per version of it."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._read: dict[str, tuple[float, dict[str, float]]] = {}
+        self._warned: dict[str, str] = {}
+
+    async def get(self, client: Client, namespace: str, logger: kopf.Logger) -> dict[str, float]:
+        cached = self._read.get(namespace)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            configmap = await client.get_or_none(CONFIGMAPS, DEFAULTS_CONFIGMAP, namespace)
+        except ApiError as exc:  # keep what was read last (none at first) and try again next pass
+            metrics.ERRORS.labels(f"api_{exc.status}").inc()
+            logger.warning(f"cannot read ConfigMap {namespace}/{DEFAULTS_CONFIGMAP}: {exc}")
+            return cached[1] if cached is not None else {}
+        limits, problems = namespace_limits(configmap)
+        version = str(((configmap or {}).get("metadata") or {}).get("resourceVersion"))
+        if problems and configmap is not None and self._warned.get(namespace) != version:
+            self._warned[namespace] = version
+            message = f"ignored: {'; '.join(problems)}"[:1024]
+            kopf.event(configmap, type="Warning", reason=Reason.INVALID_NAMESPACE_DEFAULTS, message=message)
+            logger.warning(f"ConfigMap {namespace}/{DEFAULTS_CONFIGMAP}: {message}")
+        self._read[namespace] = (time.monotonic(), limits)
+        return limits
 
 
 async def advance(client: Client, settings: Settings, body: kopf.Body, spec: Mapping[str, Any],
                   current: Mapping[str, Any], job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
-                  now: str, logger: kopf.Logger) -> tuple[Observation, dict[str, Any]]:
-    """One pass: account usage (status/usage.py), take the lifecycle's step, and say what to report."""
-    budget = Budget.from_spec(spec)
+                  now: str, logger: kopf.Logger, defaults: Mapping[str, float] | None = None
+                  ) -> tuple[Observation, dict[str, Any]]:
+    """One pass: account usage against the job's budgets and its namespace's `defaults` (status/usage.py), take
+    the lifecycle's step, and say what to report."""
+    budget = Budget.from_spec(spec, defaults)
     used = account(current.get("usage"), pods, now, budget)
     if to_warn(used):
         kopf.event(body, type="Warning", reason=Reason.BUDGET_WARNING,
@@ -90,4 +124,4 @@ def _event(body: kopf.Body, reason: str, message: str, logger: kopf.Logger) -> N
     logger.info(message)
 
 
-__all__ = ["advance", "step"]
+__all__ = ["NamespaceDefaults", "advance", "step"]

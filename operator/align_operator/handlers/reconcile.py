@@ -93,6 +93,14 @@ async def create_children(client: Client, body: Mapping[str, Any], job: Alignmen
     return created, dropped
 
 
+def creates_job(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether the creation handler makes the trainer Job: only the first time, and only for a job asked to run.
+    Once status.jobName is written, a missing Job was stopped (suspend, cancel, budget on a server without Job
+    suspend) and is the lifecycle's to re-create on resume (handlers/lifecycle.py, a Resumed event). Without this,
+    an operator restarted while a resume was pending re-created it here first, posting a second JobCreated."""
+    return not status.get("jobName") and want(spec, exhausted(status.get("usage"))) == Want.RUN
+
+
 async def reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str,
                     meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """on.create and on.resume: bring a new (or not yet started) AlignmentJob to the point where its Job runs."""
@@ -147,8 +155,7 @@ async def _reconcile(body: kopf.Body, status: dict[str, Any], name: str, namespa
         # A job created suspended (or suspended, then the operator restarted) gets its Job on resume, so that no
         # server that prunes Job.spec.suspend starts its pods.
         created, dropped = await create_children(client, body, job, namespace, settings, resolved,
-                                                 with_job=want(body.get("spec") or {},
-                                                               exhausted(status.get("usage"))) == Want.RUN)
+                                                 with_job=creates_job(body.get("spec") or {}, status))
     except ApiError as exc:
         metrics.ERRORS.labels(f"api_{exc.status}").inc()
         if exc.status == 403:
@@ -205,7 +212,7 @@ async def on_update(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name:
 
 
 #: Paths under spec (Kopf's diff of the `spec` field is relative to it) a running Job can follow.
-MUTABLE_PREFIXES = (("runPolicy",),)
+MUTABLE_PREFIXES = (("runPolicy",), ("promote",))
 
 
 async def _on_update(body: kopf.Body, status: dict[str, Any], name: str, namespace: str, generation: int | None,
@@ -249,4 +256,4 @@ async def reconcile_fixed(body: kopf.Body, name: str, namespace: str, generation
     await _reconcile(body, {}, name, namespace, generation, patch, memo, logger)
 
 
-__all__ = ["on_update", "parse", "reconcile"]
+__all__ = ["creates_job", "on_update", "parse", "reconcile"]

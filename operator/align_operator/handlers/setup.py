@@ -12,6 +12,7 @@ import kopf
 
 from .. import metrics
 from . import admission
+from .lifecycle import NamespaceDefaults
 from ..kube import Client, connection_from_kubeconfig
 from ..renderers.names import JOB_LABEL, MANAGED_BY
 from ..settings import Settings
@@ -161,6 +162,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     # spec, rendered children and API answers at the same time, and RSS keeps that high-water mark.
     memo.creations = asyncio.Semaphore(ours.api_connections)
     memo.wakeups = Wakeups()
+    memo.defaults = NamespaceDefaults(ours.namespace_defaults_seconds)
     metrics.serve(ours.metrics_port)
     if ours.webhook_port:
         settings.admission.server = admission.server(ours)

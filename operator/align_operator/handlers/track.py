@@ -21,15 +21,18 @@ from align_api.status import now_rfc3339
 
 from .. import metrics
 from ..kube import ApiError, Client, NotFound
-from ..renderers.names import JOB_LABEL
+from ..renderers.names import COMPONENT_LABEL, JOB_LABEL
+from ..renderers.promote import PROMOTE_COMPONENT
 from ..settings import Settings
+from ..status import promotion
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
 from ..status.checkpoints import listed, parse_index, uri
 from ..status.milestones import milestones
 from ..status.progress import key_metrics, parse_metrics, progress
-from . import lifecycle
 from ..status.warnings import new_warnings, parse_warnings, warning_conditions
+from . import lifecycle
+from . import promotion as promoting
 from .reconcile import ALIGNMENT_JOBS
 
 WARNING_PHASES = {Phase.FAILED}
@@ -52,12 +55,20 @@ def _summary(body: Mapping[str, Any]) -> dict[str, Any]:
             "status": dict(body.get("status") or {})}
 
 
+def _key(namespace: str, labels: Mapping[str, str]) -> tuple[str, ...]:
+    """(namespace, job) for the trainer's Job and pods; (namespace, job, "promote") for the promote Jobs' (never
+    mistaken for the trainer's: the lifecycle and usage read only the former)."""
+    if labels.get(COMPONENT_LABEL) == PROMOTE_COMPONENT:
+        return namespace, labels[JOB_LABEL], PROMOTE_COMPONENT
+    return namespace, labels[JOB_LABEL]
+
+
 async def index_jobs(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels[JOB_LABEL]): _summary(body)}
+    return {_key(namespace, labels): _summary(body)}
 
 
 async def index_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels[JOB_LABEL]): _summary(body)}
+    return {_key(namespace, labels): _summary(body)}
 
 
 async def wake(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
@@ -79,8 +90,10 @@ async def follow(type: str | None, body: kopf.Body, name: str, namespace: str, m
         wakeups.gone(key)
         return
     wakeups.see(key, body)
-    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES or \
-            (wakeups.running(key) and not wakeups.is_gone(key)):
+    status = body.get("status") or {}
+    ended = status.get("phase") in TERMINAL_PHASES and not promotion.pending(
+        body.get("spec") or {}, status, (body.get("metadata") or {}).get("generation"))
+    if ended or (wakeups.running(key) and not wakeups.is_gone(key)):
         return
     wakeups.start(key, supervise(key, memo, logger, index_jobs, index_pods))
 
@@ -183,11 +196,16 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
                 job, pods = (jobs[0] if jobs else None), list(index_pods.get(key, []))
                 now = now_rfc3339()
                 # usage, budget, and the step toward what the spec asks (run, suspend, cancel)
-                obs, usage = await lifecycle.advance(client, settings, body, spec, current, job, pods, now, logger)
+                defaults = await memo.defaults.get(client, namespace, logger) if memo.get("defaults") else None
+                obs, usage = await lifecycle.advance(client, settings, body, spec, current, job, pods, now, logger,
+                                                     defaults)
                 new = next_status(current, obs, generation=meta.get("generation"), now=now,
                                   fallback_artifacts=fallback_artifacts(spec, name),
                                   checkpoint_uri=lambda step: uri(spec, name, step))
                 new["usage"] = usage
+                step = promotion.asked(spec)
+                if step is not None and promotion.pending(spec, new, meta.get("generation")):  # promoted once ended
+                    new = promotion.apply(new, promotion.plan(step, new, None, [], now), meta.get("generation"), now)
                 if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None and job is not None:
                     new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
                                                       Reason.JOB_CREATED, f"Job {job['metadata']['name']} created",
@@ -219,7 +237,17 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
                         state, state_version = written
                         current = state
                 metrics.RECONCILE_SECONDS.labels("status").observe(time.monotonic() - started)
-                if current.get("phase") in TERMINAL_PHASES:
+            if current.get("phase") in TERMINAL_PHASES:
+                generation = meta.get("generation")
+                if promotion.pending(spec, current, generation):  # spec.promote, once training has ended
+                    try:
+                        written = await _promote(client, settings, body, current, index_jobs, index_pods, logger)
+                    except NotFound:
+                        return
+                    if written is not None:
+                        state, state_version = written
+                        current = state
+                if not promotion.pending(spec, current, generation):
                     return
             interval = settings.scrape_interval_seconds if current.get("phase") == Phase.RUNNING \
                 else settings.status_interval_seconds
@@ -230,6 +258,19 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
             wakeup.clear()
     finally:
         memo.wakeups.discard(key)
+
+
+async def _promote(client: Client, settings: Settings, body: kopf.Body, current: dict[str, Any],
+                   index_jobs: kopf.Index, index_pods: kopf.Index,
+                   logger: kopf.Logger) -> tuple[dict[str, Any], int] | None:
+    """One pass of spec.promote for an ended job (handlers/promotion.py); what _write returns, None if nothing
+    changed. Its promote Jobs and pods are indexed apart from the trainer's (`_key`)."""
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"], PROMOTE_COMPONENT)
+    new = await promoting.advance(client, settings, body, current, list(index_jobs.get(key, [])),
+                                  list(index_pods.get(key, [])), now_rfc3339(), logger)
+    patch = _diff(current, new)
+    return await _write(client, body, meta["name"], meta["namespace"], patch, current, new, logger) if patch else None
 
 
 def _version(meta: Mapping[str, Any]) -> int:
@@ -253,22 +294,24 @@ async def _write(client: Client, body: kopf.Body, name: str, namespace: str, pat
     for kind, reason, message in milestones(current, new):  # the trainer's story: progress, evaluation
         kopf.event(body, type=kind, reason=reason, message=message[:1024])
     if phase != previous and phase is not None:
-        reason, message = _phase_reason(new)
-        kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
-                   message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
+        reason, message = _phase_reason(new, previous)
+        if reason != Reason.JOB_CREATED:  # posted once, by the creation handler, when it makes the Job
+            kopf.event(body, type="Warning" if phase in WARNING_PHASES else "Normal", reason=reason,
+                       message=f"{previous or 'New'} -> {phase}: {message}"[:1024])
         logger.info(f"phase {previous} -> {phase} ({reason})")
     for cond in new_warnings(current.get("conditions") or [], new.get("conditions") or []):
         kopf.event(body, type="Warning", reason=cond.get("reason", "Warning"), message=str(cond.get("message"))[:1024])
     error = new.get("lastError")
     if error and error != current.get("lastError") and phase not in WARNING_PHASES and \
-            not (phase != previous and _phase_reason(new)[0] == error.get("reason")):
+            not (phase != previous and _phase_reason(new, previous)[0] == error.get("reason")):
         # the record that outlives lastError (cleared once the job moves on): one Warning per new error
         kopf.event(body, type="Warning", reason=error.get("reason", "Error"), message=str(error.get("message"))[:1024])
     return dict(stored.get("status") or new), _version(stored.get("metadata") or {})
 
 
-def _phase_reason(status: Mapping[str, Any]) -> tuple[str, str]:
-    """The reason and message of the condition that explains the phase (Pending has none of its own)."""
+def _phase_reason(status: Mapping[str, Any], previous: str | None = None) -> tuple[str, str]:
+    """The reason and message of the condition that explains the phase (Pending has none of its own: after
+    Suspended it is a resume, else the Created condition's, whose JobCreated event the creation handler posted)."""
     phase = status.get("phase")
     conditions = status.get("conditions") or []
     for cond in conditions:
@@ -277,5 +320,7 @@ def _phase_reason(status: Mapping[str, Any]) -> tuple[str, str]:
     error = status.get("lastError") or {}
     if phase == Phase.PENDING and error:
         return error.get("reason", phase), error.get("message", "")
+    if phase == Phase.PENDING and previous == Phase.SUSPENDED:
+        return Reason.RESUMED, "waiting for the trainer pods, which continue from the newest checkpoint"
     created = get_condition(conditions, ConditionType.CREATED) or {}
     return created.get("reason", str(phase)), created.get("message", "")

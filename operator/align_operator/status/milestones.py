@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from align_api.constants import ConditionType
+from align_api.constants import ConditionType, Reason
 
 from .checkpoints import new_steps
+from .conditions import get_condition
 
 #: Progress percentages that get an event when crossed.
 QUARTERS = (25, 50, 75)
@@ -47,6 +48,13 @@ def milestones(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tupl
         else:
             out.append(("Normal", EVALUATED, f"evaluation: {_numbers(after['evaluation'])}"
                                              + ("; every gate passed" if gate is not None else "")))
+    was = get_condition(list(before.get("conditions") or []), ConditionType.PROMOTED) or {}
+    promoted = get_condition(list(after.get("conditions") or []), ConditionType.PROMOTED)
+    if promoted is not None and [promoted.get(k) for k in ("status", "reason", "message")] != \
+            [was.get(k) for k in ("status", "reason", "message")]:
+        quiet = promoted.get("status") == "True" or promoted.get("reason") in (Reason.PROMOTING,
+                                                                                Reason.PROMOTION_WAITING)
+        out.append(("Normal" if quiet else "Warning", str(promoted.get("reason")), str(promoted.get("message"))))
     return out
 
 

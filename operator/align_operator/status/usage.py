@@ -47,18 +47,70 @@ def _seconds(start: str, end: str) -> float:
     return max(0.0, (parse(end) - parse(start)).total_seconds())
 
 
+#: The ConfigMap in a job's namespace whose data set the namespace's default budgets (docs/operator.md#budgets).
+DEFAULTS_CONFIGMAP = "align-defaults"
+#: Budget keys, as runPolicy and the ConfigMap's data spell them.
+LIMITS = ("maxGpuHours", "maxWallClockMinutes")
+JOB_SOURCE = "spec.runPolicy"
+NAMESPACE_SOURCE = f"ConfigMap/{DEFAULTS_CONFIGMAP}"
+
+
+def namespace_limits(configmap: Mapping[str, Any] | None) -> tuple[dict[str, float], list[str]]:
+    """({key: limit}, problems) from the namespace's ConfigMap (None: there is none). A value that is not a
+    positive number is left out, and named in `problems` (data.<key>, the value)."""
+    limits: dict[str, float] = {}
+    problems: list[str] = []
+    data = (configmap or {}).get("data") or {}
+    for key in sorted(data):
+        if key not in LIMITS:
+            problems.append(f"data.{key}: unknown key (known: {', '.join(LIMITS)})")
+            continue
+        try:
+            value = float(str(data[key]).strip())
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            problems.append(f"data.{key}: {data[key]!r} is not a positive number")
+            continue
+        limits[key] = value
+    return limits, problems
+
+
 @dataclass(frozen=True)
 class Budget:
     max_gpu_hours: float | None = None
     max_wall_clock_minutes: float | None = None
     #: The job requests GPUs; a CPU job's maxGpuHours counts pod-hours.
     gpu_job: bool = True
+    #: Where each limit in force came from: {key: JOB_SOURCE or NAMESPACE_SOURCE}.
+    sources: Mapping[str, str] | None = None
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> "Budget":
+    def from_spec(cls, spec: Mapping[str, Any], defaults: Mapping[str, float] | None = None) -> "Budget":
+        """The job's budgets: for each limit, the stricter (smaller) of its runPolicy's and its namespace's
+        default; a job can tighten a namespace's limit, never loosen it. A tie is the job's own."""
         run_policy = spec.get("runPolicy") or {}
         gpus = (spec.get("resources") or {}).get("gpusPerNode", 1)
-        return cls(run_policy.get("maxGpuHours"), run_policy.get("maxWallClockMinutes"), bool(gpus))
+        chosen: dict[str, float] = {}
+        sources: dict[str, str] = {}
+        for key in LIMITS:
+            own, default = run_policy.get(key), (defaults or {}).get(key)
+            if own is not None and (default is None or own <= default):
+                chosen[key], sources[key] = float(own), JOB_SOURCE
+            elif default is not None:
+                chosen[key], sources[key] = float(default), NAMESPACE_SOURCE
+        return cls(chosen.get("maxGpuHours"), chosen.get("maxWallClockMinutes"), bool(gpus), sources)
+
+    def source(self, key: str) -> str:
+        """How a message names a limit: runPolicy.maxGpuHours, or ConfigMap/align-defaults maxGpuHours."""
+        where = (self.sources or {}).get(key, JOB_SOURCE)
+        return f"runPolicy.{key}" if where == JOB_SOURCE else f"{where} {key}"
+
+    def limits(self) -> list[dict[str, Any]]:
+        """status.usage.limits: each limit in force with its source."""
+        values = {"maxGpuHours": self.max_gpu_hours, "maxWallClockMinutes": self.max_wall_clock_minutes}
+        return [{"name": key, "value": values[key], "source": (self.sources or {}).get(key, JOB_SOURCE)}
+                for key in LIMITS if values[key] is not None]
 
 
 def account(previous: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], now: str,
@@ -107,6 +159,8 @@ def account(previous: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]
         "wallClockMinutes": round(totals["wall"] / 60, 2),
         "settled": {k: round(v, 3) for k, v in settled.items()}, "running": sorted(running, key=lambda e: e["uid"]),
         "counted": sorted(counted)}
+    if budget.limits():
+        usage["limits"] = budget.limits()
     used = used_fraction(usage, budget)
     if used is not None:
         usage["budgetUsed"] = round(used, 4)
@@ -141,11 +195,12 @@ def describe(usage: Mapping[str, Any], budget: Budget) -> str:
     if budget.max_gpu_hours:
         unit = "GPU-hours" if budget.gpu_job else "pod-hours"
         spent = usage.get("gpuHours" if budget.gpu_job else "podHours") or 0.0
-        parts.append(f"{spent:.4g} of {budget.max_gpu_hours:g} {unit} (runPolicy.maxGpuHours)")
+        parts.append(f"{spent:.4g} of {budget.max_gpu_hours:g} {unit} ({budget.source('maxGpuHours')})")
     if budget.max_wall_clock_minutes:
         parts.append(f"{usage.get('wallClockMinutes') or 0:.4g} of {budget.max_wall_clock_minutes:g} minutes "
-                     "(runPolicy.maxWallClockMinutes)")
+                     f"({budget.source('maxWallClockMinutes')})")
     return "; ".join(parts)
 
 
-__all__ = ["Budget", "account", "describe", "exhausted", "pod_gpus", "to_warn", "used_fraction"]
+__all__ = ["DEFAULTS_CONFIGMAP", "Budget", "account", "describe", "exhausted", "namespace_limits", "pod_gpus", "to_warn",
+           "used_fraction"]

@@ -253,7 +253,8 @@ def main() -> None:
                 print(f"run {i} {name}: {r[0]:.1f}s, {r[2] / r[0]:.0f} real tokens/s, {r[2] / r[4]:.0f} real tokens "
                       f"per CPU second, loss {r[1]:.4f}, {r[3]} steps, peak RSS {r[5]:.0f} MiB (+{r[6]:.0f} in "
                       f"training), {r[7]}", flush=True)
-    print(f"model: {args.model if args.model != 'builtin://tiny' else base} (vocabulary {config.vocab_size}, hidden "
+    shown = base if base.startswith("builtin://") else "builtin://tiny's architecture"
+    print(f"model: {shown} (vocabulary {config.vocab_size}, hidden "
           f"{config.hidden_size}, {config.num_hidden_layers} layers), LoRA r=8, 1 epoch, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     print(f"rows: {args.rows}, tokens per row: min {lengths[0]} median {lengths[len(lengths) // 2]} mean "

@@ -15,7 +15,8 @@ rows, sum of token NLL / number of trained tokens. Runs rotate through the sides
 
     python bench/sft_packing.py [--rows 384] [--repeat 3] [--max-length 512] [--batch 8] [--hidden 256 --layers 4]
                                 [--sides padded,packed,padding-free,unbatched] [--held 48]
-    python bench/sft_packing.py --model builtin://smollm2-135m-instruct --rows 48 --max-length 256 --repeat 2
+    python bench/sft_packing.py --model builtin://smollm2-135m-instruct --rows 24 --held 8 --repeat 1 --max-length 256 \
+                                --sides padded,packed   # 9.5 minutes at load 10 (docs/performance.md)
 
 --model takes any spec.model.base (default builtin://tiny, which --hidden/--layers widen and deepen); the rows are
 tokenized with that model's own tokenizer and chat template, as the trainer does. The bench checks itself before
@@ -25,7 +26,7 @@ RSS while `trainer.train()` runs (sampled every 5 ms) is reported beside its tok
 
 Last line: `sft_packing: ratio=X cpu_ratio=... padding_free_ratio=Y padding_free_cpu_ratio=... ...
 tokens_per_s_padded=... tokens_per_s_packed=... tokens_per_s_padding_free=... loss_padded=... loss_packed=...
-loss_padding_free=...` with X = median real tokens/s (packed) / median real tokens/s (padded), Y the same for
+loss_padding_free=... peak_rss_mb_padded=... ...` with X = median real tokens/s (packed) / median real tokens/s (padded), Y the same for
 padding-free, and each cpu_ratio the same for real tokens per CPU second of trainer.train() (which a loaded
 machine disturbs less); sides not run are left out.
 """

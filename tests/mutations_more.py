@@ -22,6 +22,8 @@ STATS = "trainer_image/align_trainer/evaluation/stats.py"
 HEALTH = "trainer_image/align_trainer/graders/health.py"
 REWARDS = "trainer_image/align_trainer/graders/rewards.py"
 JOB = "operator/align_operator/renderers/job.py"
+EXPOSITION = "operator/align_operator/status/exposition.py"
+WARNINGS = "operator/align_operator/status/warnings.py"
 
 RPO_UNIT = "tests/unit/test_rpo.py::"
 RESUME = "tests/integration/test_resume_complete.py::"
@@ -32,6 +34,7 @@ NODE_AGENT_UNIT = "tests/unit/test_node_agent_pure.py::"
 STATS_UNIT = "tests/unit/test_evaluation_stats.py::"
 FAILFAST = "tests/unit/test_failfast.py::"
 RENDERERS = "tests/unit/test_operator_renderers.py::"
+SCRAPE = "tests/unit/test_track_scrape.py::"
 
 MORE: tuple[Mutation, ...] = (
     # resume: every restore of runstate.py, online.resume_state, ppo and the rounds
@@ -142,4 +145,10 @@ MORE: tuple[Mutation, ...] = (
     Mutation("job: disruptions count against the backoff limit", JOB, '{"action": "Ignore", "onPodConditions"',
              '{"action": "Count", "onPodConditions"',
              (RENDERERS + "test_pod_failure_policy_fails_fast_on_permanent_codes_and_ignores_disruptions",)),
+    # the operator's scrape: one parse of /metrics for every reader
+    Mutation("scrape: the parse handed on as a one-shot generator", EXPOSITION,
+             "    return list(text_string_to_metric_families(text))", "    return text_string_to_metric_families(text)",
+             (SCRAPE + "test_one_parse_feeds_progress_checkpoints_and_warnings",)),
+    Mutation("scrape: a cleared warning read as set", WARNINGS, "and sample.value == 1 and", "and",
+             (SCRAPE + "test_one_parse_feeds_progress_checkpoints_and_warnings",)),
 )

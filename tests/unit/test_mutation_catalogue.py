@@ -29,4 +29,4 @@ def test_named_tests_exist(mutation: Mutation) -> None:
     for node in mutation.tests:
         path, name = node.split("::")
         tree = ast.parse((REPO / path).read_text())
-        assert name in {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}, node
+        assert name in {f.name for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}, node

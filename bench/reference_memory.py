@@ -10,11 +10,18 @@ identical in all three), and the whole-process peak RSS (ru_maxrss) for referenc
 
     python bench/reference_memory.py [--steps 8] [--repeat 2]   # minimum of the repeats
     python bench/reference_memory.py --hidden 2048 --layers 5 --steps 2 --repeat 1   # ~253M parameters
+    python bench/reference_memory.py --model builtin://smollm2-135m-instruct --steps 4 --repeat 1   # a real model
 
 --hidden/--layers (optionally --intermediate, --heads) size a larger model built exactly like
 builtin://small (builtin.build_model with LlamaConfig overrides, same seed and tokenizer), saved once to
 the builtin cache and loaded from there as file://. The ratio depends on size: the imports (~450 MiB) and
 the activations are common to both variants, so only when the weights dominate does it approach 0.5.
+--model takes any spec.model.base instead (default builtin://small).
+
+Each worker checks what it measures before training: adapters-off and precomputed hold no reference model (the
+reference is the policy's own base with its adapters disabled), precomputed has the reference log-probs in its
+dataset, and the separate copy's reference shares no weight storage with the policy (its own copy of every weight).
+A variant that is not what it says stops the bench.
 
 Last line: `reference_memory: ratio=X` with X = training peak RSS (adapters off) / (separate copy).
 """
@@ -91,6 +98,31 @@ def model_uri(overrides: dict[str, int]) -> str:
     return f"file://{target}"
 
 
+def reference_bytes(trainer: Any) -> int:
+    """Bytes of the reference model's weights that are not the policy's own tensors (0 when there is no reference
+    model: TRL then runs the policy with its adapters disabled)."""
+    ref = trainer.ref_model
+    if ref is None:
+        return 0
+    policy = {p.data_ptr() for p in trainer.model.parameters()}
+    return sum(p.numel() * p.element_size() for p in ref.parameters() if p.data_ptr() not in policy)
+
+
+def check_reference(variant: str, trainer: Any) -> int:
+    """The variant's reference is what it claims (see the module docstring); returns the reference's own bytes."""
+    own = reference_bytes(trainer)
+    base = sum(p.numel() * p.element_size() for n, p in trainer.model.named_parameters() if "lora_" not in n)
+    precomputed = "ref_chosen_logps" in trainer.train_dataset.column_names
+    ok = {"adapters-off": trainer.ref_model is None and not precomputed,
+          "precomputed": trainer.ref_model is None and precomputed,
+          "separate-copy": own >= base}[variant]
+    if not ok:
+        raise SystemExit(f"{variant}: not the reference it claims (reference model {type(trainer.ref_model).__name__}, "
+                         f"{own / 2**20:.0f} MiB of its own weights against the base's {base / 2**20:.0f} MiB, "
+                         f"precomputed log-probs {precomputed})")
+    return own
+
+
 def worker(variant: str, steps: int, base: str) -> dict[str, Any]:
     """One variant in this process: build the trainer's context, run DPO, report memory and step time."""
     import torch
@@ -122,6 +154,7 @@ def worker(variant: str, steps: int, base: str) -> dict[str, Any]:
             trainer = DPOTrainer(model=ctx.models.policy(), args=args, train_dataset=ctx.train_dataset,
                                  processing_class=ctx.tokenizer, callbacks=ctx.callbacks)
             ctx.models.bind_reference(trainer.model)
+        own = check_reference(variant, trainer)
         sampler = PeakSampler()
         started = time.perf_counter()
         with sampler:
@@ -130,7 +163,7 @@ def worker(variant: str, steps: int, base: str) -> dict[str, Any]:
     process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"variant": variant, "baseline_mb": baseline, "train_peak_mb": sampler.peak,
             "growth_mb": sampler.peak - baseline, "process_peak_mb": process_peak,
-            "step_seconds": train_seconds / steps}
+            "step_seconds": train_seconds / steps, "reference_own_mb": own / 2**20}
 
 
 class PeakSampler:
@@ -158,8 +191,9 @@ class PeakSampler:
 
 def run_variant(variant: str, steps: int, base: str) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, "--worker", variant, "--steps", str(steps), "--base", base],
-                         check=True,
                          capture_output=True, text=True, env={**os.environ, "ALIGN_LOG_LEVEL": "ERROR"})
+    if out.returncode != 0:
+        raise SystemExit(f"{variant} worker exited {out.returncode}:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -171,6 +205,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, help="layers of that model (default: small's 8)")
     parser.add_argument("--intermediate", type=int, help="MLP size (default: small's ratio 8/3 of --hidden)")
     parser.add_argument("--heads", type=int, help="attention heads (default: hidden / 128)")
+    parser.add_argument("--model", help="any spec.model.base instead of builtin://small (e.g. "
+                                            "builtin://smollm2-135m-instruct); not with --hidden/--layers")
     parser.add_argument("--worker", choices=VARIANTS)
     parser.add_argument("--base", default="builtin://small", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,12 +215,18 @@ def main() -> None:
         return
     from transformers import AutoConfig
     overrides = sized_overrides(args.hidden, args.layers, args.intermediate, args.heads)
-    base = model_uri(overrides)
-    if overrides:
+    if args.model and (overrides or args.intermediate or args.heads):
+        parser.error("--model is not sized: leave out --hidden, --layers, --intermediate and --heads")
+    if args.model:
+        from align_trainer.models import resolve_model
+        base = args.model  # resolved (a GGUF file converted once, untimed) before the workers load it from the cache
+        path = resolve_model(base, base_dir=REPO, cache_dir=Path(tempfile.gettempdir()) / "bench-cache")
+    elif overrides:
+        base = model_uri(overrides)
         path = base[len("file://"):]
     else:
         from align_trainer import builtin
-        path = builtin.materialize("small")
+        base, path = "builtin://small", builtin.materialize("small")
     config = AutoConfig.from_pretrained(path)
     from safetensors import safe_open
     params = 0
@@ -192,9 +234,10 @@ def main() -> None:
         with safe_open(str(shard), "pt") as f:
             params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
-    name = "builtin://small" if not overrides else "builtin://small sized by --hidden/--layers"
+    name = args.model or ("builtin://small" if not overrides else "builtin://small sized by --hidden/--layers")
     print(f"model: {name}, {params / 1e6:.1f}M parameters ({config.num_hidden_layers} layers, "
-          f"hidden {config.hidden_size}), fp32, DPO, LoRA r=8, batch 2 pairs, maxLength 64, {args.steps} steps")
+          f"hidden {config.hidden_size}, vocabulary {config.vocab_size}), fp32, DPO, LoRA r=8, batch 2 pairs, "
+          f"maxLength 64, {args.steps} steps; load average {os.getloadavg()[0]:.1f}")
     results: dict[str, dict[str, Any]] = {}
     for _ in range(args.repeat):
         for variant in VARIANTS:
@@ -205,11 +248,13 @@ def main() -> None:
     for v in VARIANTS:
         r = results[v]
         print(f"{v:14s} training peak RSS {r['train_peak_mb']:6.0f} MiB (growth over imports {r['growth_mb']:5.0f})"
-              f"  process peak {r['process_peak_mb']:6.0f} MiB  step {r['step_seconds']:.2f}s")
+              f"  process peak {r['process_peak_mb']:6.0f} MiB  step {r['step_seconds']:.2f}s"
+              f"  reference's own weights {r['reference_own_mb']:.0f} MiB")
     off, copy, pre = results["adapters-off"], results["separate-copy"], results["precomputed"]
     print(f"growth-over-imports ratio adapters-off/separate-copy: {off['growth_mb'] / copy['growth_mb']:.3f}")
     print(f"whole-process peak RSS ratio adapters-off/separate-copy: {off['process_peak_mb'] / copy['process_peak_mb']:.3f}")
     print(f"step-time ratio precomputed/adapters-off: {pre['step_seconds'] / off['step_seconds']:.3f}")
+    print(f"load average now {os.getloadavg()[0]:.1f}")
     print(f"reference_memory: ratio={off['train_peak_mb'] / copy['train_peak_mb']:.3f}")
 
 

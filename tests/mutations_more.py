@@ -37,6 +37,8 @@ UPSTREAM = "operator/align_operator/upstream.py"
 USAGE = "operator/align_operator/status/usage.py"
 RECONCILE = "operator/align_operator/handlers/reconcile.py"
 TRACK = "operator/align_operator/handlers/track.py"
+EXPOSITION = "operator/align_operator/status/exposition.py"
+WARNINGS = "operator/align_operator/status/warnings.py"
 
 RPO_UNIT = "tests/unit/test_rpo.py::"
 RESUME = "tests/integration/test_resume_complete.py::"
@@ -56,6 +58,7 @@ PROMOTION_UNIT = "tests/unit/test_promotion_plan.py::"
 BUDGET_UNIT = "tests/unit/test_usage_budget.py::"
 RESTART_UNIT = "tests/unit/test_reconcile_restart.py::"
 LIFECYCLE_EMULATED = "tests/integration/test_lifecycle_localcluster.py::"
+SCRAPE = "tests/unit/test_track_scrape.py::"
 
 MORE: tuple[Mutation, ...] = (
     # resume: every restore of runstate.py, online.resume_state, ppo and the rounds
@@ -265,4 +268,10 @@ MORE: tuple[Mutation, ...] = (
     Mutation("events: the New -> Pending phase change posts JobCreated again", TRACK,
              "        if reason != Reason.JOB_CREATED:", "        if True:",
              (LIFECYCLE_EMULATED + "test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothing",)),
+    # the operator's scrape: one parse of /metrics for every reader
+    Mutation("scrape: the parse handed on as a one-shot generator", EXPOSITION,
+             "    return list(text_string_to_metric_families(text))", "    return text_string_to_metric_families(text)",
+             (SCRAPE + "test_one_parse_feeds_progress_checkpoints_and_warnings",)),
+    Mutation("scrape: a cleared warning read as set", WARNINGS, "and sample.value == 1 and", "and",
+             (SCRAPE + "test_one_parse_feeds_progress_checkpoints_and_warnings",)),
 )

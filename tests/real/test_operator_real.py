@@ -134,6 +134,38 @@ def test_dpo_on_tiny_succeeds_with_the_charts_rbac_and_logs_come_through_the_api
     assert denied(cluster) == []
 
 
+def test_a_grader_without_variance_is_a_learning_signal_condition_and_one_event(plane: Plane) -> None:
+    """Issue 22 item 8 through the real server: GRPO on builtin://tiny, whose random bytes never equal the
+    reference, so string_check gives every sample of every group 0. The trainer's warning gauge, scraped by the
+    operator while the pod runs, becomes LearningSignal=False and one NoLearningSignal Warning event; the run goes on."""
+    cluster, ns = plane.cluster, plane.cluster.namespace("nosignal")
+    doc = yaml.safe_load((REPO / "examples" / "grpo.yaml").read_text())
+    doc["metadata"]["name"] = "flat"
+    doc["spec"]["grader"] = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+                             "reference": "{{item.answer}}", "operation": "eq"}
+    # warned after 2 grading batches; the other steps keep the pod (and its /metrics) up for scrapes after that
+    doc["spec"]["hyperparameters"].update(maxSteps=30, batchSize=8, numGenerations=4)
+    doc["spec"]["runPolicy"] = {"noLearningSignalSteps": 2}
+    doc["spec"]["evaluation"] = {"enabled": False}
+    doc["spec"]["resources"]["nodeSelector"] = {"align.dev/trainer": "real"}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc))
+    job = plane.phase(ns, "flat", "Succeeded", "Failed", timeout=300)
+    status = job["status"]
+    assert status["phase"] == "Succeeded", (status, plane.operator.text()[-2000:])  # a warning: the run goes on
+    cond = {c["type"]: c for c in status["conditions"]}.get("LearningSignal")
+    assert cond and cond["status"] == "False" and cond["reason"] == "NoLearningSignal", status
+    # the sampled answers beside the rendered reference they were compared with
+    assert "grader 'exact' gave every prompt's samples the same reward" in cond["message"], cond
+    assert " vs 'a " in cond["message"] and "-> 0" in cond["message"], cond
+    events = wait_for(lambda: [e for e in plane.events(ns, "flat") if e["reason"] == "NoLearningSignal"], 30,
+                      "a NoLearningSignal event")
+    assert len(events) == 1 and events[0]["type"] == "Warning", events
+    assert events[0]["message"] == cond["message"][:1024], (events[0]["message"], cond["message"])
+    assert "warning" not in status["metrics"]
+    cluster.kubectl("delete", "-n", ns, "aj/flat", "--wait=true", timeout=60)
+    assert denied(cluster) == []
+
+
 def test_the_real_model_example_runs_through_the_real_control_plane(plane: Plane) -> None:
     """examples/dpo-smollm2.yaml (SmolLM2 from its GGUF file, dequantized in the pod) through the real Job
     controller: shortened to 2 steps and without its gate (the sandbox e2e runs it unchanged and checks learning)."""

@@ -47,19 +47,20 @@ def test_exported_series_follow_the_kept_list(tmp_path: Path) -> None:
 
 def test_the_operator_reads_what_the_trainer_exports_into_status_and_events(tmp_path: Path) -> None:
     from align_operator.status.checkpoints import listed, parse_index
+    from align_operator.status.exposition import parse
     from align_operator.status.milestones import milestones
     from align_operator.status.progress import parse_metrics
 
     sink = Metrics("j", None)
     sink.checkpoints(index(*workdir(tmp_path)))
-    text = generate_latest(sink.registry).decode()
-    assert "checkpoint" not in parse_metrics(text) and "checkpoint_metric" not in parse_metrics(text)
+    families = parse(generate_latest(sink.registry).decode())
+    assert "checkpoint" not in parse_metrics(families) and "checkpoint_metric" not in parse_metrics(families)
     spec = {"checkpoints": {"volume": "ckpt"}}
-    status = listed(parse_index(text), spec, "j")
+    status = listed(parse_index(families), spec, "j")
     assert [c["step"] for c in status] == [4, 8]
     assert status[1]["uri"] == "pvc://ckpt/j/checkpoints/checkpoint-8"
     assert status[1]["metrics"]["loss"] == 0.125 and status[1]["evaluation"]["eval_winrate"] == 0.6
-    assert "uri" not in listed(parse_index(text), {}, "j")[0]              # an emptyDir goes with the pod
+    assert "uri" not in listed(parse_index(families), {}, "j")[0]              # an emptyDir goes with the pod
     events = milestones({"checkpoints": status[:1]}, {"checkpoints": status})
     assert events == [("Normal", "CheckpointSaved",
                        "checkpoint at step 8: loss 0.125 (pvc://ckpt/j/checkpoints/checkpoint-8)")]

@@ -30,4 +30,4 @@ def test_named_tests_exist(mutation: Mutation) -> None:
         path, name = node.split("::")
         name = name.split("[")[0]  # a parametrized case: its function
         tree = ast.parse((REPO / path).read_text())
-        assert name in {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}, node
+        assert name in {f.name for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}, node

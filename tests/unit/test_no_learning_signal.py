@@ -12,6 +12,7 @@ from prometheus_client import generate_latest
 from align_api.constants import ConditionType, ExitCode, Reason
 from align_api.graders import StringCheckGrader
 from align_api.runtime import RunPolicy
+from align_operator.status.exposition import parse
 from align_operator.status.progress import key_metrics, parse_metrics
 from align_operator.status.warnings import new_warnings, parse_warnings, warning_conditions
 from align_trainer.errors import NoLearningSignal
@@ -86,9 +87,9 @@ def test_the_trainer_metric_becomes_the_operator_condition_and_one_event() -> No
     metrics.warn(Reason.NO_LEARNING_SIGNAL, 'no learning signal: "A: bowling" vs \'A\' -> 0')
     text = generate_latest(metrics.registry).decode()
     assert 'align_trainer_warning{job="job",message=' in text and 'reason="NoLearningSignal"} 1.0' in text
-    warnings = parse_warnings(text)
+    warnings = parse_warnings(parse(text))
     assert warnings == {"NoLearningSignal": 'no learning signal: "A: bowling" vs \'A\' -> 0'}
-    assert "warning" not in key_metrics(parse_metrics(text))  # a condition, not a number in status.metrics
+    assert "warning" not in key_metrics(parse_metrics(parse(text)))  # a condition, not a number in status.metrics
     conditions = warning_conditions([], warnings, 1, "2026-01-01T00:00:00Z")
     cond = next(c for c in conditions if c["type"] == ConditionType.LEARNING_SIGNAL)
     assert cond["status"] == "False" and cond["reason"] == "NoLearningSignal" and "A: bowling" in cond["message"]

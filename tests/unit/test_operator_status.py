@@ -9,6 +9,7 @@ from align_api.constants import Phase, Reason
 from align_localcluster.jobcontroller import compress_indexes, failure_action, plan_job
 from align_operator.status.compute import next_status
 from align_operator.status.conditions import phase_conditions, set_condition
+from align_operator.status.exposition import parse
 from align_operator.status.observe import observe
 from align_operator.status.progress import completed, key_metrics, parse_metrics, progress
 from align_operator.status.termination import from_terminated
@@ -153,7 +154,7 @@ def test_prometheus_text_to_progress_and_metrics() -> None:
         "# TYPE align_trainer_rewards_margins gauge", 'align_trainer_rewards_margins{job="x"} 0.8',
         "# TYPE python_gc_objects_collected_total counter", "python_gc_objects_collected_total 3",
     ]) + "\n"
-    values = parse_metrics(text)
+    values = parse_metrics(parse(text))
     assert values["step"] == 25 and "python_gc_objects_collected_total" not in values
     prog = progress(values, elapsed_seconds=50.0, now=NOW)
     assert prog == {"step": 25, "totalSteps": 100, "percent": 25.0, "etaSeconds": 150, "epoch": 0.5, "updatedAt": NOW}
@@ -167,7 +168,7 @@ def test_generic_and_eval_series_keep_their_names() -> None:
             'align_trainer_loss{job="x",split="eval"} 0.7\n'
             'align_trainer_metric{job="x",split="train",name="objective_kl"} 0.02\n'
             'align_trainer_metric{job="x",split="train",name="val_ratio"} 1.01\n')
-    values = parse_metrics(text)
+    values = parse_metrics(parse(text))
     assert values == {"loss": 0.5, "eval_loss": 0.7, "objective_kl": 0.02, "val_ratio": 1.01}
 
 

@@ -24,7 +24,7 @@ from ..kube import ApiError, Client, NotFound
 from ..renderers.names import COMPONENT_LABEL, JOB_LABEL
 from ..renderers.promote import PROMOTE_COMPONENT
 from ..settings import Settings
-from ..status import promotion
+from ..status import exposition, promotion
 from ..status.compute import next_status
 from ..status.conditions import get_condition, set_condition
 from ..status.checkpoints import listed, parse_index, uri
@@ -139,7 +139,8 @@ async def scrape(memo: kopf.Memo, endpoint: tuple[str, int, str]
             metrics.SCRAPES.labels("unreachable").inc()
             return None
     try:
-        values, index, warnings = parse_metrics(text), parse_index(text), parse_warnings(text)
+        families = exposition.parse(text)
+        values, index, warnings = parse_metrics(families), parse_index(families), parse_warnings(families)
     except ValueError:
         metrics.SCRAPES.labels("unparseable").inc()
         return None

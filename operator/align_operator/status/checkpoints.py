@@ -6,18 +6,18 @@ emptyDir's go with the pod, so they have none."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.metrics_core import Metric
 
 SERIES = "align_trainer_checkpoint"
 METRIC_SERIES = "align_trainer_checkpoint_metric"
 
 
-def parse_index(text: str) -> list[dict[str, Any]]:
-    """The records in a /metrics text, oldest first."""
+def parse_index(families: Sequence[Metric]) -> list[dict[str, Any]]:
+    """The records in a /metrics exposition (families from exposition.parse), oldest first."""
     records: dict[int, dict[str, Any]] = {}
-    for family in text_string_to_metric_families(text):
+    for family in families:
         for sample in family.samples:
             step = sample.labels.get("step", "")
             if not step.isdigit():

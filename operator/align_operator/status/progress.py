@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.metrics_core import Metric
 
 PREFIX = "align_trainer_"
 PROGRESS_SERIES = {"step", "total_steps", "epoch"}
@@ -21,11 +21,11 @@ KEY_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards_margi
 SKIPPED = {"up", "checkpoint", "checkpoint_metric", "warning"}
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """`align_trainer_*` samples by name. The generic `align_trainer_metric{name=...}` series is keyed by its
+def parse_metrics(families: Sequence[Metric]) -> dict[str, float]:
+    """`align_trainer_*` samples by name (families from exposition.parse). The generic `align_trainer_metric{name=...}` series is keyed by its
     `name` label, and series of the eval split get an `eval_` prefix (train and eval losses stay apart)."""
     values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in families:
         for sample in family.samples:
             if not sample.name.startswith(PREFIX) or sample.name.endswith(("_created", "_total_created")):
                 continue

@@ -6,9 +6,9 @@ trainer's sampled answers in the message) and handlers/track.py records a Warnin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.metrics_core import Metric
 
 from align_api.constants import ConditionType, Reason
 
@@ -19,10 +19,10 @@ WARNING_METRIC = "align_trainer_warning"
 WARNING_CONDITIONS = {Reason.NO_LEARNING_SIGNAL: (ConditionType.LEARNING_SIGNAL, "False")}
 
 
-def parse_warnings(text: str) -> dict[str, str]:
-    """{reason: message} of the warning series set to 1 in a /metrics exposition."""
+def parse_warnings(families: Sequence[Metric]) -> dict[str, str]:
+    """{reason: message} of the warning series set to 1 in a /metrics exposition (families from exposition.parse)."""
     out: dict[str, str] = {}
-    for family in text_string_to_metric_families(text):
+    for family in families:
         for sample in family.samples:
             if sample.name == WARNING_METRIC and sample.value == 1 and sample.labels.get("reason"):
                 out.setdefault(sample.labels["reason"], sample.labels.get("message", ""))

@@ -118,7 +118,10 @@ _REGISTRY = _offline()
 
 def grade(sample, item):
     prompt = item["messages"][-1]["content"]
-    met = [follows(sample["output_text"], prompt, i, kw) for i, kw in zip(item["instruction_id_list"], item["kwargs"])]
+    # without the null kwargs, as IFBench's evaluation_lib passes them: the trainer's items come through a
+    # datasets table, which gives every row's kwargs the keys of all rows (None where a row has none)
+    met = [follows(sample["output_text"], prompt, i, {k: v for k, v in kw.items() if v is not None})
+           for i, kw in zip(item["instruction_id_list"], item["kwargs"])]
     return sum(met) / len(met)
 '''
 

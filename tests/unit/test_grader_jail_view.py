@@ -275,3 +275,28 @@ def test_an_interpreter_under_tmp_stays_visible_behind_the_private_tmp(monkeypat
         pool.close()
         import shutil
         shutil.rmtree(probe, ignore_errors=True)
+
+
+#: import names of the allowed grader libraries (_jail_rootfs.ALLOWED_LIBRARIES: distribution names)
+IMPORT_NAMES = {"scikit-learn": "sklearn", "rouge-score": "rouge_score", "pyyaml": "yaml"}
+
+
+@pytest.mark.parametrize("pool_name", ["full", "hook_only"])
+def test_every_installed_allowed_library_imports_in_the_jail(pool_name: str, request: pytest.FixtureRequest) -> None:
+    """The jail offers these libraries to graders (as OpenAI's python grader does): each must import there, under
+    the grader uid with an empty environment. nltk did not in the full jail: its downloader finds a data directory
+    from `~` at import time, and the grader uid had no HOME and no passwd entry ("Could not find a default
+    download directory"). A missing library is left out: setup decides what is installed, this test what works."""
+    import importlib.util
+
+    from align_trainer.graders._jail_rootfs import ALLOWED_LIBRARIES
+    pool = request.getfixturevalue(pool_name)
+    names = [IMPORT_NAMES.get(d, d) for d in ALLOWED_LIBRARIES]
+    installed = [n for n in names if importlib.util.find_spec(n) is not None]
+    assert "nltk" in installed  # a core dependency of the trainer (pyproject): always there to check
+    src = (f"import {', '.join(installed)}\n"
+           "import os\ndef grade(s, i):\n"
+           "    from nltk.tokenize import RegexpTokenizer\n"
+           "    return float(len(RegexpTokenizer(r'\\w+').tokenize('two words')))\n")
+    [result] = grade(pool, src)
+    assert result.reward == 2.0 and not result.failed, result.details

@@ -122,6 +122,14 @@ def test_ifbench_grader_runs_the_shipped_checkers(prepared: Path) -> None:
                      [good, good.replace("paradox", "riddle"), "Particlesover1e6permlfoulthesurface.", "Not this one."])
     assert [r.reward for r in results] == [1.0, 0.0, 1.0, 0.0]
     assert not any(r.failed for r in results)
+    # the items as GRPO passes them: through a datasets table (align_trainer.data), where every row's kwargs
+    # carry the keys of all rows, None where the row has none (a checker given N=None raised TypeError)
+    import datasets
+    table = datasets.Dataset.from_list(list(rows.values()))
+    items = {table[i]["key"]: table[i] for i in range(len(table))}
+    assert None in items["0"]["kwargs"][0].values()
+    results = _grade(grader, [items["0"], items["297"]], [good, "Not this one."])
+    assert [r.reward for r in results] == [1.0, 0.0] and not any(r.failed for r in results), results
     supported = json.loads((prepared / "manifest.json").read_text())["sources"]["ifbench"]["supported_instructions"]
     # checkers that need NLTK data or spaCy are left out, and no kept row uses one
     assert "count:keywords_multiple" in supported and "words:start_verb" not in supported

@@ -212,6 +212,11 @@ def _confine(cfg: dict) -> tuple[dict, str, dict[str, list[str]]]:
     keep = {k: v for k, v in os.environ.items() if k in THREAD_CAPS}
     os.environ.clear()
     os.environ.update(keep)
+    # A home: the grader uid has no passwd entry (and the new root has no /etc/passwd), so without HOME
+    # os.path.expanduser("~") stays "~" and libraries that locate per-user data at import time fail there:
+    # nltk 3.9's downloader raises "Could not find a default download directory" from `import nltk`.
+    # The working directory is the grader's only writable place, emptied after every call.
+    os.environ["HOME"] = workdir
     # What the grader may read, and the directories it may list besides those: the import system lists sys.path
     # entries; /proc only where it is our own.
     readable = {"read": [*visible["readonly"], *DEVICES],

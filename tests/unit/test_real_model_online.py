@@ -1,0 +1,54 @@
+"""bench/real_model.py's online-row helpers (docs/algorithms.md, "Online rows on the real model"): the validation
+split that settings are chosen on never holds a held-out row nor a row it trains on, and the answer-shape line
+tells a letter bias from knowledge."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+import real_model  # noqa: E402
+
+QUESTION = "Ron adds more resistors to his series circuit. The current will\n\n A: increase\n B: decrease"
+
+
+def rows(tag: str, n: int) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": f"{tag} {i}"}], "ideal": "AB"[i % 2]} for i in range(n)]
+
+
+def write(path: Path, data: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in data))
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_validation_data_is_carved_from_the_train_split_only(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("quartz", "ifbench", "pairs"):
+        write(data / f"{name}.train.jsonl", rows(f"{name}-train", 10))
+        write(data / f"{name}.heldout.jsonl", rows(f"{name}-heldout", 4))
+    (data / "ifbench_grader.py").write_text("def grade(s, i):\n    return 1\n")
+    out = real_model.validation_data(data, tmp_path / "val", 3)
+    for name in ("quartz", "ifbench"):
+        val, train = read(out / f"{name}.heldout.jsonl"), read(out / f"{name}.train.jsonl")
+        assert val == rows(f"{name}-train", 10)[:3] and train == rows(f"{name}-train", 10)[3:]
+        held = read(data / f"{name}.heldout.jsonl")
+        assert not any(r in val or r in train for r in held)
+        assert read(data / f"{name}.train.jsonl") == rows(f"{name}-train", 10)  # the source is untouched
+    # the offline rows and the grader source are the originals
+    assert read(out / "pairs.heldout.jsonl") == rows("pairs-heldout", 4)
+    assert (out / "ifbench_grader.py").read_text().startswith("def grade")
+
+
+def test_quartz_valid_reports_format_failures_and_the_letter_bias() -> None:
+    options = {"A": "increase", "B": "decrease"}
+    held = [{"options": options, "ideal": ideal} for ideal in "AAAB"]
+    line = real_model.quartz_valid(held, ["B: decrease", "B: less", "C: Rich", "A: increase"])
+    assert line == "naming an option 0.750, choosing A 0.33 (ideal A 0.75)"

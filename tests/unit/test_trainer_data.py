@@ -201,3 +201,37 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_shipped_examples_load(name: str, kind: DataKind) -> None:
     train, _ = load(kind, {"uri": name}, EXAMPLES)
     assert len(train) >= 32
+
+
+def test_prompt_rows_reach_graders_with_their_nested_fields_as_written(tmp_path: Path) -> None:
+    """A table gives nested fields one schema (each row's dicts gain the others' keys as None): IFBench's checker
+    kwargs reached its grader as {"N": None, "language": "en", ...}. Graders get every row as the user wrote it,
+    through TRL's column kwargs (GRPO/RLOO) and through our loops' rows."""
+    from align_trainer.graders.rewards import GraderReward, row_items
+    rows = [{"messages": [{"role": "user", "content": "q1"}], "kwargs": [{"N": 3}], "meta": {"id": 1},
+             "answer": "x"},
+            {"messages": [{"role": "user", "content": "q2"}], "kwargs": [{"language": "en"}, None],
+             "meta": {"id": 2, "tag": "b"}, "answer": "y"}]
+    train, _ = load(DataKind.PROMPT_ONLY, {"uri": str(write_jsonl(tmp_path / "rft.jsonl", rows))}, tmp_path)
+    assert train[0]["kwargs"] == [{"N": 3, "language": None}]  # what the table holds
+    expected = [{k: v for k, v in r.items()} for r in rows]
+    assert row_items(list(train)) == expected
+
+    class Recorder:
+        name = "rec"
+        health = None
+
+        def grade_batch(self, items, answers, prompts=None):  # type: ignore[no-untyped-def]
+            self.items = items
+            return []
+
+    recorder = Recorder()
+    columns = {k: [row[k] for row in train] for k in train.column_names if k != "prompt"}
+    GraderReward(recorder)(prompts=list(train["prompt"]), completions=["a", "b"], **columns)  # type: ignore[arg-type]
+    assert recorder.items == expected
+
+
+def test_prompt_rows_without_nested_fields_keep_their_columns_only(tmp_path: Path) -> None:
+    rows = [{"messages": [{"role": "user", "content": "q"}], "answer": "4"}]
+    train, _ = load(DataKind.PROMPT_ONLY, {"uri": str(write_jsonl(tmp_path / "rft.jsonl", rows))}, tmp_path)
+    assert sorted(train.column_names) == ["answer", "prompt"]

@@ -16,6 +16,11 @@ if TYPE_CHECKING:  # heavy imports only for type checkers: importing this must s
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
+#: The column that carries a prompt row's nested fields as written (JSON): a table gives nested fields one schema,
+#: so graders read them back from here (data.keep_items_as_written, graders.rewards.with_messages).
+ITEM_AS_WRITTEN = "__item__"
+
+
 class DataKind(StrEnum):
     """The dataset type an algorithm trains on. Rows are normalised to TRL's column names.
 

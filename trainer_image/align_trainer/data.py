@@ -24,7 +24,7 @@ from align_api.data import DataSpec
 from . import storage
 from .errors import DataError, TrainerError
 from .formats import Record, convert, detect_format, parse_row
-from .contracts import DataKind
+from .contracts import ITEM_AS_WRITTEN, DataKind
 from .formats_llamafactory import detect_mapped
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
@@ -206,8 +206,24 @@ def load_for(kind: DataKind, data: DataSpec, *, base_dir: Path, cache_dir: Path,
     if not train_rows:
         raise DataError(f"dataset {data.train.uri}: no usable rows for {kind.value} training")
     eval_rows = convert(evals, kind) if evals else None
+    if kind == DataKind.PROMPT_ONLY:
+        train_rows, eval_rows = keep_items_as_written(train_rows), keep_items_as_written(eval_rows)
     return _table(train_rows, data.train.uri), (_table(eval_rows, data.eval.uri if data.eval else "eval")
                                                 if eval_rows else None)
+
+
+def _nested(value: Any) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value))
+
+
+def keep_items_as_written(rows: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A table gives nested fields one schema across rows: each row's dicts gain every other row's keys, set to
+    None (IFBench's per-row checker `kwargs` then reach the grader with keys its checker does not take). Rows with
+    nested fields other than the prompt keep those fields as written in ITEM_AS_WRITTEN, which graders read back."""
+    if not rows or not any(_nested(v) for row in rows for k, v in row.items() if k != "prompt"):
+        return rows
+    return [{**row, ITEM_AS_WRITTEN: json.dumps({k: v for k, v in row.items() if k != "prompt" and _nested(v)})}
+            for row in rows]
 
 
 def _table(rows: list[dict[str, Any]], uri: str) -> Any:

@@ -8,10 +8,12 @@ fails too often (spec.runPolicy.maxGraderErrorRate, see health.py).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any, Callable, Sequence
 
+from ..contracts import ITEM_AS_WRITTEN
 from . import Grader, GradeResult, GraderUnavailable, build
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,11 @@ def grader_reward(ctx: Any, *, judge: Any = None, reward_model: Any = None) -> G
 
 
 def with_messages(item: dict[str, Any], prompt: Any) -> dict[str, Any]:
-    """OpenAI RFT items are whole rows, `messages` included: put a conversational prompt back under that name."""
+    """OpenAI RFT items are whole rows, `messages` included: put a conversational prompt back under that name.
+    Nested fields return as the user wrote them (contracts.ITEM_AS_WRITTEN), not with the table's None-filled keys."""
+    written = item.pop(ITEM_AS_WRITTEN, None)
+    if isinstance(written, str):
+        item.update(json.loads(written))
     if isinstance(prompt, list) and "messages" not in item:
         item["messages"] = prompt
     return item

@@ -58,7 +58,7 @@ OFFLINE: dict[str, Any] = {"batchSize": 4, "lrScheduler": "constant", "maxLength
 VAL_EVERY = 4
 HP: dict[str, dict[str, Any]] = {
     "sft": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 16},
-    "dpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 0.1},
+    "dpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 8, "beta": 0.1},
     "simpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 2.0},
     "reward": {**OFFLINE, "learningRate": 1e-3, "maxSteps": 12},
     "rpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 0.1},

@@ -11,6 +11,9 @@ alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the tra
     OMP_NUM_THREADS=2 python bench/real_model.py [--rows sft dpo ...] [--seeds 1 2 3] [--max-steps N]
 
 Rows (ROWS below; each prints one line of the table as soon as it is measured, on stderr too):
+- offline rows (sft, dpo, simpo, reward, rpo) train on the fit part of their train split and measure on held-out
+  after the step count chosen on the validation part (real_data.carve; `validated`); sft and dpo run every --seeds
+  value;
 - sft: held-out per-token loss of the alpaca answers, base -> after;
 - dpo, simpo: held-out preference accuracy of the base model (chosen answer more likely, total and per token)
   -> of the policy, and dpo's implicit-reward accuracy (log pi/pi_ref of chosen > of rejected);
@@ -80,8 +83,7 @@ class Bench:
         return ev.read(self.data / f"{name}.{split}.jsonl")
 
     def train(self, name: str, algorithm: str, data: str, seed: int, grader: dict[str, Any] | None = None,
-              fmt: str = "auto", split: str = "train", validate: bool = False, tag: str = "",
-              **hp: Any) -> Path:
+              fmt: str = "auto", split: str = "train", validate: bool = False, **hp: Any) -> Path:
         """Train through the trainer on `<data>.<split>.jsonl`; `validate`: also evaluate on `<data>.val.jsonl`
         (the trainer's eval split: eval_* lines in `<job>/metrics.jsonl`) and save the adapter
         (`<job>/checkpoints/checkpoint-<N>`), both every hp evalSteps."""
@@ -99,7 +101,7 @@ class Bench:
             spec["grader"] = grader
         if validate:
             spec["data"]["eval"] = {"uri": str(self.data / f"{data}.val.jsonl"), "format": fmt}
-        job = f"{name}-{seed}" + (f"-{tag}" if tag else "")
+        job = f"{name}-{seed}"
         config = self.tmp / f"{job}.yaml"
         config.write_text(yaml.safe_dump({"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
                                           "metadata": {"name": job}, "spec": spec}, sort_keys=False))
@@ -175,10 +177,6 @@ def validated(b: Bench, name: str, algorithm: str, data: str, seeds: list[int],
     k = min(steps, key=lambda step: (mean[step], step))
     curve = "validation loss (mean over seeds) at steps " + ", ".join(f"{step}: {mean[step]:.3f}" for step in steps)
     return k, {s: runs[s].parent / "checkpoints" / f"checkpoint-{k}" for s in seeds}, f"{curve}; chosen {k}"
-
-
-def per_seed(values: list[float]) -> str:
-    return " ".join(f"{v:.3f}" for v in values)
 
 
 def row_sft(b: Bench, seeds: list[int]) -> list[str]:

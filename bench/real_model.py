@@ -95,7 +95,8 @@ class Bench:
             "data": {"train": {"uri": str(self.data / f"{data}.{split}.jsonl"), "format": fmt}},
             "hyperparameters": {"seed": seed, "loggingSteps": 1, **HP[name], **hp},
             "resources": {"gpusPerNode": 0},
-            "checkpoints": {"everySteps": hp["evalSteps"], "keep": 100} if validate else {"everySteps": 100000, "keep": 1},
+            "checkpoints": ({"everySteps": hp["evalSteps"], "keep": 100} if validate
+                            else {"everySteps": 100000, "keep": 1}),
             "evaluation": {"enabled": False}}
         if grader:
             spec["grader"] = grader

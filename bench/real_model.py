@@ -227,7 +227,7 @@ def row_reward(b: Bench, seeds: list[int]) -> list[str]:
 
 def row_rpo(b: Bench, seeds: list[int]) -> list[str]:
     if "reward" not in b.artifacts:
-        row_reward(b, seeds[:1])
+        log("| " + " | ".join(row_reward(b, seeds[:1])) + " |")  # the grader's own held-out ranking accuracy
     grader = {"type": "reward_model", "name": "rm", "model": f"file://{b.artifacts['reward']}"}
     return _preference_row(b, "rpo", "rpo", seeds, grader=grader)
 

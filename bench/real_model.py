@@ -13,6 +13,9 @@ alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the tra
     python bench/real_model.py --rows grpo --validation 64 --set grpo.learningRate=1e-4
 
 Rows (ROWS below; each prints one line of the table as soon as it is measured, on stderr too):
+- offline rows (sft, dpo, simpo, reward, rpo) train on the fit part of their train split and measure on held-out
+  after the step count chosen on the validation part (real_data.carve; `validated`); sft and dpo run every --seeds
+  value;
 - sft: held-out per-token loss of the alpaca answers, base -> after;
 - dpo, simpo: held-out preference accuracy of the base model (chosen answer more likely, total and per token)
   -> of the policy, and dpo's implicit-reward accuracy (log pi/pi_ref of chosen > of rejected);
@@ -53,12 +56,17 @@ from real_graders import QUARTZ_GRADER, chosen_option  # noqa: E402
 MAX_LENGTH = 96
 QUARTZ_TOKENS, IFBENCH_TOKENS = 12, 64
 ADAPTER = {"r": 8, "alpha": 16, "dropout": 0.0}
+#: Offline rows (sft, dpo, simpo, reward, rpo): batches of 4 rows of the fit split (real_data.carve), a constant
+#: learning rate, maxSteps the most steps tried; the step count measured on held-out is chosen on the validation
+#: split every VAL_EVERY steps (`validated`). The learning rates are the earlier bench's, not tuned (the CPU budget).
+OFFLINE: dict[str, Any] = {"batchSize": 4, "lrScheduler": "constant", "maxLength": MAX_LENGTH}
+VAL_EVERY = 4
 HP: dict[str, dict[str, Any]] = {
-    "sft": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "maxLength": MAX_LENGTH},
-    "dpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 0.1, "maxLength": MAX_LENGTH},
-    "simpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 2.0, "maxLength": MAX_LENGTH},
-    "reward": {"learningRate": 1e-3, "batchSize": 4, "maxSteps": 8, "maxLength": MAX_LENGTH},
-    "rpo": {"learningRate": 5e-4, "batchSize": 4, "maxSteps": 8, "beta": 0.1, "maxLength": MAX_LENGTH},
+    "sft": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 16},
+    "dpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 8, "beta": 0.1},
+    "simpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 2.0},
+    "reward": {**OFFLINE, "learningRate": 1e-3, "maxSteps": 12},
+    "rpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 0.1},
     "grpo": {"learningRate": 5e-4, "batchSize": 8, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
              "maxCompletionLength": QUARTZ_TOKENS, "temperature": 1.0, "maxLength": 192},
     "rloo": {"learningRate": 5e-4, "batchSize": 8, "numGenerations": 4, "maxSteps": 8, "klCoef": 0.02,
@@ -77,18 +85,25 @@ class Bench:
         return ev.read(self.data / f"{name}.{split}.jsonl")
 
     def train(self, name: str, algorithm: str, data: str, seed: int, grader: dict[str, Any] | None = None,
-              fmt: str = "auto", **hp: Any) -> Path:
+              fmt: str = "auto", split: str = "train", validate: bool = False, **hp: Any) -> Path:
+        """Train through the trainer on `<data>.<split>.jsonl`; `validate`: also evaluate on `<data>.val.jsonl`
+        (the trainer's eval split: eval_* lines in `<job>/metrics.jsonl`) and save the adapter
+        (`<job>/checkpoints/checkpoint-<N>`), both every hp evalSteps."""
         import yaml
 
         from align_trainer.main import run
         spec: dict[str, Any] = {
             "algorithm": algorithm, "model": {"base": self.model_uri, "dtype": "float32", "adapter": ADAPTER},
-            "data": {"train": {"uri": str(self.data / f"{data}.train.jsonl"), "format": fmt}},
+            "data": {"train": {"uri": str(self.data / f"{data}.{split}.jsonl"), "format": fmt}},
             "hyperparameters": {"seed": seed, "loggingSteps": 1, **HP[name], **hp},
-            "resources": {"gpusPerNode": 0}, "checkpoints": {"everySteps": 100000, "keep": 1},
+            "resources": {"gpusPerNode": 0},
+            "checkpoints": ({"everySteps": hp["evalSteps"], "keep": 100} if validate
+                            else {"everySteps": 100000, "keep": 1}),
             "evaluation": {"enabled": False}}
         if grader:
             spec["grader"] = grader
+        if validate:
+            spec["data"]["eval"] = {"uri": str(self.data / f"{data}.val.jsonl"), "format": fmt}
         job = f"{name}-{seed}"
         config = self.tmp / f"{job}.yaml"
         config.write_text(yaml.safe_dump({"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
@@ -142,29 +157,57 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} [{min(values):.3f}..{max(values):.3f}]"
 
 
+def per_seed(values: list[float]) -> str:
+    return " ".join(f"{v:.3f}" for v in values)
+
+
+def validated(b: Bench, name: str, algorithm: str, data: str, seeds: list[int],
+              **kw: Any) -> tuple[int, dict[int, Path], str]:
+    """Train every seed on the fit split up to maxSteps, evaluating on the validation split (real_data.carve: train
+    rows, never held-out ones) and saving the adapter every VAL_EVERY steps; the constant learning rate makes a
+    run's first k steps the k-step run. Returns (k, each seed's adapter after k steps, the validation curve),
+    k = the step count with the lowest validation loss, mean over the seeds (ties: fewer steps)."""
+    import json
+    curves: dict[int, dict[int, float]] = {}
+    runs: dict[int, Path] = {}
+    for s in seeds:
+        runs[s] = b.train(name, algorithm, data, s, split="fit", validate=True, evalSteps=VAL_EVERY, **kw)
+        curves[s] = {r["step"]: r["eval_loss"] for r in
+                     map(json.loads, (runs[s].parent / "metrics.jsonl").read_text().splitlines()) if "eval_loss" in r}
+        log(f"{name} seed {s}: validation loss by step {curves[s]}")
+    steps = sorted(set.intersection(*(set(c) for c in curves.values())))
+    mean = {k: statistics.mean(curves[s][k] for s in seeds) for k in steps}
+    k = min(steps, key=lambda step: (mean[step], step))
+    curve = "validation loss (mean over seeds) at steps " + ", ".join(f"{step}: {mean[step]:.3f}" for step in steps)
+    return k, {s: runs[s].parent / "checkpoints" / f"checkpoint-{k}" for s in seeds}, f"{curve}; chosen {k}"
+
+
 def row_sft(b: Bench, seeds: list[int]) -> list[str]:
     held = b.rows("sft", "heldout")
     before = b.base_measure("sft", "sft", lambda: ev.sft_loss(*ev.load(b.base), held, max_length=MAX_LENGTH),
                             max_length=MAX_LENGTH)
-    after = [ev.sft_loss(*ev.load(b.base, b.train("sft", "sft", "sft", s)), held, max_length=MAX_LENGTH)
-             for s in seeds[:1]]
-    return ["sft (alpaca)", f"held-out loss per answer token ({len(held)} rows)", f"{before:.3f}", spread(after)]
+    k, adapters, curve = validated(b, "sft", "sft", "sft", seeds)
+    after = [ev.sft_loss(*ev.load(b.base, adapters[s]), held, max_length=MAX_LENGTH) for s in seeds]
+    return ["sft (alpaca)", f"held-out loss per answer token ({len(held)} rows) after {k} steps; per seed "
+            f"{per_seed(after)}; {curve}", f"{before:.3f}", spread(after)]
 
 
 def _preference_row(b: Bench, name: str, algorithm: str, seeds: list[int], **kw: Any) -> list[str]:
     ref = b.base_pairs()
-    accs = []
-    for s in seeds[:1]:
-        adapter = b.train(name, algorithm, "pairs", s, **kw)
-        b.artifacts[name] = adapter
-        accs.append(ev.preference_accuracy(ev.pair_logps(*ev.load(b.base, adapter), b.rows("pairs", "heldout"),
-                                                         max_length=MAX_LENGTH), ref))
+    k, adapters, curve = validated(b, name, algorithm, "pairs", seeds, **kw)
+    b.artifacts[name] = adapters[seeds[0]]
+    accs = [ev.preference_accuracy(ev.pair_logps(*ev.load(b.base, adapters[s]), b.rows("pairs", "heldout"),
+                                                 max_length=MAX_LENGTH), ref) for s in seeds]
     base = ev.preference_accuracy(ref)
     metric = "mean" if algorithm == "simpo" else "sum"
-    implicit = "" if algorithm == "simpo" else f"; implicit-reward accuracy {spread([a['implicit'] for a in accs])}"
+    implicit = "" if algorithm == "simpo" else (
+        f"; implicit-reward accuracy {spread([a['implicit'] for a in accs])}, per seed "
+        f"{per_seed([a['implicit'] for a in accs])}")
     return [f"{name} (LLaMA-Factory pairs)",
             f"held-out preference accuracy, log-likelihood {'per token' if metric == 'mean' else 'total'} "
-            f"({base['pairs']:.0f} pairs with answer tokens within {MAX_LENGTH}){implicit}", f"{base[metric]:.3f}", spread([a[metric] for a in accs])]
+            f"({base['pairs']:.0f} pairs with answer tokens within {MAX_LENGTH}) after {k} steps; per seed "
+            f"{per_seed([a[metric] for a in accs])}{implicit}; {curve}", f"{base[metric]:.3f}",
+            spread([a[metric] for a in accs])]
 
 
 def row_dpo(b: Bench, seeds: list[int]) -> list[str]:
@@ -177,15 +220,16 @@ def row_simpo(b: Bench, seeds: list[int]) -> list[str]:
 
 def row_reward(b: Bench, seeds: list[int]) -> list[str]:
     held = b.rows("pairs", "heldout")
-    adapter = b.train("reward", "reward", "pairs", seeds[0])
-    b.artifacts["reward"] = adapter
-    return ["reward model (LLaMA-Factory pairs)", f"held-out ranking accuracy ({len(held)} pairs)", "0.5 (chance)",
-            f"{ev.reward_model_accuracy(adapter, held):.3f}"]
+    k, adapters, curve = validated(b, "reward", "reward", "pairs", seeds)
+    b.artifacts["reward"] = adapters[seeds[0]]
+    accs = [ev.reward_model_accuracy(adapters[s], held) for s in seeds]
+    return ["reward model (LLaMA-Factory pairs)", f"held-out ranking accuracy ({len(held)} pairs) after {k} steps; "
+            f"per seed {per_seed(accs)}; {curve}", "0.5 (chance)", spread(accs)]
 
 
 def row_rpo(b: Bench, seeds: list[int]) -> list[str]:
     if "reward" not in b.artifacts:
-        row_reward(b, seeds)
+        log("| " + " | ".join(row_reward(b, seeds[:1])) + " |")  # the grader's own held-out ranking accuracy
     grader = {"type": "reward_model", "name": "rm", "model": f"file://{b.artifacts['reward']}"}
     return _preference_row(b, "rpo", "rpo", seeds, grader=grader)
 
@@ -264,7 +308,7 @@ ROWS: dict[str, Callable[[Bench, list[int]], list[str]]] = {
     "sft": row_sft, "dpo": row_dpo, "simpo": row_simpo, "reward": row_reward, "rpo": row_rpo,
     "grpo": row_grpo, "rloo": row_rloo, "ifbench": row_ifbench}
 #: Rows run with every --seeds value; the others with the first seed only (the CPU budget).
-SEEDED = ("grpo",)
+SEEDED = ("grpo", "sft", "dpo")
 
 
 def validation_data(data: Path, out: Path, n: int) -> Path:
@@ -319,6 +363,8 @@ def main() -> None:
     if not (data / "manifest.json").is_file():
         import subprocess
         subprocess.run([sys.executable, str(REPO / "bench" / "real_data.py"), "prepare"], check=True)
+    for name in real_data.VALIDATION:
+        real_data.carve(data, name)
     header = ["row", "measure", "before", "after"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

@@ -90,6 +90,19 @@ def test_splits_are_fixed_disjoint_and_sized(prepared: Path) -> None:
 
 
 @needs_dist
+def test_validation_is_carved_from_train_only(prepared: Path) -> None:
+    """The offline rows' settings are chosen on `val`: its rows come from the train split, never from held-out,
+    and the rows trained on (`fit`) do not contain them."""
+    for name, n in real_data.VALIDATION.items():
+        fit_path, val_path = real_data.carve(prepared, name)
+        train, fit, val = (_rows(prepared / f"{name}.train.jsonl"), _rows(fit_path), _rows(val_path))
+        keys = {part: {real_data._prompt_key(r) for r in rows} for part, rows in
+                (("fit", fit), ("val", val), ("held", _rows(prepared / f"{name}.heldout.jsonl")))}
+        assert len(val) == n and fit + val == train[n:] + train[:n], name
+        assert not keys["val"] & keys["held"] and not keys["fit"] & keys["held"] and not keys["fit"] & keys["val"]
+
+
+@needs_dist
 def test_rows_parse_with_the_trainers_formats(prepared: Path) -> None:
     from align_trainer import formats
     expected = {"sft": "openai-chat", "pairs": "openai-preference", "quartz": "openai-rft", "ifbench": "openai-rft"}

@@ -51,16 +51,22 @@ def _free(port: int) -> bool:
     return True
 
 
+#: Port bases 20000, 21000, ... 31000: below Linux's ephemeral ports (32768-60999). A port checked free there can
+#: still be handed to an outgoing connection (the apiserver's own, to etcd) before etcd binds it: in the full
+#: run of 2026-12-07 the CRD server's etcd lost its peer port 53480 that way.
+SLOTS = 12
+
+
 def port_base(worker: str) -> int:
     """A port base whose ports are all free: distinct per xdist worker ("gw0", ... or "master") and per process,
     so instances of parallel test sessions run side by side."""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    start = 20 + (os.getpid() * 7 + index * 13) % 40
-    for step in range(40):
-        base = 1000 * (20 + (start + step) % 40)
+    start = (os.getpid() * 7 + index * 5) % SLOTS
+    for step in range(SLOTS):
+        base = 1000 * (20 + (start + step) % SLOTS)
         if all(_free(base + offset) for offset in PORT_OFFSETS):
             return base
-    raise RuntimeError("no free port range for a real control plane in 20000-59999")
+    raise RuntimeError("no free port range for a real control plane in 20000-31999")
 
 
 @dataclass

@@ -204,6 +204,8 @@ MORE: tuple[Mutation, ...] = (
              (DIRECTIONS + "test_reward_centering_penalises_off_centre_rewards",)),
     Mutation("directions: rpo eta ignored", RPO, "return dict(eta=float(hp.eta), ", "return dict(eta=1.0, ",
              (DIRECTIONS + "test_rpo_eta_scales_the_gap_the_implicit_gap_settles_at",)),
+    Mutation("directions: kto beta ignored", KTO, "    return dict(beta=hp.beta, ", "    return dict(beta=0.1, ",
+             (DIRECTIONS + "test_kto_beta_sharpens_the_value_function",)),
     Mutation("directions: grpo klCoef sign flipped", GRPO, "beta=hp.kl_coef, ", "beta=-hp.kl_coef, ",
              (DIRECTIONS + "test_grpo_kl_coef_weighs_the_kl_penalty",)),
     Mutation("directions: grpo clipRange fixed", GRPO, "epsilon=hp.clip_range,", "epsilon=0.2,",

@@ -93,10 +93,9 @@ def test_dpo_rpo_alpha_adds_the_chosen_nll() -> None:
 
 # --- KTO -----------------------------------------------------------------------------------------------------
 
-def kto_loss(hp: Hyperparameters) -> float:
+def kto_loss(hp: Hyperparameters, labels: Sequence[bool] = (True, False, True, False, False, True)) -> float:
     from trl import KTOTrainer
     s = kto.loss_settings(hp)
-    labels = [True, False, True, False, False, True]
     kl_policy = torch.cat([per_token(LENGTHS_REJECTED, 5), per_token(LENGTHS_CHOSEN, 6)])
     ref_kl = torch.cat([per_token(LENGTHS_REJECTED, 7), per_token(LENGTHS_CHOSEN, 8)]).sum(1)
     input_ids, kl_ids = torch.zeros(6, T, dtype=torch.long), torch.ones(6, T, dtype=torch.long)
@@ -105,7 +104,7 @@ def kto_loss(hp: Hyperparameters) -> float:
     batch = {"input_ids": input_ids, "attention_mask": torch.ones(6, T, dtype=torch.long),
              "completion_mask": COMPLETION_MASK.long(), "KL_input_ids": kl_ids,
              "KL_attention_mask": torch.ones(6, T, dtype=torch.long), "KL_completion_mask": COMPLETION_MASK.long(),
-             "label": torch.tensor(labels), "ref_logps": REF.sum(1), "ref_KL_logps": ref_kl}
+             "label": torch.tensor(list(labels)), "ref_logps": REF.sum(1), "ref_KL_logps": ref_kl}
     return KTOTrainer._compute_loss(stub, StubModel({id(input_ids): POLICY, id(kl_ids): kl_policy}), batch,
                                     False).item()
 
@@ -114,6 +113,19 @@ def kto_loss(hp: Hyperparameters) -> float:
 def test_kto_weights_scale_their_examples_loss(knob: str) -> None:
     """lambda_D and lambda_U weigh the desirable and undesirable terms (each >= 0): a larger weight, more loss."""
     assert strictly(walk(knob, [0.5, 1.0, 2.0, 4.0], kto_loss), increasing=True)
+
+
+#: the policy's log-ratio is positive on rows 0-2 and negative on rows 3-5 (SHIFT): labelled so, every example
+#: sits on its right side of the KL baseline; labelled the other way round, every example on its wrong side
+KTO_RIGHT, KTO_WRONG = (True, True, True, False, False, False), (False, False, False, True, True, True)
+
+
+def test_kto_beta_sharpens_the_value_function() -> None:
+    """beta scales the log-ratio inside KTO's sigmoid value: a larger beta, less loss where every example sits on
+    its right side of the reference point and more where every one sits on its wrong side."""
+    betas = [0.05, 0.1, 0.2, 0.5, 1.0]
+    assert strictly(walk("beta", betas, lambda hp: kto_loss(hp, KTO_RIGHT)), increasing=False)
+    assert strictly(walk("beta", betas, lambda hp: kto_loss(hp, KTO_WRONG)), increasing=True)
 
 
 # --- CPO / SimPO / ORPO ----------------------------------------------------------------------------------------

@@ -84,18 +84,14 @@ async def test_one_parse_feeds_progress_checkpoints_and_warnings(memo: SimpleNam
 
 
 @pytest.mark.asyncio
-async def test_an_unparseable_or_failed_scrape_is_counted_and_gives_nothing(memo: SimpleNamespace) -> None:
-    runner, port = await serve('align_trainer_step{job="j" 8\n')
+@pytest.mark.parametrize("text, status, outcome", [('align_trainer_step{job="j" 8\n', 200, "unparseable"),
+                                                    (EXPOSITION, 500, "http_error")])
+async def test_an_unparseable_or_failed_scrape_is_counted_and_gives_nothing(memo: SimpleNamespace, text: str,
+                                                                            status: int, outcome: str) -> None:
+    runner, port = await serve(text, status=status)
     try:
-        before = scrapes("unparseable")
+        before = scrapes(outcome)
         assert await scrape(memo, ("127.0.0.1", port, "/metrics")) is None  # type: ignore[arg-type]
-        assert scrapes("unparseable") == before + 1
-    finally:
-        await runner.cleanup()
-    runner, port = await serve(EXPOSITION, status=500)
-    try:
-        before = scrapes("http_error")
-        assert await scrape(memo, ("127.0.0.1", port, "/metrics")) is None  # type: ignore[arg-type]
-        assert scrapes("http_error") == before + 1
+        assert scrapes(outcome) == before + 1
     finally:
         await runner.cleanup()

@@ -58,9 +58,11 @@ ARTIFACTS = {
                         "475ec481598b0ff4c1762ebe1a9277130398148a908cddfb3b5fcba9b36591f1"),
 }
 #: Size of each held-out split and the length filters (characters of the source text), chosen so one 135M
-#: forward+backward stays short on 2 CPU cores.
+#: forward+backward stays short on 2 CPU cores. Preference pairs are not filtered by length: all of
+#: LLaMA-Factory's pairs are kept and the trainer cuts long prompts from the left (maxPromptLength), as it does
+#: for a user's data. QuaRTz splits hold as many "A" as "B" questions (`_balanced`).
 HELD_OUT = {"sft": 48, "pairs": 48, "quartz": 64, "ifbench": 32}
-LIMITS = {"sft_chars": 400, "pair_prompt_chars": 400, "quartz_train": 512}
+LIMITS = {"sft_chars": 400, "quartz_train": 512}
 
 
 def fetch(name: str, cache: Path = CACHE) -> Path:
@@ -108,6 +110,17 @@ def _split(rows: list[dict[str, Any]], held_out: int) -> tuple[list[dict[str, An
     return rows[held_out:], rows[:held_out]
 
 
+def _balanced(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The rows reordered so every prefix holds the values of `key` in turn (A, B, A, B, ...), as long as each
+    value lasts, then dropped: a split taken from the front holds each value equally, so a model that gives one
+    answer to every question scores exactly chance on it (QuaRTz: 0.5), whatever its lean."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    lasts = min(len(g) for g in groups.values())
+    return [group[i] for i in range(lasts) for _, group in sorted(groups.items(), key=lambda kv: str(kv[0]))]
+
+
 def sft_rows(alpaca: list[dict[str, str]]) -> list[dict[str, Any]]:
     """LLaMA-Factory alpaca rows (instruction, input, output) as openai-chat conversations."""
     out = []
@@ -127,8 +140,6 @@ def pair_rows(dpo: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in dpo:
         turns = [{"role": _ROLES[t["from"]], "content": t["value"]} for t in r["conversations"]]
-        if sum(len(t["content"]) for t in turns) > LIMITS["pair_prompt_chars"]:
-            continue
         out.append({"input": {"messages": turns},
                     "preferred_output": [{"role": "assistant", "content": r["chosen"]["value"]}],
                     "non_preferred_output": [{"role": "assistant", "content": r["rejected"]["value"]}]})
@@ -179,8 +190,9 @@ def prepare(cache: Path = CACHE) -> Path:
                     "supported_instructions": sorted(supported)}}}
     for name, rows in sets.items():
         train, held = _split(rows, HELD_OUT[name])
-        if name == "quartz":
-            train = train[:LIMITS["quartz_train"]]
+        if name == "quartz":  # the seeded shuffle, then A and B in turn: both splits balanced
+            balanced = _balanced(held + train, "ideal")
+            held, train = balanced[:HELD_OUT[name]], balanced[HELD_OUT[name]:HELD_OUT[name] + LIMITS["quartz_train"]]
         _write(out / f"{name}.train.jsonl", train)
         _write(out / f"{name}.heldout.jsonl", held)
         manifest["sources"][name].update(kept=len(rows), train=len(train), heldout=len(held))

@@ -51,8 +51,8 @@ from real_graders import QUARTZ_GRADER, chosen_option  # noqa: E402
 
 #: Online rows: batchSize counts completions (numGenerations per prompt): 2 QuaRTz prompts or 1 IFBench prompt
 #: a step. Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
-#: Pairs and SFT rows are cut at MAX_LENGTH tokens (prompts <= 400 characters: the first ~30-60 answer tokens
-#: are compared); QuaRTz answers need a letter and a few words.
+#: Pairs and SFT rows are cut at MAX_LENGTH tokens (SFT prompts <= 400 characters; long pair prompts cut from the left
+#: by the trainer, maxPromptLength); QuaRTz answers need a letter and a few words.
 MAX_LENGTH = 96
 QUARTZ_TOKENS, IFBENCH_TOKENS = 12, 64
 ADAPTER = {"r": 8, "alpha": 16, "dropout": 0.0}

@@ -85,6 +85,12 @@ def test_splits_are_fixed_disjoint_and_sized(prepared: Path) -> None:
         assert len(prompts) == len(train) and not any(real_data._prompt_key(r) in prompts for r in heldout), name
     assert (manifest["sft"]["rows"], manifest["pairs"]["rows"], manifest["quartz"]["rows"],
             manifest["ifbench"]["rows"]) == (999, 300, 3860, 294)
+    # QuaRTz: as many "A" as "B" questions in each split, so answering one letter to everything scores 0.5
+    for part in ("train", "heldout"):
+        ideals = [r["ideal"] for r in _rows(prepared / f"quartz.{part}.jsonl")]
+        assert sorted(set(ideals)) == ["A", "B"] and ideals.count("A") == ideals.count("B"), part
+    # every preference pair is kept (long prompts are the trainer's to cut), one per distinct prompt
+    assert manifest["pairs"]["kept"] == 300 and manifest["pairs"]["train"] + 48 >= 290
     # the same bytes as the user's cache: the split does not depend on the run
     assert (prepared / "pairs.heldout.jsonl").read_bytes() == (real_data.CACHE / "data" / "pairs.heldout.jsonl").read_bytes()
 

@@ -110,12 +110,14 @@ def test_a_warning_no_scrape_saw_still_becomes_the_condition_and_one_event(sb: L
     # the run ends before any scrape could see the warning (the fake trainer never serves it): only its success
     # termination message carries it, as the trainer's does for a short run that learnt nothing
     body = aj("short", steps=2, step_ms=50)
-    body["metadata"]["labels"].update({"fake.align.dev/warning": "NoLearningSignal", "fake.align.dev/warning-at": "end"})
+    body["metadata"]["labels"].update({"fake.align.dev/warning": "NoLearningSignal",
+                                       "fake.align.dev/warning-at": "end"})
     sb.apply(body)
     done = sb.wait("short", timeout=40)
     assert done["status"]["phase"] == "Succeeded"
     cond = conditions(done)["LearningSignal"]
-    assert cond["status"] == "False" and cond["reason"] == "NoLearningSignal" and "'A: bowling' vs 'A'" in cond["message"]
+    assert cond["status"] == "False" and cond["reason"] == "NoLearningSignal"
+    assert "'A: bowling' vs 'A'" in cond["message"]
     sb.wait_for(lambda: [e for e in sb.events("short") if e["reason"] == "NoLearningSignal"], timeout=10)
     time.sleep(1.0)  # a second event would come from the next pass (status_interval_seconds)
     warnings = [e for e in sb.events("short") if e["reason"] == "NoLearningSignal"]

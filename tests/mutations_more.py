@@ -39,6 +39,10 @@ RECONCILE = "operator/align_operator/handlers/reconcile.py"
 TRACK = "operator/align_operator/handlers/track.py"
 EXPOSITION = "operator/align_operator/status/exposition.py"
 WARNINGS = "operator/align_operator/status/warnings.py"
+COMPUTE = "operator/align_operator/status/compute.py"
+TERMINATION = "operator/align_operator/status/termination.py"
+TRAINER_TERMINATION = "trainer_image/align_trainer/termination.py"
+GGUF = "trainer_image/align_trainer/gguf_models.py"
 
 RPO_UNIT = "tests/unit/test_rpo.py::"
 RESUME = "tests/integration/test_resume_complete.py::"
@@ -59,6 +63,8 @@ BUDGET_UNIT = "tests/unit/test_usage_budget.py::"
 RESTART_UNIT = "tests/unit/test_reconcile_restart.py::"
 LIFECYCLE_EMULATED = "tests/integration/test_lifecycle_localcluster.py::"
 SCRAPE = "tests/unit/test_track_scrape.py::"
+ENDED = "tests/unit/test_warnings_at_the_end.py::"
+SUCCESS_MESSAGE = "tests/unit/test_trainer_success_message.py::"
 
 MORE: tuple[Mutation, ...] = (
     # resume: every restore of runstate.py, online.resume_state, ppo and the rounds
@@ -276,4 +282,40 @@ MORE: tuple[Mutation, ...] = (
              (SCRAPE + "test_one_parse_feeds_progress_checkpoints_and_warnings",)),
     Mutation("scrape: a cleared warning read as set", WARNINGS, "and sample.value == 1 and", "and",
              (SCRAPE + "test_one_parse_feeds_progress_checkpoints_and_warnings",)),
+    # warnings a run reports at its end (success termination message), for a run that ended before the next scrape
+    Mutation("ended warnings: the success termination message's warnings are not applied", COMPUTE,
+             "            if obs.success.warnings:", "            if 0 and obs.success.warnings:",
+             (ENDED + "test_a_warning_no_scrape_saw_becomes_the_condition_and_one_event",
+              "tests/integration/test_operator_localcluster.py::"
+              "test_a_warning_no_scrape_saw_still_becomes_the_condition_and_one_event")),
+    Mutation("ended warnings: a warning a scrape applied is applied again (its cut message: a second event)", WARNINGS,
+             "        if (old.get(\"status\"), old.get(\"reason\")) != (status, reason):", "        if True:",
+             (ENDED + "test_a_warning_a_scrape_applied_is_not_applied_again",)),
+    Mutation("ended warnings: the trainer leaves them out of its success message", TRAINER_MAIN,
+             '        doc["warnings"] = warning_records(warnings)', "        pass",
+             (SUCCESS_MESSAGE + "test_the_warnings_ride_in_the_message_and_reach_the_operator",)),
+    Mutation("ended warnings: the run's warnings never handed to the success message", TRAINER_MAIN,
+             "                                                  ctx.metrics.reported_warnings()))",
+             "                                                  ()))",
+             ("tests/integration/test_rl_no_signal.py::test_constant_reward_warns_and_a_varying_one_does_not",)),
+    Mutation("ended warnings: the numbers kept before the warning's message is shortened", TRAINER_TERMINATION,
+             '    _drop("checkpointIndex"), _shorten(WARNING_SHORT), _drop("finalMetrics"), _drop("evaluation"),',
+             '    _drop("checkpointIndex"), _drop("finalMetrics"), _drop("evaluation"), _shorten(WARNING_SHORT),',
+             (SUCCESS_MESSAGE + "test_a_long_message_is_cut_to_valid_json_keeping_the_artifacts_and_the_warning",)),
+    Mutation("ended warnings: the message not cut to fit (the kubelet cuts it to broken JSON)", TRAINER_TERMINATION,
+             "        if size(doc) <= limit:", "        if True:",
+             (SUCCESS_MESSAGE + "test_a_long_message_is_cut_to_valid_json_keeping_the_artifacts_and_the_warning",)),
+    Mutation("failure message: the trainer's own message keeps only its tail (NoLearningSignal loses its why)",
+             TERMINATION, "            result.message = clip(text.strip())",
+             "            result.message = text.strip()[-MAX_MESSAGE:]",
+             (ENDED + "test_the_failure_path_keeps_what_went_wrong_and_the_last_words",
+              "tests/integration/test_rl_no_signal.py::test_fail_on_no_learning_signal")),
+    # the GGUF conversion cache shared by concurrent jobs (a PVC)
+    Mutation("gguf cache: one fixed staging folder for every converter", GGUF,
+             '    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"',
+             '    staging = target.parent / f".{target.name}.tmp"',
+             ("tests/unit/test_gguf_models.py::test_two_jobs_converting_one_file_at_once_share_the_winners_copy",)),
+    Mutation("gguf cache: a failed rename returns whatever is in the way", GGUF,
+             "            if not (target / SOURCE_FILE).is_file():", "            if False:",
+             ("tests/unit/test_gguf_models.py::test_a_leftover_folder_in_the_way_is_named_not_returned",)),
 )

@@ -4,6 +4,7 @@ checkpoints on SIGTERM into its checkpoint volume and the next pod continues fro
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -106,6 +107,33 @@ def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothin
     assert steps_written(sb, "crash") == list(range(1, 61))
     reasons = [e["reason"] for e in sb.events("crash")]
     assert reasons.count("JobCreated") == 1 and "Resumed" in reasons, reasons   # one creation, one event
+
+
+def test_warnings_of_runs_that_ended_while_no_operator_ran_give_one_event_each(sb: LocalCluster) -> None:
+    # "seen": a scrape saw the warning before the crash; "unseen": the run reports it only at its end. Both runs end
+    # while no operator runs; the restarted one reads their termination messages: the condition, one event each.
+    warned = {"fake.align.dev/warning": "NoLearningSignal"}
+    seen, unseen = aj("seen", steps=30, step_ms=100), aj("unseen", steps=30, step_ms=100)
+    seen["metadata"]["labels"].update(warned)
+    unseen["metadata"]["labels"].update({**warned, "fake.align.dev/warning-at": "end"})
+    sb.apply(seen)
+    sb.apply(unseen)
+    sb.wait_for(lambda: "LearningSignal" in conditions({"status": {}, **(sb.get("seen") or {})}), timeout=30)
+    sb.wait_for(lambda: [e for e in sb.events("seen") if e["reason"] == "NoLearningSignal"], timeout=10)
+    sb.kill_operator()
+    sb.wait_for(lambda: all(p["status"].get("phase") == "Succeeded" for name in ("seen", "unseen")
+                            for p in sb.list("Pod", labels=f"align.dev/job={name}")), timeout=30)
+    assert (sb.get("unseen").get("status") or {}).get("phase") == "Running"  # the operator has not seen the end
+    sb.start_operator()
+    for name in ("seen", "unseen"):
+        done = sb.wait(name, timeout=30)
+        cond = conditions(done)["LearningSignal"]
+        assert done["status"]["phase"] == "Succeeded" and cond["reason"] == "NoLearningSignal", done["status"]
+        sb.wait_for(lambda: [e for e in sb.events(name) if e["reason"] == "NoLearningSignal"], timeout=10)
+    sb.restart_operator()  # and once more, after the end: the finished jobs get nothing new
+    time.sleep(3.0)        # the passes (status_interval_seconds) a second event would come from
+    for name in ("seen", "unseen"):
+        assert [e["reason"] for e in sb.events(name)].count("NoLearningSignal") == 1, sb.events(name)
 
 
 def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: LocalCluster) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import json
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import align_api
 from align_api.constants import ExitCode, Reason
@@ -30,13 +29,13 @@ from .errors import ConfigError, Interrupted, TrainerError
 from .runtime import DataKind, Paths, TrainContext, TrainResult
 from .metrics import gauge_name
 from .storage import json_safe
+from .termination import MAX_TERMINATION_MESSAGE, fit, warning_records
 
 log = logging.getLogger("align_trainer")
 
 ENV_OUTPUT_DIR = "ALIGN_OUTPUT_DIR"
 ENV_TERMINATION_LOG = "ALIGN_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-MAX_TERMINATION_MESSAGE = 4096  # kubelet keeps at most 4096 bytes
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -196,10 +195,12 @@ def write_termination_message(reason: str, message: str) -> None:
     write_termination_log(f"{reason}: {message}")
 
 
-def success_message(result: TrainResult, metrics_file: Path | None = None) -> str:
-    """The JSON termination message of a successful run: artifacts, step counts, final numbers and the
-    evaluation (the operator copies them into status; the gauges vanish with the pod). At most 4096 bytes:
-    final metrics are dropped first, then the evaluation, never the artifacts. NaN/inf become null."""
+def success_message(result: TrainResult, metrics_file: Path | None = None,
+                    warnings: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The JSON termination message of a successful run: artifacts, step counts, final numbers, the evaluation
+    and the warnings the run went on with (the operator copies them into status; the gauges vanish with the
+    pod, and a run may end before the operator's next scrape). At most 4096 bytes, cut as termination.fit
+    says (never the artifacts, never a warning's reason). NaN/inf become null."""
     artifacts = {"adapter": str(result.adapter_uri or result.adapter_dir or "") or None,
                  "merged": str(result.merged_uri or result.merged_dir or "") or None,
                  "report": result.extra.get("evaluation_report"),
@@ -217,11 +218,9 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
         doc["evaluationProblem"] = result.extra["evaluation_problem"]  # -> Evaluated=False, never "passed"
     if result.checkpoint_index:  # the kept checkpoints (status.checkpoints), newest last
         doc["checkpointIndex"] = json_safe(result.checkpoint_index[-10:])
-    for drop in ("checkpointIndex", "finalMetrics", "evaluation"):
-        if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
-            break
-        doc.pop(drop, None)
-    return json.dumps(doc)
+    if warnings:  # -> the warning's condition and one event (operator: status/warnings.py)
+        doc["warnings"] = warning_records(warnings)
+    return fit(doc, MAX_TERMINATION_MESSAGE)
 
 
 def summary(job: align_api.AlignmentJob, result: TrainResult, seconds: float) -> str:
@@ -294,7 +293,8 @@ def run(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
         result = module.run(ctx)
         if distributed.is_main():  # rank 0 published; its message is the pod's
             ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
-            write_termination_log(success_message(result, ctx.paths.metrics_file))
+            write_termination_log(success_message(result, ctx.paths.metrics_file,
+                                                  ctx.metrics.reported_warnings()))
             print(summary(job, result, time.monotonic() - started), flush=True)
         return ExitCode.OK
     except TrainerError as exc:

@@ -318,4 +318,13 @@ MORE: tuple[Mutation, ...] = (
     Mutation("gguf cache: a failed rename returns whatever is in the way", GGUF,
              "            if not (target / SOURCE_FILE).is_file():", "            if False:",
              ("tests/unit/test_gguf_models.py::test_a_leftover_folder_in_the_way_is_named_not_returned",)),
+    # the builtin:// model cache shared by concurrent builders (pytest-xdist workers, jobs on a PVC)
+    Mutation("builtin cache: one fixed staging folder for every builder", "trainer_image/align_trainer/builtin.py",
+             '    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"',
+             '    staging = target.parent / f".{target.name}.tmp"',
+             ("tests/unit/test_trainer_models.py::test_two_builders_of_one_builtin_at_once_share_the_winners_copy",)),
+    Mutation("builtin cache: a failed rename returns whatever is in the way", "trainer_image/align_trainer/builtin.py",
+             "            if not _finished(target):", "            if False:",
+             ("tests/unit/test_trainer_models.py::test_a_builder_whose_rename_fails_for_itself_names_the_folder",
+              "tests/unit/test_trainer_models.py::test_a_leftover_builtin_folder_in_the_way_is_named_not_returned")),
 )

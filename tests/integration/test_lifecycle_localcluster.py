@@ -25,9 +25,13 @@ def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield box
 
 
-def steps_written(sb: LocalCluster, name: str) -> list[int]:
-    """The steps in the job's metrics.jsonl on its checkpoint volume (one line per step)."""
-    (path,) = sb.workdir.glob(f"**/volumes/*/ckpt/{name}/metrics.jsonl")
+def steps_written(sb: LocalCluster, name: str, *, missing_ok: bool = False) -> list[int]:
+    """The steps in the job's metrics.jsonl on its checkpoint volume (one line per step); `missing_ok`: [] before
+    the first step, instead of failing."""
+    found = list(sb.workdir.glob(f"**/volumes/*/ckpt/{name}/metrics.jsonl"))
+    if missing_ok and not found:
+        return []
+    (path,) = found
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
@@ -137,25 +141,33 @@ def test_warnings_of_runs_that_ended_while_no_operator_ran_give_one_event_each(s
 
 
 def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: LocalCluster) -> None:
-    # a CPU job: maxGpuHours counts pod-hours; 0.0012 pod-hours = 4.3 s of running
-    sb.apply(aj("budget", steps=40, step_ms=200, checkpoints={"volume": "ckpt"},
-                runPolicy={"maxGpuHours": 0.0012}))
+    # A CPU job: maxGpuHours counts pod-hours. The limit that pauses it is set once the pod has written its first
+    # step, to what the job has used by then plus 0.0012 pod-hours (4.3 s more of running): a fixed limit from the
+    # start raced the pod's start-up, and on a loaded machine paused the job before it had written a step.
+    sb.apply(aj("budget", steps=60, step_ms=200, checkpoints={"volume": "ckpt"}, runPolicy={"maxGpuHours": 1}))
+    sb.wait_for(lambda: step_of(sb, "budget") >= 1 and bool(steps_written(sb, "budget", missing_ok=True)), timeout=60)
+    before = sb.get("budget")["status"]["usage"]
+    assert before["budgetUsed"] < 0.8 and not before.get("warned"), before
+    limit = round(before["podHours"] + 0.0012, 4)
+    sb.patch("budget", {"spec": {"runPolicy": {"maxGpuHours": limit}}})
     paused = sb.wait("budget", until=["Suspended", "Succeeded", "Failed"], timeout=60)
     status = paused["status"]
     assert status["phase"] == "Suspended", status
     cond = conditions(paused)["Suspended"]
     assert cond["reason"] == "BudgetExhausted" and "runPolicy.maxGpuHours" in cond["message"]
-    assert status["usage"]["podHours"] >= 0.0012 and status["usage"]["budgetUsed"] >= 1
+    assert status["usage"]["podHours"] >= limit and status["usage"]["budgetUsed"] >= 1
     assert live_pods(sb, "budget") == []
     reached = steps_written(sb, "budget")
-    assert 0 < len(reached) < 40
+    assert 0 < len(reached) < 60 and reached == list(range(1, len(reached) + 1))
     events = sb.events("budget")
     warning = [e for e in events if e["reason"] == "BudgetWarning"]
     assert len(warning) == 1 and warning[0]["type"] == "Warning" and "80%" in warning[0]["message"]
+    pausing = [i for i, e in enumerate(events) if e["reason"] == "Suspending" and "Budget used up" in e["message"]]
+    assert pausing and events.index(warning[0]) < pausing[0], [e["reason"] for e in events]   # warned first
     sb.patch("budget", {"spec": {"runPolicy": {"maxGpuHours": 1}}})
     done = sb.wait("budget", timeout=60)
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    assert steps_written(sb, "budget") == list(range(1, 41))
+    assert steps_written(sb, "budget") == list(range(1, 61))   # resumed from the pause: each step once
     usage = done["status"]["usage"]
     assert usage["running"] == [] and usage["podHours"] > status["usage"]["podHours"]
 

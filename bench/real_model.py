@@ -19,8 +19,9 @@ Rows (ROWS below; each prints one line of the table as soon as it is measured, o
 - sft: held-out per-token loss of the alpaca answers, base -> after;
 - dpo, simpo: held-out preference accuracy of the base model (chosen answer more likely, total and per token)
   -> of the policy, and dpo's implicit-reward accuracy (log pi/pi_ref of chosen > of rejected);
-- reward: held-out ranking accuracy of the reward model;
-- rpo: dpo's measures after RPO whose reward gaps come from the `reward` row's model as a reward_model grader;
+- reward: held-out ranking accuracy of the reward model (texts cut from the left to MAX_LENGTH tokens);
+- rpo: dpo's measures after RPO whose reward gaps come from the `reward` row's model as a reward_model grader
+  with max_length MAX_LENGTH (the policy's budget);
 - grpo, rloo: QuaRTz held-out accuracy (greedy answer, the option grader; chance 0.5) base -> after; grpo
   runs every --seeds value, the other rows the first one (the CPU budget);
 - ifbench: GRPO on IFBench prompts, held-out share of constraints met (greedy), base -> after.

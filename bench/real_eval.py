@@ -94,9 +94,10 @@ def preference_accuracy(policy: list[tuple[float, int, float, int]],
     return out
 
 
-def reward_model_accuracy(adapter: Path, rows: list[dict[str, Any]]) -> float:
+def reward_model_accuracy(adapter: Path, rows: list[dict[str, Any]], *, max_length: int | None = None) -> float:
     """Held-out ranking accuracy of a reward model written by `algorithm: reward` (the platform's own
-    reward_model grader input and scores)."""
+    reward_model grader input and scores; `max_length`: each text cut from the left to that many tokens, as the
+    grader's max_length does)."""
     from align_trainer.evaluation.scoring import reward_model_input, reward_model_scores
     from align_trainer.graders.reward_model import load_reward_model
     model, tokenizer = load_reward_model(f"file://{adapter}")
@@ -104,7 +105,7 @@ def reward_model_accuracy(adapter: Path, rows: list[dict[str, Any]]) -> float:
     for r in rows:
         for key in ("preferred_output", "non_preferred_output"):
             texts.append(reward_model_input(r["input"]["messages"], r[key], tokenizer))
-    s = reward_model_scores(model, tokenizer, texts)
+    s = reward_model_scores(model, tokenizer, texts, max_length=max_length)
     return sum(s[i] > s[i + 1] for i in range(0, len(s), 2)) / len(rows)
 
 

@@ -19,8 +19,9 @@ Rows (ROWS below; each prints one line of the table as soon as it is measured, o
 - sft: held-out per-token loss of the alpaca answers, base -> after;
 - dpo, simpo: held-out preference accuracy of the base model (chosen answer more likely, total and per token)
   -> of the policy, and dpo's implicit-reward accuracy (log pi/pi_ref of chosen > of rejected);
-- reward: held-out ranking accuracy of the reward model;
-- rpo: dpo's measures after RPO whose reward gaps come from the `reward` row's model as a reward_model grader;
+- reward: held-out ranking accuracy of the reward model (texts cut from the left to MAX_LENGTH tokens);
+- rpo: dpo's measures after RPO whose reward gaps come from the `reward` row's model as a reward_model grader
+  with max_length MAX_LENGTH (the policy's budget);
 - grpo, rloo: QuaRTz held-out accuracy (greedy answer, the option grader; chance 0.5) base -> after; grpo
   runs every --seeds value, the other rows the first one (the CPU budget);
 - ifbench: GRPO on IFBench prompts, held-out share of constraints met (greedy), base -> after.
@@ -222,15 +223,17 @@ def row_reward(b: Bench, seeds: list[int]) -> list[str]:
     held = b.rows("pairs", "heldout")
     k, adapters, curve = validated(b, "reward", "reward", "pairs", seeds)
     b.artifacts["reward"] = adapters[seeds[0]]
-    accs = [ev.reward_model_accuracy(adapters[s], held) for s in seeds]
-    return ["reward model (LLaMA-Factory pairs)", f"held-out ranking accuracy ({len(held)} pairs) after {k} steps; "
+    accs = [ev.reward_model_accuracy(adapters[s], held, max_length=MAX_LENGTH) for s in seeds]
+    return ["reward model (LLaMA-Factory pairs)", f"held-out ranking accuracy ({len(held)} pairs, texts cut from the "
+            f"left to {MAX_LENGTH} tokens) after {k} steps; "
             f"per seed {per_seed(accs)}; {curve}", "0.5 (chance)", spread(accs)]
 
 
 def row_rpo(b: Bench, seeds: list[int]) -> list[str]:
     if "reward" not in b.artifacts:
         log("| " + " | ".join(row_reward(b, seeds[:1])) + " |")  # the grader's own held-out ranking accuracy
-    grader = {"type": "reward_model", "name": "rm", "model": f"file://{b.artifacts['reward']}"}
+    # the grader scores what the policy sees: MAX_LENGTH tokens, cut from the left (the answer's end is kept)
+    grader = {"type": "reward_model", "name": "rm", "model": f"file://{b.artifacts['reward']}", "max_length": MAX_LENGTH}
     return _preference_row(b, "rpo", "rpo", seeds, grader=grader)
 
 

@@ -38,6 +38,9 @@ USAGE = "operator/align_operator/status/usage.py"
 RECONCILE = "operator/align_operator/handlers/reconcile.py"
 TRACK = "operator/align_operator/handlers/track.py"
 EXPOSITION = "operator/align_operator/status/exposition.py"
+INFERENCE = "trainer_image/align_trainer/inference.py"
+RM_GRADER = "trainer_image/align_trainer/graders/reward_model.py"
+RM_MAX_LENGTH = "tests/unit/test_reward_model_max_length.py::"
 WARNINGS = "operator/align_operator/status/warnings.py"
 COMPUTE = "operator/align_operator/status/compute.py"
 TERMINATION = "operator/align_operator/status/termination.py"
@@ -327,4 +330,21 @@ MORE: tuple[Mutation, ...] = (
              "            if not _finished(target):", "            if False:",
              ("tests/unit/test_trainer_models.py::test_a_builder_whose_rename_fails_for_itself_names_the_folder",
               "tests/unit/test_trainer_models.py::test_a_leftover_builtin_folder_in_the_way_is_named_not_returned")),
+    # the reward_model grader's max_length: cut from the left (the answer's end kept); reward rows fitted, not dropped
+    Mutation("reward_model grader: max_length ignored", RM_GRADER, "texts, max_length=self.spec.max_length)", "texts)",
+             (RM_MAX_LENGTH + "test_the_grader_scores_the_last_max_length_tokens",)),
+    Mutation("reward_model scores: long texts cut from the right (the answer's end lost)", INFERENCE,
+             "else ids[len(ids) - max_length:]", "else ids[:max_length]",
+             (RM_MAX_LENGTH + "test_the_grader_scores_the_last_max_length_tokens",)),
+    Mutation("reward rows: answers cut from their end", TRUNCATION,
+             "            first[\"content\"] = _cut_left(tokenizer, first[\"content\"], excess)",
+             "            first[\"content\"] = first[\"content\"][:-excess]",
+             (RM_MAX_LENGTH + "test_reward_rows_keep_the_end_of_answers_that_do_not_fit",)),
+    Mutation("reward rows: the trainer does not fit reward answers (TRL drops every long pair)", TRAINER_MAIN,
+             '    keep_end = spec.algorithm == "reward"', "    keep_end = False",
+             ("tests/integration/test_trainer_algorithms.py::test_reward_pairs_longer_than_max_length_are_cut_not_dropped",)),
+    Mutation("reward rows: answers not fitted (TRL drops the pair)", TRUNCATION,
+             "            rows = [fit_answers(tokenizer, row, hp.max_length, report) for row in rows]",
+             "            pass",
+             (RM_MAX_LENGTH + "test_reward_rows_keep_the_end_of_answers_that_do_not_fit",)),
 )

@@ -127,8 +127,11 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     # the policy writes the answers: prompts leave them room (not tpo's: it wraps each query in the thought prompt
     # and checks maxLength against the wrapped prompt itself, algorithms/tpo.py)
     generated = data_kind == DataKind.PROMPT_ONLY and spec.algorithm != "tpo"
-    train = fit_dataset(train, tokenizer, spec.hyperparameters, "train", generated=generated)
-    evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval", generated=generated)
+    # reward models: TRL's RewardTrainer drops a pair longer than maxLength, so their answers are cut to fit (the end
+    # kept: the score is read there, as the reward_model grader's max_length cuts)
+    keep_end = spec.algorithm == "reward"
+    train = fit_dataset(train, tokenizer, spec.hyperparameters, "train", generated=generated, keep_answer_end=keep_end)
+    evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval", generated=generated, keep_answer_end=keep_end)
     # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
     training = main_rank and promote_from is None  # a promotion writes none of the run's files
     metrics = Metrics(job.name, paths.metrics_file if training else None, port=metrics_port if main_rank else None,

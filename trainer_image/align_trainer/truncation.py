@@ -76,6 +76,42 @@ class FitReport:
     rows: int = 0
     cut: int = 0
     longest_prompt: int = 0
+    answers_cut: int = 0
+
+
+def cut_answer(tokenizer: Any, prompt: Any, answer: Any, budget: int) -> Any:
+    """`answer` cut from its start until it adds at most `budget` tokens after `prompt` (answer_length), so its
+    end (the end-of-turn token where a reward model reads its score) is kept."""
+    prompt_len = len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+    for _ in range(4):  # a cut can merge tokens at its edge: re-measured
+        excess = answer_length(tokenizer, prompt, answer, prompt_len) - budget
+        if excess <= 0:
+            break
+        if isinstance(answer, list):
+            answer = [dict(m) for m in answer]
+            first = next((m for m in answer if m.get("content")), None)
+            if first is None:
+                break
+            first["content"] = _cut_left(tokenizer, first["content"], excess)
+        else:
+            answer = _cut_left(tokenizer, answer, excess)
+    return answer
+
+
+def fit_answers(tokenizer: Any, row: dict[str, Any], max_length: int, report: FitReport) -> dict[str, Any]:
+    """A (prompt-fitted) row whose answers are cut from their start so that prompt + answer fit max_length: TRL's
+    RewardTrainer drops every pair longer than max_length instead of truncating it (on real pairs, with answers
+    of hundreds of tokens, nearly all of them)."""
+    prompt = row.get("prompt")
+    if prompt is None:
+        return row
+    budget = max_length - len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+    out = dict(row)
+    for key in ANSWERS:
+        if key in row:
+            out[key] = cut_answer(tokenizer, prompt, row[key], budget)
+            report.answers_cut += out[key] != row[key]
+    return out
 
 
 def fit_row(tokenizer: Any, row: dict[str, Any], max_length: int, max_prompt_length: int | None,
@@ -128,9 +164,11 @@ def fit_prompt(tokenizer: Any, row: dict[str, Any], budget: int, report: FitRepo
     return {**row, "prompt": cut_prompt(tokenizer, prompt, budget)}
 
 
-def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str, *, generated: bool = False) -> Any:
+def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str, *, generated: bool = False,
+                keep_answer_end: bool = False) -> Any:
     """The dataset with every prompt fitted (rows without a prompt and an answer are returned as they are).
-    `generated`: the rows are prompts the policy answers (DataKind.PROMPT_ONLY): cut to prompt_budget(hp)."""
+    `generated`: the rows are prompts the policy answers (DataKind.PROMPT_ONLY): cut to prompt_budget(hp).
+    `keep_answer_end` (reward models): answers that still do not fit are cut from their start (fit_answers)."""
     if dataset is None or "prompt" not in dataset.column_names:
         return dataset
     report = FitReport()
@@ -143,12 +181,18 @@ def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str, *, generated:
         rows = [fit_row(tokenizer, dict(row), hp.max_length, hp.max_prompt_length, report) for row in dataset]
         why = f"maxLength ({hp.max_length})" + \
             (f" / maxPromptLength ({hp.max_prompt_length})" if hp.max_prompt_length else "") + " and keep the answers"
+        if keep_answer_end:
+            rows = [fit_answers(tokenizer, row, hp.max_length, report) for row in rows]
     else:
         return dataset
     if report.cut:
         log.warning("%s: the prompts of %d of %d rows were cut from the left to fit hyperparameters.%s; the longest "
                     "prompt has %d tokens", split, report.cut, report.rows, why, report.longest_prompt)
-    else:
+    if report.answers_cut:
+        log.warning("%s: %d answers were cut from their start to fit hyperparameters.maxLength (%d) beside their "
+                    "prompt (their end, where a reward model reads its score, kept)", split, report.answers_cut,
+                    hp.max_length)
+    if not (report.cut or report.answers_cut):
         return dataset
     from datasets import Dataset
     return Dataset.from_list(rows)

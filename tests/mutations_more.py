@@ -347,4 +347,12 @@ MORE: tuple[Mutation, ...] = (
              "            rows = [fit_answers(tokenizer, row, hp.max_length, report) for row in rows]",
              "            pass",
              (RM_MAX_LENGTH + "test_reward_rows_keep_the_end_of_answers_that_do_not_fit",)),
+    Mutation("truncation: a long chat's emptied old turns kept (their headers fill maxLength: ConfigError)", TRUNCATION,
+             "            turn = _emptied_turn(messages)", "            turn = None",
+             ("tests/integration/test_chat_templates_real.py::"
+              "test_a_long_chat_drops_its_oldest_emptied_turns_and_keeps_the_last_question",)),
+    Mutation("truncation: a long chat's old turns dropped one message at a time (roles stop alternating)", TRUNCATION,
+             "                del messages[turn:turn + 2]", "                del messages[turn:turn + 1]",
+             ("tests/integration/test_chat_templates_real.py::"
+              "test_a_long_chat_drops_its_oldest_emptied_turns_and_keeps_the_last_question",)),
 )

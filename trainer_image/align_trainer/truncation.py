@@ -58,17 +58,39 @@ def _cut_left(tokenizer: Any, text: str, tokens: int) -> str:
 
 
 def cut_prompt(tokenizer: Any, prompt: Any, budget: int) -> Any:
-    """`prompt` cut from the left until its rendering is at most `budget` tokens (or nothing is left to cut)."""
+    """`prompt` cut from the left until its rendering is at most `budget` tokens (or nothing is left to cut).
+    A conversation loses text from its oldest message on; before the last message is cut, the oldest emptied
+    turns are dropped, a user and its assistant reply together (an emptied turn still costs its role header and
+    end-of-turn tokens: a long chat would otherwise fill the budget with empty turns). System messages stay (a
+    template may put a default one in a dropped one's place)."""
     if not isinstance(prompt, list):
         return _cut_left(tokenizer, prompt, len(_ids(tokenizer, prompt)) - budget)
     messages = [dict(m) for m in prompt]
-    for _ in range(4 * len(messages) + 4):  # each pass empties a message or closes the gap (merges: re-measured)
+    for _ in range(4 * len(messages) + 4):  # each pass empties or drops a message or closes the gap (re-measured)
         excess = len(_ids(tokenizer, prompt_text(tokenizer, messages))) - budget
-        first = next((m for m in messages if m["content"]), None)
-        if excess <= 0 or first is None:
+        if excess <= 0:
             break
-        first["content"] = _cut_left(tokenizer, first["content"], excess)
+        first = next((i for i, m in enumerate(messages) if m["content"]), None)
+        if first is None or first == len(messages) - 1:
+            turn = _emptied_turn(messages)
+            if turn is not None:
+                del messages[turn:turn + 2]
+                continue
+        if first is None:
+            break
+        messages[first]["content"] = _cut_left(tokenizer, messages[first]["content"], excess)
     return messages
+
+
+def _emptied_turn(messages: list[dict[str, Any]]) -> int | None:
+    """Where the oldest emptied turn (two messages after the system ones: a user message and its reply) starts,
+    when both are empty and the last message is not among them; None otherwise. Dropping two keeps the roles
+    alternating, which some templates require."""
+    start = next((i for i, m in enumerate(messages) if m.get("role") != "system"), None)
+    if start is None or start + 2 > len(messages) - 1:
+        return None
+    pair = messages[start:start + 2]
+    return start if not any(m["content"] for m in pair) and all(m.get("role") != "system" for m in pair) else None
 
 
 @dataclass
@@ -137,7 +159,7 @@ def fit_row(tokenizer: Any, row: dict[str, Any], max_length: int, max_prompt_len
     left = len(_ids(tokenizer, prompt_text(tokenizer, cut)))
     if left >= max_length:  # the template's own tokens around an empty prompt fill maxLength
         raise ConfigError(f"hyperparameters.maxLength ({max_length}) is too small for the chat template: the prompt "
-                          f"rendered with every message emptied still takes {left} tokens (this row's prompt has "
+                          f"rendered with every message emptied (older turns dropped) still takes {left} tokens (this row's prompt has "
                           f"{prompt_len}); raise maxLength well above {left}: the answers need room too")
     report.cut += 1
     return {**row, "prompt": cut}

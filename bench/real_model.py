@@ -49,6 +49,8 @@ import real_data  # noqa: E402
 import real_eval as ev  # noqa: E402
 from real_graders import QUARTZ_GRADER, chosen_option  # noqa: E402
 
+from align_trainer.truncation import FitReport  # noqa: E402
+
 #: Online rows: batchSize counts completions (numGenerations per prompt): 2 QuaRTz prompts or 1 IFBench prompt
 #: a step. Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
 #: Pairs and SFT rows are cut at MAX_LENGTH tokens (SFT prompts <= 400 characters; long pair prompts cut from the left
@@ -61,9 +63,12 @@ ADAPTER = {"r": 8, "alpha": 16, "dropout": 0.0}
 #: split every VAL_EVERY steps (`validated`). The learning rates are the earlier bench's, not tuned (the CPU budget).
 OFFLINE: dict[str, Any] = {"batchSize": 4, "lrScheduler": "constant", "maxLength": MAX_LENGTH}
 VAL_EVERY = 4
+#: --validation-only: the offline preference rows stop after choosing on the validation split (settings such as
+#: the learning rate are compared on it without measuring held-out rows at all).
+VALIDATION_ONLY = False
 HP: dict[str, dict[str, Any]] = {
     "sft": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 16},
-    "dpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 8, "beta": 0.1},
+    "dpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 8, "beta": 0.1, "maxLength": 128, "maxPromptLength": 64},
     "simpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 2.0},
     "reward": {**OFFLINE, "learningRate": 1e-3, "maxSteps": 12},
     "rpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 0.1},
@@ -80,6 +85,13 @@ class Bench:
     def __init__(self, model_uri: str, base: Path, data: Path, tmp: Path):
         self.model_uri, self.base, self.data, self.tmp = model_uri, base, data, tmp
         self.artifacts: dict[str, Path] = {}
+        self._tokenizer: Any = None
+
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.base))
+        return self._tokenizer
 
     def rows(self, name: str, split: str) -> list[dict[str, Any]]:
         return ev.read(self.data / f"{name}.{split}.jsonl")
@@ -133,10 +145,11 @@ class Bench:
         path.write_text(json.dumps(value))
         return value
 
-    def base_pairs(self) -> list[tuple[float, int, float, int]]:
+    def base_pairs(self, max_length: int, max_prompt_length: int | None) -> list[tuple[float, int, float, int]]:
         return [tuple(x) for x in self.base_measure(
             "pairs", "pairs", lambda: ev.pair_logps(*ev.load(self.base), self.rows("pairs", "heldout"),
-                                                    max_length=MAX_LENGTH), max_length=MAX_LENGTH)]
+                                                    max_length=max_length, max_prompt_length=max_prompt_length),
+            max_length=max_length, max_prompt_length=max_prompt_length)]
 
     def graded(self, data: str, adapter: Path | None, grader: dict[str, Any], tokens: int) -> tuple[float, list[str], int]:
         def compute() -> tuple[float, list[str], int]:
@@ -193,11 +206,20 @@ def row_sft(b: Bench, seeds: list[int]) -> list[str]:
 
 
 def _preference_row(b: Bench, name: str, algorithm: str, seeds: list[int], **kw: Any) -> list[str]:
-    ref = b.base_pairs()
+    # held-out pairs fitted as the trainer fits this row's pairs: prompts cut from the left (maxPromptLength)
+    fit = {"max_length": HP[name]["maxLength"], "max_prompt_length": HP[name].get("maxPromptLength")}
+    held = b.rows("pairs", "heldout")
+    report = FitReport()
+    for r in held:
+        ev.fit_pair_prompt(b.tokenizer(), r, report=report, **fit)
+    log(f"{name}: {report.cut} of {len(held)} held-out prompts cut from the left (longest {report.longest_prompt} "
+        f"tokens) to fit maxLength {fit['max_length']} / maxPromptLength {fit['max_prompt_length']}")
     k, adapters, curve = validated(b, name, algorithm, "pairs", seeds, **kw)
+    if VALIDATION_ONLY:
+        return [f"{name} (LLaMA-Factory pairs)", f"validation only (held-out not measured): {curve}", "", ""]
+    ref = b.base_pairs(**fit)
     b.artifacts[name] = adapters[seeds[0]]
-    accs = [ev.preference_accuracy(ev.pair_logps(*ev.load(b.base, adapters[s]), b.rows("pairs", "heldout"),
-                                                 max_length=MAX_LENGTH), ref) for s in seeds]
+    accs = [ev.preference_accuracy(ev.pair_logps(*ev.load(b.base, adapters[s]), held, **fit), ref) for s in seeds]
     base = ev.preference_accuracy(ref)
     metric = "mean" if algorithm == "simpo" else "sum"
     implicit = "" if algorithm == "simpo" else (
@@ -205,7 +227,8 @@ def _preference_row(b: Bench, name: str, algorithm: str, seeds: list[int], **kw:
         f"{per_seed([a['implicit'] for a in accs])}")
     return [f"{name} (LLaMA-Factory pairs)",
             f"held-out preference accuracy, log-likelihood {'per token' if metric == 'mean' else 'total'} "
-            f"({base['pairs']:.0f} pairs with answer tokens within {MAX_LENGTH}) after {k} steps; per seed "
+            f"({base['pairs']:.0f} of {len(held)} pairs leave answer tokens within {fit['max_length']}; "
+            f"{report.cut} prompts cut from the left) after {k} steps; per seed "
             f"{per_seed([a[metric] for a in accs])}{implicit}; {curve}", f"{base[metric]:.3f}",
             spread([a[metric] for a in accs])]
 
@@ -342,7 +365,12 @@ def main() -> None:
                              "minus its first N rows and are measured on those N (validation_data)")
     parser.add_argument("--set", action="append", default=[], metavar="ROW.KEY=VALUE",
                         help="override one hyperparameter of one row, e.g. grpo.learningRate=1e-4 (repeatable)")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="offline preference rows (dpo, simpo, rpo): print the validation curve and stop before "
+                             "any held-out measurement (to compare settings, e.g. --set dpo.learningRate=1e-4)")
     args = parser.parse_args()
+    global VALIDATION_ONLY
+    VALIDATION_ONLY = args.validation_only
     import yaml
     for item in args.set:
         key, _, value = item.partition("=")

@@ -63,6 +63,8 @@ ADAPTER = {"r": 8, "alpha": 16, "dropout": 0.0}
 #: split every VAL_EVERY steps (`validated`). The learning rates are the earlier bench's, not tuned (the CPU budget).
 OFFLINE: dict[str, Any] = {"batchSize": 4, "lrScheduler": "constant", "maxLength": MAX_LENGTH}
 VAL_EVERY = 4
+#: Written in a run's folder once the trainer returned 0 (--keep reuses only finished runs).
+COMPLETE = "bench-complete"
 #: --validation-only: the offline preference rows stop after choosing on the validation split (settings such as
 #: the learning rate are compared on it without measuring held-out rows at all).
 VALIDATION_ONLY = False
@@ -82,8 +84,9 @@ HP: dict[str, dict[str, Any]] = {
 
 
 class Bench:
-    def __init__(self, model_uri: str, base: Path, data: Path, tmp: Path):
-        self.model_uri, self.base, self.data, self.tmp = model_uri, base, data, tmp
+    def __init__(self, model_uri: str, base: Path, data: Path, tmp: Path, keep: bool = False):
+        """`keep`: `tmp` outlives this run (--keep): a run whose manifest matches a finished one is reused."""
+        self.model_uri, self.base, self.data, self.tmp, self.keep = model_uri, base, data, tmp, keep
         self.artifacts: dict[str, Path] = {}
         self._tokenizer: Any = None
 
@@ -117,10 +120,22 @@ class Bench:
         if validate:
             spec["data"]["eval"] = {"uri": str(self.data / f"{data}.val.jsonl"), "format": fmt}
         job = f"{name}-{seed}"
-        config = self.tmp / f"{job}.yaml"
-        config.write_text(yaml.safe_dump({"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
-                                          "metadata": {"name": job}, "spec": spec}, sort_keys=False))
-        out = self.tmp / job
+        manifest = yaml.safe_dump({"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
+                                   "metadata": {"name": job}, "spec": spec}, sort_keys=False)
+        if self.keep:  # runs of the same manifest share a folder; one that finished is reused, not trained again
+            import hashlib
+            job_dir = f"{job}-{hashlib.sha256(manifest.encode()).hexdigest()[:12]}"
+        else:
+            job_dir = job
+        config = self.tmp / f"{job_dir}.yaml"
+        out = self.tmp / job_dir
+        if self.keep and (out / COMPLETE).is_file() and config.read_text() == manifest:
+            log(f"{job}: reusing the finished run {out} (--keep: same manifest)")
+            return out / "final"
+        if out.exists():  # an unfinished run (stopped): start over rather than let the trainer resume it
+            import shutil
+            shutil.rmtree(out)
+        config.write_text(manifest)
         os.environ["ALIGN_OUTPUT_DIR"] = str(out)
         start = time.monotonic()
         with contextlib.redirect_stdout(sys.stderr):
@@ -128,6 +143,7 @@ class Bench:
         if code != 0:
             raise RuntimeError(f"{job}: trainer exited {code}")
         log(f"{job}: trained in {time.monotonic() - start:.0f} s")
+        (out / COMPLETE).write_text(f"{time.monotonic() - start:.0f} s\n")
         return out / "final"
 
     def base_measure(self, kind: str, data: str, compute: Callable[[], Any], **settings: Any) -> Any:
@@ -365,6 +381,10 @@ def main() -> None:
                              "minus its first N rows and are measured on those N (validation_data)")
     parser.add_argument("--set", action="append", default=[], metavar="ROW.KEY=VALUE",
                         help="override one hyperparameter of one row, e.g. grpo.learningRate=1e-4 (repeatable)")
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="keep the runs in DIR (not a temporary folder) and reuse a finished run whose manifest "
+                             "is the same: a later --seeds 1 2 3 run of a setting chosen with --validation-only "
+                             "--seeds 1 trains seed 1 once")
     parser.add_argument("--validation-only", action="store_true",
                         help="offline preference rows (dpo, simpo, rpo): print the validation curve and stop before "
                              "any held-out measurement (to compare settings, e.g. --set dpo.learningRate=1e-4)")
@@ -395,10 +415,12 @@ def main() -> None:
         real_data.carve(data, name)
     header = ["row", "measure", "before", "after"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(dir=args.workdir)) as tmp:
         if args.validation:
             data = validation_data(data, Path(tmp) / "validation-data", args.validation)
-        bench = Bench(args.model or f"file://{base}", base, data, Path(tmp))
+        bench = Bench(args.model or f"file://{base}", base, data, Path(tmp), keep=bool(args.keep))
         for name in args.rows:
             start = time.monotonic()
             try:

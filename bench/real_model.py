@@ -11,6 +11,10 @@ alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the tra
     OMP_NUM_THREADS=2 python bench/real_model.py [--rows sft dpo ...] [--seeds 1 2 3] [--max-steps N]
     # choosing settings: measure on N rows carved from the train split, never on held-out
     python bench/real_model.py --rows grpo --validation 64 --set grpo.learningRate=1e-4
+    # offline preference rows: compare settings on the validation split alone, then measure the chosen one
+    # (--keep: seed 1's finished run is reused, not trained again)
+    python bench/real_model.py --rows dpo --seeds 1 --keep DIR --validation-only --set dpo.learningRate=1e-4
+    python bench/real_model.py --rows dpo --seeds 1 2 3 --keep DIR --set dpo.learningRate=1e-4
 
 Rows (ROWS below; each prints one line of the table as soon as it is measured, on stderr too):
 - offline rows (sft, dpo, simpo, reward, rpo) train on the fit part of their train split and measure on held-out
@@ -54,13 +58,15 @@ from align_trainer.truncation import FitReport  # noqa: E402
 #: Online rows: batchSize counts completions (numGenerations per prompt): 2 QuaRTz prompts or 1 IFBench prompt
 #: a step. Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
 #: Pairs and SFT rows are cut at MAX_LENGTH tokens (SFT prompts <= 400 characters; long pair prompts cut from the left
-#: by the trainer, maxPromptLength); QuaRTz answers need a letter and a few words.
+#: by the trainer, maxPromptLength); QuaRTz answers need a letter and a few words. The dpo row has its own: 128 tokens,
+#: prompts cut to 64 (about 30 of them SmolLM2's default system turn), so every pair keeps >= 64 answer tokens.
 MAX_LENGTH = 96
 QUARTZ_TOKENS, IFBENCH_TOKENS = 12, 64
 ADAPTER = {"r": 8, "alpha": 16, "dropout": 0.0}
 #: Offline rows (sft, dpo, simpo, reward, rpo): batches of 4 rows of the fit split (real_data.carve), a constant
 #: learning rate, maxSteps the most steps tried; the step count measured on held-out is chosen on the validation
-#: split every VAL_EVERY steps (`validated`). The learning rates are the earlier bench's, not tuned (the CPU budget).
+#: split every VAL_EVERY steps (`validated`). The learning rates are the earlier bench's, not tuned (the CPU budget),
+#: but dpo's, chosen on the validation split (--validation-only; docs/algorithms.md).
 OFFLINE: dict[str, Any] = {"batchSize": 4, "lrScheduler": "constant", "maxLength": MAX_LENGTH}
 VAL_EVERY = 4
 #: Written in a run's folder once the trainer returned 0 (--keep reuses only finished runs).

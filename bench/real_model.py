@@ -76,7 +76,7 @@ COMPLETE = "bench-complete"
 VALIDATION_ONLY = False
 HP: dict[str, dict[str, Any]] = {
     "sft": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 16},
-    "dpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 8, "beta": 0.1, "maxLength": 128, "maxPromptLength": 64},
+    "dpo": {**OFFLINE, "learningRate": 1e-3, "maxSteps": 8, "beta": 0.1, "maxLength": 128, "maxPromptLength": 64},
     "simpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 2.0},
     "reward": {**OFFLINE, "learningRate": 1e-3, "maxSteps": 12},
     "rpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 0.1},

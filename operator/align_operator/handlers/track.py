@@ -159,6 +159,22 @@ def fallback_artifacts(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {}
 
 
+def created(status: dict[str, Any], job: str, generation: int | None, now: str) -> dict[str, Any]:
+    """`status` of a job whose Job `job` exists: Created is True (the Job is made last, after its ConfigMap and
+    Service) and a Forbidden lastError is over. Also after a Created=False (Forbidden) that the creation handler's
+    retry set True while this pass held the older status: its conditions list would otherwise be written back over
+    the handler's (a denied-then-granted job ended Succeeded with Created=False on the real plane)."""
+    cond = get_condition(status.get("conditions") or [], ConditionType.CREATED)
+    if cond is not None and cond.get("status") == "True":
+        return status
+    out = dict(status)
+    if (out.get("lastError") or {}).get("reason") == Reason.FORBIDDEN:
+        out.pop("lastError")
+    out["conditions"] = set_condition(out.get("conditions") or [], ConditionType.CREATED, "True",
+                                      Reason.JOB_CREATED, f"Job {job} created", generation, now)
+    return out
+
+
 def _elapsed(status: Mapping[str, Any]) -> float | None:
     start = status.get("startTime")
     if not start:
@@ -207,10 +223,8 @@ async def track(key: tuple[str, str], memo: kopf.Memo, logger: kopf.Logger, inde
                 step = promotion.asked(spec)
                 if step is not None and promotion.pending(spec, new, meta.get("generation")):  # promoted once ended
                     new = promotion.apply(new, promotion.plan(step, new, None, [], now), meta.get("generation"), now)
-                if get_condition(new.get("conditions") or [], ConditionType.CREATED) is None and job is not None:
-                    new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, "True",
-                                                      Reason.JOB_CREATED, f"Job {job['metadata']['name']} created",
-                                                      meta.get("generation"), now)
+                if job is not None:
+                    new = created(new, job["metadata"]["name"], meta.get("generation"), now)
                 if obs.phase == Phase.RUNNING and obs.metrics_endpoint and \
                         time.monotonic() - last_scrape >= settings.scrape_interval_seconds:
                     last_scrape = time.monotonic()

@@ -278,12 +278,19 @@ def _online_row(b: Bench, name: str, algorithm: str, data: str, grader: dict[str
     base, answers, errors = b.graded(data, None, grader, tokens)
     shapes = [f"base {valid(held, answers)}"] if valid else []
     log(f"{name} base: {base:.3f}; {shapes}; sample answers {answers[:6]} (grader errors {errors})")
+    if valid:
+        log(f"{name} base chose (per question, '-' none): "
+            + "".join(chosen_option(a, r["options"]) or "-" for r, a in zip(held, answers)))
+        log(f"{name} ideal: " + "".join(r["ideal"] for r in held))
     after = []
     for s in seeds:
         adapter = b.train(name, algorithm, data, s, grader=grader)
         reward, answers, errors = b.graded(data, adapter, grader, tokens)
         if valid:
             shapes.append(f"seed {s} {valid(held, answers)}")
+        if valid:
+            log(f"{name} seed {s} chose (per question, '-' none): "
+                + "".join(chosen_option(a, r["options"]) or "-" for r, a in zip(held, answers)))
         log(f"{name} seed {s}: {reward:.3f}; {shapes[-1:] if valid else ''}; "
             f"{training_summary(adapter.parent / 'metrics.jsonl')}; sample answers {answers[:6]} "
             f"(grader errors {errors})")

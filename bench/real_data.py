@@ -25,9 +25,11 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tarfile
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,10 +241,16 @@ def smollm2_folder(cache: Path = CACHE) -> Path:
     model.hf_quantizer = None  # save_pretrained refuses a model with the GGUF quantizer attached
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.replace(out)
+    tmp = out.with_name(f"{out.name}.tmp-{uuid.uuid4().hex[:8]}")  # own folder: concurrent converters never mix
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(out)  # fails onto a finished folder: the first converter wins, the others use its identical copy
+    except OSError:
+        if not (out / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

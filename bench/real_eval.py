@@ -2,8 +2,10 @@
 
 Every prompt is rendered with the model's own chat template, exactly as the trainer renders conversational rows
 (TRL: completion = template(prompt + answer) minus template(prompt, generation prompt)), so the end-of-turn
-token is part of each scored answer. Answers longer than `max_length` minus the prompt are cut at the same
-token the trainer cuts them (TRL keeps the start).
+token is part of each scored answer. Preference pairs are fitted as the trainer fits them: a long prompt is cut
+from the left by the trainer's own align_trainer.truncation.fit_row (hyperparameters.maxLength / maxPromptLength),
+so the policy is scored on the prompt it was trained on; then prompt + answer longer than `max_length` is cut at
+the same token the trainer cuts it (TRL keeps the start).
 """
 
 from __future__ import annotations
@@ -68,12 +70,28 @@ def sft_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_leng
     return -sum(s for s, _ in scores) / sum(n for _, n in scores)
 
 
-def pair_logps(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_length: int) -> list[tuple[float, int, float, int]]:
-    """(chosen logp, chosen tokens, rejected logp, rejected tokens) of openai-preference rows."""
+def fit_pair_prompt(tokenizer: Any, row: dict[str, Any], *, max_length: int, max_prompt_length: int | None,
+                    report: Any = None) -> list[dict[str, str]]:
+    """The prompt messages of an openai-preference row as the trainer trains on them: cut from the left by
+    align_trainer.truncation.fit_row (the trainer's own code; its budget depends on both answers' lengths)."""
+    from align_trainer.truncation import FitReport, fit_row
+    trl = {"prompt": [dict(m) for m in row["input"]["messages"]],
+           "chosen": [{"role": "assistant", "content": row["preferred_output"][0]["content"]}],
+           "rejected": [{"role": "assistant", "content": row["non_preferred_output"][0]["content"]}]}
+    return fit_row(tokenizer, trl, max_length, max_prompt_length,
+                  FitReport() if report is None else report)["prompt"]
+
+
+def pair_logps(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_length: int,
+               max_prompt_length: int | None = None, report: Any = None) -> list[tuple[float, int, float, int]]:
+    """(chosen logp, chosen tokens, rejected logp, rejected tokens) of openai-preference rows, each prompt cut from
+    the left as the trainer cuts it (`fit_pair_prompt`; `report`: an align_trainer.truncation.FitReport counting
+    the cut prompts)."""
     items = []
     for r in rows:
-        items += [(r["input"]["messages"], r["preferred_output"][0]["content"]),
-                  (r["input"]["messages"], r["non_preferred_output"][0]["content"])]
+        prompt = fit_pair_prompt(tokenizer, r, max_length=max_length, max_prompt_length=max_prompt_length,
+                                 report=report)
+        items += [(prompt, r["preferred_output"][0]["content"]), (prompt, r["non_preferred_output"][0]["content"])]
     s = answer_logps(model, tokenizer, items, max_length=max_length)
     return [(s[i][0], s[i][1], s[i + 1][0], s[i + 1][1]) for i in range(0, len(s), 2)]
 
@@ -94,9 +112,10 @@ def preference_accuracy(policy: list[tuple[float, int, float, int]],
     return out
 
 
-def reward_model_accuracy(adapter: Path, rows: list[dict[str, Any]]) -> float:
+def reward_model_accuracy(adapter: Path, rows: list[dict[str, Any]], *, max_length: int | None = None) -> float:
     """Held-out ranking accuracy of a reward model written by `algorithm: reward` (the platform's own
-    reward_model grader input and scores)."""
+    reward_model grader input and scores; `max_length`: each text cut from the left to that many tokens, as the
+    grader's max_length does)."""
     from align_trainer.evaluation.scoring import reward_model_input, reward_model_scores
     from align_trainer.graders.reward_model import load_reward_model
     model, tokenizer = load_reward_model(f"file://{adapter}")
@@ -104,7 +123,7 @@ def reward_model_accuracy(adapter: Path, rows: list[dict[str, Any]]) -> float:
     for r in rows:
         for key in ("preferred_output", "non_preferred_output"):
             texts.append(reward_model_input(r["input"]["messages"], r[key], tokenizer))
-    s = reward_model_scores(model, tokenizer, texts)
+    s = reward_model_scores(model, tokenizer, texts, max_length=max_length)
     return sum(s[i] > s[i + 1] for i in range(0, len(s), 2)) / len(rows)
 
 

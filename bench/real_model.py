@@ -11,6 +11,10 @@ alpaca and dpo demo rows, evals QuaRTz, IFBench). Every run goes through the tra
     OMP_NUM_THREADS=2 python bench/real_model.py [--rows sft dpo ...] [--seeds 1 2 3] [--max-steps N]
     # choosing settings: measure on N rows carved from the train split, never on held-out
     python bench/real_model.py --rows grpo --validation 64 --set grpo.learningRate=1e-4
+    # offline preference rows: compare settings on the validation split alone, then measure the chosen one
+    # (--keep: seed 1's finished run is reused, not trained again)
+    python bench/real_model.py --rows dpo --seeds 1 --keep DIR --validation-only --set dpo.learningRate=1e-4
+    python bench/real_model.py --rows dpo --seeds 1 2 3 --keep DIR --set dpo.learningRate=1e-4
 
 Rows (ROWS below; each prints one line of the table as soon as it is measured, on stderr too):
 - offline rows (sft, dpo, simpo, reward, rpo) train on the fit part of their train split and measure on held-out
@@ -19,8 +23,9 @@ Rows (ROWS below; each prints one line of the table as soon as it is measured, o
 - sft: held-out per-token loss of the alpaca answers, base -> after;
 - dpo, simpo: held-out preference accuracy of the base model (chosen answer more likely, total and per token)
   -> of the policy, and dpo's implicit-reward accuracy (log pi/pi_ref of chosen > of rejected);
-- reward: held-out ranking accuracy of the reward model;
-- rpo: dpo's measures after RPO whose reward gaps come from the `reward` row's model as a reward_model grader;
+- reward: held-out ranking accuracy of the reward model (texts cut from the left to MAX_LENGTH tokens);
+- rpo: dpo's measures after RPO whose reward gaps come from the `reward` row's model as a reward_model grader
+  with max_length MAX_LENGTH (the policy's budget);
 - grpo, rloo: QuaRTz held-out accuracy (greedy answer, the option grader; chance 0.5) base -> after; grpo
   runs every --seeds value, the other rows the first one (the CPU budget);
 - ifbench: GRPO on IFBench prompts, held-out share of constraints met (greedy), base -> after.
@@ -49,21 +54,30 @@ import real_data  # noqa: E402
 import real_eval as ev  # noqa: E402
 from real_graders import QUARTZ_GRADER, chosen_option  # noqa: E402
 
+from align_trainer.truncation import FitReport  # noqa: E402
+
 #: Online rows: batchSize counts completions (numGenerations per prompt): 2 QuaRTz prompts or 1 IFBench prompt
 #: a step. Short sequences: the CPU budget (one 135M forward is ~0.3 GFLOP per token: ~150 tokens/s on 2 idle cores).
 #: Pairs and SFT rows are cut at MAX_LENGTH tokens (SFT prompts <= 400 characters; long pair prompts cut from the left
-#: by the trainer, maxPromptLength); QuaRTz answers need a letter and a few words.
+#: by the trainer, maxPromptLength); QuaRTz answers need a letter and a few words. The dpo row has its own: 128 tokens,
+#: prompts cut to 64 (about 30 of them SmolLM2's default system turn), so every pair keeps >= 64 answer tokens.
 MAX_LENGTH = 96
 QUARTZ_TOKENS, IFBENCH_TOKENS = 12, 64
 ADAPTER = {"r": 8, "alpha": 16, "dropout": 0.0}
 #: Offline rows (sft, dpo, simpo, reward, rpo): batches of 4 rows of the fit split (real_data.carve), a constant
 #: learning rate, maxSteps the most steps tried; the step count measured on held-out is chosen on the validation
-#: split every VAL_EVERY steps (`validated`). The learning rates are the earlier bench's, not tuned (the CPU budget).
+#: split every VAL_EVERY steps (`validated`). The learning rates are the earlier bench's, not tuned (the CPU budget),
+#: but dpo's, chosen on the validation split (--validation-only; docs/algorithms.md).
 OFFLINE: dict[str, Any] = {"batchSize": 4, "lrScheduler": "constant", "maxLength": MAX_LENGTH}
 VAL_EVERY = 4
+#: Written in a run's folder once the trainer returned 0 (--keep reuses only finished runs).
+COMPLETE = "bench-complete"
+#: --validation-only: the offline preference rows stop after choosing on the validation split (settings such as
+#: the learning rate are compared on it without measuring held-out rows at all).
+VALIDATION_ONLY = False
 HP: dict[str, dict[str, Any]] = {
     "sft": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 16},
-    "dpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 8, "beta": 0.1},
+    "dpo": {**OFFLINE, "learningRate": 1e-3, "maxSteps": 8, "beta": 0.1, "maxLength": 128, "maxPromptLength": 64},
     "simpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 2.0},
     "reward": {**OFFLINE, "learningRate": 1e-3, "maxSteps": 12},
     "rpo": {**OFFLINE, "learningRate": 5e-4, "maxSteps": 12, "beta": 0.1},
@@ -77,9 +91,17 @@ HP: dict[str, dict[str, Any]] = {
 
 
 class Bench:
-    def __init__(self, model_uri: str, base: Path, data: Path, tmp: Path):
-        self.model_uri, self.base, self.data, self.tmp = model_uri, base, data, tmp
+    def __init__(self, model_uri: str, base: Path, data: Path, tmp: Path, keep: bool = False):
+        """`keep`: `tmp` outlives this run (--keep): a run whose manifest matches a finished one is reused."""
+        self.model_uri, self.base, self.data, self.tmp, self.keep = model_uri, base, data, tmp, keep
         self.artifacts: dict[str, Path] = {}
+        self._tokenizer: Any = None
+
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.base))
+        return self._tokenizer
 
     def rows(self, name: str, split: str) -> list[dict[str, Any]]:
         return ev.read(self.data / f"{name}.{split}.jsonl")
@@ -105,10 +127,22 @@ class Bench:
         if validate:
             spec["data"]["eval"] = {"uri": str(self.data / f"{data}.val.jsonl"), "format": fmt}
         job = f"{name}-{seed}"
-        config = self.tmp / f"{job}.yaml"
-        config.write_text(yaml.safe_dump({"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
-                                          "metadata": {"name": job}, "spec": spec}, sort_keys=False))
-        out = self.tmp / job
+        manifest = yaml.safe_dump({"apiVersion": "align.dev/v1alpha1", "kind": "AlignmentJob",
+                                   "metadata": {"name": job}, "spec": spec}, sort_keys=False)
+        if self.keep:  # runs of the same manifest share a folder; one that finished is reused, not trained again
+            import hashlib
+            job_dir = f"{job}-{hashlib.sha256(manifest.encode()).hexdigest()[:12]}"
+        else:
+            job_dir = job
+        config = self.tmp / f"{job_dir}.yaml"
+        out = self.tmp / job_dir
+        if self.keep and (out / COMPLETE).is_file() and config.read_text() == manifest:
+            log(f"{job}: reusing the finished run {out} (--keep: same manifest)")
+            return out / "final"
+        if out.exists():  # an unfinished run (stopped): start over rather than let the trainer resume it
+            import shutil
+            shutil.rmtree(out)
+        config.write_text(manifest)
         os.environ["ALIGN_OUTPUT_DIR"] = str(out)
         start = time.monotonic()
         with contextlib.redirect_stdout(sys.stderr):
@@ -116,6 +150,7 @@ class Bench:
         if code != 0:
             raise RuntimeError(f"{job}: trainer exited {code}")
         log(f"{job}: trained in {time.monotonic() - start:.0f} s")
+        (out / COMPLETE).write_text(f"{time.monotonic() - start:.0f} s\n")
         return out / "final"
 
     def base_measure(self, kind: str, data: str, compute: Callable[[], Any], **settings: Any) -> Any:
@@ -133,10 +168,11 @@ class Bench:
         path.write_text(json.dumps(value))
         return value
 
-    def base_pairs(self) -> list[tuple[float, int, float, int]]:
+    def base_pairs(self, max_length: int, max_prompt_length: int | None) -> list[tuple[float, int, float, int]]:
         return [tuple(x) for x in self.base_measure(
             "pairs", "pairs", lambda: ev.pair_logps(*ev.load(self.base), self.rows("pairs", "heldout"),
-                                                    max_length=MAX_LENGTH), max_length=MAX_LENGTH)]
+                                                    max_length=max_length, max_prompt_length=max_prompt_length),
+            max_length=max_length, max_prompt_length=max_prompt_length)]
 
     def graded(self, data: str, adapter: Path | None, grader: dict[str, Any], tokens: int) -> tuple[float, list[str], int]:
         def compute() -> tuple[float, list[str], int]:
@@ -193,11 +229,20 @@ def row_sft(b: Bench, seeds: list[int]) -> list[str]:
 
 
 def _preference_row(b: Bench, name: str, algorithm: str, seeds: list[int], **kw: Any) -> list[str]:
-    ref = b.base_pairs()
+    # held-out pairs fitted as the trainer fits this row's pairs: prompts cut from the left (maxPromptLength)
+    fit = {"max_length": HP[name]["maxLength"], "max_prompt_length": HP[name].get("maxPromptLength")}
+    held = b.rows("pairs", "heldout")
+    report = FitReport()
+    for r in held:
+        ev.fit_pair_prompt(b.tokenizer(), r, report=report, **fit)
+    log(f"{name}: {report.cut} of {len(held)} held-out prompts cut from the left (longest {report.longest_prompt} "
+        f"tokens) to fit maxLength {fit['max_length']} / maxPromptLength {fit['max_prompt_length']}")
     k, adapters, curve = validated(b, name, algorithm, "pairs", seeds, **kw)
+    if VALIDATION_ONLY:
+        return [f"{name} (LLaMA-Factory pairs)", f"validation only (held-out not measured): {curve}", "", ""]
+    ref = b.base_pairs(**fit)
     b.artifacts[name] = adapters[seeds[0]]
-    accs = [ev.preference_accuracy(ev.pair_logps(*ev.load(b.base, adapters[s]), b.rows("pairs", "heldout"),
-                                                 max_length=MAX_LENGTH), ref) for s in seeds]
+    accs = [ev.preference_accuracy(ev.pair_logps(*ev.load(b.base, adapters[s]), held, **fit), ref) for s in seeds]
     base = ev.preference_accuracy(ref)
     metric = "mean" if algorithm == "simpo" else "sum"
     implicit = "" if algorithm == "simpo" else (
@@ -205,7 +250,8 @@ def _preference_row(b: Bench, name: str, algorithm: str, seeds: list[int], **kw:
         f"{per_seed([a['implicit'] for a in accs])}")
     return [f"{name} (LLaMA-Factory pairs)",
             f"held-out preference accuracy, log-likelihood {'per token' if metric == 'mean' else 'total'} "
-            f"({base['pairs']:.0f} pairs with answer tokens within {MAX_LENGTH}) after {k} steps; per seed "
+            f"({base['pairs']:.0f} of {len(held)} pairs leave answer tokens within {fit['max_length']}; "
+            f"{report.cut} prompts cut from the left) after {k} steps; per seed "
             f"{per_seed([a[metric] for a in accs])}{implicit}; {curve}", f"{base[metric]:.3f}",
             spread([a[metric] for a in accs])]
 
@@ -222,15 +268,17 @@ def row_reward(b: Bench, seeds: list[int]) -> list[str]:
     held = b.rows("pairs", "heldout")
     k, adapters, curve = validated(b, "reward", "reward", "pairs", seeds)
     b.artifacts["reward"] = adapters[seeds[0]]
-    accs = [ev.reward_model_accuracy(adapters[s], held) for s in seeds]
-    return ["reward model (LLaMA-Factory pairs)", f"held-out ranking accuracy ({len(held)} pairs) after {k} steps; "
+    accs = [ev.reward_model_accuracy(adapters[s], held, max_length=MAX_LENGTH) for s in seeds]
+    return ["reward model (LLaMA-Factory pairs)", f"held-out ranking accuracy ({len(held)} pairs, texts cut from the "
+            f"left to {MAX_LENGTH} tokens) after {k} steps; "
             f"per seed {per_seed(accs)}; {curve}", "0.5 (chance)", spread(accs)]
 
 
 def row_rpo(b: Bench, seeds: list[int]) -> list[str]:
     if "reward" not in b.artifacts:
         log("| " + " | ".join(row_reward(b, seeds[:1])) + " |")  # the grader's own held-out ranking accuracy
-    grader = {"type": "reward_model", "name": "rm", "model": f"file://{b.artifacts['reward']}"}
+    # the grader scores what the policy sees: MAX_LENGTH tokens, cut from the left (the answer's end is kept)
+    grader = {"type": "reward_model", "name": "rm", "model": f"file://{b.artifacts['reward']}", "max_length": MAX_LENGTH}
     return _preference_row(b, "rpo", "rpo", seeds, grader=grader)
 
 
@@ -355,7 +403,16 @@ def main() -> None:
                              "minus its first N rows and are measured on those N (validation_data)")
     parser.add_argument("--set", action="append", default=[], metavar="ROW.KEY=VALUE",
                         help="override one hyperparameter of one row, e.g. grpo.learningRate=1e-4 (repeatable)")
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="keep the runs in DIR (not a temporary folder) and reuse a finished run whose manifest "
+                             "is the same: a later --seeds 1 2 3 run of a setting chosen with --validation-only "
+                             "--seeds 1 trains seed 1 once")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="offline preference rows (dpo, simpo, rpo): print the validation curve and stop before "
+                             "any held-out measurement (to compare settings, e.g. --set dpo.learningRate=1e-4)")
     args = parser.parse_args()
+    global VALIDATION_ONLY
+    VALIDATION_ONLY = args.validation_only
     import yaml
     for item in args.set:
         key, _, value = item.partition("=")
@@ -380,10 +437,12 @@ def main() -> None:
         real_data.carve(data, name)
     header = ["row", "measure", "before", "after"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(dir=args.workdir)) as tmp:
         if args.validation:
             data = validation_data(data, Path(tmp) / "validation-data", args.validation)
-        bench = Bench(args.model or f"file://{base}", base, data, Path(tmp))
+        bench = Bench(args.model or f"file://{base}", base, data, Path(tmp), keep=bool(args.keep))
         for name in args.rows:
             start = time.monotonic()
             try:

@@ -38,7 +38,14 @@ USAGE = "operator/align_operator/status/usage.py"
 RECONCILE = "operator/align_operator/handlers/reconcile.py"
 TRACK = "operator/align_operator/handlers/track.py"
 EXPOSITION = "operator/align_operator/status/exposition.py"
+INFERENCE = "trainer_image/align_trainer/inference.py"
+RM_GRADER = "trainer_image/align_trainer/graders/reward_model.py"
+RM_MAX_LENGTH = "tests/unit/test_reward_model_max_length.py::"
 WARNINGS = "operator/align_operator/status/warnings.py"
+COMPUTE = "operator/align_operator/status/compute.py"
+TERMINATION = "operator/align_operator/status/termination.py"
+TRAINER_TERMINATION = "trainer_image/align_trainer/termination.py"
+GGUF = "trainer_image/align_trainer/gguf_models.py"
 
 RPO_UNIT = "tests/unit/test_rpo.py::"
 RESUME = "tests/integration/test_resume_complete.py::"
@@ -59,6 +66,8 @@ BUDGET_UNIT = "tests/unit/test_usage_budget.py::"
 RESTART_UNIT = "tests/unit/test_reconcile_restart.py::"
 LIFECYCLE_EMULATED = "tests/integration/test_lifecycle_localcluster.py::"
 SCRAPE = "tests/unit/test_track_scrape.py::"
+ENDED = "tests/unit/test_warnings_at_the_end.py::"
+SUCCESS_MESSAGE = "tests/unit/test_trainer_success_message.py::"
 
 MORE: tuple[Mutation, ...] = (
     # resume: every restore of runstate.py, online.resume_state, ppo and the rounds
@@ -276,4 +285,74 @@ MORE: tuple[Mutation, ...] = (
              (SCRAPE + "test_one_parse_feeds_progress_checkpoints_and_warnings",)),
     Mutation("scrape: a cleared warning read as set", WARNINGS, "and sample.value == 1 and", "and",
              (SCRAPE + "test_one_parse_feeds_progress_checkpoints_and_warnings",)),
+    # warnings a run reports at its end (success termination message), for a run that ended before the next scrape
+    Mutation("ended warnings: the success termination message's warnings are not applied", COMPUTE,
+             "            if obs.success.warnings:", "            if 0 and obs.success.warnings:",
+             (ENDED + "test_a_warning_no_scrape_saw_becomes_the_condition_and_one_event",
+              "tests/integration/test_operator_localcluster.py::"
+              "test_a_warning_no_scrape_saw_still_becomes_the_condition_and_one_event")),
+    Mutation("ended warnings: a warning a scrape applied is applied again (its cut message: a second event)", WARNINGS,
+             "        if (old.get(\"status\"), old.get(\"reason\")) != (status, reason):", "        if True:",
+             (ENDED + "test_a_warning_a_scrape_applied_is_not_applied_again",)),
+    Mutation("ended warnings: the trainer leaves them out of its success message", TRAINER_MAIN,
+             '        doc["warnings"] = warning_records(warnings)', "        pass",
+             (SUCCESS_MESSAGE + "test_the_warnings_ride_in_the_message_and_reach_the_operator",)),
+    Mutation("ended warnings: the run's warnings never handed to the success message", TRAINER_MAIN,
+             "                                                  ctx.metrics.reported_warnings()))",
+             "                                                  ()))",
+             ("tests/integration/test_rl_no_signal.py::test_constant_reward_warns_and_a_varying_one_does_not",)),
+    Mutation("ended warnings: the numbers kept before the warning's message is shortened", TRAINER_TERMINATION,
+             '    _drop("checkpointIndex"), _shorten(WARNING_SHORT), _drop("finalMetrics"), _drop("evaluation"),',
+             '    _drop("checkpointIndex"), _drop("finalMetrics"), _drop("evaluation"), _shorten(WARNING_SHORT),',
+             (SUCCESS_MESSAGE + "test_a_long_message_is_cut_to_valid_json_keeping_the_artifacts_and_the_warning",)),
+    Mutation("ended warnings: the message not cut to fit (the kubelet cuts it to broken JSON)", TRAINER_TERMINATION,
+             "        if size(doc) <= limit:", "        if True:",
+             (SUCCESS_MESSAGE + "test_a_long_message_is_cut_to_valid_json_keeping_the_artifacts_and_the_warning",)),
+    Mutation("failure message: the trainer's own message keeps only its tail (NoLearningSignal loses its why)",
+             TERMINATION, "            result.message = clip(text.strip())",
+             "            result.message = text.strip()[-MAX_MESSAGE:]",
+             (ENDED + "test_the_failure_path_keeps_what_went_wrong_and_the_last_words",
+              "tests/integration/test_rl_no_signal.py::test_fail_on_no_learning_signal")),
+    # the GGUF conversion cache shared by concurrent jobs (a PVC)
+    Mutation("gguf cache: one fixed staging folder for every converter", GGUF,
+             '    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"',
+             '    staging = target.parent / f".{target.name}.tmp"',
+             ("tests/unit/test_gguf_models.py::test_two_jobs_converting_one_file_at_once_share_the_winners_copy",)),
+    Mutation("gguf cache: a failed rename returns whatever is in the way", GGUF,
+             "            if not (target / SOURCE_FILE).is_file():", "            if False:",
+             ("tests/unit/test_gguf_models.py::test_a_leftover_folder_in_the_way_is_named_not_returned",)),
+    # the builtin:// model cache shared by concurrent builders (pytest-xdist workers, jobs on a PVC)
+    Mutation("builtin cache: one fixed staging folder for every builder", "trainer_image/align_trainer/builtin.py",
+             '    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"',
+             '    staging = target.parent / f".{target.name}.tmp"',
+             ("tests/unit/test_trainer_models.py::test_two_builders_of_one_builtin_at_once_share_the_winners_copy",)),
+    Mutation("builtin cache: a failed rename returns whatever is in the way", "trainer_image/align_trainer/builtin.py",
+             "            if not _finished(target):", "            if False:",
+             ("tests/unit/test_trainer_models.py::test_a_builder_whose_rename_fails_for_itself_names_the_folder",
+              "tests/unit/test_trainer_models.py::test_a_leftover_builtin_folder_in_the_way_is_named_not_returned")),
+    # the reward_model grader's max_length: cut from the left (the answer's end kept); reward rows fitted, not dropped
+    Mutation("reward_model grader: max_length ignored", RM_GRADER, "texts, max_length=self.spec.max_length)", "texts)",
+             (RM_MAX_LENGTH + "test_the_grader_scores_the_last_max_length_tokens",)),
+    Mutation("reward_model scores: long texts cut from the right (the answer's end lost)", INFERENCE,
+             "else ids[len(ids) - max_length:]", "else ids[:max_length]",
+             (RM_MAX_LENGTH + "test_the_grader_scores_the_last_max_length_tokens",)),
+    Mutation("reward rows: answers cut from their end", TRUNCATION,
+             "            first[\"content\"] = _cut_left(tokenizer, first[\"content\"], excess)",
+             "            first[\"content\"] = first[\"content\"][:-excess]",
+             (RM_MAX_LENGTH + "test_reward_rows_keep_the_end_of_answers_that_do_not_fit",)),
+    Mutation("reward rows: the trainer does not fit reward answers (TRL drops every long pair)", TRAINER_MAIN,
+             '    keep_end = spec.algorithm == "reward"', "    keep_end = False",
+             ("tests/integration/test_trainer_algorithms.py::test_reward_pairs_longer_than_max_length_are_cut_not_dropped",)),
+    Mutation("reward rows: answers not fitted (TRL drops the pair)", TRUNCATION,
+             "            rows = [fit_answers(tokenizer, row, hp.max_length, report) for row in rows]",
+             "            pass",
+             (RM_MAX_LENGTH + "test_reward_rows_keep_the_end_of_answers_that_do_not_fit",)),
+    Mutation("truncation: a long chat's emptied old turns kept (their headers fill maxLength: ConfigError)", TRUNCATION,
+             "            turn = _emptied_turn(messages)", "            turn = None",
+             ("tests/integration/test_chat_templates_real.py::"
+              "test_a_long_chat_drops_its_oldest_emptied_turns_and_keeps_the_last_question",)),
+    Mutation("truncation: a long chat's old turns dropped one message at a time (roles stop alternating)", TRUNCATION,
+             "                del messages[turn:turn + 2]", "                del messages[turn:turn + 1]",
+             ("tests/integration/test_chat_templates_real.py::"
+              "test_a_long_chat_drops_its_oldest_emptied_turns_and_keeps_the_last_question",)),
 )

@@ -159,6 +159,10 @@ class RewardModelGrader(_GraderBase):
     type: Literal["reward_model"] = Field(description="Grader type.")
     model: ArtifactURI = Field(description="Reward model URI, or job://<name> of a reward AlignmentJob.")
     normalize: bool = Field(default=False, description="Standardise rewards per batch (zero mean, unit variance).")
+    max_length: int | None = Field(
+        default=None, ge=1, le=1_048_576,
+        description="Tokens scored per text (prompt + answer as the reward model was trained on): a longer text is cut "
+                    "from the left, so the answer's end, where the model reads its score, is kept. Default: the whole text.")
 
 
 class MultiGrader(_GraderBase):

@@ -9,7 +9,11 @@ a chosen code. Behaviour comes from the manifest's labels (copied into the train
     fake.align.dev/exit-code: "0"      exit code at the end (12 = Diverged, 11 = DataError, ...)
     fake.align.dev/message: "json"     "json" (default) or "text": termination message format
     fake.align.dev/warning: "Reason"   from step 1 on, serve align_trainer_warning{reason="Reason"} 1 (as the
-                                       trainer does for NoLearningSignal) with WARNING_MESSAGE
+                                       trainer does for NoLearningSignal) with WARNING_MESSAGE; a successful run's
+                                       termination message carries it too (`warnings`, as the trainer's)
+    fake.align.dev/warning-at: "end"   the warning came at the last step: never served, so no scrape can see it
+                                       (a run that ends before the operator's next scrape); only the termination
+                                       message carries it
 
 With `spec.checkpoints.volume` it keeps state as the trainer does, in $ALIGN_OUTPUT_DIR (the job's directory on
 that volume): one metrics.jsonl line per step, and on SIGTERM (suspend, cancel, preemption) `fake-checkpoint.json`
@@ -128,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         with gauges.lock:
             gauges.values.update(step=step, epoch=step / steps, loss=1.0 / step, learning_rate=1e-4)
-            gauges.warning = labels.get("fake.align.dev/warning")
+            if labels.get("fake.align.dev/warning-at") != "end":
+                gauges.warning = labels.get("fake.align.dev/warning")
         if state is not None:
             with (state / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps({"step": step, "loss": 1.0 / step}) + "\n")
@@ -147,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     final.mkdir(parents=True, exist_ok=True)
     (final / "adapter_config.json").write_text(json.dumps({"fake": True, "job": name}))
     (output / "resolved.json").write_text(os.environ.get("ALIGN_RESOLVED_URIS", "{}"))
+    warning = labels.get("fake.align.dev/warning")
     _terminate(json.dumps({"adapter": f"file://{final}", "steps": steps, "totalSteps": steps,
-                           "finalMetrics": {"loss": 1.0 / steps}}))
+                           "finalMetrics": {"loss": 1.0 / steps},
+                           **({"warnings": [{"reason": warning, "message": WARNING_MESSAGE}]} if warning else {})}))
     return 0
 
 

@@ -124,6 +124,33 @@ def test_kto_and_max_prompt_length_cut_prompts_too(tok: Any, tmp_path: Path) -> 
     assert fitted["completion"] == train["completion"]
 
 
+def test_a_long_chat_drops_its_oldest_emptied_turns_and_keeps_the_last_question(tok: Any, tmp_path: Path) -> None:
+    """Six earlier exchanges before the question (13 messages, as in LLaMA-Factory's multi-turn pairs): emptied,
+    their role headers alone fill 96 tokens; the oldest turns go in pairs, the question stays whole."""
+    history = [m for k in range(6) for m in ({"role": "user", "content": f"Tell me about thing number {k}."},
+                                             {"role": "assistant", "content": f"Thing number {k} is a kind of box."})]
+    rows = [{"input": {"messages": history + [{"role": "user", "content": "Which thing holds water?"}]},
+             "preferred_output": [{"role": "assistant", "content": "Thing 3."}],
+             "non_preferred_output": [{"role": "assistant", "content": "None."}]}]
+    train = _load(tmp_path, rows, DataKind.PREFERENCE)
+    lengths = set()
+    for budget in range(36, 61, 2):  # budgets that leave different numbers of turns
+        fitted = fit_dataset(train, tok, Hyperparameters(max_length=96, max_prompt_length=budget), "train")
+        prompt = fitted[0]["prompt"]
+        rendered = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        assert len(tok(rendered, add_special_tokens=False)["input_ids"]) <= budget
+        assert prompt[-1] == {"role": "user", "content": "Which thing holds water?"}
+        # whole turns dropped: user first, roles alternating
+        assert [m["role"] for m in prompt] == ["user", "assistant"] * (len(prompt) // 2) + ["user"], budget
+        # what is left of the history is its newest part, each message's text (if any) the end of the original's
+        newest = history[len(history) - (len(prompt) - 1):]
+        assert all(kept["role"] == was["role"] and was["content"].endswith(kept["content"])
+                   for kept, was in zip(prompt[:-1], newest))
+        assert fitted["chosen"] == train["chosen"]
+        lengths.add(len(prompt))
+    assert len(lengths) > 1 and max(lengths) < 13
+
+
 def test_a_max_length_below_the_template_is_a_config_error(tok: Any, tmp_path: Path) -> None:
     train = _load(tmp_path, _rows(1), DataKind.PREFERENCE)
     with pytest.raises(ConfigError, match=r"hyperparameters\.maxLength \(12\) is too small for the chat template"):

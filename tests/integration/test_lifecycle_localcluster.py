@@ -4,6 +4,7 @@ checkpoints on SIGTERM into its checkpoint volume and the next pod continues fro
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,9 +25,13 @@ def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield box
 
 
-def steps_written(sb: LocalCluster, name: str) -> list[int]:
-    """The steps in the job's metrics.jsonl on its checkpoint volume (one line per step)."""
-    (path,) = sb.workdir.glob(f"**/volumes/*/ckpt/{name}/metrics.jsonl")
+def steps_written(sb: LocalCluster, name: str, *, missing_ok: bool = False) -> list[int]:
+    """The steps in the job's metrics.jsonl on its checkpoint volume (one line per step); `missing_ok`: [] before
+    the first step, instead of failing."""
+    found = list(sb.workdir.glob(f"**/volumes/*/ckpt/{name}/metrics.jsonl"))
+    if missing_ok and not found:
+        return []
+    (path,) = found
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
@@ -108,26 +113,61 @@ def test_an_operator_killed_mid_pause_and_mid_resume_loses_and_duplicates_nothin
     assert reasons.count("JobCreated") == 1 and "Resumed" in reasons, reasons   # one creation, one event
 
 
+def test_warnings_of_runs_that_ended_while_no_operator_ran_give_one_event_each(sb: LocalCluster) -> None:
+    # "seen": a scrape saw the warning before the crash; "unseen": the run reports it only at its end. Both runs end
+    # while no operator runs; the restarted one reads their termination messages: the condition, one event each.
+    warned = {"fake.align.dev/warning": "NoLearningSignal"}
+    seen, unseen = aj("seen", steps=30, step_ms=100), aj("unseen", steps=30, step_ms=100)
+    seen["metadata"]["labels"].update(warned)
+    unseen["metadata"]["labels"].update({**warned, "fake.align.dev/warning-at": "end"})
+    sb.apply(seen)
+    sb.apply(unseen)
+    sb.wait_for(lambda: "LearningSignal" in conditions({"status": {}, **(sb.get("seen") or {})}), timeout=30)
+    sb.wait_for(lambda: [e for e in sb.events("seen") if e["reason"] == "NoLearningSignal"], timeout=10)
+    sb.kill_operator()
+    sb.wait_for(lambda: all(p["status"].get("phase") == "Succeeded" for name in ("seen", "unseen")
+                            for p in sb.list("Pod", labels=f"align.dev/job={name}")), timeout=30)
+    assert (sb.get("unseen").get("status") or {}).get("phase") == "Running"  # the operator has not seen the end
+    sb.start_operator()
+    for name in ("seen", "unseen"):
+        done = sb.wait(name, timeout=30)
+        cond = conditions(done)["LearningSignal"]
+        assert done["status"]["phase"] == "Succeeded" and cond["reason"] == "NoLearningSignal", done["status"]
+        sb.wait_for(lambda: [e for e in sb.events(name) if e["reason"] == "NoLearningSignal"], timeout=10)
+    sb.restart_operator()  # and once more, after the end: the finished jobs get nothing new
+    time.sleep(3.0)        # the passes (status_interval_seconds) a second event would come from
+    for name in ("seen", "unseen"):
+        assert [e["reason"] for e in sb.events(name)].count("NoLearningSignal") == 1, sb.events(name)
+
+
 def test_a_budget_pauses_a_running_job_warns_first_and_raising_it_resumes(sb: LocalCluster) -> None:
-    # a CPU job: maxGpuHours counts pod-hours; 0.0012 pod-hours = 4.3 s of running
-    sb.apply(aj("budget", steps=40, step_ms=200, checkpoints={"volume": "ckpt"},
-                runPolicy={"maxGpuHours": 0.0012}))
+    # A CPU job: maxGpuHours counts pod-hours. The limit that pauses it is set once the pod has written its first
+    # step, to what the job has used by then plus 0.0012 pod-hours (4.3 s more of running): a fixed limit from the
+    # start raced the pod's start-up, and on a loaded machine paused the job before it had written a step.
+    sb.apply(aj("budget", steps=60, step_ms=200, checkpoints={"volume": "ckpt"}, runPolicy={"maxGpuHours": 1}))
+    sb.wait_for(lambda: step_of(sb, "budget") >= 1 and bool(steps_written(sb, "budget", missing_ok=True)), timeout=60)
+    before = sb.get("budget")["status"]["usage"]
+    assert before["budgetUsed"] < 0.8 and not before.get("warned"), before
+    limit = round(before["podHours"] + 0.0012, 4)
+    sb.patch("budget", {"spec": {"runPolicy": {"maxGpuHours": limit}}})
     paused = sb.wait("budget", until=["Suspended", "Succeeded", "Failed"], timeout=60)
     status = paused["status"]
     assert status["phase"] == "Suspended", status
     cond = conditions(paused)["Suspended"]
     assert cond["reason"] == "BudgetExhausted" and "runPolicy.maxGpuHours" in cond["message"]
-    assert status["usage"]["podHours"] >= 0.0012 and status["usage"]["budgetUsed"] >= 1
+    assert status["usage"]["podHours"] >= limit and status["usage"]["budgetUsed"] >= 1
     assert live_pods(sb, "budget") == []
     reached = steps_written(sb, "budget")
-    assert 0 < len(reached) < 40
+    assert 0 < len(reached) < 60 and reached == list(range(1, len(reached) + 1))
     events = sb.events("budget")
     warning = [e for e in events if e["reason"] == "BudgetWarning"]
     assert len(warning) == 1 and warning[0]["type"] == "Warning" and "80%" in warning[0]["message"]
+    pausing = [i for i, e in enumerate(events) if e["reason"] == "Suspending" and "Budget used up" in e["message"]]
+    assert pausing and events.index(warning[0]) < pausing[0], [e["reason"] for e in events]   # warned first
     sb.patch("budget", {"spec": {"runPolicy": {"maxGpuHours": 1}}})
     done = sb.wait("budget", timeout=60)
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    assert steps_written(sb, "budget") == list(range(1, 41))
+    assert steps_written(sb, "budget") == list(range(1, 61))   # resumed from the pause: each step once
     usage = done["status"]["usage"]
     assert usage["running"] == [] and usage["podHours"] > status["usage"]["podHours"]
 

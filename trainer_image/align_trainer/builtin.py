@@ -16,6 +16,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UpstreamError
+
 SEED = 1234
 VERSION = "v1"  # bump when the architecture or tokenizer changes, so stale caches are not reused
 ENV_CACHE = "ALIGN_CACHE_DIR"
@@ -145,16 +147,27 @@ def cache_root() -> Path:
     return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "align_trainer")
 
 
+def _finished(folder: Path) -> bool:
+    """A built copy is in `folder`: the tokenizer, saved last into the staging folder, is there with the config."""
+    return (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+
+
 def materialize(name: str, root: Path | None = None, *, dtype: str = "float32") -> Path:
     """Directory holding builtin://<name> in from_pretrained layout; built on first use, atomically. `dtype`:
-    what a packaged (GGUF) model is dequantized to; the random ones are saved in float32."""
+    what a packaged (GGUF) model is dequantized to; the random ones are saved in float32.
+
+    Several processes may build the same model at once on one cache (pytest-xdist workers, jobs on a shared PVC):
+    each saves into a staging folder of its own and renames it into place (rename(2) of a folder onto a non-empty
+    one fails, so the first rename wins and nobody sees a half-written folder); a loser drops its copy and uses the
+    winner's, which is identical (fixed seed). A rename that fails with no finished copy in place is an error
+    naming the folder, never a folder returned half-written or missing."""
     if name in PACKAGED:
         from . import gguf_models
         return gguf_models.convert(packaged_file(name), dtype=dtype, root=root or cache_root())
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown builtin model {name!r}; have {sorted([*ARCHITECTURES, *PACKAGED])}")
     target = (root or cache_root()) / "builtin" / f"{name}-{VERSION}"
-    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+    if _finished(target):
         return target
     staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
@@ -163,8 +176,11 @@ def materialize(name: str, root: Path | None = None, *, dtype: str = "float32") 
         build_tokenizer().save_pretrained(staging)
         try:
             staging.rename(target)
-        except OSError:  # another process won the race; its copy is identical
-            shutil.rmtree(staging, ignore_errors=True)
+        except OSError as exc:
+            if not _finished(target):  # no winner's copy there: the rename failed for a reason of its own
+                raise UpstreamError(f"builtin://{name}: cannot move the built model into the cache as {target} "
+                                    f"({exc}); if that folder is a leftover without config.json and "
+                                    "tokenizer.json, delete it") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -134,6 +134,9 @@ class MetricsSink(Protocol):
     def warn(self, reason: str, message: str) -> None:
         """Report a warning the run goes on with (the operator: an event and a condition)."""
 
+    def reported_warnings(self) -> list[dict[str, str]]:
+        """The warnings reported so far ({reason, message}): the success termination message carries them."""
+
 
 @dataclass
 class TrainResult:

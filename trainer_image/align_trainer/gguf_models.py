@@ -184,8 +184,12 @@ def source_of(model_dir: Path | str) -> dict[str, Any] | None:
 
 
 def convert(path: Path, *, root: Path, dtype: str = "float32") -> Path:
-    """The from_pretrained folder of GGUF file `path` dequantized to `dtype`: made on first use, atomically (a
-    staging folder renamed into place; a concurrent converter's identical result wins the race)."""
+    """The from_pretrained folder of GGUF file `path` dequantized to `dtype`: made on first use, atomically.
+
+    Several jobs may convert the same file at once on a shared cache (a PVC): each writes into a staging folder of
+    its own and renames it into place (rename(2) of a folder onto a non-empty one fails, so the first rename wins
+    and nobody ever sees a half-written folder); a loser drops its copy and uses the winner's, which is identical
+    (same bytes, same dtype). The winner's folder is complete once SOURCE_FILE, written last, is there."""
     path = Path(path)
     digest = file_digest(path)
     target = cache_dir(digest, dtype, root)
@@ -204,12 +208,18 @@ def convert(path: Path, *, root: Path, dtype: str = "float32") -> Path:
             "tensorTypes": header.tensor_types, "dtype": dtype})
         try:
             staging.rename(target)
-        except OSError:  # another process won the race; its copy is identical
-            pass
+            won = True
+        except OSError as exc:
+            won = False
+            if not (target / SOURCE_FILE).is_file():  # no winner's copy there: a rename that failed for itself
+                raise UpstreamError(f"GGUF {path.name}: cannot move the converted folder into the cache as {target}"
+                                    f" ({exc}); if that folder is a leftover without {SOURCE_FILE}, delete it") \
+                    from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("GGUF %s (sha256 %s, %s) dequantized to %s in %.1fs: %s", path.name, digest[:12], header.architecture,
-             dtype, time.monotonic() - started, target)
+    log.info("GGUF %s (sha256 %s, %s) dequantized to %s in %.1fs: %s%s", path.name, digest[:12], header.architecture,
+             dtype, time.monotonic() - started, target,
+             "" if won else " (another job's conversion got there first: its identical copy is used)")
     return target
 
 

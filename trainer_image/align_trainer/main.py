@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import json
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import align_api
 from align_api.constants import ExitCode, Reason
@@ -30,13 +29,13 @@ from .errors import ConfigError, Interrupted, TrainerError
 from .runtime import DataKind, Paths, TrainContext, TrainResult
 from .metrics import gauge_name
 from .storage import json_safe
+from .termination import MAX_TERMINATION_MESSAGE, fit, warning_records
 
 log = logging.getLogger("align_trainer")
 
 ENV_OUTPUT_DIR = "ALIGN_OUTPUT_DIR"
 ENV_TERMINATION_LOG = "ALIGN_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-MAX_TERMINATION_MESSAGE = 4096  # kubelet keeps at most 4096 bytes
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -128,8 +127,11 @@ def build_context(job: align_api.AlignmentJob, *, manifest: Path | None, output:
     # the policy writes the answers: prompts leave them room (not tpo's: it wraps each query in the thought prompt
     # and checks maxLength against the wrapped prompt itself, algorithms/tpo.py)
     generated = data_kind == DataKind.PROMPT_ONLY and spec.algorithm != "tpo"
-    train = fit_dataset(train, tokenizer, spec.hyperparameters, "train", generated=generated)
-    evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval", generated=generated)
+    # reward models: TRL's RewardTrainer drops a pair longer than maxLength, so their answers are cut to fit (the end
+    # kept: the score is read there, as the reward_model grader's max_length cuts)
+    keep_end = spec.algorithm == "reward"
+    train = fit_dataset(train, tokenizer, spec.hyperparameters, "train", generated=generated, keep_answer_end=keep_end)
+    evals = fit_dataset(evals, tokenizer, spec.hyperparameters, "eval", generated=generated, keep_answer_end=keep_end)
     # rank 0 writes and serves; the other ranks' sink still checks for divergence (they log the same numbers)
     training = main_rank and promote_from is None  # a promotion writes none of the run's files
     metrics = Metrics(job.name, paths.metrics_file if training else None, port=metrics_port if main_rank else None,
@@ -196,10 +198,12 @@ def write_termination_message(reason: str, message: str) -> None:
     write_termination_log(f"{reason}: {message}")
 
 
-def success_message(result: TrainResult, metrics_file: Path | None = None) -> str:
-    """The JSON termination message of a successful run: artifacts, step counts, final numbers and the
-    evaluation (the operator copies them into status; the gauges vanish with the pod). At most 4096 bytes:
-    final metrics are dropped first, then the evaluation, never the artifacts. NaN/inf become null."""
+def success_message(result: TrainResult, metrics_file: Path | None = None,
+                    warnings: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The JSON termination message of a successful run: artifacts, step counts, final numbers, the evaluation
+    and the warnings the run went on with (the operator copies them into status; the gauges vanish with the
+    pod, and a run may end before the operator's next scrape). At most 4096 bytes, cut as termination.fit
+    says (never the artifacts, never a warning's reason). NaN/inf become null."""
     artifacts = {"adapter": str(result.adapter_uri or result.adapter_dir or "") or None,
                  "merged": str(result.merged_uri or result.merged_dir or "") or None,
                  "report": result.extra.get("evaluation_report"),
@@ -217,11 +221,9 @@ def success_message(result: TrainResult, metrics_file: Path | None = None) -> st
         doc["evaluationProblem"] = result.extra["evaluation_problem"]  # -> Evaluated=False, never "passed"
     if result.checkpoint_index:  # the kept checkpoints (status.checkpoints), newest last
         doc["checkpointIndex"] = json_safe(result.checkpoint_index[-10:])
-    for drop in ("checkpointIndex", "finalMetrics", "evaluation"):
-        if len(json.dumps(doc).encode()) <= MAX_TERMINATION_MESSAGE:
-            break
-        doc.pop(drop, None)
-    return json.dumps(doc)
+    if warnings:  # -> the warning's condition and one event (operator: status/warnings.py)
+        doc["warnings"] = warning_records(warnings)
+    return fit(doc, MAX_TERMINATION_MESSAGE)
 
 
 def summary(job: align_api.AlignmentJob, result: TrainResult, seconds: float) -> str:
@@ -294,7 +296,8 @@ def run(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
         result = module.run(ctx)
         if distributed.is_main():  # rank 0 published; its message is the pod's
             ctx.metrics.write_status(state="Succeeded", adapter=str(result.adapter_uri or result.adapter_dir))
-            write_termination_log(success_message(result, ctx.paths.metrics_file))
+            write_termination_log(success_message(result, ctx.paths.metrics_file,
+                                                  ctx.metrics.reported_warnings()))
             print(summary(job, result, time.monotonic() - started), flush=True)
         return ExitCode.OK
     except TrainerError as exc:

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from .errors import Diverged
 from .numerics import RESIDUAL_KEY, ResidualWatch
 from .storage import write_json_atomic
+from .termination import WARNING_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,12 @@ class Metrics:
     def warn(self, reason: str, message: str) -> None:
         """A warning the run goes on with: the warning gauge (the operator's event and condition) and
         status.json's `warnings` (local runs)."""
-        self.warnings.labels(job=self.job, reason=reason, message=message[:1024]).set(1)
+        self.warnings.labels(job=self.job, reason=reason, message=message[:WARNING_CHARS]).set(1)
         self.state.setdefault("warnings", []).append({"reason": reason, "message": message})
         self.write_status(state="Running")
+
+    def reported_warnings(self) -> list[dict[str, str]]:
+        return list(self.state.get("warnings") or [])
 
     def progress(self, *, step: int, total_steps: int | None, epoch: float | None = None) -> None:
         self.gauges["step"].labels(job=self.job).set(step)

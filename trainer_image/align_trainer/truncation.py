@@ -58,17 +58,39 @@ def _cut_left(tokenizer: Any, text: str, tokens: int) -> str:
 
 
 def cut_prompt(tokenizer: Any, prompt: Any, budget: int) -> Any:
-    """`prompt` cut from the left until its rendering is at most `budget` tokens (or nothing is left to cut)."""
+    """`prompt` cut from the left until its rendering is at most `budget` tokens (or nothing is left to cut).
+    A conversation loses text from its oldest message on; before the last message is cut, the oldest emptied
+    turns are dropped, a user and its assistant reply together (an emptied turn still costs its role header and
+    end-of-turn tokens: a long chat would otherwise fill the budget with empty turns). System messages stay (a
+    template may put a default one in a dropped one's place)."""
     if not isinstance(prompt, list):
         return _cut_left(tokenizer, prompt, len(_ids(tokenizer, prompt)) - budget)
     messages = [dict(m) for m in prompt]
-    for _ in range(4 * len(messages) + 4):  # each pass empties a message or closes the gap (merges: re-measured)
+    for _ in range(4 * len(messages) + 4):  # each pass empties or drops a message or closes the gap (re-measured)
         excess = len(_ids(tokenizer, prompt_text(tokenizer, messages))) - budget
-        first = next((m for m in messages if m["content"]), None)
-        if excess <= 0 or first is None:
+        if excess <= 0:
             break
-        first["content"] = _cut_left(tokenizer, first["content"], excess)
+        first = next((i for i, m in enumerate(messages) if m["content"]), None)
+        if first is None or first == len(messages) - 1:
+            turn = _emptied_turn(messages)
+            if turn is not None:
+                del messages[turn:turn + 2]
+                continue
+        if first is None:
+            break
+        messages[first]["content"] = _cut_left(tokenizer, messages[first]["content"], excess)
     return messages
+
+
+def _emptied_turn(messages: list[dict[str, Any]]) -> int | None:
+    """Where the oldest emptied turn (two messages after the system ones: a user message and its reply) starts,
+    when both are empty and the last message is not among them; None otherwise. Dropping two keeps the roles
+    alternating, which some templates require."""
+    start = next((i for i, m in enumerate(messages) if m.get("role") != "system"), None)
+    if start is None or start + 2 > len(messages) - 1:
+        return None
+    pair = messages[start:start + 2]
+    return start if not any(m["content"] for m in pair) and all(m.get("role") != "system" for m in pair) else None
 
 
 @dataclass
@@ -76,6 +98,42 @@ class FitReport:
     rows: int = 0
     cut: int = 0
     longest_prompt: int = 0
+    answers_cut: int = 0
+
+
+def cut_answer(tokenizer: Any, prompt: Any, answer: Any, budget: int) -> Any:
+    """`answer` cut from its start until it adds at most `budget` tokens after `prompt` (answer_length), so its
+    end (the end-of-turn token where a reward model reads its score) is kept."""
+    prompt_len = len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+    for _ in range(4):  # a cut can merge tokens at its edge: re-measured
+        excess = answer_length(tokenizer, prompt, answer, prompt_len) - budget
+        if excess <= 0:
+            break
+        if isinstance(answer, list):
+            answer = [dict(m) for m in answer]
+            first = next((m for m in answer if m.get("content")), None)
+            if first is None:
+                break
+            first["content"] = _cut_left(tokenizer, first["content"], excess)
+        else:
+            answer = _cut_left(tokenizer, answer, excess)
+    return answer
+
+
+def fit_answers(tokenizer: Any, row: dict[str, Any], max_length: int, report: FitReport) -> dict[str, Any]:
+    """A (prompt-fitted) row whose answers are cut from their start so that prompt + answer fit max_length: TRL's
+    RewardTrainer drops every pair longer than max_length instead of truncating it (on real pairs, with answers
+    of hundreds of tokens, nearly all of them)."""
+    prompt = row.get("prompt")
+    if prompt is None:
+        return row
+    budget = max_length - len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+    out = dict(row)
+    for key in ANSWERS:
+        if key in row:
+            out[key] = cut_answer(tokenizer, prompt, row[key], budget)
+            report.answers_cut += out[key] != row[key]
+    return out
 
 
 def fit_row(tokenizer: Any, row: dict[str, Any], max_length: int, max_prompt_length: int | None,
@@ -101,7 +159,7 @@ def fit_row(tokenizer: Any, row: dict[str, Any], max_length: int, max_prompt_len
     left = len(_ids(tokenizer, prompt_text(tokenizer, cut)))
     if left >= max_length:  # the template's own tokens around an empty prompt fill maxLength
         raise ConfigError(f"hyperparameters.maxLength ({max_length}) is too small for the chat template: the prompt "
-                          f"rendered with every message emptied still takes {left} tokens (this row's prompt has "
+                          f"rendered with every message emptied (older turns dropped) still takes {left} tokens (this row's prompt has "
                           f"{prompt_len}); raise maxLength well above {left}: the answers need room too")
     report.cut += 1
     return {**row, "prompt": cut}
@@ -128,9 +186,11 @@ def fit_prompt(tokenizer: Any, row: dict[str, Any], budget: int, report: FitRepo
     return {**row, "prompt": cut_prompt(tokenizer, prompt, budget)}
 
 
-def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str, *, generated: bool = False) -> Any:
+def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str, *, generated: bool = False,
+                keep_answer_end: bool = False) -> Any:
     """The dataset with every prompt fitted (rows without a prompt and an answer are returned as they are).
-    `generated`: the rows are prompts the policy answers (DataKind.PROMPT_ONLY): cut to prompt_budget(hp)."""
+    `generated`: the rows are prompts the policy answers (DataKind.PROMPT_ONLY): cut to prompt_budget(hp).
+    `keep_answer_end` (reward models): answers that still do not fit are cut from their start (fit_answers)."""
     if dataset is None or "prompt" not in dataset.column_names:
         return dataset
     report = FitReport()
@@ -143,12 +203,18 @@ def fit_dataset(dataset: Any, tokenizer: Any, hp: Any, split: str, *, generated:
         rows = [fit_row(tokenizer, dict(row), hp.max_length, hp.max_prompt_length, report) for row in dataset]
         why = f"maxLength ({hp.max_length})" + \
             (f" / maxPromptLength ({hp.max_prompt_length})" if hp.max_prompt_length else "") + " and keep the answers"
+        if keep_answer_end:
+            rows = [fit_answers(tokenizer, row, hp.max_length, report) for row in rows]
     else:
         return dataset
     if report.cut:
         log.warning("%s: the prompts of %d of %d rows were cut from the left to fit hyperparameters.%s; the longest "
                     "prompt has %d tokens", split, report.cut, report.rows, why, report.longest_prompt)
-    else:
+    if report.answers_cut:
+        log.warning("%s: %d answers were cut from their start to fit hyperparameters.maxLength (%d) beside their "
+                    "prompt (their end, where a reward model reads its score, kept)", split, report.answers_cut,
+                    hp.max_length)
+    if not (report.cut or report.answers_cut):
         return dataset
     from datasets import Dataset
     return Dataset.from_list(rows)

@@ -10,6 +10,7 @@ from align_api.constants import TERMINAL_PHASES, ConditionType, Phase, Reason
 from .conditions import phase_conditions, set_condition
 from .observe import BLOCKED_REASONS, Observation
 from .progress import completed
+from .warnings import ended_warnings
 
 
 def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int | None, now: str,
@@ -71,6 +72,8 @@ def next_status(current: Mapping[str, Any], obs: Observation, *, generation: int
                 status["conditions"] = set_condition(
                     status["conditions"], ConditionType.EVALUATED, "True", Reason.EVALUATION_PASSED,
                     "Evaluation finished and every gate passed", generation, now)
+            if obs.success.warnings:  # a run that ended before the operator's next scrape reports them here alone
+                status["conditions"] = ended_warnings(status["conditions"], obs.success.warnings, generation, now)
         if artifacts:
             status["artifacts"] = artifacts
     return status

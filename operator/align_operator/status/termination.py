@@ -4,8 +4,8 @@ The trainer writes either a JSON object or text (`<Reason>: <message>`, or anyth
 JSON keys understood here:
 `reason`, `message` (failures) and the artifact URIs `adapter`, `merged`, `checkpoints`, `report`, `metrics`
 (at the top level or under `artifacts`), `steps` and `totalSteps`, the final numbers under `finalMetrics`
-the evaluation's numbers (winRate, rewardDelta, ...) under `evaluation`, and the kept checkpoints under
-`checkpointIndex`.
+the evaluation's numbers (winRate, rewardDelta, ...) under `evaluation`, the kept checkpoints under
+`checkpointIndex`, and the warnings the run went on with under `warnings` ([{reason, message}]).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ _PREFIXED = re.compile(r"^([A-Z][A-Za-z]+): (.*)$", re.S)
 _REASONS = {reason.value for reason in Reason}
 ARTIFACT_KEYS = ("adapter", "merged", "checkpoints", "report", "metrics")
 MAX_MESSAGE = 1024
+ELIDED = " [...] "
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Termination:
     evaluation_problem: tuple[str, str] | None = None
     #: The kept checkpoints' records (`checkpointIndex`: step, time, metrics, evaluation).
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    #: {reason: message} of the warnings the run went on with (`warnings`; status/warnings.py).
+    warnings: dict[str, str] = field(default_factory=dict)
 
 
 def parse_message(text: str | None) -> dict[str, Any] | None:
@@ -50,6 +53,16 @@ def parse_message(text: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """The trainer's own message in `limit` characters: its head (what went wrong: the trainer writes that first,
+    e.g. NoLearningSignal's "no learning signal: grader ..." before the sampled answers) and its tail (the last
+    error or advice), the middle elided."""
+    if len(text) <= limit:
+        return text
+    head = (limit - len(ELIDED)) // 2
+    return text[:head] + ELIDED + text[len(text) - (limit - len(ELIDED) - head):]
 
 
 def reason_for(exit_code: int | None, kubelet_reason: str | None) -> str:
@@ -72,11 +85,13 @@ def from_terminated(terminated: dict[str, Any]) -> Termination:
         if prefixed and prefixed.group(1) in _REASONS and code not in (0, None):
             # The trainer's own format: "<Reason>: <message>".
             result.reason, text = prefixed.group(1), prefixed.group(2)
-        result.message = text.strip()[-MAX_MESSAGE:]
+            result.message = clip(text.strip())
+        else:
+            result.message = text.strip()[-MAX_MESSAGE:]  # e.g. the kubelet's log tail: its end says the most
         return result
     if doc.get("reason") and code not in (0, None):
         result.reason = str(doc["reason"])
-    result.message = str(doc.get("message") or "").strip()[-MAX_MESSAGE:]
+    result.message = clip(str(doc.get("message") or "").strip())
     artifacts = doc.get("artifacts") if isinstance(doc.get("artifacts"), dict) else doc
     result.artifacts = {k: artifacts[k] for k in ARTIFACT_KEYS if isinstance(artifacts.get(k), (str, list))}
     for key, attr in (("steps", "steps"), ("totalSteps", "total_steps"), ("total_steps", "total_steps")):
@@ -91,6 +106,10 @@ def from_terminated(terminated: dict[str, Any]) -> Termination:
     index = doc.get("checkpointIndex")
     if isinstance(index, list):
         result.checkpoints = [r for r in index if isinstance(r, dict) and isinstance(r.get("step"), int)]
+    warnings = doc.get("warnings")
+    for warning in warnings if isinstance(warnings, list) else []:
+        if isinstance(warning, dict) and isinstance(warning.get("reason"), str) and warning["reason"]:
+            result.warnings.setdefault(warning["reason"], str(warning.get("message") or "")[:MAX_MESSAGE])
     evaluation = doc.get("evaluation")
     if isinstance(evaluation, dict):
         result.evaluation = {str(k): _number(v) for k, v in evaluation.items() if not isinstance(v, (dict, list))}

@@ -1,7 +1,11 @@
-"""Warnings the trainer reports while it runs (align_trainer_warning{reason, message} 1) -> conditions (pure).
+"""Warnings the trainer reports (align_trainer_warning{reason, message} 1 while it runs, and `warnings` in its
+success termination message) -> conditions (pure).
 
 The run goes on; the condition says what is wrong (e.g. LearningSignal=False, reason NoLearningSignal, with the
 trainer's sampled answers in the message) and handlers/track.py records a Warning event when it appears.
+A scrape sees a warning only while the pod runs; a run that ends before the operator's next scrape reports it in
+its termination message alone, so the ended pod's warnings are merged in too (`ended_warnings`), without a
+second event for a warning a scrape already turned into its condition.
 """
 
 from __future__ import annotations
@@ -35,6 +39,21 @@ def warning_conditions(conditions: list[dict[str, Any]], warnings: dict[str, str
     for reason, message in warnings.items():
         if reason in WARNING_CONDITIONS:
             kind, status = WARNING_CONDITIONS[reason]
+            conditions = set_condition(conditions, kind, status, reason, message, generation, now)
+    return conditions
+
+
+def ended_warnings(conditions: list[dict[str, Any]], warnings: dict[str, str], generation: int | None,
+                   now: str) -> list[dict[str, Any]]:
+    """`conditions` with the warnings of the trainer's termination message. A condition that already holds with
+    the same reason (a scrape saw the warning while the pod ran) stays as it is: the termination message may carry
+    a shorter cut of the same message, which must not read as a new warning (new_warnings: one event)."""
+    for reason, message in warnings.items():
+        if reason not in WARNING_CONDITIONS:
+            continue
+        kind, status = WARNING_CONDITIONS[reason]
+        old = get_condition(conditions, kind) or {}
+        if (old.get("status"), old.get("reason")) != (status, reason):
             conditions = set_condition(conditions, kind, status, reason, message, generation, now)
     return conditions
 

@@ -62,7 +62,7 @@ class RewardModelScorer(Scorer):
             prompt = sample.get("prompt", item.get("prompt", ""))
             completion = sample.get("completion", sample["output_text"])
             texts.append(reward_model_input(prompt, completion, self.tokenizer))
-        scores = reward_model_scores(self.model, self.tokenizer, texts)
+        scores = reward_model_scores(self.model, self.tokenizer, texts, max_length=self.spec.max_length)
         if self.spec.normalize and len(scores) > 1:
             finite = [s for s in scores if math.isfinite(s)]
             mean = sum(finite) / max(1, len(finite))

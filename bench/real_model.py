@@ -305,12 +305,18 @@ def quartz_valid(rows: list[dict[str, Any]], answers: list[str]) -> str:
     """How the answers chose: the share that name one of the question's options (the others score 0 whatever
     the model knows: format failures), and the share of those that chose "A" beside the share of questions whose
     ideal is "A". A model at chance with a letter bias scores by how its bias meets the split's letter balance:
-    moving the bias moves the accuracy without any knowledge gained."""
+    moving the bias moves the accuracy without any knowledge gained. Then how many questions of each ideal letter
+    it got right: a choice that ignores the question (answering "A" with probability p whatever it reads) is right
+    on about a share p of the "A" questions and 1 - p of the "B" ones, so the two shares sum to about 1; a sum
+    above 1 is a choice that depends on the question, a lean shows as one share high and the other low."""
     chosen = [chosen_option(a, r["options"]) for r, a in zip(rows, answers)]
     named = [c for c in chosen if c is not None]
     share_a = sum(c == "A" for c in named) / len(named) if named else float("nan")
     ideal_a = sum(r["ideal"] == "A" for r in rows) / len(rows)
-    return f"naming an option {len(named) / len(rows):.3f}, choosing A {share_a:.2f} (ideal A {ideal_a:.2f})"
+    right = {x: (sum(c == x for r, c in zip(rows, chosen) if r["ideal"] == x), sum(r["ideal"] == x for r in rows))
+             for x in "AB"}
+    return (f"naming an option {len(named) / len(rows):.3f}, choosing A {share_a:.2f} (ideal A {ideal_a:.2f}), "
+            f"right on A questions {right['A'][0]}/{right['A'][1]}, on B questions {right['B'][0]}/{right['B'][1]}")
 
 
 def _online_row(b: Bench, name: str, algorithm: str, data: str, grader: dict[str, Any], tokens: int,
@@ -320,12 +326,19 @@ def _online_row(b: Bench, name: str, algorithm: str, data: str, grader: dict[str
     base, answers, errors = b.graded(data, None, grader, tokens)
     shapes = [f"base {valid(held, answers)}"] if valid else []
     log(f"{name} base: {base:.3f}; {shapes}; sample answers {answers[:6]} (grader errors {errors})")
+    if valid:
+        log(f"{name} base chose (per question, '-' none): "
+            + "".join(chosen_option(a, r["options"]) or "-" for r, a in zip(held, answers)))
+        log(f"{name} ideal: " + "".join(r["ideal"] for r in held))
     after = []
     for s in seeds:
         adapter = b.train(name, algorithm, data, s, grader=grader)
         reward, answers, errors = b.graded(data, adapter, grader, tokens)
         if valid:
             shapes.append(f"seed {s} {valid(held, answers)}")
+        if valid:
+            log(f"{name} seed {s} chose (per question, '-' none): "
+                + "".join(chosen_option(a, r["options"]) or "-" for r, a in zip(held, answers)))
         log(f"{name} seed {s}: {reward:.3f}; {shapes[-1:] if valid else ''}; "
             f"{training_summary(adapter.parent / 'metrics.jsonl')}; sample answers {answers[:6]} "
             f"(grader errors {errors})")

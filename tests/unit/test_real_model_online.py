@@ -54,8 +54,8 @@ def test_quartz_valid_reports_format_failures_and_the_letter_bias() -> None:
     options = {"A": "increase", "B": "decrease"}
     held = [{"options": options, "ideal": ideal} for ideal in "AAAB"]
     line = real_model.quartz_valid(held, ["B: decrease", "B: less", "C: Rich", "A: increase"])
-    assert line == "naming an option 0.750, choosing A 0.33 (ideal A 0.75)"
-
+    assert line == ("naming an option 0.750, choosing A 0.33 (ideal A 0.75), right on A questions 0/3, "
+                    "on B questions 0/1")
 
 
 def test_keep_reuses_a_finished_run_of_the_same_manifest_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,3 +112,17 @@ def test_validation_only_stops_the_preference_rows_before_any_held_out_measure(
     monkeypatch.setattr(real_model, "VALIDATION_ONLY", False)
     with pytest.raises(AssertionError, match="a held-out measure ran"):
         real_model.row_dpo(bench, [1])
+
+
+def test_quartz_valid_tells_a_letter_lean_from_a_question_dependent_choice() -> None:
+    options = {"A": "increase", "B": "decrease"}
+    held = [{"options": options, "ideal": ideal} for ideal in "AABB"]
+    # both score 0.5 on a balanced split: "A" everywhere is right on every A question and no B question
+    lean = real_model.quartz_valid(held, ["A", "A: increase", "A", "A"])
+    assert lean.endswith("choosing A 1.00 (ideal A 0.50), right on A questions 2/2, on B questions 0/2")
+    # the same share of "A" answers, on the questions whose ideal is "A": right on all of them
+    follows = real_model.quartz_valid(held, ["A", "A: increase", "B: decrease", "decrease"])
+    assert follows.endswith("choosing A 0.50 (ideal A 0.50), right on A questions 2/2, on B questions 2/2")
+    # the same letters on the other questions: wrong on all
+    against = real_model.quartz_valid(held, ["B", "B", "A", "increase"])
+    assert against.endswith("choosing A 0.50 (ideal A 0.50), right on A questions 0/2, on B questions 0/2")

@@ -78,8 +78,17 @@ def cut_prompt(tokenizer: Any, prompt: Any, budget: int) -> Any:
                 continue
         if first is None:
             break
-        messages[first]["content"] = _cut_left(tokenizer, messages[first]["content"], excess)
+        _cut_first(tokenizer, messages, excess)
     return messages
+
+
+def _cut_first(tokenizer: Any, messages: list[dict[str, Any]], tokens: int) -> bool:
+    """The first message with text loses `tokens` tokens from its start (in place); False if none has text."""
+    first = next((m for m in messages if m.get("content")), None)
+    if first is None:
+        return False
+    first["content"] = _cut_left(tokenizer, first["content"], tokens)
+    return True
 
 
 def _emptied_turn(messages: list[dict[str, Any]]) -> int | None:
@@ -101,22 +110,19 @@ class FitReport:
     answers_cut: int = 0
 
 
-def cut_answer(tokenizer: Any, prompt: Any, answer: Any, budget: int) -> Any:
-    """`answer` cut from its start until it adds at most `budget` tokens after `prompt` (answer_length), so its
-    end (the end-of-turn token where a reward model reads its score) is kept."""
-    prompt_len = len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+def cut_answer(tokenizer: Any, prompt: Any, answer: Any, budget: int, prompt_len: int) -> Any:
+    """`answer` cut from its start until it adds at most `budget` tokens after `prompt` (`prompt_len` tokens
+    rendered; answer_length), so its end (the end-of-turn token where a reward model reads its score) is kept."""
     for _ in range(4):  # a cut can merge tokens at its edge: re-measured
         excess = answer_length(tokenizer, prompt, answer, prompt_len) - budget
         if excess <= 0:
             break
-        if isinstance(answer, list):
-            answer = [dict(m) for m in answer]
-            first = next((m for m in answer if m.get("content")), None)
-            if first is None:
-                break
-            first["content"] = _cut_left(tokenizer, first["content"], excess)
-        else:
+        if not isinstance(answer, list):
             answer = _cut_left(tokenizer, answer, excess)
+            continue
+        answer = [dict(m) for m in answer]
+        if not _cut_first(tokenizer, answer, excess):
+            break
     return answer
 
 
@@ -127,11 +133,11 @@ def fit_answers(tokenizer: Any, row: dict[str, Any], max_length: int, report: Fi
     prompt = row.get("prompt")
     if prompt is None:
         return row
-    budget = max_length - len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
+    prompt_len = len(_ids(tokenizer, prompt_text(tokenizer, prompt)))
     out = dict(row)
     for key in ANSWERS:
         if key in row:
-            out[key] = cut_answer(tokenizer, prompt, row[key], budget)
+            out[key] = cut_answer(tokenizer, prompt, row[key], max_length - prompt_len, prompt_len)
             report.answers_cut += out[key] != row[key]
     return out
 
@@ -159,8 +165,9 @@ def fit_row(tokenizer: Any, row: dict[str, Any], max_length: int, max_prompt_len
     left = len(_ids(tokenizer, prompt_text(tokenizer, cut)))
     if left >= max_length:  # the template's own tokens around an empty prompt fill maxLength
         raise ConfigError(f"hyperparameters.maxLength ({max_length}) is too small for the chat template: the prompt "
-                          f"rendered with every message emptied (older turns dropped) still takes {left} tokens (this row's prompt has "
-                          f"{prompt_len}); raise maxLength well above {left}: the answers need room too")
+                          f"rendered with every message emptied (older turns dropped) still takes {left} tokens "
+                          f"(this row's prompt has {prompt_len}); raise maxLength well above {left}: the answers "
+                          "need room too")
     report.cut += 1
     return {**row, "prompt": cut}
 

@@ -46,6 +46,7 @@ COMPUTE = "operator/align_operator/status/compute.py"
 TERMINATION = "operator/align_operator/status/termination.py"
 TRAINER_TERMINATION = "trainer_image/align_trainer/termination.py"
 GGUF = "trainer_image/align_trainer/gguf_models.py"
+STORAGE = "trainer_image/align_trainer/storage.py"
 
 RPO_UNIT = "tests/unit/test_rpo.py::"
 RESUME = "tests/integration/test_resume_complete.py::"
@@ -314,22 +315,23 @@ MORE: tuple[Mutation, ...] = (
              (ENDED + "test_the_failure_path_keeps_what_went_wrong_and_the_last_words",
               "tests/integration/test_rl_no_signal.py::test_fail_on_no_learning_signal")),
     # the GGUF conversion cache shared by concurrent jobs (a PVC)
-    Mutation("gguf cache: one fixed staging folder for every converter", GGUF,
-             '    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"',
-             '    staging = target.parent / f".{target.name}.tmp"',
-             ("tests/unit/test_gguf_models.py::test_two_jobs_converting_one_file_at_once_share_the_winners_copy",)),
-    Mutation("gguf cache: a failed rename returns whatever is in the way", GGUF,
-             "            if not (target / SOURCE_FILE).is_file():", "            if False:",
-             ("tests/unit/test_gguf_models.py::test_a_leftover_folder_in_the_way_is_named_not_returned",)),
-    # the builtin:// model cache shared by concurrent builders (pytest-xdist workers, jobs on a PVC)
-    Mutation("builtin cache: one fixed staging folder for every builder", "trainer_image/align_trainer/builtin.py",
-             '    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"',
-             '    staging = target.parent / f".{target.name}.tmp"',
-             ("tests/unit/test_trainer_models.py::test_two_builders_of_one_builtin_at_once_share_the_winners_copy",)),
-    Mutation("builtin cache: a failed rename returns whatever is in the way", "trainer_image/align_trainer/builtin.py",
-             "            if not _finished(target):", "            if False:",
-             ("tests/unit/test_trainer_models.py::test_a_builder_whose_rename_fails_for_itself_names_the_folder",
+    Mutation("cache folders: one fixed staging folder for every builder (GGUF conversions, builtin models)", STORAGE,
+             '    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"\n    staging.mkdir(parents=True)\n',
+             '    staging = target.parent / f".{target.name}.tmp"\n    staging.mkdir(parents=True)\n',
+             ("tests/unit/test_gguf_models.py::test_two_jobs_converting_one_file_at_once_share_the_winners_copy",
+              "tests/unit/test_trainer_models.py::test_two_builders_of_one_builtin_at_once_share_the_winners_copy")),
+    Mutation("cache folders: a failed rename returns whatever is in the way", STORAGE,
+             "            if finished(target):", "            if True:",
+             ("tests/unit/test_gguf_models.py::test_a_leftover_folder_in_the_way_is_named_not_returned",
+              "tests/unit/test_trainer_models.py::test_a_builder_whose_rename_fails_for_itself_names_the_folder",
               "tests/unit/test_trainer_models.py::test_a_leftover_builtin_folder_in_the_way_is_named_not_returned")),
+    Mutation("gguf cache: any folder in the way taken as a finished conversion", GGUF,
+             "lambda folder: (folder / SOURCE_FILE).is_file()", "lambda folder: True",
+             ("tests/unit/test_gguf_models.py::test_a_leftover_folder_in_the_way_is_named_not_returned",)),
+    Mutation("builtin cache: any folder in the way taken as a finished build", "trainer_image/align_trainer/builtin.py",
+             '    return (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()',
+             "    return folder.is_dir()",
+             ("tests/unit/test_trainer_models.py::test_a_leftover_builtin_folder_in_the_way_is_named_not_returned",)),
     # the reward_model grader's max_length: cut from the left (the answer's end kept); reward rows fitted, not dropped
     Mutation("reward_model grader: max_length ignored", RM_GRADER, "texts, max_length=self.spec.max_length)", "texts)",
              (RM_MAX_LENGTH + "test_the_grader_scores_the_last_max_length_tokens",)),

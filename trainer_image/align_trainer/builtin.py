@@ -10,13 +10,11 @@ installed package (never imported) and converted once through the GGUF cache (gg
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UpstreamError
+from .storage import build_folder_once
 
 SEED = 1234
 VERSION = "v1"  # bump when the architecture or tokenizer changes, so stale caches are not reused
@@ -169,18 +167,10 @@ def materialize(name: str, root: Path | None = None, *, dtype: str = "float32") 
     target = (root or cache_root()) / "builtin" / f"{name}-{VERSION}"
     if _finished(target):
         return target
-    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
+
+    def build(staging: Path) -> None:
         build_model(name).save_pretrained(staging)
-        build_tokenizer().save_pretrained(staging)
-        try:
-            staging.rename(target)
-        except OSError as exc:
-            if not _finished(target):  # no winner's copy there: the rename failed for a reason of its own
-                raise UpstreamError(f"builtin://{name}: cannot move the built model into the cache as {target} "
-                                    f"({exc}); if that folder is a leftover without config.json and "
-                                    "tokenizer.json, delete it") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        build_tokenizer().save_pretrained(staging)  # last: _finished looks for it
+
+    build_folder_once(target, build, _finished, f"builtin://{name}")
     return target

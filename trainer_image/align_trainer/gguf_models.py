@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,24 +197,15 @@ def convert(path: Path, *, root: Path, dtype: str = "float32") -> Path:
     header = read_header(path)
     check(header)
     started = time.monotonic()
-    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
+
+    def build(staging: Path) -> None:
         _dequantize_into(path, staging, dtype)
-        storage.write_json_atomic(staging / SOURCE_FILE, {
+        storage.write_json_atomic(staging / SOURCE_FILE, {  # last: a folder with it is complete
             "file": path.name, "sha256": digest, "architecture": header.architecture, "name": header.name,
             "tensorTypes": header.tensor_types, "dtype": dtype})
-        try:
-            staging.rename(target)
-            won = True
-        except OSError as exc:
-            won = False
-            if not (target / SOURCE_FILE).is_file():  # no winner's copy there: a rename that failed for itself
-                raise UpstreamError(f"GGUF {path.name}: cannot move the converted folder into the cache as {target}"
-                                    f" ({exc}); if that folder is a leftover without {SOURCE_FILE}, delete it") \
-                    from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    won = storage.build_folder_once(target, build, lambda folder: (folder / SOURCE_FILE).is_file(),
+                                    f"GGUF {path.name}")
     log.info("GGUF %s (sha256 %s, %s) dequantized to %s in %.1fs: %s%s", path.name, digest[:12], header.architecture,
              dtype, time.monotonic() - started, target,
              "" if won else " (another job's conversion got there first: its identical copy is used)")

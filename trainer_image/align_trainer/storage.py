@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from align_api.constants import ENV_S3_ENDPOINT_URL
 
@@ -57,6 +57,30 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: Any, *, indent: int = 2) -> None:
     """`data` as strict JSON (non-finite numbers become null), written atomically."""
     write_text_atomic(path, json.dumps(json_safe(data), indent=indent, allow_nan=False) + "\n")
+
+
+def build_folder_once(target: Path, build: Callable[[Path], None], finished: Callable[[Path], bool],
+                      what: str) -> bool:
+    """Make cache folder `target` with `build(staging)`, atomically, where several processes may build it at once
+    (pytest-xdist workers, jobs on a shared PVC): each builds in a staging folder of its own and renames it into
+    place; rename(2) of a folder onto a non-empty one fails, so the first rename wins and nobody sees a half-written
+    folder. True if this call's copy was published; False if another builder's copy (`finished(target)`: complete)
+    won, which the caller uses (the builds are identical). A rename that fails with no finished copy in place is an
+    UpstreamError naming the folder (`what` names the model), never a missing or half-written folder returned."""
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        build(staging)
+        try:
+            staging.rename(target)
+            return True
+        except OSError as exc:
+            if finished(target):
+                return False
+            raise UpstreamError(f"{what}: cannot move the built folder into the cache as {target} ({exc}); if that "
+                                "folder is a leftover of an interrupted build, delete it") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def scheme_of(uri: str) -> str:
